@@ -1,0 +1,105 @@
+// ByteView: an immutable, shared view of a value's bytes.
+//
+// A ByteView keeps the block that holds its bytes alive through an intrusive
+// reference count, so copying one costs an atomic increment and never copies
+// the bytes. A cache hit hands out a ByteView of the cache's own entry: the
+// value stays valid for as long as any ByteView refers to it, even after the
+// cache has evicted or replaced the entry.
+//
+// Thread-safety: a ByteView may be copied and read from any thread; distinct
+// ByteViews of one block may be destroyed concurrently.
+
+#ifndef LCACHE_BYTE_VIEW_H_
+#define LCACHE_BYTE_VIEW_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace lcache {
+
+namespace internal {
+
+// The header every shared block starts with. Blocks are either a bare byte
+// buffer, a cache entry (see src/entry.h) or an adopted std::string.
+struct SharedBlock {
+  enum class Kind : uint8_t { kBuffer, kEntry, kString };
+
+  explicit SharedBlock(Kind k) : kind(k) {}
+
+  void Ref() const { refs.fetch_add(1, std::memory_order_relaxed); }
+  // Drops one reference; frees the block when it was the last one.
+  void Unref() const;
+
+  mutable std::atomic<uint32_t> refs{1};
+  const Kind kind;
+  // Spare header bytes for the block's owner: a cache entry keeps its flags
+  // and key length here, so that its whole header fits in 32 bytes.
+  uint8_t owner_flags = 0;
+  uint16_t owner_u16 = 0;
+};
+static_assert(sizeof(SharedBlock) == 8);
+
+}  // namespace internal
+
+class ByteView {
+ public:
+  // An empty view.
+  ByteView() = default;
+
+  // Copies `bytes` into a new shared block.
+  static ByteView Copy(std::string_view bytes);
+  // Takes ownership of `s` without copying its bytes.
+  static ByteView Adopt(std::string&& s);
+
+  ByteView(const ByteView& other) : block_(other.block_), data_(other.data_), size_(other.size_) {
+    if (block_ != nullptr) block_->Ref();
+  }
+  ByteView(ByteView&& other) noexcept
+      : block_(std::exchange(other.block_, nullptr)),
+        data_(std::exchange(other.data_, nullptr)),
+        size_(std::exchange(other.size_, 0)) {}
+  ByteView& operator=(ByteView other) noexcept {
+    swap(other);
+    return *this;
+  }
+  ~ByteView() {
+    if (block_ != nullptr) block_->Unref();
+  }
+
+  void swap(ByteView& other) noexcept {
+    std::swap(block_, other.block_);
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+  }
+
+  const char* data() const { return data_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  std::string_view view() const { return {data_, size_}; }
+  std::string ToString() const { return std::string(data_, size_); }
+
+  friend bool operator==(const ByteView& a, const ByteView& b) { return a.view() == b.view(); }
+  friend bool operator==(const ByteView& a, std::string_view b) { return a.view() == b; }
+
+  // For the store: a view of bytes inside `block`, taking one new reference.
+  static ByteView Share(const internal::SharedBlock* block, const char* data, size_t size) {
+    block->Ref();
+    return ByteView(block, data, size);
+  }
+
+ private:
+  ByteView(const internal::SharedBlock* block, const char* data, size_t size)
+      : block_(block), data_(data), size_(size) {}
+
+  const internal::SharedBlock* block_ = nullptr;
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace lcache
+
+#endif  // LCACHE_BYTE_VIEW_H_

@@ -1,0 +1,192 @@
+// Group: a named cache namespace with a loader, the entry point of lcache.
+//
+// Group::Get(key) answers from the local store when it can; on a miss it
+// loads the key once however many callers ask at the same time
+// (singleflight): from the peer that owns the key when a PeerPicker says
+// another node owns it, else from the group's getter; a value loaded by the
+// getter is stored locally.
+//
+//   lcache::GroupRegistry registry;
+//   lcache::Group* scores = *registry.NewGroup({
+//       .name = "scores",
+//       .cache_bytes = 64 << 20,
+//       .getter = [](std::string_view key) -> absl::StatusOr<lcache::Loaded> {
+//         return lcache::ByteView::Copy(LookUpSomewhere(key));
+//       }});
+//   absl::StatusOr<lcache::ByteView> v = scores->Get("Tom");
+//
+// Thread-safety: Group and GroupRegistry are safe for concurrent use. The
+// getter is called concurrently for different keys, never twice at once for
+// the same key within one group.
+//
+// Errors (texts shared with the Go lru_cache, see wire-protocol.md):
+//   empty key          InvalidArgument "lru_cache: empty key"
+//   key too long       InvalidArgument "lru_cache: key too long (N bytes, max M)"
+//   missing key        whatever the getter returns; by convention
+//                      NotFound "lru_cache: key not found" (KeyNotFoundError())
+//   getter error       passed through with its code and message
+//   getter exception   Internal "lru_cache: getter threw: <what>"
+//
+// Peers: the owner peer's answer is final when it is a value, NotFound or
+// InvalidArgument; any other peer error (unreachable, deadline, overload, a
+// failing getter over there) counts in peer_errors and the key is loaded
+// locally, as the Go program does.
+
+#ifndef LCACHE_GROUP_H_
+#define LCACHE_GROUP_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "lcache/byte_view.h"
+#include "lcache/clock.h"
+#include "lcache/peers.h"
+#include "lcache/singleflight.h"
+#include "lcache/store.h"
+
+namespace lcache {
+
+inline constexpr char kEmptyKeyMessage[] = "lru_cache: empty key";
+inline constexpr char kKeyNotFoundMessage[] = "lru_cache: key not found";
+
+// NotFound with the text every lru_cache node uses for a missing key.
+absl::Status KeyNotFoundError();
+
+// What a getter returns: the value and, optionally, its own time to live
+// (overriding the group's default; absl::InfiniteDuration() for never).
+struct Loaded {
+  Loaded(ByteView v) : value(std::move(v)) {}  // NOLINT: implicit on purpose
+  Loaded(ByteView v, absl::Duration time_to_live) : value(std::move(v)), ttl(time_to_live) {}
+
+  ByteView value;
+  std::optional<absl::Duration> ttl;
+};
+
+// Loads the value of a key on a miss. Return ByteView::Adopt(std::move(s))
+// to hand over a string without a copy; the store copies it once.
+using Getter = std::function<absl::StatusOr<Loaded>(std::string_view key)>;
+
+struct GroupOptions {
+  std::string name = {};
+  // Capacity of the local store: len(key) + len(value) bytes. 0 = unbounded.
+  int64_t cache_bytes = 0;
+  Getter getter = nullptr;
+  StorePolicy policy = StorePolicy::kLru;
+  // Time to live of loaded entries unless the getter says otherwise.
+  // Zero or infinite: entries do not expire.
+  absl::Duration default_ttl = absl::ZeroDuration();
+  // Keys longer than this are rejected with InvalidArgument. At most
+  // kMaxStoreKeyBytes.
+  size_t max_key_bytes = 4096;
+  // Optional. Not owned; must outlive the group (set it once, before use).
+  PeerPicker* peers = nullptr;
+  // Store tuning; see StoreOptions.
+  int store_shards = 0;
+  double lru2_history_fraction = 0.25;
+  const Clock* clock = nullptr;  // null: Clock::Real()
+  RemovalCallback on_removal = nullptr;
+};
+
+// Counters in the spirit of groupcache's Stats.
+struct GroupStats {
+  int64_t gets = 0;             // Get calls, including invalid ones
+  int64_t cache_hits = 0;       // answered from the local store
+  int64_t peer_loads = 0;       // loaded from the owner peer
+  int64_t peer_errors = 0;      // peer calls that failed (then loaded locally)
+  int64_t loads = 0;            // misses that entered singleflight
+  int64_t loads_deduped = 0;    // misses that ran a load (loads minus the shared ones)
+  int64_t local_loads = 0;      // getter calls that succeeded
+  int64_t local_load_errs = 0;  // getter calls that failed
+  int64_t server_requests = 0;  // requests that came from peers
+  StoreStats store;
+};
+
+// Where a Get may load a missing key from.
+enum class LoadScope {
+  kAnywhere,   // the owner peer if another node owns the key, else the getter
+  kLocalOnly,  // never a peer: for requests a peer forwarded to this node
+};
+
+class Group {
+ public:
+  // Use GroupRegistry::NewGroup, or this for a group outside any registry.
+  static absl::StatusOr<std::unique_ptr<Group>> Create(GroupOptions options);
+
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+  ~Group();
+
+  absl::StatusOr<ByteView> Get(std::string_view key, LoadScope scope = LoadScope::kAnywhere);
+
+  // Removes `key` from this node's store (not from peers).
+  void Remove(std::string_view key);
+
+  // Sets the peer picker after creation. Not owned; must outlive the group.
+  void SetPeerPicker(PeerPicker* peers) { peers_.store(peers, std::memory_order_release); }
+
+  // Counts a request that arrived from a peer (for the transport).
+  void CountServerRequest();
+
+  const std::string& name() const { return name_; }
+  GroupStats Stats() const;
+  Store& store() { return *store_; }
+
+ private:
+  class Counters;
+
+  explicit Group(GroupOptions options);
+  absl::Status ValidateKey(std::string_view key) const;
+  absl::StatusOr<ByteView> Load(std::string_view key, LoadScope scope);
+  absl::StatusOr<ByteView> LoadFromGetter(std::string_view key);
+  absl::Time ExpiryOf(const Loaded& loaded) const;
+
+  const std::string name_;
+  const Getter getter_;
+  const absl::Duration default_ttl_;
+  const size_t max_key_bytes_;
+  const Clock* const clock_;
+  std::atomic<PeerPicker*> peers_;
+  std::unique_ptr<Store> store_;
+  // Separate flights per scope: a forwarded request must never wait behind a
+  // flight that is itself waiting on the peer that forwarded it.
+  SingleFlight flights_[2];
+  std::unique_ptr<Counters> counters_;
+};
+
+// Owns groups by name. Groups live as long as the registry; pointers to them
+// stay valid until it is destroyed.
+class GroupRegistry {
+ public:
+  GroupRegistry();
+  ~GroupRegistry();
+  GroupRegistry(const GroupRegistry&) = delete;
+  GroupRegistry& operator=(const GroupRegistry&) = delete;
+
+  // AlreadyExists if the name is taken; InvalidArgument for an empty name or
+  // a missing getter.
+  absl::StatusOr<Group*> NewGroup(GroupOptions options);
+  // Null if there is no such group.
+  Group* GetGroup(std::string_view name) const;
+  std::vector<Group*> Groups() const;
+
+  // A process-wide registry for programs that want one. Tests make their own.
+  static GroupRegistry& Default();
+
+ private:
+  mutable std::shared_mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Group>> groups_;  // guarded by mu_
+};
+
+}  // namespace lcache
+
+#endif  // LCACHE_GROUP_H_

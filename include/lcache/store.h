@@ -1,0 +1,118 @@
+// Store: the local, in-memory, byte-bounded part of the cache.
+//
+// A Store maps keys to immutable values and evicts by policy when the bytes it
+// holds (len(key) + len(value) per entry, as in the Go lru_cache) would exceed
+// its capacity. Every operation is O(1) (amortized over table growth).
+//
+// Layout: each entry is one allocation holding its list links, key and value
+// (see src/entry.h), so a hit hands out a ByteView into the entry itself and
+// the per-entry overhead is what Stats().overhead_bytes reports.
+//
+// Concurrency: safe for concurrent use without external synchronization. The
+// store is split into shards keyed by the key's hash, each with its own mutex,
+// list(s) and an even share of the capacity; eviction is per shard, so the
+// entry evicted is the least recently used *of its shard*. Small stores get
+// fewer shards (see StoreOptions::shards) so that per-shard capacity stays
+// meaningful.
+//
+// Expiration: an entry may carry an expiry time. An expired entry is never
+// returned; a read that finds one removes it and counts a miss and an
+// expiration. Expired entries nobody reads are reclaimed incrementally: every
+// Set examines a few entries from the cold end of its shard, and
+// ReclaimExpired() lets an owner sweep on a timer.
+
+#ifndef LCACHE_STORE_H_
+#define LCACHE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "absl/time/time.h"
+#include "lcache/byte_view.h"
+#include "lcache/clock.h"
+
+namespace lcache {
+
+enum class StorePolicy {
+  kLru,   // least recently used
+  kLru2,  // LRU-2: a history queue for keys seen once, the main queue for keys seen twice
+};
+
+// "lru" / "lru2"; nullopt for anything else.
+std::optional<StorePolicy> ParseStorePolicy(std::string_view name);
+std::string_view StorePolicyName(StorePolicy policy);
+
+// The longest key a store can hold (the entry layout keeps its length in 16 bits).
+inline constexpr size_t kMaxStoreKeyBytes = 65535;
+
+enum class RemovalReason { kEvicted, kExpired, kReplaced, kRemoved };
+
+// Called after an entry left the store, outside the store's locks, so it may
+// call back into the store. `value` stays valid as long as the caller keeps it.
+using RemovalCallback =
+    std::function<void(std::string_view key, const ByteView& value, RemovalReason reason)>;
+
+struct StoreOptions {
+  StorePolicy policy = StorePolicy::kLru;
+  // Budget of len(key) + len(value) over all entries. 0 means unbounded.
+  int64_t capacity_bytes = 0;
+  // Number of lock shards, each with capacity_bytes / shards. 0 picks one
+  // shard per MiB of capacity, at most 16 (16 when unbounded).
+  int shards = 0;
+  // LRU-2 only: the history queue's share of each shard's capacity.
+  double lru2_history_fraction = 0.25;
+  // Source of time for expiration. Null means Clock::Real().
+  const Clock* clock = nullptr;
+  // Optional; called for evictions, expirations, replacements and removals.
+  RemovalCallback on_removal = nullptr;
+};
+
+struct StoreStats {
+  int64_t items = 0;
+  int64_t bytes = 0;  // len(key) + len(value), what the capacity counts
+  int64_t capacity_bytes = 0;
+  // Memory the store uses beyond `bytes`: entry headers, allocator rounding
+  // (assuming 16-byte malloc granularity) and hash table slots.
+  int64_t overhead_bytes = 0;
+  int64_t hits = 0;
+  int64_t misses = 0;
+  int64_t evictions = 0;
+  int64_t expirations = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // The value of `key` if present and not expired.
+  virtual std::optional<ByteView> Get(std::string_view key) = 0;
+
+  // Stores a copy of `value` under `key`, replacing any previous value. The
+  // entry expires at `expire_at` (absl::InfiniteFuture() for never). Returns
+  // false, storing nothing, when the key is longer than kMaxStoreKeyBytes or
+  // the entry alone exceeds its queue's capacity (for LRU-2 a new key must
+  // fit the history list); any previous value of the key is removed then.
+  virtual bool Set(std::string_view key, std::string_view value,
+                   absl::Time expire_at = absl::InfiniteFuture()) = 0;
+
+  // Removes `key`; returns whether it was present.
+  virtual bool Remove(std::string_view key) = 0;
+
+  // Examines up to `max_entries` entries per shard, coldest first, continuing
+  // where the previous sweep stopped, and removes the expired ones. Returns
+  // how many it removed.
+  virtual int64_t ReclaimExpired(int64_t max_entries) = 0;
+
+  virtual int64_t Len() const = 0;
+  virtual int64_t Bytes() const = 0;
+  virtual StoreStats Stats() const = 0;
+};
+
+std::unique_ptr<Store> NewStore(const StoreOptions& options);
+
+}  // namespace lcache
+
+#endif  // LCACHE_STORE_H_

@@ -1,0 +1,47 @@
+#include "entry.h"
+
+#include <cstdlib>
+#include <new>
+
+namespace lcache::internal {
+namespace {
+
+// glibc's chunk for a request of n bytes: n plus an 8-byte size field,
+// rounded up to 16, at least 32.
+int64_t MallocChunkSize(size_t n) {
+  const size_t chunk = (n + 8 + 15) & ~size_t{15};
+  return static_cast<int64_t>(chunk < 32 ? 32 : chunk);
+}
+
+size_t AllocationSize(size_t key_size, size_t value_size, bool has_expiry) {
+  return sizeof(Entry) + (has_expiry ? sizeof(int64_t) : 0) + key_size + value_size;
+}
+
+}  // namespace
+
+Entry* Entry::New(std::string_view key, std::string_view value, uint32_t hash,
+                  int64_t expire_unix_nanos, bool has_expiry) {
+  if (key.size() > kMaxKeySize) return nullptr;
+  void* mem = std::malloc(AllocationSize(key.size(), value.size(), has_expiry));
+  if (mem == nullptr) throw std::bad_alloc();
+  auto* e = new (mem) Entry;
+  e->block.owner_flags = has_expiry ? kHasExpiry : 0;
+  e->block.owner_u16 = static_cast<uint16_t>(key.size());
+  e->hash = hash;
+  e->value_size = static_cast<uint32_t>(value.size());
+  char* p = e->payload();
+  if (has_expiry) {
+    std::memcpy(p, &expire_unix_nanos, sizeof(expire_unix_nanos));
+    p += sizeof(expire_unix_nanos);
+  }
+  // Empty keys/values may come with a null data pointer; memcpy wants none.
+  if (!key.empty()) std::memcpy(p, key.data(), key.size());
+  if (!value.empty()) std::memcpy(p + key.size(), value.data(), value.size());
+  return e;
+}
+
+int64_t Entry::overhead() const {
+  return MallocChunkSize(AllocationSize(key_size(), value_size, has_expiry())) - charge();
+}
+
+}  // namespace lcache::internal

@@ -1,0 +1,298 @@
+// ShardedStore<Policy>: the machinery every eviction policy shares.
+//
+// A store is an array of shards picked by the key's 64-bit hash. A shard owns
+// a hash table of entries, the counters and a Policy object that owns the
+// recency lists and decides where entries go (lru_store.cc, lru2_store.cc).
+// The Policy never touches the table; the shard never decides order.
+//
+// A Policy provides:
+//   Policy(int64_t shard_capacity, const StoreOptions&)
+//   LruList& QueueOf(const Entry*)               the list an entry is on
+//   LruList* Admit(Entry* e, const Entry* old)   the list a new entry joins, or null to
+//                                                reject it; `old` is the entry it replaces
+//   LruList* Touch(Entry* e)                     on a hit: reorder; returns a list that may
+//                                                now be over capacity, or null
+//   template <class F> void ForEachQueue(F f)    every list, coldest-first order irrelevant
+//
+// Work under a shard's mutex is pointer surgery only: entries are allocated
+// before taking it, and removed entries are released (and reported to the
+// removal callback) after dropping it.
+
+#ifndef LCACHE_SRC_SHARDED_STORE_H_
+#define LCACHE_SRC_SHARDED_STORE_H_
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/hash/hash.h"
+#include "entry.h"
+#include "lcache/store.h"
+#include "lru_list.h"
+
+namespace lcache::internal {
+
+// A key with its precomputed table hash, for lookups without an Entry.
+struct KeyRef {
+  std::string_view key;
+  uint32_t hash;
+};
+
+struct EntryHash {
+  using is_transparent = void;
+  size_t operator()(const Entry* e) const { return e->hash; }
+  size_t operator()(const KeyRef& k) const { return k.hash; }
+};
+
+struct EntryEq {
+  using is_transparent = void;
+  bool operator()(const Entry* a, const Entry* b) const { return a == b; }
+  bool operator()(const Entry* a, const KeyRef& b) const {
+    return a->hash == b.hash && a->key() == b.key;
+  }
+  bool operator()(const KeyRef& a, const Entry* b) const { return (*this)(b, a); }
+};
+
+// Entries that left a shard, with the store's reference, to release after
+// the shard's mutex is dropped.
+using Removed = absl::InlinedVector<std::pair<Entry*, RemovalReason>, 4>;
+
+// Entries examined per Set by the incremental expiry sweep, per list.
+inline constexpr int kSweepPerSet = 2;
+
+template <typename Policy>
+class alignas(64) Shard {
+ public:
+  Shard(int64_t capacity, const StoreOptions& options) : policy_(capacity, options) {}
+
+  // The live entry for `k` with a new reference, or null.
+  Entry* Get(const KeyRef& k, const Clock& clock, Removed* out) {
+    std::lock_guard lock(mu_);
+    auto it = table_.find(k);
+    if (it == table_.end()) {
+      ++misses_;
+      return nullptr;
+    }
+    Entry* e = *it;
+    if (e->has_expiry() && e->ExpiredAt(absl::ToUnixNanos(clock.Now()))) {
+      Erase(e, RemovalReason::kExpired, out);
+      ++misses_;
+      return nullptr;
+    }
+    ++hits_;
+    if (LruList* grown = policy_.Touch(e)) EvictOverflow(*grown, clock, out);
+    e->Ref();
+    return e;
+  }
+
+  // Takes over the caller's reference to `e`, unless the policy rejects it:
+  // then it returns false and the caller still owns `e`. A rejected entry
+  // still replaces (removes) the key's previous value, which is stale.
+  bool Insert(Entry* e, const Clock& clock, Removed* out) {
+    std::lock_guard lock(mu_);
+    auto it = table_.find(KeyRef{e->key(), e->hash});
+    const Entry* old = nullptr;
+    if (it != table_.end()) {
+      old = *it;
+      Erase(*it, RemovalReason::kReplaced, out);
+    }
+    LruList* queue = policy_.Admit(e, old);
+    if (queue == nullptr) return false;
+    queue->PushFront(e);
+    table_.insert(e);
+    overhead_ += e->overhead();
+    EvictOverflow(*queue, clock, out);
+    Sweep(kSweepPerSet, clock, out);
+    return true;
+  }
+
+  bool Remove(const KeyRef& k, Removed* out) {
+    std::lock_guard lock(mu_);
+    auto it = table_.find(k);
+    if (it == table_.end()) return false;
+    Erase(*it, RemovalReason::kRemoved, out);
+    return true;
+  }
+
+  int64_t ReclaimExpired(int64_t max_entries, const Clock& clock, Removed* out) {
+    std::lock_guard lock(mu_);
+    return Sweep(max_entries, clock, out);
+  }
+
+  void AddStats(StoreStats* s) const {
+    std::lock_guard lock(mu_);
+    s->items += static_cast<int64_t>(table_.size());
+    s->overhead_bytes +=
+        overhead_ + static_cast<int64_t>(table_.capacity() * (sizeof(Entry*) + 1));
+    s->hits += hits_;
+    s->misses += misses_;
+    s->evictions += evictions_;
+    s->expirations += expirations_;
+    const_cast<Policy&>(policy_).ForEachQueue([&](const LruList& q) { s->bytes += q.bytes(); });
+  }
+
+  int64_t Len() const {
+    std::lock_guard lock(mu_);
+    return static_cast<int64_t>(table_.size());
+  }
+
+  ~Shard() {
+    for (Entry* e : table_) e->Unref();
+  }
+
+ private:
+  void Erase(Entry* e, RemovalReason reason, Removed* out) {
+    policy_.QueueOf(e).Unlink(e);
+    table_.erase(e);
+    overhead_ -= e->overhead();
+    if (reason == RemovalReason::kEvicted) ++evictions_;
+    if (reason == RemovalReason::kExpired) ++expirations_;
+    out->emplace_back(e, reason);
+  }
+
+  void EvictOverflow(LruList& queue, const Clock& clock, Removed* out) {
+    int64_t now = 0;
+    bool have_now = false;
+    while (queue.OverCapacity()) {
+      Entry* victim = queue.tail();
+      bool expired = false;
+      if (victim->has_expiry()) {
+        if (!have_now) now = absl::ToUnixNanos(clock.Now()), have_now = true;
+        expired = victim->ExpiredAt(now);
+      }
+      Erase(victim, expired ? RemovalReason::kExpired : RemovalReason::kEvicted, out);
+    }
+  }
+
+  // Examines up to `budget` entries per list from the sweep cursors.
+  int64_t Sweep(int64_t budget, const Clock& clock, Removed* out) {
+    int64_t removed = 0;
+    int64_t now = 0;
+    bool have_now = false;
+    policy_.ForEachQueue([&](LruList& q) {
+      for (int64_t i = std::min(budget, q.len()); i > 0; --i) {
+        Entry* e = q.SweepNext();
+        if (!e->has_expiry()) continue;
+        if (!have_now) now = absl::ToUnixNanos(clock.Now()), have_now = true;
+        if (e->ExpiredAt(now)) {
+          Erase(e, RemovalReason::kExpired, out);
+          ++removed;
+        }
+      }
+    });
+    return removed;
+  }
+
+  mutable std::mutex mu_;
+  absl::flat_hash_set<Entry*, EntryHash, EntryEq> table_;
+  Policy policy_;
+  int64_t overhead_ = 0;  // sum of entries' overhead()
+  int64_t hits_ = 0;
+  int64_t misses_ = 0;
+  int64_t evictions_ = 0;
+  int64_t expirations_ = 0;
+};
+
+// The number of shards for a capacity: one per MiB, 1 to 16.
+int ShardCount(const StoreOptions& options);
+
+template <typename Policy>
+class ShardedStore final : public Store {
+ public:
+  explicit ShardedStore(const StoreOptions& options)
+      : options_(options),
+        clock_(options.clock != nullptr ? *options.clock : *Clock::Real()),
+        num_shards_(ShardCount(options)) {
+    const int64_t per_shard = options.capacity_bytes / num_shards_;
+    shards_.reserve(num_shards_);
+    for (int i = 0; i < num_shards_; ++i) {
+      shards_.push_back(std::make_unique<Shard<Policy>>(per_shard, options));
+    }
+  }
+
+  std::optional<ByteView> Get(std::string_view key) override {
+    const uint64_t h = Hash(key);
+    Removed removed;
+    Entry* e = ShardFor(h).Get(KeyRef{key, static_cast<uint32_t>(h)}, clock_, &removed);
+    Release(removed);
+    if (e == nullptr) return std::nullopt;
+    // Get took a reference for us; the view adopts it.
+    ByteView v = e->ShareValue();
+    e->Unref();
+    return v;
+  }
+
+  bool Set(std::string_view key, std::string_view value, absl::Time expire_at) override {
+    const uint64_t h = Hash(key);
+    const bool has_expiry = expire_at != absl::InfiniteFuture();
+    Entry* e = Entry::New(key, value, static_cast<uint32_t>(h),
+                          has_expiry ? absl::ToUnixNanos(expire_at) : 0, has_expiry);
+    if (e == nullptr) return false;  // key too long for the entry layout
+    Removed removed;
+    const bool stored = ShardFor(h).Insert(e, clock_, &removed);
+    if (!stored) e->Unref();
+    Release(removed);
+    return stored;
+  }
+
+  bool Remove(std::string_view key) override {
+    const uint64_t h = Hash(key);
+    Removed removed;
+    const bool found = ShardFor(h).Remove(KeyRef{key, static_cast<uint32_t>(h)}, &removed);
+    Release(removed);
+    return found;
+  }
+
+  int64_t ReclaimExpired(int64_t max_entries) override {
+    int64_t n = 0;
+    for (auto& shard : shards_) {
+      Removed removed;
+      n += shard->ReclaimExpired(max_entries, clock_, &removed);
+      Release(removed);
+    }
+    return n;
+  }
+
+  int64_t Len() const override {
+    int64_t n = 0;
+    for (const auto& shard : shards_) n += shard->Len();
+    return n;
+  }
+
+  int64_t Bytes() const override { return Stats().bytes; }
+
+  StoreStats Stats() const override {
+    StoreStats s;
+    s.capacity_bytes = options_.capacity_bytes;
+    for (const auto& shard : shards_) shard->AddStats(&s);
+    return s;
+  }
+
+ private:
+  static uint64_t Hash(std::string_view key) { return absl::Hash<std::string_view>{}(key); }
+
+  // The high half of the hash picks the shard, the low half is the table's.
+  Shard<Policy>& ShardFor(uint64_t h) {
+    return *shards_[((h >> 32) * static_cast<uint64_t>(num_shards_)) >> 32];
+  }
+
+  void Release(Removed& removed) {
+    for (auto& [e, reason] : removed) {
+      if (options_.on_removal) options_.on_removal(e->key(), e->ShareValue(), reason);
+      e->Unref();
+    }
+  }
+
+  const StoreOptions options_;
+  const Clock& clock_;
+  const int num_shards_;
+  std::vector<std::unique_ptr<Shard<Policy>>> shards_;
+};
+
+}  // namespace lcache::internal
+
+#endif  // LCACHE_SRC_SHARDED_STORE_H_
