@@ -1,0 +1,307 @@
+// Group: the Get path (store, singleflight, owner peer, getter), its errors
+// and its counters. The peer path uses an in-process fake peer that serves
+// from another Group, as a remote node would.
+
+#include "lcache/group.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lcache/hash_ring.h"
+
+namespace lcache {
+namespace {
+
+using ::testing::HasSubstr;
+
+class Scores {
+ public:
+  Getter getter() {
+    return [this](std::string_view key) -> absl::StatusOr<Loaded> {
+      ++loads;
+      auto it = data.find(std::string(key));
+      if (it == data.end()) return KeyNotFoundError();
+      return ByteView::Copy(it->second);
+    };
+  }
+
+  absl::flat_hash_map<std::string, std::string> data = {
+      {"Tom", "630"}, {"Jack", "589"}, {"Sam", "567"}};
+  std::atomic<int> loads{0};
+};
+
+std::unique_ptr<Group> MakeGroup(GroupOptions options) {
+  if (options.name.empty()) options.name = "scores";
+  absl::StatusOr<std::unique_ptr<Group>> g = Group::Create(std::move(options));
+  EXPECT_TRUE(g.ok()) << g.status();
+  return *std::move(g);
+}
+
+TEST(GroupTest, MissLoadsOnceThenHits) {
+  Scores db;
+  auto group = MakeGroup({.cache_bytes = 1 << 20, .getter = db.getter()});
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<ByteView> v = group->Get("Tom");
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(v->view(), "630");
+  }
+  EXPECT_EQ(db.loads, 1);
+  GroupStats s = group->Stats();
+  EXPECT_EQ(s.gets, 3);
+  EXPECT_EQ(s.cache_hits, 2);
+  EXPECT_EQ(s.loads, 1);
+  EXPECT_EQ(s.loads_deduped, 1);
+  EXPECT_EQ(s.local_loads, 1);
+  EXPECT_EQ(s.local_load_errs, 0);
+  EXPECT_EQ(s.store.items, 1);
+  EXPECT_EQ(s.store.bytes, 6);
+}
+
+TEST(GroupTest, EmptyAndOversizedKeysAreRejectedWithoutLoading) {
+  Scores db;
+  auto group = MakeGroup({.getter = db.getter(), .max_key_bytes = 8});
+  absl::StatusOr<ByteView> empty = group->Get("");
+  EXPECT_EQ(empty.status(), absl::InvalidArgumentError("lru_cache: empty key"));
+  absl::StatusOr<ByteView> big = group->Get("123456789");
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(big.status().message(), "lru_cache: key too long (9 bytes, max 8)");
+  EXPECT_TRUE(group->Get("12345678").status().code() == absl::StatusCode::kNotFound);
+  EXPECT_EQ(db.loads, 1);
+  GroupStats s = group->Stats();
+  EXPECT_EQ(s.gets, 3);
+  EXPECT_EQ(s.loads, 1);
+}
+
+TEST(GroupTest, NotFoundCarriesTheGoTextAndIsNotCached) {
+  Scores db;
+  auto group = MakeGroup({.getter = db.getter()});
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<ByteView> v = group->Get("Alice");
+    EXPECT_EQ(v.status(), absl::NotFoundError("lru_cache: key not found"));
+  }
+  EXPECT_EQ(db.loads, 2);  // errors are not cached: the key may appear later
+  EXPECT_EQ(group->Stats().local_load_errs, 2);
+}
+
+TEST(GroupTest, GetterErrorPassesThrough) {
+  auto group = MakeGroup({.getter = [](std::string_view) -> absl::StatusOr<Loaded> {
+    return absl::UnavailableError("database is down");
+  }});
+  EXPECT_EQ(group->Get("k").status(), absl::UnavailableError("database is down"));
+}
+
+TEST(GroupTest, GetterExceptionBecomesAnInternalError) {
+  int calls = 0;
+  auto group = MakeGroup({.getter = [&](std::string_view) -> absl::StatusOr<Loaded> {
+    if (++calls == 1) throw std::runtime_error("boom");
+    return ByteView::Copy("ok");
+  }});
+  absl::StatusOr<ByteView> v = group->Get("k");
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(v.status().message()), HasSubstr("boom"));
+  // Nothing is left stuck: the next Get loads again.
+  ASSERT_TRUE(group->Get("k").ok());
+  EXPECT_EQ(calls, 2);
+}
+
+TEST(GroupTest, ValueIsCopiedOnceIntoTheStoreAndNotForTheCaller) {
+  const char* getter_bytes = nullptr;
+  auto group = MakeGroup({.getter = [&](std::string_view) -> absl::StatusOr<Loaded> {
+    std::string s(1000, 'v');
+    getter_bytes = s.data();
+    return ByteView::Adopt(std::move(s));
+  }});
+  ByteView first = *group->Get("k");
+  EXPECT_EQ(first.data(), getter_bytes);  // the caller gets the getter's own bytes
+  ByteView hit1 = *group->Get("k");
+  ByteView hit2 = *group->Get("k");
+  EXPECT_NE(hit1.data(), getter_bytes);  // the one copy, inside the store's entry
+  EXPECT_EQ(hit1.data(), hit2.data());   // shared by every hit
+  EXPECT_EQ(hit1, first);
+}
+
+TEST(GroupTest, DefaultTtlExpiresEntries) {
+  Scores db;
+  ManualClock clock;
+  auto group = MakeGroup(
+      {.getter = db.getter(), .default_ttl = absl::Seconds(5), .clock = &clock});
+  ASSERT_TRUE(group->Get("Tom").ok());
+  clock.Advance(absl::Seconds(4));
+  ASSERT_TRUE(group->Get("Tom").ok());
+  EXPECT_EQ(db.loads, 1);
+  clock.Advance(absl::Seconds(1));
+  ASSERT_TRUE(group->Get("Tom").ok());
+  EXPECT_EQ(db.loads, 2);
+  GroupStats s = group->Stats();
+  EXPECT_EQ(s.store.expirations, 1);
+  EXPECT_EQ(s.cache_hits, 1);
+}
+
+TEST(GroupTest, GetterTtlOverridesTheDefault) {
+  ManualClock clock;
+  int loads = 0;
+  auto group = MakeGroup({.getter = [&](std::string_view key) -> absl::StatusOr<Loaded> {
+                            ++loads;
+                            if (key == "short") return Loaded(ByteView::Copy("s"), absl::Seconds(1));
+                            return Loaded(ByteView::Copy("f"), absl::InfiniteDuration());
+                          },
+                          .default_ttl = absl::Seconds(10),
+                          .clock = &clock});
+  ASSERT_TRUE(group->Get("short").ok());
+  ASSERT_TRUE(group->Get("forever").ok());
+  clock.Advance(absl::Hours(1));
+  ASSERT_TRUE(group->Get("short").ok());
+  ASSERT_TRUE(group->Get("forever").ok());
+  EXPECT_EQ(loads, 3);  // only "short" was loaded again
+}
+
+TEST(GroupTest, ConcurrentMissesOfOneKeyLoadOnce) {
+  constexpr int kCallers = 32;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  std::atomic<int> loads{0};
+  auto group = MakeGroup({.getter = [&](std::string_view) -> absl::StatusOr<Loaded> {
+    ++loads;
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return open; });
+    return ByteView::Copy("value");
+  }});
+  std::vector<std::future<absl::StatusOr<ByteView>>> results;
+  for (int i = 0; i < kCallers; ++i) {
+    results.push_back(std::async(std::launch::async, [&] { return group->Get("k"); }));
+  }
+  // Wait until the load is running, then let it finish. Callers that
+  // arrive later either join the flight or hit the store: never a 2nd load.
+  for (int i = 0; i < 1000 && loads == 0; ++i) std::this_thread::yield();
+  {
+    std::lock_guard lock(mu);
+    open = true;
+  }
+  cv.notify_all();
+  for (auto& r : results) {
+    ASSERT_EQ(r.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    absl::StatusOr<ByteView> v = r.get();
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(v->view(), "value");
+  }
+  EXPECT_EQ(loads, 1);
+  GroupStats s = group->Stats();
+  EXPECT_EQ(s.gets, kCallers);
+  EXPECT_EQ(s.cache_hits + s.loads, kCallers);
+  EXPECT_EQ(s.loads_deduped, 1);
+}
+
+// A peer that serves from a Group of its own, in process.
+class FakePeer : public PeerGetter {
+ public:
+  explicit FakePeer(Group* remote) : remote_(remote) {}
+  absl::StatusOr<ByteView> Get(std::string_view group, std::string_view key) override {
+    ++calls;
+    if (fail) return absl::UnavailableError("peer down");
+    EXPECT_EQ(group, remote_->name());
+    remote_->CountServerRequest();
+    return remote_->Get(key, LoadScope::kLocalOnly);
+  }
+  std::atomic<int> calls{0};
+  std::atomic<bool> fail{false};
+
+ private:
+  Group* remote_;
+};
+
+// Routes by a two-node ring: "self" is this node, "peer" the fake.
+class RingPicker : public PeerPicker {
+ public:
+  explicit RingPicker(std::shared_ptr<PeerGetter> peer) : peer_(std::move(peer)) {}
+  std::shared_ptr<PeerGetter> PickPeer(std::string_view key) override {
+    return ring_.Owner(key) == "peer" ? peer_ : nullptr;
+  }
+  bool OwnedByPeer(std::string_view key) const { return ring_.Owner(key) == "peer"; }
+
+ private:
+  HashRing ring_{{"self", "peer"}};
+  std::shared_ptr<PeerGetter> peer_;
+};
+
+class GroupPeerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    remote_ = MakeGroup({.getter = remote_db_.getter()});
+    peer_ = std::make_shared<FakePeer>(remote_.get());
+    picker_ = std::make_unique<RingPicker>(peer_);
+    for (int i = 0; peer_key_.empty() || local_key_.empty(); ++i) {
+      std::string key = "key-" + std::to_string(i);
+      (picker_->OwnedByPeer(key) ? peer_key_ : local_key_) = key;
+      remote_db_.data[key] = "remote-" + key;
+      local_db_.data[key] = "local-" + key;
+    }
+    group_ = MakeGroup({.getter = local_db_.getter(), .peers = picker_.get()});
+  }
+
+  Scores local_db_, remote_db_;
+  std::unique_ptr<Group> remote_, group_;
+  std::shared_ptr<FakePeer> peer_;
+  std::unique_ptr<RingPicker> picker_;
+  std::string peer_key_, local_key_;
+};
+
+TEST_F(GroupPeerTest, KeysOwnedByAPeerAreLoadedFromIt) {
+  EXPECT_EQ(group_->Get(peer_key_)->view(), "remote-" + peer_key_);
+  EXPECT_EQ(group_->Get(local_key_)->view(), "local-" + local_key_);
+  EXPECT_EQ(local_db_.loads, 1);
+  EXPECT_EQ(remote_db_.loads, 1);
+  GroupStats s = group_->Stats();
+  EXPECT_EQ(s.peer_loads, 1);
+  EXPECT_EQ(s.local_loads, 1);
+  EXPECT_EQ(s.store.items, 1);  // the owner keeps the peer's key, not us
+  EXPECT_EQ(remote_->Stats().server_requests, 1);
+}
+
+TEST_F(GroupPeerTest, PeerFailureFallsBackToALocalLoad) {
+  peer_->fail = true;
+  EXPECT_EQ(group_->Get(peer_key_)->view(), "local-" + peer_key_);
+  GroupStats s = group_->Stats();
+  EXPECT_EQ(s.peer_errors, 1);
+  EXPECT_EQ(s.local_loads, 1);
+}
+
+TEST_F(GroupPeerTest, PeerNotFoundIsFinal) {
+  remote_db_.data.erase(peer_key_);
+  EXPECT_EQ(group_->Get(peer_key_).status(), KeyNotFoundError());
+  EXPECT_EQ(local_db_.loads, 0);
+  EXPECT_EQ(group_->Stats().peer_errors, 0);
+}
+
+TEST_F(GroupPeerTest, LocalOnlyScopeNeverAsksAPeer) {
+  EXPECT_EQ(group_->Get(peer_key_, LoadScope::kLocalOnly)->view(), "local-" + peer_key_);
+  EXPECT_EQ(peer_->calls, 0);
+}
+
+TEST(GroupCreateTest, RejectsBadOptions) {
+  Scores db;
+  EXPECT_EQ(Group::Create({.name = "", .getter = db.getter()}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Group::Create({.name = "g"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Group::Create({.name = "g", .cache_bytes = -1, .getter = db.getter()}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Group::Create({.name = "g", .getter = db.getter(), .lru2_history_fraction = 1.5})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Group::Create({.name = "g", .getter = db.getter(), .max_key_bytes = 1 << 20})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace lcache
