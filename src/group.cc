@@ -29,9 +29,7 @@ class Group::Counters {
     kNumFields
   };
 
-  void Add(Field f) {
-    stripes_[ThreadStripe()].v[f].fetch_add(1, std::memory_order_relaxed);
-  }
+  void Add(Field f) { stripes_[ThreadStripe()].v[f].fetch_add(1, std::memory_order_relaxed); }
 
   int64_t Sum(Field f) const {
     int64_t n = 0;
@@ -66,9 +64,8 @@ absl::StatusOr<std::unique_ptr<Group>> Group::Create(GroupOptions options) {
         absl::StrCat("lru_cache: cache_bytes must be >= 0, got ", options.cache_bytes));
   }
   if (!(options.lru2_history_fraction > 0 && options.lru2_history_fraction < 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("lru_cache: lru2_history_fraction must be in (0, 1), got ",
-                     options.lru2_history_fraction));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lru_cache: lru2_history_fraction must be in (0, 1), got ", options.lru2_history_fraction));
   }
   if (options.max_key_bytes == 0 || options.max_key_bytes > kMaxStoreKeyBytes) {
     return absl::InvalidArgumentError(absl::StrCat("lru_cache: max_key_bytes must be in [1, ",
@@ -98,8 +95,8 @@ Group::~Group() = default;
 absl::Status Group::ValidateKey(std::string_view key) const {
   if (key.empty()) return absl::InvalidArgumentError(kEmptyKeyMessage);
   if (key.size() > max_key_bytes_) {
-    return absl::InvalidArgumentError(absl::StrCat("lru_cache: key too long (", key.size(),
-                                                   " bytes, max ", max_key_bytes_, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("lru_cache: key too long (", key.size(), " bytes, max ", max_key_bytes_, ")"));
   }
   return absl::OkStatus();
 }

@@ -28,7 +28,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/container/inlined_vector.h"
 #include "absl/hash/hash.h"
 #include "entry.h"
 #include "lcache/store.h"
@@ -58,8 +57,10 @@ struct EntryEq {
 };
 
 // Entries that left a shard, with the store's reference, to release after
-// the shard's mutex is dropped.
-using Removed = absl::InlinedVector<std::pair<Entry*, RemovalReason>, 4>;
+// the shard's mutex is dropped. Usually empty, so it rarely allocates.
+// (absl::InlinedVector would avoid that allocation, but GCC 12 at -O3 flags
+// it with a false -Wmaybe-uninitialized.)
+using Removed = std::vector<std::pair<Entry*, RemovalReason>>;
 
 // Entries examined per Set by the incremental expiry sweep, per list.
 inline constexpr int kSweepPerSet = 2;
@@ -126,8 +127,7 @@ class alignas(64) Shard {
   void AddStats(StoreStats* s) const {
     std::lock_guard lock(mu_);
     s->items += static_cast<int64_t>(table_.size());
-    s->overhead_bytes +=
-        overhead_ + static_cast<int64_t>(table_.capacity() * (sizeof(Entry*) + 1));
+    s->overhead_bytes += overhead_ + static_cast<int64_t>(table_.capacity() * (sizeof(Entry*) + 1));
     s->hits += hits_;
     s->misses += misses_;
     s->evictions += evictions_;

@@ -41,7 +41,8 @@ int ShardCount(const StoreOptions& options) {
   constexpr int64_t kMinShardBytes = int64_t{1} << 20;
   if (options.shards > 0) return options.shards;
   if (options.capacity_bytes == 0) return kMaxShards;
-  return static_cast<int>(std::clamp<int64_t>(options.capacity_bytes / kMinShardBytes, 1, kMaxShards));
+  return static_cast<int>(
+      std::clamp<int64_t>(options.capacity_bytes / kMinShardBytes, 1, kMaxShards));
 }
 
 }  // namespace internal

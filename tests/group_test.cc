@@ -131,8 +131,7 @@ TEST(GroupTest, ValueIsCopiedOnceIntoTheStoreAndNotForTheCaller) {
 TEST(GroupTest, DefaultTtlExpiresEntries) {
   Scores db;
   ManualClock clock;
-  auto group = MakeGroup(
-      {.getter = db.getter(), .default_ttl = absl::Seconds(5), .clock = &clock});
+  auto group = MakeGroup({.getter = db.getter(), .default_ttl = absl::Seconds(5), .clock = &clock});
   ASSERT_TRUE(group->Get("Tom").ok());
   clock.Advance(absl::Seconds(4));
   ASSERT_TRUE(group->Get("Tom").ok());
@@ -150,7 +149,8 @@ TEST(GroupTest, GetterTtlOverridesTheDefault) {
   int loads = 0;
   auto group = MakeGroup({.getter = [&](std::string_view key) -> absl::StatusOr<Loaded> {
                             ++loads;
-                            if (key == "short") return Loaded(ByteView::Copy("s"), absl::Seconds(1));
+                            if (key == "short")
+                              return Loaded(ByteView::Copy("s"), absl::Seconds(1));
                             return Loaded(ByteView::Copy("f"), absl::InfiniteDuration());
                           },
                           .default_ttl = absl::Seconds(10),
@@ -297,10 +297,9 @@ TEST(GroupCreateTest, RejectsBadOptions) {
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Group::Create({.name = "g", .getter = db.getter(), .max_key_bytes = 1 << 20})
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Group::Create({.name = "g", .getter = db.getter(), .max_key_bytes = 1 << 20}).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lcache/clock.h"
@@ -167,22 +168,22 @@ TYPED_TEST(StoreTest, ReclaimExpiredSweepsEveryShard) {
 TYPED_TEST(StoreTest, RemovalCallbackReportsEveryReasonAndMayReenterTheStore) {
   std::vector<std::pair<std::string, RemovalReason>> seen;
   Store* self = nullptr;
-  auto store = this->Make(40, {.on_removal = [&](std::string_view key, const ByteView& value,
-                                                 RemovalReason reason) {
-                                 EXPECT_FALSE(value.empty());
-                                 self->Len();  // would deadlock if called under the shard lock
-                                 seen.emplace_back(std::string(key), reason);
-                               }});
+  auto store = this->Make(
+      40, {.on_removal = [&](std::string_view key, const ByteView& value, RemovalReason reason) {
+        EXPECT_FALSE(value.empty());
+        self->Len();  // would deadlock if called under the shard lock
+        seen.emplace_back(std::string(key), reason);
+      }});
   self = store.get();
   ASSERT_TRUE(store->Set("r", Value9('1')));
   ASSERT_TRUE(store->Set("r", Value9('2')));  // kReplaced
-  ASSERT_TRUE(store->Remove("r"));             // kRemoved
+  ASSERT_TRUE(store->Remove("r"));            // kRemoved
   ASSERT_TRUE(store->Set("t", Value9('t'), this->In(absl::Seconds(1))));
   this->clock_.Advance(absl::Seconds(1));
   EXPECT_FALSE(store->Get("t"));  // kExpired
-  EXPECT_THAT(seen, ElementsAre(Pair("r", RemovalReason::kReplaced),
-                                Pair("r", RemovalReason::kRemoved),
-                                Pair("t", RemovalReason::kExpired)));
+  EXPECT_THAT(seen,
+              ElementsAre(Pair("r", RemovalReason::kReplaced), Pair("r", RemovalReason::kRemoved),
+                          Pair("t", RemovalReason::kExpired)));
   seen.clear();
   for (char c : std::string("abcdefgh")) ASSERT_TRUE(store->Set(std::string(1, c), Value9(c)));
   ASSERT_FALSE(seen.empty());
@@ -221,17 +222,18 @@ TYPED_TEST(StoreTest, ConcurrentMixedOperationsKeepInvariants) {
       uint32_t x = 2463534242u + t;
       for (int i = 0; i < kOps; ++i) {
         x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-        const std::string key = "k" + std::to_string(x % 200);
+        const std::string key = absl::StrCat("k", x % 200);
         switch (x % 7) {
           case 0:
             store->Remove(key);
             break;
           case 1:
           case 2:
-            store->Set(key, key + "-value", absl::Now() + absl::Milliseconds(x % 50));
+            store->Set(key, absl::StrCat(key, "-value"), absl::Now() + absl::Milliseconds(x % 50));
             break;
           default:
-            if (std::optional<ByteView> v = store->Get(key); v && v->view() != key + "-value") {
+            if (std::optional<ByteView> v = store->Get(key);
+                v && v->view() != absl::StrCat(key, "-value")) {
               ++wrong_values;
             }
         }
@@ -254,12 +256,13 @@ TEST(LruStoreTest, EvictsTheLeastRecentlyUsed) {
   auto store = NewStore({.policy = StorePolicy::kLru,
                          .capacity_bytes = 30,
                          .shards = 1,
-                         .on_removal = [&](std::string_view key, const ByteView&,
-                                           RemovalReason) { evicted.emplace_back(key); }});
+                         .on_removal = [&](std::string_view key, const ByteView&, RemovalReason) {
+                           evicted.emplace_back(key);
+                         }});
   ASSERT_TRUE(store->Set("a", Value9('a')));
   ASSERT_TRUE(store->Set("b", Value9('b')));
   ASSERT_TRUE(store->Set("c", Value9('c')));
-  ASSERT_TRUE(store->Get("a"));                // a is now the most recent: order c, b... a
+  ASSERT_TRUE(store->Get("a"));               // a is now the most recent: order c, b... a
   ASSERT_TRUE(store->Set("d", Value9('d')));  // evicts b
   ASSERT_TRUE(store->Set("e", Value9('e')));  // evicts c
   EXPECT_THAT(evicted, ElementsAre("b", "c"));
@@ -279,16 +282,16 @@ TEST(LruStoreTest, SplitsCapacityEvenlyAcrossShards) {
 
 std::unique_ptr<Store> MakeLru2(int64_t capacity, double history_fraction,
                                 std::vector<std::string>* evicted = nullptr) {
-  return NewStore({.policy = StorePolicy::kLru2,
-                   .capacity_bytes = capacity,
-                   .shards = 1,
-                   .lru2_history_fraction = history_fraction,
-                   .on_removal = [evicted](std::string_view key, const ByteView&,
-                                           RemovalReason reason) {
-                     if (evicted != nullptr && reason == RemovalReason::kEvicted) {
-                       evicted->emplace_back(key);
-                     }
-                   }});
+  return NewStore(
+      {.policy = StorePolicy::kLru2,
+       .capacity_bytes = capacity,
+       .shards = 1,
+       .lru2_history_fraction = history_fraction,
+       .on_removal = [evicted](std::string_view key, const ByteView&, RemovalReason reason) {
+         if (evicted != nullptr && reason == RemovalReason::kEvicted) {
+           evicted->emplace_back(key);
+         }
+       }});
 }
 
 TEST(Lru2StoreTest, KeysSeenOnceLiveInAHistoryOfAQuarterOfTheBytes) {

@@ -44,6 +44,7 @@ class SingleFlight {
   size_t InFlight() const;
 
  private:
+  friend class SingleFlightTestPeer;
   struct Call;
 
   mutable std::mutex mu_;
