@@ -1,5 +1,6 @@
 #include "entry.h"
 
+#include <cstddef>
 #include <cstdlib>
 #include <new>
 
@@ -14,20 +15,22 @@ int64_t MallocChunkSize(size_t n) {
 }
 
 size_t AllocationSize(size_t key_size, size_t value_size, bool has_expiry) {
-  return sizeof(Entry) + (has_expiry ? sizeof(int64_t) : 0) + key_size + value_size;
+  const size_t n = Entry::kHeaderSize + (has_expiry ? sizeof(int64_t) : 0) + key_size + value_size;
+  // The struct itself must fit, even when the payload is shorter than its padding.
+  return n < sizeof(Entry) ? sizeof(Entry) : n;
 }
 
 }  // namespace
 
-Entry* Entry::New(std::string_view key, std::string_view value, uint32_t hash,
-                  int64_t expire_unix_nanos, bool has_expiry) {
+Entry* Entry::New(std::string_view key, std::string_view value, int64_t expire_unix_nanos,
+                  bool has_expiry) {
   if (key.size() > kMaxKeySize) return nullptr;
   void* mem = std::malloc(AllocationSize(key.size(), value.size(), has_expiry));
   if (mem == nullptr) throw std::bad_alloc();
+  static_assert(offsetof(Entry, value_size) + sizeof(Entry::value_size) == Entry::kHeaderSize);
   auto* e = new (mem) Entry;
   e->block.owner_flags = has_expiry ? kHasExpiry : 0;
   e->block.owner_u16 = static_cast<uint16_t>(key.size());
-  e->hash = hash;
   e->value_size = static_cast<uint32_t>(value.size());
   char* p = e->payload();
   if (has_expiry) {

@@ -1,14 +1,18 @@
 // Entry: one cache entry in one allocation, like leveldb's LRUHandle.
 //
-//   [ 32-byte header | expiry (8 bytes, only if it has one) | key | value ]
+//   [ 36-byte header | expiry (8 bytes, only if it has one) | key | value ]
 //
 // The header starts with the SharedBlock that ByteView counts references on,
 // so a hit hands out a view of the value bytes inside the entry and an evicted
 // entry lives on until its last view is gone. The store holds one reference
-// while the entry is linked in; Unlink + Unref happen outside the shard lock.
+// while the entry is linked in; the last Unref happens outside the shard lock.
 //
-// With 16-byte keys and 100-byte values an entry is 148 bytes, a 160-byte
-// glibc chunk; together with the hash table slot that is the whole cost.
+// The header holds the recency links, the hash chain link (see
+// entry_table.h) and the value length; the key length and flags ride in the
+// SharedBlock's spare bytes. The payload starts right after value_size, in
+// what would be the struct's tail padding: with 16-byte keys and 100-byte
+// values an entry is then 152 bytes, exactly a 160-byte glibc chunk, where a
+// 40-byte header would cost a 176-byte one.
 
 #ifndef LCACHE_SRC_ENTRY_H_
 #define LCACHE_SRC_ENTRY_H_
@@ -34,8 +38,11 @@ struct Entry {
   // Allocates an entry with one reference, owned by the caller. Returns null
   // for a key longer than kMaxKeySize.
   // REQUIRES: value.size() < 4 GiB.
-  static Entry* New(std::string_view key, std::string_view value, uint32_t hash,
-                    int64_t expire_unix_nanos, bool has_expiry);
+  static Entry* New(std::string_view key, std::string_view value, int64_t expire_unix_nanos,
+                    bool has_expiry);
+
+  // Bytes before the payload (sizeof(Entry) rounds up to 40).
+  static constexpr size_t kHeaderSize = 36;
 
   void Ref() const { block.Ref(); }
   void Unref() const { block.Unref(); }
@@ -68,18 +75,19 @@ struct Entry {
   int64_t overhead() const;
 
   SharedBlock block{SharedBlock::Kind::kEntry};  // flags and key size ride in its spare bytes
-  uint32_t hash;  // low half of the key's 64-bit hash; the table hashes by it
-  uint32_t value_size;
-  Entry* prev = nullptr;  // towards the most recently used
-  Entry* next = nullptr;  // towards the least recently used
+  Entry* prev = nullptr;                         // towards the most recently used
+  Entry* next = nullptr;                         // towards the least recently used
+  Entry* next_hash = nullptr;                    // the next entry in its hash bucket
+  uint32_t value_size = 0;
+  // The payload follows value_size directly.
 
  private:
-  const char* payload() const { return reinterpret_cast<const char*>(this + 1); }
-  char* payload() { return reinterpret_cast<char*>(this + 1); }
+  const char* payload() const { return reinterpret_cast<const char*>(this) + kHeaderSize; }
+  char* payload() { return reinterpret_cast<char*>(this) + kHeaderSize; }
   const char* key_data() const { return payload() + (has_expiry() ? sizeof(int64_t) : 0); }
 };
 
-static_assert(sizeof(Entry) == 32, "entry header must stay at 32 bytes");
+static_assert(sizeof(Entry) == 40 && alignof(Entry) == 8);
 
 }  // namespace lcache::internal
 

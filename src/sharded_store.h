@@ -24,37 +24,17 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
-#include "absl/hash/hash.h"
 #include "entry.h"
+#include "entry_table.h"
 #include "lcache/store.h"
 #include "lru_list.h"
+#include "shard_mutex.h"
 
 namespace lcache::internal {
-
-// A key with its precomputed table hash, for lookups without an Entry.
-struct KeyRef {
-  std::string_view key;
-  uint32_t hash;
-};
-
-struct EntryHash {
-  using is_transparent = void;
-  size_t operator()(const Entry* e) const { return e->hash; }
-  size_t operator()(const KeyRef& k) const { return k.hash; }
-};
-
-struct EntryEq {
-  using is_transparent = void;
-  bool operator()(const Entry* a, const Entry* b) const { return a == b; }
-  bool operator()(const Entry* a, const KeyRef& b) const {
-    return a->hash == b.hash && a->key() == b.key;
-  }
-  bool operator()(const KeyRef& a, const Entry* b) const { return (*this)(b, a); }
-};
 
 // Entries that left a shard, with the store's reference, to release after
 // the shard's mutex is dropped. Usually empty, so it rarely allocates.
@@ -70,15 +50,14 @@ class alignas(64) Shard {
  public:
   Shard(int64_t capacity, const StoreOptions& options) : policy_(capacity, options) {}
 
-  // The live entry for `k` with a new reference, or null.
-  Entry* Get(const KeyRef& k, const Clock& clock, Removed* out) {
+  // The live entry for `key` with a new reference, or null.
+  Entry* Get(std::string_view key, uint64_t hash, const Clock& clock, Removed* out) {
     std::lock_guard lock(mu_);
-    auto it = table_.find(k);
-    if (it == table_.end()) {
+    Entry* e = table_.Find(key, hash);
+    if (e == nullptr) {
       ++misses_;
       return nullptr;
     }
-    Entry* e = *it;
     if (e->has_expiry() && e->ExpiredAt(absl::ToUnixNanos(clock.Now()))) {
       Erase(e, RemovalReason::kExpired, out);
       ++misses_;
@@ -93,29 +72,25 @@ class alignas(64) Shard {
   // Takes over the caller's reference to `e`, unless the policy rejects it:
   // then it returns false and the caller still owns `e`. A rejected entry
   // still replaces (removes) the key's previous value, which is stale.
-  bool Insert(Entry* e, const Clock& clock, Removed* out) {
+  bool Insert(Entry* e, uint64_t hash, const Clock& clock, Removed* out) {
     std::lock_guard lock(mu_);
-    auto it = table_.find(KeyRef{e->key(), e->hash});
-    const Entry* old = nullptr;
-    if (it != table_.end()) {
-      old = *it;
-      Erase(*it, RemovalReason::kReplaced, out);
-    }
+    Entry* old = table_.Find(e->key(), hash);
+    if (old != nullptr) Erase(old, RemovalReason::kReplaced, out);
     LruList* queue = policy_.Admit(e, old);
     if (queue == nullptr) return false;
     queue->PushFront(e);
-    table_.insert(e);
+    table_.Insert(e, hash);
     overhead_ += e->overhead();
     EvictOverflow(*queue, clock, out);
     Sweep(kSweepPerSet, clock, out);
     return true;
   }
 
-  bool Remove(const KeyRef& k, Removed* out) {
+  bool Remove(std::string_view key, uint64_t hash, Removed* out) {
     std::lock_guard lock(mu_);
-    auto it = table_.find(k);
-    if (it == table_.end()) return false;
-    Erase(*it, RemovalReason::kRemoved, out);
+    Entry* e = table_.Find(key, hash);
+    if (e == nullptr) return false;
+    Erase(e, RemovalReason::kRemoved, out);
     return true;
   }
 
@@ -127,7 +102,7 @@ class alignas(64) Shard {
   void AddStats(StoreStats* s) const {
     std::lock_guard lock(mu_);
     s->items += static_cast<int64_t>(table_.size());
-    s->overhead_bytes += overhead_ + static_cast<int64_t>(table_.capacity() * (sizeof(Entry*) + 1));
+    s->overhead_bytes += overhead_ + static_cast<int64_t>(table_.bucket_count() * sizeof(Entry*));
     s->hits += hits_;
     s->misses += misses_;
     s->evictions += evictions_;
@@ -141,13 +116,13 @@ class alignas(64) Shard {
   }
 
   ~Shard() {
-    for (Entry* e : table_) e->Unref();
+    table_.ForEach([](Entry* e) { e->Unref(); });
   }
 
  private:
   void Erase(Entry* e, RemovalReason reason, Removed* out) {
     policy_.QueueOf(e).Unlink(e);
-    table_.erase(e);
+    table_.Erase(e);
     overhead_ -= e->overhead();
     if (reason == RemovalReason::kEvicted) ++evictions_;
     if (reason == RemovalReason::kExpired) ++expirations_;
@@ -187,8 +162,8 @@ class alignas(64) Shard {
     return removed;
   }
 
-  mutable std::mutex mu_;
-  absl::flat_hash_set<Entry*, EntryHash, EntryEq> table_;
+  mutable ShardMutex mu_;
+  EntryTable table_;
   Policy policy_;
   int64_t overhead_ = 0;  // sum of entries' overhead()
   int64_t hits_ = 0;
@@ -215,9 +190,9 @@ class ShardedStore final : public Store {
   }
 
   std::optional<ByteView> Get(std::string_view key) override {
-    const uint64_t h = Hash(key);
+    const uint64_t h = HashKey(key);
     Removed removed;
-    Entry* e = ShardFor(h).Get(KeyRef{key, static_cast<uint32_t>(h)}, clock_, &removed);
+    Entry* e = ShardFor(h).Get(key, h, clock_, &removed);
     Release(removed);
     if (e == nullptr) return std::nullopt;
     // Get took a reference for us; the view adopts it.
@@ -227,22 +202,21 @@ class ShardedStore final : public Store {
   }
 
   bool Set(std::string_view key, std::string_view value, absl::Time expire_at) override {
-    const uint64_t h = Hash(key);
+    const uint64_t h = HashKey(key);
     const bool has_expiry = expire_at != absl::InfiniteFuture();
-    Entry* e = Entry::New(key, value, static_cast<uint32_t>(h),
-                          has_expiry ? absl::ToUnixNanos(expire_at) : 0, has_expiry);
+    Entry* e = Entry::New(key, value, has_expiry ? absl::ToUnixNanos(expire_at) : 0, has_expiry);
     if (e == nullptr) return false;  // key too long for the entry layout
     Removed removed;
-    const bool stored = ShardFor(h).Insert(e, clock_, &removed);
+    const bool stored = ShardFor(h).Insert(e, h, clock_, &removed);
     if (!stored) e->Unref();
     Release(removed);
     return stored;
   }
 
   bool Remove(std::string_view key) override {
-    const uint64_t h = Hash(key);
+    const uint64_t h = HashKey(key);
     Removed removed;
-    const bool found = ShardFor(h).Remove(KeyRef{key, static_cast<uint32_t>(h)}, &removed);
+    const bool found = ShardFor(h).Remove(key, h, &removed);
     Release(removed);
     return found;
   }
@@ -273,9 +247,7 @@ class ShardedStore final : public Store {
   }
 
  private:
-  static uint64_t Hash(std::string_view key) { return absl::Hash<std::string_view>{}(key); }
-
-  // The high half of the hash picks the shard, the low half is the table's.
+  // The high half of the hash picks the shard, the low bits the bucket.
   Shard<Policy>& ShardFor(uint64_t h) {
     return *shards_[((h >> 32) * static_cast<uint64_t>(num_shards_)) >> 32];
   }

@@ -75,7 +75,7 @@ struct StoreStats {
   int64_t bytes = 0;  // len(key) + len(value), what the capacity counts
   int64_t capacity_bytes = 0;
   // Memory the store uses beyond `bytes`: entry headers, allocator rounding
-  // (assuming 16-byte malloc granularity) and hash table slots.
+  // (assuming glibc's 16-byte chunk granularity) and hash table buckets.
   int64_t overhead_bytes = 0;
   int64_t hits = 0;
   int64_t misses = 0;
