@@ -81,6 +81,7 @@ class alignas(64) Shard {
     queue->PushFront(e);
     table_.Insert(e, hash);
     overhead_ += e->overhead();
+    if (e->has_expiry()) ++expiring_;
     EvictOverflow(*queue, clock, out);
     Sweep(kSweepPerSet, clock, out);
     return true;
@@ -124,6 +125,7 @@ class alignas(64) Shard {
     policy_.QueueOf(e).Unlink(e);
     table_.Erase(e);
     overhead_ -= e->overhead();
+    if (e->has_expiry()) --expiring_;
     if (reason == RemovalReason::kEvicted) ++evictions_;
     if (reason == RemovalReason::kExpired) ++expirations_;
     out->emplace_back(e, reason);
@@ -145,6 +147,8 @@ class alignas(64) Shard {
 
   // Examines up to `budget` entries per list from the sweep cursors.
   int64_t Sweep(int64_t budget, const Clock& clock, Removed* out) {
+    // Without a TTL there is nothing to find, and each visit is a cache miss.
+    if (expiring_ == 0) return 0;
     int64_t removed = 0;
     int64_t now = 0;
     bool have_now = false;
@@ -166,6 +170,7 @@ class alignas(64) Shard {
   EntryTable table_;
   Policy policy_;
   int64_t overhead_ = 0;  // sum of entries' overhead()
+  int64_t expiring_ = 0;  // entries with an expiry
   int64_t hits_ = 0;
   int64_t misses_ = 0;
   int64_t evictions_ = 0;
