@@ -3,16 +3,15 @@
 //
 // Keys are formatted once, before timing, into one flat buffer in the order
 // the benchmark reads them (KeySequence). Why not the alternatives:
-//   - snprintf per operation costs about as much as the store operation it
-//     would be feeding and would be counted in the result;
+//   - snprintf per operation costs more than a hot hit and would be counted
+//     in the result;
 //   - std::vector<std::string>: a 16-byte key does not fit libstdc++'s
 //     15-byte small-string buffer, so every key is its own heap block and a
 //     random read pays an extra cache miss that is not the store's.
-// A flat buffer in access order is read sequentially (or with a small
-// stride, see KeyCursor), which the hardware prefetcher hides, so the time
-// measured is the store's own. The entries
-// themselves are inserted in key order, not in this order, so the store's
-// memory is still visited at random.
+// The flat buffer is read sequentially (or with a small stride, see
+// KeyCursor), which the hardware prefetcher hides, so the time measured is
+// the store's own. The entries themselves are inserted in key order, not in
+// this order, so the store's memory is still visited at random.
 
 #ifndef LCACHE_BENCH_BENCH_DATA_H_
 #define LCACHE_BENCH_BENCH_DATA_H_

@@ -101,7 +101,8 @@ int Run(StorePolicy policy, int64_t budget) {
   std::printf("(bytes+overhead)/budget: %.3f\n",
               static_cast<double>(stats.bytes + stats.overhead_bytes) / budget_d);
   std::printf("baseline RSS:            %.1f MiB (before creating the store)\n", MiB(baseline_rss));
-  std::printf("RSS:                     %.1f MiB\n", MiB(rss));
+  std::printf("RSS:                     %.1f MiB (%lld bytes)\n", MiB(rss),
+              static_cast<long long>(rss));
   std::printf("RSS/budget:              %.3f\n", static_cast<double>(rss) / budget_d);
   std::printf("(RSS-baseline)/budget:   %.3f\n",
               static_cast<double>(rss - baseline_rss) / budget_d);

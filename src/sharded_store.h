@@ -177,7 +177,7 @@ class alignas(64) Shard {
   int64_t expirations_ = 0;
 };
 
-// The number of shards for a capacity: one per MiB, 1 to 16.
+// The number of shards for a capacity: one per MiB, 1 to 64.
 int ShardCount(const StoreOptions& options);
 
 template <typename Policy>

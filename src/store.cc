@@ -37,7 +37,7 @@ std::unique_ptr<Store> NewStore(const StoreOptions& options) {
 namespace internal {
 
 int ShardCount(const StoreOptions& options) {
-  constexpr int kMaxShards = 16;
+  constexpr int kMaxShards = 64;
   constexpr int64_t kMinShardBytes = int64_t{1} << 20;
   if (options.shards > 0) return options.shards;
   if (options.capacity_bytes == 0) return kMaxShards;

@@ -60,7 +60,9 @@ struct StoreOptions {
   // Budget of len(key) + len(value) over all entries. 0 means unbounded.
   int64_t capacity_bytes = 0;
   // Number of lock shards, each with capacity_bytes / shards. 0 picks one
-  // shard per MiB of capacity, at most 16 (16 when unbounded).
+  // shard per MiB of capacity, at most 64 (64 when unbounded). An entry must
+  // fit its shard's share (for LRU-2, its shard's history share); lower the
+  // count for stores of few, large values.
   int shards = 0;
   // LRU-2 only: the history queue's share of each shard's capacity.
   double lru2_history_fraction = 0.25;
