@@ -179,12 +179,22 @@ class GroupRegistry {
   Group* GetGroup(std::string_view name) const;
   std::vector<Group*> Groups() const;
 
+  // Starts a background thread that, every `interval`, sweeps each group's
+  // store for expired entries (up to `batch` entries per list and shard, see
+  // Store::ReclaimExpired), so that expired entries nobody reads or
+  // overwrites still give their memory back. Stops with the registry.
+  // A second call changes nothing and returns FailedPrecondition.
+  absl::Status StartReclaimer(absl::Duration interval, int64_t batch = 1024);
+
   // A process-wide registry for programs that want one. Tests make their own.
   static GroupRegistry& Default();
 
  private:
+  class Reclaimer;
+
   mutable std::shared_mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<Group>> groups_;  // guarded by mu_
+  std::unique_ptr<Reclaimer> reclaimer_;  // guarded by mu_; stopped before groups_ dies
 };
 
 }  // namespace lcache
