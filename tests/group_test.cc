@@ -219,9 +219,9 @@ class FakePeer : public PeerGetter {
 };
 
 // Routes by a two-node ring: "self" is this node, "peer" the fake.
-class RingPicker : public PeerPicker {
+class TwoNodePicker : public PeerPicker {
  public:
-  explicit RingPicker(std::shared_ptr<PeerGetter> peer) : peer_(std::move(peer)) {}
+  explicit TwoNodePicker(std::shared_ptr<PeerGetter> peer) : peer_(std::move(peer)) {}
   std::shared_ptr<PeerGetter> PickPeer(std::string_view key) override {
     return ring_.Owner(key) == "peer" ? peer_ : nullptr;
   }
@@ -237,7 +237,7 @@ class GroupPeerTest : public ::testing::Test {
   void SetUp() override {
     remote_ = MakeGroup({.getter = remote_db_.getter()});
     peer_ = std::make_shared<FakePeer>(remote_.get());
-    picker_ = std::make_unique<RingPicker>(peer_);
+    picker_ = std::make_unique<TwoNodePicker>(peer_);
     for (int i = 0; peer_key_.empty() || local_key_.empty(); ++i) {
       std::string key = "key-" + std::to_string(i);
       (picker_->OwnedByPeer(key) ? peer_key_ : local_key_) = key;
@@ -250,7 +250,7 @@ class GroupPeerTest : public ::testing::Test {
   Scores local_db_, remote_db_;
   std::unique_ptr<Group> remote_, group_;
   std::shared_ptr<FakePeer> peer_;
-  std::unique_ptr<RingPicker> picker_;
+  std::unique_ptr<TwoNodePicker> picker_;
   std::string peer_key_, local_key_;
 };
 

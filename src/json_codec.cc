@@ -1,0 +1,405 @@
+// The Get RPC's JSON codec: nlohmann's parser and serializer, with Go's
+// encoding/json policies (UTF-8 repair, HTML-safe escapes, base64 grammar,
+// nesting limit) added around them. See json_codec.h.
+
+#include "json_codec.h"
+
+#include <algorithm>
+#include <exception>
+#include <new>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
+
+namespace lcache::internal {
+namespace {
+
+constexpr char kReplacementChar[] = "\xEF\xBF\xBD";  // U+FFFD in UTF-8
+
+// Length of the UTF-8 sequence that starts `s`, or 0 if its first byte starts
+// no valid one. Valid as Go's utf8.DecodeRuneInString has it (and as
+// nlohmann's serializer has it): no overlong forms, no surrogates, nothing
+// above U+10FFFF. REQUIRES: !s.empty().
+size_t Utf8SequenceLength(std::string_view s) {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  const auto continuation = [&](size_t i, unsigned char lo = 0x80, unsigned char hi = 0xBF) {
+    return i < s.size() && byte(i) >= lo && byte(i) <= hi;
+  };
+  const unsigned char c = byte(0);
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return continuation(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    const unsigned char lo = c == 0xE0 ? 0xA0 : 0x80;  // no overlong forms
+    const unsigned char hi = c == 0xED ? 0x9F : 0xBF;  // no surrogates
+    return continuation(1, lo, hi) && continuation(2) ? 3 : 0;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    const unsigned char lo = c == 0xF0 ? 0x90 : 0x80;  // no overlong forms
+    const unsigned char hi = c == 0xF4 ? 0x8F : 0xBF;  // nothing above U+10FFFF
+    return continuation(1, lo, hi) && continuation(2) && continuation(3) ? 4 : 0;
+  }
+  return 0;
+}
+
+bool IsValidUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = Utf8SequenceLength(s.substr(i));
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+// `s` with each byte that starts no valid UTF-8 sequence replaced by U+FFFD,
+// which is what Go's encoding/json does to strings both ways. If
+// `fffd_replaced` is not null, appends to it, for each U+FFFD of the result in
+// order, whether it replaced a byte (true) or was in `s` (false).
+std::string ReplaceInvalidUtf8(std::string_view s, std::vector<bool>* fffd_replaced) {
+  std::string out;
+  out.reserve(s.size());
+  size_t run = 0;  // start of the bytes not yet copied
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = Utf8SequenceLength(s.substr(i));
+    if (n == 0) {
+      out.append(s.substr(run, i - run)).append(kReplacementChar);
+      if (fffd_replaced != nullptr) fffd_replaced->push_back(true);
+      run = ++i;
+      continue;
+    }
+    if (fffd_replaced != nullptr && s.substr(i, n) == kReplacementChar) {
+      fffd_replaced->push_back(false);
+    }
+    i += n;
+  }
+  out.append(s.substr(run));
+  return out;
+}
+
+// Go's json.Marshal string policy on top of nlohmann's serializer. Pass each
+// string through Sanitize in the order the strings appear in the output, then
+// the serialized document through Escape.
+class GoStrings {
+ public:
+  std::string Sanitize(std::string_view s) { return ReplaceInvalidUtf8(s, &fffd_replaced_); }
+
+  // Writes the escapes Go makes and nlohmann does not. Sound on nlohmann's
+  // compact output of sanitized strings: that output is valid UTF-8, so a
+  // lead byte found here starts a character; outside string literals it holds
+  // only ASCII punctuation and our field names, which contain none of these
+  // characters; and nlohmann writes them unescaped inside literals.
+  std::string Escape(std::string json) const {
+    const bool any_replaced =
+        std::find(fffd_replaced_.begin(), fffd_replaced_.end(), true) != fffd_replaced_.end();
+    if (!any_replaced && json.find_first_of("<>&\xE2") == std::string::npos) return json;
+
+    std::string out;
+    out.reserve(json.size() + 16);
+    size_t fffd = 0;  // index into fffd_replaced_
+    for (size_t i = 0; i < json.size(); ++i) {
+      const std::string_view rest = std::string_view(json).substr(i);
+      switch (json[i]) {
+        case '<':
+          out += "\\u003c";
+          continue;
+        case '>':
+          out += "\\u003e";
+          continue;
+        case '&':
+          out += "\\u0026";
+          continue;
+        default:
+          break;
+      }
+      if (rest.starts_with("\xE2\x80\xA8") || rest.starts_with("\xE2\x80\xA9")) {
+        out += rest[2] == '\xA8' ? "\\u2028" : "\\u2029";
+        i += 2;
+      } else if (rest.starts_with(kReplacementChar)) {
+        // Go writes a repaired byte as the escape, a real U+FFFD as itself.
+        const bool replaced = fffd < fffd_replaced_.size() && fffd_replaced_[fffd];
+        ++fffd;
+        out += replaced ? std::string_view("\\ufffd") : std::string_view(kReplacementChar);
+        i += 2;
+      } else {
+        out += json[i];
+      }
+    }
+    return out;
+  }
+
+ private:
+  std::vector<bool> fffd_replaced_;
+};
+
+// Compact, like json.Marshal. The strings are sanitized already, so the
+// replace handler never fires; it is there so that dump() cannot throw.
+std::string Dump(const nlohmann::ordered_json& j) {
+  return j.dump(/*indent=*/-1, /*indent_char=*/' ', /*ensure_ascii=*/false,
+                nlohmann::ordered_json::error_handler_t::replace);
+}
+
+absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+// Go decodes a []byte field with base64.StdEncoding.Decode: '\r' and '\n' are
+// skipped; the rest must be groups of 4 characters of the standard alphabet,
+// the last group possibly ending in "=" or "=="; unused low bits of the last
+// character are not checked. absl::Base64Unescape takes a superset of that
+// (no padding, '.' as padding, any whitespace), and decodes the common part to
+// the same bytes; so check Go's grammar, then let absl decode.
+absl::Status DecodeStdBase64(std::string_view in, std::string* out) {
+  std::string without_newlines;
+  if (in.find_first_of("\r\n") != std::string_view::npos) {
+    without_newlines = std::string(in);
+    std::erase_if(without_newlines, [](char c) { return c == '\r' || c == '\n'; });
+    in = without_newlines;
+  }
+  const auto bad = [](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lru_cache: response field \"value\" must be standard base64 with padding: ", why));
+  };
+  if (in.size() % 4 != 0) {
+    return bad(absl::StrCat("length ", in.size(), " is not a multiple of 4"));
+  }
+  size_t padding = 0;
+  if (in.ends_with("==")) {
+    padding = 2;
+  } else if (in.ends_with('=')) {
+    padding = 1;
+  }
+  for (size_t i = 0; i + padding < in.size(); ++i) {
+    const char c = in[i];
+    const bool alphabet = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                          (c >= '0' && c <= '9') || c == '+' || c == '/';
+    if (!alphabet) {
+      const auto u = static_cast<unsigned char>(c);
+      return bad(u >= 0x20 && u < 0x7F
+                     ? absl::StrFormat("unexpected '%c' at offset %d", c, i)
+                     : absl::StrFormat("unexpected byte 0x%02x at offset %d", u, i));
+    }
+  }
+  if (!absl::Base64Unescape(ToAbsl(in), out)) return bad("rejected by the decoder");
+  return absl::OkStatus();
+}
+
+// nlohmann's exception text without its "[json.exception.parse_error.101] "
+// prefix, cut to a length fit for a log line: it quotes the offending token,
+// which a peer can make megabytes long. The cut falls on a character
+// boundary, so the message stays valid UTF-8 (the parsed text is).
+std::string ParserMessage(const std::exception& e) {
+  constexpr size_t kMaxBytes = 256;
+  absl::string_view what = e.what();
+  if (absl::StartsWith(what, "[json.exception.")) {
+    const size_t end = what.find("] ");
+    if (end != absl::string_view::npos) what.remove_prefix(end + 2);
+  }
+  if (what.size() <= kMaxBytes) return std::string(what);
+  size_t cut = kMaxBytes;
+  while (cut > 0 && (static_cast<unsigned char>(what[cut]) & 0xC0) == 0x80) --cut;
+  return absl::StrCat(what.substr(0, cut), "...");
+}
+
+enum class FieldKind {
+  kString,  // Go string: null leaves it as it was
+  kBytes,   // Go []byte: base64 text; null empties it
+};
+
+// absl::string_view where text goes into absl::StrCat: Debian's abseil has its
+// own string_view type, which std::string_view does not convert to.
+struct Field {
+  absl::string_view name;
+  FieldKind kind;
+  std::string* out;
+};
+
+// SAX handler (nlohmann's interface) that reads the named fields of a
+// top-level object and skips everything else, without building a document:
+// nlohmann's SAX parser keeps its own nesting stack on the heap, so memory is
+// bounded by the input and depth by kMaxJsonDepth, not by the call stack.
+// Returning false stops the parse; status() then says why.
+class FieldReader {
+ public:
+  using Json = nlohmann::json;
+
+  // `message` names the document in errors: "request" or "response".
+  FieldReader(absl::string_view message, std::span<const Field> fields)
+      : message_(message), fields_(fields) {}
+
+  const absl::Status& status() const { return status_; }
+
+  bool null() {
+    if (InField() && current_->kind == FieldKind::kBytes) current_->out->clear();
+    return true;  // a top-level null is the empty message, as in Go
+  }
+  bool boolean(bool) { return Scalar("boolean"); }
+  bool number_integer(Json::number_integer_t) { return Scalar("number"); }
+  bool number_unsigned(Json::number_unsigned_t) { return Scalar("number"); }
+  bool number_float(Json::number_float_t, const Json::string_t&) { return Scalar("number"); }
+  bool binary(Json::binary_t&) { return Scalar("binary"); }  // not produced by the JSON parser
+
+  bool string(Json::string_t& s) {
+    if (depth_ == 0) return NotAnObject("string");
+    if (!InField()) return true;
+    if (current_->kind == FieldKind::kString) {
+      *current_->out = std::move(s);
+      return true;
+    }
+    // Decoded at once, as Go does, so an invalid value fails even when a
+    // later duplicate would replace it.
+    absl::Status st = DecodeStdBase64(s, current_->out);
+    if (!st.ok()) return Fail(std::move(st));
+    return true;
+  }
+
+  bool start_object(std::size_t) {
+    if (InField()) return WrongType("object");
+    return Enter();
+  }
+  bool start_array(std::size_t) {
+    if (depth_ == 0) return NotAnObject("array");
+    if (InField()) return WrongType("array");
+    return Enter();
+  }
+  bool end_object() { return Leave(); }
+  bool end_array() { return Leave(); }
+
+  bool key(Json::string_t& name) {
+    if (depth_ == 1) {
+      current_ = nullptr;
+      for (const Field& f : fields_) {
+        if (f.name == name) current_ = &f;
+      }
+    }
+    return true;
+  }
+
+  bool parse_error(std::size_t, const std::string&, const Json::exception& e) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("lru_cache: ", message_, " is not valid JSON: ", ParserMessage(e))));
+  }
+
+ private:
+  // At depth 1 every value follows a key, which set current_; deeper values
+  // belong to fields we skip.
+  bool InField() const { return depth_ == 1 && current_ != nullptr; }
+
+  bool Scalar(absl::string_view type) {
+    if (depth_ == 0) return NotAnObject(type);
+    if (InField()) return WrongType(type);
+    return true;
+  }
+
+  bool Enter() {
+    if (++depth_ > kMaxJsonDepth) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("lru_cache: ", message_, " nests deeper than ", kMaxJsonDepth, " levels")));
+    }
+    return true;
+  }
+  bool Leave() {
+    --depth_;
+    return true;
+  }
+
+  bool NotAnObject(absl::string_view type) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("lru_cache: ", message_, " must be a JSON object, got ", type)));
+  }
+  bool WrongType(absl::string_view type) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "lru_cache: ", message_, " field \"", current_->name, "\" must be a string, got ", type)));
+  }
+  bool Fail(absl::Status status) {
+    status_ = std::move(status);
+    return false;
+  }
+
+  const absl::string_view message_;
+  const std::span<const Field> fields_;
+  const Field* current_ = nullptr;
+  int depth_ = 0;  // 1 inside the top-level object
+  absl::Status status_;
+};
+
+// Parses `json` into `fields`. nlohmann reports JSON errors to the handler
+// rather than throwing, but anything it or the handler might still throw
+// (allocation failure) is turned into a status here.
+absl::Status ReadFields(absl::string_view message, std::string_view json,
+                        std::span<const Field> fields) {
+  try {
+    // nlohmann rejects invalid UTF-8 in strings, Go reads it as U+FFFD. The
+    // repair changes nothing outside strings: there any non-ASCII byte is a
+    // syntax error either way.
+    std::string repaired;
+    if (!IsValidUtf8(json)) {
+      repaired = ReplaceInvalidUtf8(json, nullptr);
+      json = repaired;
+    }
+    FieldReader reader(message, fields);
+    const bool ok = nlohmann::json::sax_parse(json.data(), json.data() + json.size(), &reader);
+    if (!ok && reader.status().ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("lru_cache: ", message, " is not valid JSON"));
+    }
+    return reader.status();
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("lru_cache: out of memory decoding a ", message));
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("lru_cache: decoding a ", message, " failed: ", ParserMessage(e)));
+  }
+}
+
+}  // namespace
+
+std::string EncodeGetRequest(std::string_view group, std::string_view key) {
+  GoStrings go;
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  j["group"] = go.Sanitize(group);
+  j["key"] = go.Sanitize(key);
+  return go.Escape(Dump(j));
+}
+
+absl::StatusOr<GetRequest> DecodeGetRequest(std::string_view json, size_t max_key_bytes) {
+  GetRequest req;
+  const Field fields[] = {
+      {"group", FieldKind::kString, &req.group},
+      {"key", FieldKind::kString, &req.key},
+  };
+  if (absl::Status st = ReadFields("request", json, fields); !st.ok()) return st;
+  if (req.key.size() > max_key_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("lru_cache: key too long (", req.key.size(),
+                                                   " bytes, max ", max_key_bytes, ")"));
+  }
+  return req;
+}
+
+std::string EncodeGetResponse(std::string_view value, std::string_view err) {
+  GoStrings go;
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  // Base64 is ASCII and needs no sanitizing; it is written first, as in Go.
+  if (!value.empty()) j["value"] = absl::Base64Escape(ToAbsl(value));
+  if (!err.empty()) j["err"] = go.Sanitize(err);
+  return go.Escape(Dump(j));
+}
+
+absl::StatusOr<GetResponse> DecodeGetResponse(std::string_view json) {
+  GetResponse resp;
+  const Field fields[] = {
+      {"value", FieldKind::kBytes, &resp.value},
+      {"err", FieldKind::kString, &resp.err},
+  };
+  if (absl::Status st = ReadFields("response", json, fields); !st.ok()) return st;
+  return resp;
+}
+
+}  // namespace lcache::internal

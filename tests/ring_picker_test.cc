@@ -1,0 +1,487 @@
+// RingPicker: routing by the HashRing, self handling, getter reuse and
+// release across SetPeers, what SetPeers reports, and PickPeer racing
+// SetPeers (this file also runs under ThreadSanitizer).
+
+#include "lcache/ring_picker.h"
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lcache/hash_ring.h"
+
+namespace lcache {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+constexpr char kSelf[] = "127.0.0.1:9001";
+constexpr char kPeer2[] = "127.0.0.1:9002";
+constexpr char kPeer3[] = "127.0.0.1:9003";
+constexpr char kPeer4[] = "127.0.0.1:9004";
+
+// Counts the getters the factory made and destroyed, per address. The
+// destructor may run on any thread that held the last reference.
+class Registry {
+ public:
+  struct Counts {
+    int created = 0;
+    int destroyed = 0;
+  };
+
+  void Created(const std::string& address) {
+    std::lock_guard lock(mu_);
+    ++counts_[address].created;
+  }
+  void Destroyed(const std::string& address) {
+    std::lock_guard lock(mu_);
+    ++counts_[address].destroyed;
+  }
+  Counts Of(const std::string& address) const {
+    std::lock_guard lock(mu_);
+    auto it = counts_.find(address);
+    return it == counts_.end() ? Counts{} : it->second;
+  }
+  int Alive(const std::string& address) const {
+    Counts c = Of(address);
+    return c.created - c.destroyed;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, Counts> counts_;
+};
+
+// A peer client that answers with its own address and tells the registry
+// when it is destroyed.
+class FakeGetter : public PeerGetter {
+ public:
+  static constexpr uint64_t kLive = 0x11fe11fe11fe11fe;
+
+  FakeGetter(std::string address, Registry* registry)
+      : address_(std::move(address)), registry_(registry) {
+    registry_->Created(address_);
+  }
+  ~FakeGetter() override {
+    canary_ = 0;
+    registry_->Destroyed(address_);
+  }
+
+  absl::StatusOr<ByteView> Get(std::string_view /*group*/, std::string_view /*key*/) override {
+    return ByteView::Copy(address_);
+  }
+
+  const std::string& address() const { return address_; }
+  bool live() const { return canary_ == kLive; }
+
+ private:
+  const std::string address_;
+  Registry* const registry_;
+  uint64_t canary_ = kLive;
+};
+
+class RingPickerTest : public ::testing::Test {
+ protected:
+  // Makes FakeGetters, except for addresses in `reject_` (null) or
+  // `throw_on_` (throws). Called by SetPeers, which runs one at a time.
+  PeerFactory Factory() {
+    return [this](const std::string& address) -> std::shared_ptr<PeerGetter> {
+      factory_calls_.push_back(address);
+      if (throw_on_.contains(address)) throw std::invalid_argument("bad address " + address);
+      if (reject_.contains(address)) return nullptr;
+      return std::make_shared<FakeGetter>(address, &registry_);
+    };
+  }
+
+  // The address of the getter PickPeer returns for `key`; "" for null.
+  static std::string PickedAddress(RingPicker& picker, std::string_view key) {
+    std::shared_ptr<PeerGetter> getter = picker.PickPeer(key);
+    if (getter == nullptr) return "";
+    return static_cast<FakeGetter&>(*getter).address();
+  }
+
+  // A key that `ring` gives to `address`.
+  static std::string KeyOwnedBy(const std::vector<std::string>& ring, std::string_view address) {
+    const HashRing hash_ring(ring);
+    for (int n = 0; n < 100000; ++n) {
+      std::string key = "key-" + std::to_string(n);
+      if (hash_ring.Owner(key) == address) return key;
+    }
+    ADD_FAILURE() << "no key owned by " << address;
+    return "";
+  }
+
+  int FactoryCallsFor(std::string_view address) const {
+    int calls = 0;
+    for (const std::string& a : factory_calls_) calls += a == address;
+    return calls;
+  }
+
+  Registry registry_;
+  std::vector<std::string> factory_calls_;
+  std::set<std::string, std::less<>> reject_;
+  std::set<std::string, std::less<>> throw_on_;
+};
+
+TEST_F(RingPickerTest, NoPeersMeansEveryKeyIsLocal) {
+  RingPicker picker(kSelf, Factory());
+  EXPECT_EQ(picker.self(), kSelf);
+  EXPECT_THAT(picker.Peers(), IsEmpty());
+  EXPECT_EQ(picker.PickPeer("Tom"), nullptr);
+  EXPECT_EQ(picker.PickPeer(""), nullptr);
+
+  picker.SetPeers({kSelf, kPeer2});
+  ASSERT_NE(picker.PickPeer(KeyOwnedBy({kSelf, kPeer2}, kPeer2)), nullptr);
+  RingPicker::Change change = picker.SetPeers({});
+  EXPECT_THAT(change.removed, ElementsAre(kSelf, kPeer2));
+  EXPECT_THAT(picker.Peers(), IsEmpty());
+  for (int n = 0; n < 100; ++n) EXPECT_EQ(picker.PickPeer("key-" + std::to_string(n)), nullptr);
+}
+
+TEST_F(RingPickerTest, KeysGoToTheOwnerTheHashRingNames) {
+  const std::vector<std::string> peers = {kSelf, kPeer2, kPeer3};
+  RingPicker picker(kSelf, Factory());
+  picker.SetPeers(peers);
+  EXPECT_EQ(picker.Peers(), peers);
+
+  // The contract's reference owners (hash_ring_test.cc): Tom is ours, Sam
+  // is 9002's, key-0 is 9003's.
+  EXPECT_EQ(picker.PickPeer("Tom"), nullptr);
+  EXPECT_EQ(PickedAddress(picker, "Sam"), kPeer2);
+  EXPECT_EQ(PickedAddress(picker, "key-0"), kPeer3);
+
+  const HashRing ring(peers);
+  int local = 0, remote = 0;
+  for (int n = 0; n < 3000; ++n) {
+    const std::string key = "key-" + std::to_string(n);
+    const std::string_view owner = ring.Owner(key);
+    if (owner == kSelf) {
+      ASSERT_EQ(picker.PickPeer(key), nullptr) << key;
+      ++local;
+    } else {
+      ASSERT_EQ(PickedAddress(picker, key), owner) << key;
+      ++remote;
+    }
+  }
+  EXPECT_GT(local, 500);
+  EXPECT_GT(remote, 1000);
+  // One client per peer, none for self.
+  EXPECT_THAT(factory_calls_, ElementsAre(kPeer2, kPeer3));
+}
+
+TEST_F(RingPickerTest, PickedGetterIsUsable) {
+  RingPicker picker(kSelf, Factory());
+  picker.SetPeers({kSelf, kPeer2});
+  std::shared_ptr<PeerGetter> getter = picker.PickPeer("Sam");
+  ASSERT_NE(getter, nullptr);
+  absl::StatusOr<ByteView> v = getter->Get("scores", "Sam");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->view(), kPeer2);
+}
+
+TEST_F(RingPickerTest, SelfMissingFromTheListIsNotAdded) {
+  RingPicker picker(kSelf, Factory());
+  const std::vector<std::string> others = {kPeer2, kPeer3};
+  picker.SetPeers(others);
+  EXPECT_EQ(picker.Peers(), others);
+  // The ring is exactly the list: even the keys self would own on the full
+  // ring go to the owner the other nodes agree on.
+  const HashRing full({kSelf, kPeer2, kPeer3});
+  const HashRing ring(others);
+  int would_be_ours = 0;
+  for (int n = 0; n < 1000; ++n) {
+    const std::string key = "key-" + std::to_string(n);
+    ASSERT_EQ(PickedAddress(picker, key), ring.Owner(key)) << key;
+    would_be_ours += full.Owner(key) == kSelf;
+  }
+  EXPECT_GT(would_be_ours, 0);
+  EXPECT_EQ(FactoryCallsFor(kSelf), 0);
+}
+
+TEST_F(RingPickerTest, SelfAloneOwnsEverything) {
+  RingPicker picker(kSelf, Factory());
+  RingPicker::Change change = picker.SetPeers({kSelf});
+  EXPECT_THAT(change.added, ElementsAre(kSelf));
+  EXPECT_THAT(picker.Peers(), ElementsAre(kSelf));
+  for (int n = 0; n < 100; ++n) EXPECT_EQ(picker.PickPeer("key-" + std::to_string(n)), nullptr);
+  EXPECT_THAT(factory_calls_, IsEmpty());
+}
+
+TEST_F(RingPickerTest, DuplicatesAreIgnored) {
+  RingPicker picker(kSelf, Factory());
+  RingPicker::Change change = picker.SetPeers({kPeer3, kSelf, kPeer2, kPeer3, kSelf, kPeer2});
+  EXPECT_THAT(picker.Peers(), ElementsAre(kPeer3, kSelf, kPeer2));
+  EXPECT_THAT(change.added, ElementsAre(kPeer3, kSelf, kPeer2));
+  EXPECT_THAT(factory_calls_, ElementsAre(kPeer3, kPeer2));
+  const HashRing ring({kPeer3, kSelf, kPeer2});
+  for (int n = 0; n < 1000; ++n) {
+    const std::string key = "key-" + std::to_string(n);
+    const std::string_view owner = ring.Owner(key);
+    ASSERT_EQ(PickedAddress(picker, key), owner == kSelf ? "" : owner) << key;
+  }
+}
+
+TEST_F(RingPickerTest, KeptPeersKeepTheirGetterAndRemovedOnesAreReleased) {
+  RingPicker picker(kSelf, Factory());
+  const std::vector<std::string> first = {kSelf, kPeer2, kPeer3};
+  picker.SetPeers(first);
+  const std::shared_ptr<PeerGetter> peer2_before = picker.PickPeer(KeyOwnedBy(first, kPeer2));
+  ASSERT_NE(peer2_before, nullptr);
+  ASSERT_EQ(registry_.Alive(kPeer3), 1);
+
+  const std::vector<std::string> second = {kSelf, kPeer2, kPeer4};
+  RingPicker::Change change = picker.SetPeers(second);
+  EXPECT_THAT(change.added, ElementsAre(kPeer4));
+  EXPECT_THAT(change.removed, ElementsAre(kPeer3));
+  EXPECT_THAT(change.rejected, IsEmpty());
+
+  // 9002 kept: the same object, not a new connection.
+  EXPECT_EQ(picker.PickPeer(KeyOwnedBy(second, kPeer2)), peer2_before);
+  EXPECT_EQ(FactoryCallsFor(kPeer2), 1);
+  EXPECT_EQ(registry_.Of(kPeer2).created, 1);
+  // 9004 new: made once.
+  EXPECT_EQ(PickedAddress(picker, KeyOwnedBy(second, kPeer4)), kPeer4);
+  EXPECT_EQ(registry_.Of(kPeer4).created, 1);
+  // 9003 removed, and nobody held its getter: destroyed, exactly once.
+  EXPECT_EQ(registry_.Of(kPeer3).created, 1);
+  EXPECT_EQ(registry_.Of(kPeer3).destroyed, 1);
+  EXPECT_EQ(registry_.Alive(kPeer2), 1);
+}
+
+TEST_F(RingPickerTest, RemovedGetterLivesUntilTheCallHoldingItEnds) {
+  RingPicker picker(kSelf, Factory());
+  picker.SetPeers({kSelf, kPeer2});
+  std::shared_ptr<PeerGetter> in_flight = picker.PickPeer(KeyOwnedBy({kSelf, kPeer2}, kPeer2));
+  ASSERT_NE(in_flight, nullptr);
+
+  RingPicker::Change change = picker.SetPeers({kSelf});
+  EXPECT_THAT(change.removed, ElementsAre(kPeer2));
+  EXPECT_EQ(registry_.Of(kPeer2).destroyed, 0);
+  EXPECT_TRUE(static_cast<FakeGetter&>(*in_flight).live());
+  absl::StatusOr<ByteView> v = in_flight->Get("scores", "k");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->view(), kPeer2);
+
+  in_flight.reset();
+  EXPECT_EQ(registry_.Of(kPeer2).destroyed, 1);
+
+  // Back again: a new client, since the old one is gone.
+  picker.SetPeers({kSelf, kPeer2});
+  EXPECT_EQ(registry_.Of(kPeer2).created, 2);
+}
+
+TEST_F(RingPickerTest, GettersAreReleasedWithThePicker) {
+  {
+    RingPicker picker(kSelf, Factory());
+    picker.SetPeers({kSelf, kPeer2, kPeer3});
+    ASSERT_EQ(registry_.Alive(kPeer2), 1);
+  }
+  EXPECT_EQ(registry_.Alive(kPeer2), 0);
+  EXPECT_EQ(registry_.Alive(kPeer3), 0);
+}
+
+TEST_F(RingPickerTest, ChangeListsAddedAndRemovedInOrder) {
+  RingPicker picker(kSelf, Factory());
+  RingPicker::Change change = picker.SetPeers({kSelf, kPeer2, kPeer3});
+  EXPECT_THAT(change.added, ElementsAre(kSelf, kPeer2, kPeer3));
+  EXPECT_THAT(change.removed, IsEmpty());
+
+  change = picker.SetPeers({kPeer4, kSelf, kPeer3, "127.0.0.1:9005"});
+  EXPECT_THAT(change.added, ElementsAre(kPeer4, "127.0.0.1:9005"));
+  EXPECT_THAT(change.removed, ElementsAre(kPeer2));
+
+  // The same set again (even reordered) changes no address.
+  change = picker.SetPeers({kSelf, kPeer3, kPeer4, "127.0.0.1:9005"});
+  EXPECT_THAT(change.added, IsEmpty());
+  EXPECT_THAT(change.removed, IsEmpty());
+  EXPECT_THAT(change.rejected, IsEmpty());
+  EXPECT_THAT(picker.Peers(), ElementsAre(kSelf, kPeer3, kPeer4, "127.0.0.1:9005"));
+}
+
+TEST_F(RingPickerTest, RejectedAddressesStayOffTheRingAndAreRetried) {
+  reject_.insert(kPeer3);
+  throw_on_.insert("not an address");
+  RingPicker picker(kSelf, Factory());
+  RingPicker::Change change = picker.SetPeers({kSelf, kPeer3, "not an address", kPeer2});
+  EXPECT_THAT(change.added, ElementsAre(kSelf, kPeer2));
+  EXPECT_THAT(change.rejected, ElementsAre(kPeer3, "not an address"));
+  EXPECT_THAT(picker.Peers(), ElementsAre(kSelf, kPeer2));
+  const HashRing ring({kSelf, kPeer2});
+  for (int n = 0; n < 1000; ++n) {
+    const std::string key = "key-" + std::to_string(n);
+    const std::string_view owner = ring.Owner(key);
+    ASSERT_EQ(PickedAddress(picker, key), owner == kSelf ? "" : owner) << key;
+  }
+
+  // Never on the ring, so not "removed"; tried again when listed again.
+  change = picker.SetPeers({kSelf, kPeer2});
+  EXPECT_THAT(change.removed, IsEmpty());
+  reject_.clear();
+  change = picker.SetPeers({kSelf, kPeer3, "not an address", kPeer2});
+  EXPECT_THAT(change.added, ElementsAre(kPeer3));
+  EXPECT_THAT(change.rejected, ElementsAre("not an address"));
+  EXPECT_EQ(FactoryCallsFor(kPeer3), 2);
+  EXPECT_EQ(PickedAddress(picker, KeyOwnedBy({kSelf, kPeer3, kPeer2}, kPeer3)), kPeer3);
+}
+
+TEST_F(RingPickerTest, ReplicasAreHonoured) {
+  // With one point per peer the owners differ from the default ring's.
+  RingPicker one(kSelf, Factory(), 1);
+  RingPicker fifty(kSelf, Factory());
+  const std::vector<std::string> peers = {kSelf, kPeer2, kPeer3};
+  one.SetPeers(peers);
+  fifty.SetPeers(peers);
+  const HashRing ring(peers, 1);
+  int differ = 0;
+  for (int n = 0; n < 1000; ++n) {
+    const std::string key = "key-" + std::to_string(n);
+    const std::string_view owner = ring.Owner(key);
+    ASSERT_EQ(PickedAddress(one, key), owner == kSelf ? "" : owner) << key;
+    differ += PickedAddress(one, key) != PickedAddress(fifty, key);
+  }
+  EXPECT_GT(differ, 0);
+}
+
+// Readers pick while a writer flips between two peer sets. Every pick must
+// match ring A or ring B for that key, return a live getter, and return the
+// single getter of the peer both rings keep.
+TEST_F(RingPickerTest, PicksDuringSetPeersSeeOneWholeRing) {
+  const std::vector<std::string> ring_a = {kSelf, kPeer2, kPeer3};
+  const std::vector<std::string> ring_b = {kSelf, kPeer3, kPeer4};
+  struct Expected {
+    std::string key, owner_a, owner_b;  // "" for self
+  };
+  std::vector<Expected> keys;
+  {
+    const HashRing a(ring_a), b(ring_b);
+    auto remote = [](std::string_view owner) {
+      return owner == kSelf ? std::string() : std::string(owner);
+    };
+    for (int n = 0; n < 64; ++n) {
+      std::string key = "key-" + std::to_string(n);
+      keys.push_back({key, remote(a.Owner(key)), remote(b.Owner(key))});
+    }
+  }
+  int differ = 0;
+  for (const Expected& e : keys) differ += e.owner_a != e.owner_b;
+  ASSERT_GT(differ, 0);
+
+  RingPicker picker(kSelf, Factory());
+  picker.SetPeers(ring_a);
+  const std::shared_ptr<PeerGetter> kept = picker.PickPeer(KeyOwnedBy(ring_a, kPeer3));
+  ASSERT_NE(kept, nullptr);
+
+  constexpr int kWriterIterations = 1000;
+  std::atomic<bool> stop{false};
+  std::atomic<int> rounds{0};  // full passes over `keys`, by both readers
+  std::atomic<int> bad{0}, dead{0}, not_kept{0}, only_a{0}, only_b{0};
+  std::mutex first_bad_mu;
+  std::string first_bad;
+
+  auto reader = [&] {
+    while (!stop.load(std::memory_order_acquire)) {
+      for (const Expected& e : keys) {
+        std::shared_ptr<PeerGetter> getter = picker.PickPeer(e.key);
+        std::string got;
+        if (getter != nullptr) {
+          const auto& fake = static_cast<const FakeGetter&>(*getter);
+          if (!fake.live()) {
+            ++dead;
+            continue;
+          }
+          got = fake.address();
+          if (got == kPeer3 && getter != kept) ++not_kept;
+        }
+        if (got != e.owner_a && got != e.owner_b) {
+          if (bad++ == 0) {
+            std::lock_guard lock(first_bad_mu);
+            first_bad = e.key + " -> \"" + got + "\"";
+          }
+        } else if (e.owner_a != e.owner_b) {
+          ++(got == e.owner_a ? only_a : only_b);
+        }
+      }
+      rounds.fetch_add(1, std::memory_order_acq_rel);
+    }
+  };
+  std::thread r1(reader), r2(reader);
+
+  for (int i = 0; i < kWriterIterations; ++i) {
+    picker.SetPeers(i % 2 == 0 ? ring_b : ring_a);
+    // Let the readers finish a full pass that started after this SetPeers:
+    // two passes may have begun before it (one per reader), the third not.
+    const int start = rounds.load(std::memory_order_acquire);
+    while (rounds.load(std::memory_order_acquire) < start + 3) std::this_thread::yield();
+  }
+  stop.store(true, std::memory_order_release);
+  r1.join();
+  r2.join();
+
+  EXPECT_EQ(bad.load(), 0) << "first: " << first_bad;
+  EXPECT_EQ(dead.load(), 0);
+  EXPECT_EQ(not_kept.load(), 0);
+  // Both rings were seen, so the writer's updates did reach the readers.
+  EXPECT_GT(only_a.load(), 0);
+  EXPECT_GT(only_b.load(), 0);
+  // 9003 was on both rings: one client all along. 9002 and 9004 came and
+  // went each iteration; only the final ring's (A, after an even count) lives.
+  EXPECT_EQ(registry_.Of(kPeer3).created, 1);
+  EXPECT_EQ(registry_.Of(kPeer2).created, kWriterIterations / 2 + 1);
+  EXPECT_EQ(registry_.Of(kPeer4).created, kWriterIterations / 2);
+  EXPECT_EQ(registry_.Alive(kPeer2), 1);
+  EXPECT_EQ(registry_.Alive(kPeer4), 0);
+}
+
+// Writers racing each other: each SetPeers must start from the result of the
+// one before, so the reported changes add up to the final peer set.
+TEST_F(RingPickerTest, ConcurrentSetPeersLoseNoUpdate) {
+  std::mutex factory_mu;  // the fixture's call log is not thread-safe
+  PeerFactory factory = Factory();
+  RingPicker picker(kSelf, [&](const std::string& address) {
+    std::lock_guard lock(factory_mu);
+    return factory(address);
+  });
+  const std::vector<std::vector<std::string>> sets = {
+      {kSelf, kPeer2}, {kSelf, kPeer3}, {kSelf, kPeer2, kPeer4}, {kSelf, kPeer4, kPeer3}};
+  const std::vector<std::string> all = {kSelf, kPeer2, kPeer3, kPeer4};
+
+  constexpr int kIterations = 500;
+  std::mutex net_mu;
+  std::map<std::string, int> net;  // times added minus times removed
+  auto writer = [&](int offset) {
+    for (int i = 0; i < kIterations; ++i) {
+      RingPicker::Change change = picker.SetPeers(sets[(i + offset) % sets.size()]);
+      std::lock_guard lock(net_mu);
+      for (const std::string& a : change.added) ++net[a];
+      for (const std::string& a : change.removed) --net[a];
+    }
+  };
+  std::thread w1(writer, 0), w2(writer, 1);
+  w1.join();
+  w2.join();
+
+  const std::vector<std::string> final_peers = picker.Peers();
+  const std::set<std::string> on_ring(final_peers.begin(), final_peers.end());
+  for (const std::string& address : all) {
+    const int expected = on_ring.contains(address) ? 1 : 0;
+    EXPECT_EQ(net[address], expected) << address;
+    if (address != kSelf) {
+      EXPECT_EQ(registry_.Alive(address), expected) << address;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lcache
