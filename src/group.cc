@@ -113,6 +113,12 @@ absl::StatusOr<ByteView> Group::Get(std::string_view key, LoadScope scope) {
   return Load(key, scope);
 }
 
+std::optional<ByteView> Group::GetIfCached(std::string_view key) {
+  std::optional<ByteView> hit = store_->Get(key);
+  if (hit) counters_->Add(Counters::kCacheHits);
+  return hit;
+}
+
 absl::StatusOr<ByteView> Group::Load(std::string_view key, LoadScope scope) {
   counters_->Add(Counters::kLoads);
   SingleFlight& flight = flights_[scope == LoadScope::kAnywhere ? 0 : 1];

@@ -65,6 +65,21 @@ TEST(GroupTest, MissLoadsOnceThenHits) {
   EXPECT_EQ(s.store.bytes, 6);
 }
 
+TEST(GroupTest, GetIfCachedNeverLoads) {
+  Scores db;
+  auto group = MakeGroup({.getter = db.getter()});
+  EXPECT_FALSE(group->GetIfCached("Tom").has_value());
+  EXPECT_EQ(db.loads, 0);
+  ASSERT_TRUE(group->Get("Tom").ok());
+  std::optional<ByteView> hit = group->GetIfCached("Tom");
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->view(), "630");
+  GroupStats s = group->Stats();
+  EXPECT_EQ(s.gets, 2);  // the Get, and the GetIfCached hit; not the miss
+  EXPECT_EQ(s.cache_hits, 1);
+  EXPECT_EQ(db.loads, 1);
+}
+
 TEST(GroupTest, EmptyAndOversizedKeysAreRejectedWithoutLoading) {
   Scores db;
   auto group = MakeGroup({.getter = db.getter(), .max_key_bytes = 8});

@@ -128,6 +128,12 @@ class Group {
 
   absl::StatusOr<ByteView> Get(std::string_view key, LoadScope scope = LoadScope::kAnywhere);
 
+  // The value if the local store holds it, counted as a Get and a hit;
+  // nullopt (counting nothing) otherwise. Never loads and never blocks on a
+  // load, so a transport can answer hits on its I/O thread and hand only
+  // misses (Get) to threads that may wait. REQUIRES: a valid key.
+  std::optional<ByteView> GetIfCached(std::string_view key);
+
   // Removes `key` from this node's store (not from peers).
   void Remove(std::string_view key);
 
