@@ -35,7 +35,7 @@ inline constexpr char kForwardedMetadataKey[] = "lcache-forwarded";
 
 struct PeerServerOptions {
   // host:port to listen on; port 0 picks a free one (see PeerServer::port()).
-  std::string address;
+  std::string address = {};
   // The groups to serve. Not owned; must outlive the server.
   GroupRegistry* registry = nullptr;
   // Requests with a longer key get INVALID_ARGUMENT.

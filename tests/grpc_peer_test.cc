@@ -1,0 +1,405 @@
+// The gRPC peer transport over real loopback connections: the client and
+// server against each other, the exact bytes on the wire (through a raw
+// generic stub), forwarding marks, the load executor's bounds, deadlines
+// and shutdown.
+
+#include "lcache/grpc_peer.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace lcache {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Blocks getters until opened; tells the test how many are waiting.
+class Gate {
+ public:
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++waiting_;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return open_; });
+  }
+  void AwaitWaiters(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return waiting_ >= n; });
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int waiting_ = 0;
+  bool open_ = false;
+};
+
+// A PeerPicker that names one fake peer the owner of every key.
+class FakePeer final : public PeerGetter {
+ public:
+  absl::StatusOr<ByteView> Get(std::string_view, std::string_view) override {
+    ++calls;
+    return ByteView::Copy("from-peer");
+  }
+  std::atomic<int> calls{0};
+};
+
+class AlwaysPeer final : public PeerPicker {
+ public:
+  std::shared_ptr<PeerGetter> PickPeer(std::string_view) override { return peer; }
+  std::shared_ptr<FakePeer> peer = std::make_shared<FakePeer>();
+};
+
+std::string ToString(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  EXPECT_TRUE(buffer.Dump(&slices).ok());
+  for (const grpc::Slice& s : slices)
+    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+struct RawResult {
+  grpc::Status status;
+  std::string body;
+};
+
+class GrpcPeerTest : public ::testing::Test {
+ protected:
+  // The seed's demo data; "slow*" keys wait on the gate, "broken" fails.
+  void SetUp() override {
+    Getter getter = [this](std::string_view key) -> absl::StatusOr<Loaded> {
+      ++loads_;
+      if (key.starts_with("slow")) {
+        gate_.Wait();
+        return ByteView::Copy("value-of-" + std::string(key));
+      }
+      if (key == "broken") return absl::InternalError("disk on fire");
+      if (key == "Tom") return ByteView::Copy("630");
+      if (key == "Jack") return ByteView::Copy("589");
+      if (key == "Sam") return ByteView::Copy("567");
+      return KeyNotFoundError();
+    };
+    ASSERT_TRUE(registry_.NewGroup({.name = "scores", .getter = getter}).ok());
+    ASSERT_TRUE(registry_.NewGroup({.name = "routed", .getter = getter, .peers = &picker_}).ok());
+  }
+
+  void TearDown() override {
+    gate_.Open();  // so that Shutdown does not wait on a blocked getter
+    if (server_) server_->Shutdown(absl::ZeroDuration());
+  }
+
+  void StartServer(PeerServerOptions options = {}) {
+    options.address = "127.0.0.1:0";
+    options.registry = &registry_;
+    absl::StatusOr<std::unique_ptr<PeerServer>> server = StartGrpcPeerServer(std::move(options));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    ASSERT_GT(server_->port(), 0);
+  }
+
+  std::string Address() const { return absl::StrCat("127.0.0.1:", server_->port()); }
+
+  std::shared_ptr<PeerGetter> Client(bool mark_forwarded = false,
+                                     absl::Duration timeout = absl::Seconds(10)) {
+    return NewGrpcPeerGetter(Address(), {.timeout = timeout, .mark_forwarded = mark_forwarded});
+  }
+
+  // One call with hand-written bytes, bypassing the codec.
+  RawResult RawCall(const std::string& method, const std::string& body) {
+    if (channel_ == nullptr) {
+      channel_ = grpc::CreateChannel(Address(), grpc::InsecureChannelCredentials());
+    }
+    grpc::GenericStub stub(channel_);
+    grpc::Slice slice(body.data(), body.size());
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    RawResult result;
+    absl::Notification done;
+    stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+      result.status = std::move(s);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    if (result.status.ok()) result.body = ToString(response);
+    return result;
+  }
+
+  GroupRegistry registry_;
+  AlwaysPeer picker_;
+  Gate gate_;
+  std::atomic<int> loads_{0};
+  std::unique_ptr<PeerServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+TEST_F(GrpcPeerTest, ClientGetsValuesAndInBandErrors) {
+  StartServer();
+  std::shared_ptr<PeerGetter> client = Client();
+
+  absl::StatusOr<ByteView> tom = client->Get("scores", "Tom");
+  ASSERT_TRUE(tom.ok()) << tom.status();
+  EXPECT_EQ(*tom, "630");
+
+  absl::StatusOr<ByteView> missing = client->Get("scores", "Nobody");
+  EXPECT_EQ(missing.status(), absl::NotFoundError(kKeyNotFoundMessage));
+
+  absl::StatusOr<ByteView> no_group = client->Get("no-such-group", "Tom");
+  EXPECT_EQ(no_group.status(), absl::NotFoundError(kKeyNotFoundMessage));
+
+  absl::StatusOr<ByteView> empty = client->Get("scores", "");
+  EXPECT_EQ(empty.status(), absl::InvalidArgumentError(kEmptyKeyMessage));
+
+  absl::StatusOr<ByteView> broken = client->Get("scores", "broken");
+  EXPECT_EQ(broken.status(), absl::UnknownError("disk on fire"));
+
+  // Requests from a client count as server requests of the group.
+  EXPECT_GE(registry_.GetGroup("scores")->Stats().server_requests, 4);
+}
+
+TEST_F(GrpcPeerTest, ExactBytesOnTheWire) {
+  StartServer();
+  RawResult tom = RawCall(kGetMethod, R"({"group":"scores","key":"Tom"})");
+  ASSERT_TRUE(tom.status.ok()) << tom.status.error_message();
+  EXPECT_EQ(tom.body, R"({"value":"NjMw"})");
+
+  // A hit (Tom is cached now) gives the same bytes; field order and unknown
+  // fields do not matter.
+  RawResult hit = RawCall(kGetMethod, R"({"key":"Tom","extra":[1,{"a":null}],"group":"scores"})");
+  ASSERT_TRUE(hit.status.ok());
+  EXPECT_EQ(hit.body, R"({"value":"NjMw"})");
+
+  RawResult missing = RawCall(kGetMethod, R"({"group":"scores","key":"Nobody"})");
+  ASSERT_TRUE(missing.status.ok());
+  EXPECT_EQ(missing.body, R"({"err":"lru_cache: key not found"})");
+
+  RawResult no_group = RawCall(kGetMethod, R"({"group":"nope","key":"Tom"})");
+  ASSERT_TRUE(no_group.status.ok());
+  EXPECT_EQ(no_group.body, R"({"err":"lru_cache: key not found"})");
+
+  RawResult empty = RawCall(kGetMethod, R"({"group":"scores","key":""})");
+  ASSERT_TRUE(empty.status.ok());
+  EXPECT_EQ(empty.body, R"({"err":"lru_cache: empty key"})");
+
+  RawResult broken = RawCall(kGetMethod, R"({"group":"scores","key":"broken"})");
+  ASSERT_TRUE(broken.status.ok());
+  EXPECT_EQ(broken.body, R"({"err":"disk on fire"})");
+}
+
+TEST_F(GrpcPeerTest, BadInputIsRejectedAndChangesNothing) {
+  StartServer({.max_key_bytes = 16, .max_request_bytes = 1024});
+
+  RawResult invalid = RawCall(kGetMethod, R"({"group":"scores","key":)");
+  EXPECT_EQ(invalid.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_FALSE(invalid.status.error_message().empty());
+
+  RawResult protobuf = RawCall(kGetMethod, std::string("\x0a\x06scores\x12\x03Tom", 13));
+  EXPECT_EQ(protobuf.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  RawResult wrong_type = RawCall(kGetMethod, R"({"group":"scores","key":42})");
+  EXPECT_EQ(wrong_type.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(wrong_type.status.error_message(), HasSubstr("key"));
+
+  RawResult long_key = RawCall(kGetMethod, R"({"group":"scores","key":"0123456789abcdefX"})");
+  EXPECT_EQ(long_key.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(long_key.status.error_message(), HasSubstr("key too long (17 bytes, max 16)"));
+
+  RawResult huge = RawCall(kGetMethod, absl::StrCat(R"({"group":"scores","key":"Tom","pad":")",
+                                                    std::string(2000, 'x'), R"("})"));
+  EXPECT_EQ(huge.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  RawResult unknown = RawCall("/lcache.LCache/Put", R"({"group":"scores","key":"Tom"})");
+  EXPECT_EQ(unknown.status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  RawResult other_service = RawCall("/other.Service/Get", R"({"group":"scores","key":"Tom"})");
+  EXPECT_EQ(other_service.status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+
+  EXPECT_EQ(loads_.load(), 0);
+  RawResult tom = RawCall(kGetMethod, R"({"group":"scores","key":"Tom"})");
+  ASSERT_TRUE(tom.status.ok()) << tom.status.error_message();
+  EXPECT_EQ(tom.body, R"({"value":"NjMw"})");
+  std::shared_ptr<PeerGetter> client = Client();
+  absl::StatusOr<ByteView> value = client->Get("scores", "Tom");
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_EQ(*value, "630");
+}
+
+TEST_F(GrpcPeerTest, UnmarkedRequestsAreRoutedMarkedOnesLoadedLocally) {
+  StartServer();
+  std::shared_ptr<PeerGetter> client = Client(/*mark_forwarded=*/false);
+  std::shared_ptr<PeerGetter> peer = Client(/*mark_forwarded=*/true);
+
+  absl::StatusOr<ByteView> routed = client->Get("routed", "Tom");
+  ASSERT_TRUE(routed.ok()) << routed.status();
+  EXPECT_EQ(*routed, "from-peer");
+  EXPECT_EQ(picker_.peer->calls.load(), 1);
+  EXPECT_EQ(loads_.load(), 0);
+
+  absl::StatusOr<ByteView> local = peer->Get("routed", "Jack");
+  ASSERT_TRUE(local.ok()) << local.status();
+  EXPECT_EQ(*local, "589");
+  EXPECT_EQ(picker_.peer->calls.load(), 1);
+  EXPECT_EQ(loads_.load(), 1);
+}
+
+TEST_F(GrpcPeerTest, SlowLoadDoesNotBlockHits) {
+  StartServer({.load_threads = 1});
+  std::shared_ptr<PeerGetter> client = Client();
+  ASSERT_TRUE(client->Get("scores", "Tom").ok());  // now cached
+
+  std::thread slow([&] {
+    absl::StatusOr<ByteView> v = client->Get("scores", "slow-1");
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(*v, "value-of-slow-1");
+  });
+  gate_.AwaitWaiters(1);  // the only load thread is now stuck
+
+  // Answered on the polling thread, while the load thread is held.
+  absl::StatusOr<ByteView> hit = client->Get("scores", "Tom");
+  ASSERT_TRUE(hit.ok()) << hit.status();
+  EXPECT_EQ(*hit, "630");
+
+  gate_.Open();
+  slow.join();
+}
+
+TEST_F(GrpcPeerTest, FullLoadQueueAnswersResourceExhausted) {
+  StartServer({.load_threads = 1, .max_queued_loads = 1});
+  Group* scores = registry_.GetGroup("scores");
+  std::shared_ptr<PeerGetter> client = Client();
+
+  std::thread running([&] { EXPECT_TRUE(client->Get("scores", "slow-1").ok()); });
+  gate_.AwaitWaiters(1);
+  std::thread queued([&] { EXPECT_TRUE(client->Get("scores", "slow-2").ok()); });
+  // The polling thread counts a request and queues its load in one step, and
+  // handles the next request only after that, so once the count shows the
+  // second request, the next miss finds the queue full.
+  while (scores->Stats().server_requests < 2) std::this_thread::yield();
+
+  absl::StatusOr<ByteView> refused = client->Get("scores", "slow-3");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(refused.status().message(), "lru_cache: server overloaded, 1 loads queued");
+
+  gate_.Open();
+  running.join();
+  queued.join();
+  absl::StatusOr<ByteView> later = client->Get("scores", "slow-3");
+  EXPECT_TRUE(later.ok()) << later.status();
+}
+
+TEST_F(GrpcPeerTest, ClientDeadline) {
+  StartServer();
+  std::shared_ptr<PeerGetter> client = Client(false, absl::Milliseconds(300));
+  const absl::Time start = absl::Now();
+  absl::StatusOr<ByteView> v = client->Get("scores", "slow-1");
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kDeadlineExceeded) << v.status();
+  EXPECT_GE(took, absl::Milliseconds(300));
+  EXPECT_LT(took, absl::Milliseconds(300) + absl::Seconds(2));
+}
+
+TEST(GrpcPeerClientTest, DeadAddressIsUnavailable) {
+  // Nothing listens on port 1 of the loopback (a privileged port).
+  std::shared_ptr<PeerGetter> client =
+      NewGrpcPeerGetter("127.0.0.1:1", {.timeout = absl::Seconds(2)});
+  const absl::Time start = absl::Now();
+  absl::StatusOr<ByteView> v = client->Get("scores", "Tom");
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kUnavailable) << v.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2) + absl::Seconds(1));
+  // The channel is reused after a failure and fails the same way.
+  EXPECT_EQ(client->Get("scores", "Tom").status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(GrpcPeerTest, ShutdownLetsACallInFlightFinish) {
+  StartServer();
+  std::shared_ptr<PeerGetter> client = Client();
+  std::thread call([&] {
+    absl::StatusOr<ByteView> v = client->Get("scores", "slow-1");
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(*v, "value-of-slow-1");
+  });
+  gate_.AwaitWaiters(1);
+
+  const absl::Time start = absl::Now();
+  std::thread shutdown([&] { server_->Shutdown(absl::Seconds(30)); });
+  gate_.Open();
+  call.join();
+  shutdown.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+
+  // Stopped: new calls fail, and a second Shutdown is a no-op.
+  EXPECT_EQ(client->Get("scores", "Tom").status().code(), absl::StatusCode::kUnavailable);
+  server_->Shutdown(absl::Seconds(30));
+}
+
+TEST_F(GrpcPeerTest, ShutdownCancelsCallsAfterGraceAndSkipsQueuedLoads) {
+  StartServer({.load_threads = 1, .max_queued_loads = 1});
+  Group* scores = registry_.GetGroup("scores");
+  std::shared_ptr<PeerGetter> client = Client();
+  absl::Notification running_failed, queued_failed;
+  std::thread running([&] {
+    EXPECT_FALSE(client->Get("scores", "slow-1").ok());
+    running_failed.Notify();
+  });
+  gate_.AwaitWaiters(1);
+  std::thread queued([&] {
+    EXPECT_FALSE(client->Get("scores", "slow-2").ok());
+    queued_failed.Notify();
+  });
+  while (scores->Stats().server_requests < 2) std::this_thread::yield();
+
+  std::thread shutdown([&] { server_->Shutdown(absl::Milliseconds(100)); });
+  // The clients see the cancellation while the getter is still blocked.
+  running_failed.WaitForNotification();
+  queued_failed.WaitForNotification();
+  gate_.Open();  // a running getter cannot be interrupted; Shutdown waits for it
+  running.join();
+  queued.join();
+  shutdown.join();
+  EXPECT_EQ(loads_.load(), 1);  // slow-2 was never loaded
+}
+
+TEST(GrpcPeerServerTest, RejectsInvalidOptionsAndTakenAddresses) {
+  GroupRegistry registry;
+  EXPECT_EQ(StartGrpcPeerServer({.address = "127.0.0.1:0"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      StartGrpcPeerServer({.address = "127.0.0.1:0", .registry = &registry, .load_threads = 0})
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+
+  absl::StatusOr<std::unique_ptr<PeerServer>> first =
+      StartGrpcPeerServer({.address = "127.0.0.1:0", .registry = &registry});
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<std::unique_ptr<PeerServer>> second = StartGrpcPeerServer(
+      {.address = absl::StrCat("127.0.0.1:", (*first)->port()), .registry = &registry});
+  EXPECT_FALSE(second.ok());
+  EXPECT_THAT(second.status().message(), HasSubstr("cannot listen"));
+}
+
+}  // namespace
+}  // namespace lcache
