@@ -26,6 +26,7 @@
 // shut down and drained, since no operation may be started on a queue after
 // its Shutdown.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -155,6 +156,7 @@ class GrpcPeerServer final : public PeerServer {
   explicit GrpcPeerServer(const PeerServerOptions& options)
       : registry_(options.registry),
         max_key_bytes_(options.max_key_bytes),
+        max_request_bytes_(static_cast<size_t>(options.max_request_bytes)),
         executor_(options.load_threads, options.max_queued_loads) {}
 
   ~GrpcPeerServer() override { Shutdown(absl::ZeroDuration()); }
@@ -176,6 +178,7 @@ class GrpcPeerServer final : public PeerServer {
 
   GroupRegistry* const registry_;
   const size_t max_key_bytes_;
+  const size_t max_request_bytes_;
   int port_ = 0;
 
   grpc::AsyncGenericService service_;
@@ -272,7 +275,11 @@ absl::Status GrpcPeerServer::Start(const PeerServerOptions& options) {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &port_);
   builder.RegisterAsyncGenericService(&service_);
-  builder.SetMaxReceiveMessageSize(options.max_request_bytes);
+  // gRPC itself refuses (RESOURCE_EXHAUSTED) only messages far over the
+  // limit; those just over it are read and refused as INVALID_ARGUMENT by
+  // Handle, with a message that says what the limit is.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      std::min<int64_t>(int64_t{options.max_request_bytes} * 4, std::numeric_limits<int>::max())));
   cq_ = builder.AddCompletionQueue();
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
@@ -307,6 +314,12 @@ void GrpcPeerServer::Poll() {
 }
 
 void GrpcPeerServer::Handle(Call* call) {
+  if (call->request().Length() > max_request_bytes_) {
+    call->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              absl::StrCat("lru_cache: request of ", call->request().Length(),
+                                           " bytes is over the limit of ", max_request_bytes_)));
+    return;
+  }
   absl::StatusOr<internal::GetRequest> request =
       internal::DecodeGetRequest(ToString(call->request()), max_key_bytes_);
   if (!request.ok()) {

@@ -228,8 +228,12 @@ TEST_F(GrpcPeerTest, BadInputIsRejectedAndChangesNothing) {
   EXPECT_EQ(long_key.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(long_key.status.error_message(), HasSubstr("key too long (17 bytes, max 16)"));
 
+  RawResult big = RawCall(kGetMethod, absl::StrCat(R"({"group":"scores","key":"Tom","pad":")",
+                                                   std::string(2000, 'x'), R"("})"));
+  EXPECT_EQ(big.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(big.status.error_message(), HasSubstr("over the limit of 1024"));
   RawResult huge = RawCall(kGetMethod, absl::StrCat(R"({"group":"scores","key":"Tom","pad":")",
-                                                    std::string(2000, 'x'), R"("})"));
+                                                    std::string(5000, 'x'), R"("})"));
   EXPECT_EQ(huge.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 
   RawResult unknown = RawCall("/lcache.LCache/Put", R"({"group":"scores","key":"Tom"})");

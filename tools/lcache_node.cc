@@ -53,6 +53,26 @@ std::vector<std::string> SplitList(const std::string& list) {
   return absl::StrSplit(list, ',', absl::SkipWhitespace());
 }
 
+// Logs failed calls to a peer (the group then loads the key itself and counts
+// a peer error). Answers from the owner, found or not, are not failures.
+class LoggedPeer final : public PeerGetter {
+ public:
+  LoggedPeer(std::string address, std::shared_ptr<PeerGetter> peer)
+      : address_(std::move(address)), peer_(std::move(peer)) {}
+
+  absl::StatusOr<ByteView> Get(std::string_view group, std::string_view key) override {
+    absl::StatusOr<ByteView> v = peer_->Get(group, key);
+    if (!v.ok() && !absl::IsNotFound(v.status()) && !absl::IsInvalidArgument(v.status())) {
+      spdlog::warn("peer {} failed for key={}: {}", address_, key, v.status().ToString());
+    }
+    return v;
+  }
+
+ private:
+  const std::string address_;
+  const std::shared_ptr<PeerGetter> peer_;
+};
+
 // SIGINT and SIGTERM: the signals that stop the node.
 sigset_t StopSignals() {
   sigset_t set;
@@ -97,8 +117,9 @@ int Run() {
 
   const PeerClientOptions client{.timeout =
                                      absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms))};
-  RingPicker picker(addr,
-                    [client](const std::string& peer) { return NewGrpcPeerGetter(peer, client); });
+  RingPicker picker(addr, [client](const std::string& peer) -> std::shared_ptr<PeerGetter> {
+    return std::make_shared<LoggedPeer>(peer, NewGrpcPeerGetter(peer, client));
+  });
   RingPicker::Change change = picker.SetPeers(SplitList(absl::GetFlag(FLAGS_peers)));
   spdlog::info("peers: added [{}] removed [{}]", absl::StrJoin(change.added, ","),
                absl::StrJoin(change.removed, ","));

@@ -40,7 +40,8 @@ struct PeerServerOptions {
   GroupRegistry* registry = nullptr;
   // Requests with a longer key get INVALID_ARGUMENT.
   size_t max_key_bytes = 4096;
-  // Larger request messages get RESOURCE_EXHAUSTED (gRPC's own limit).
+  // Larger request messages get INVALID_ARGUMENT; those over four times the
+  // limit are refused by gRPC itself, as RESOURCE_EXHAUSTED, unread.
   int max_request_bytes = 64 << 10;
   // Threads that run loads (misses). Hits are answered without them.
   int load_threads = 8;
