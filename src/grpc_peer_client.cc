@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "grpc_bytes.h"
 #include "json_codec.h"
 #include "lcache/grpc_peer.h"
 
@@ -42,9 +43,7 @@ class GrpcPeerGetter final : public PeerGetter {
         stub_(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())) {}
 
   absl::StatusOr<ByteView> Get(std::string_view group, std::string_view key) override {
-    const std::string body = internal::EncodeGetRequest(group, key);
-    grpc::Slice slice(body.data(), body.size());
-    const grpc::ByteBuffer request(&slice, 1);
+    const grpc::ByteBuffer request = internal::ByteBufferOf(internal::EncodeGetRequest(group, key));
     grpc::ByteBuffer response;
 
     grpc::ClientContext ctx;
@@ -63,15 +62,11 @@ class GrpcPeerGetter final : public PeerGetter {
     done.WaitForNotification();
     if (!status.ok()) return FromGrpc(status);
 
-    std::vector<grpc::Slice> slices;
-    std::string bytes;
-    if (!response.Dump(&slices).ok()) {
+    std::optional<std::string> bytes = internal::BytesOf(response);
+    if (!bytes) {
       return absl::InternalError(absl::StrCat("lcache: peer ", address_, ": unreadable response"));
     }
-    for (const grpc::Slice& s : slices) {
-      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-    absl::StatusOr<internal::GetResponse> decoded = internal::DecodeGetResponse(bytes);
+    absl::StatusOr<internal::GetResponse> decoded = internal::DecodeGetResponse(*bytes);
     if (!decoded.ok()) {
       return absl::InternalError(absl::StrCat("lcache: peer ", address_,
                                               ": invalid response: ", decoded.status().message()));

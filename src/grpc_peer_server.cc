@@ -51,31 +51,13 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "grpc_bytes.h"
 #include "json_codec.h"
 #include "lcache/grpc_peer.h"
 #include "lcache/store.h"
 
 namespace lcache {
 namespace {
-
-std::string ToString(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  std::string out;
-  if (!buffer.Dump(&slices).ok()) return out;
-  out.reserve(buffer.Length());
-  for (const grpc::Slice& s : slices) {
-    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  }
-  return out;
-}
-
-// Hands the string's bytes to gRPC without a copy; gRPC frees it.
-grpc::ByteBuffer ToByteBuffer(std::string bytes) {
-  auto* owned = new std::string(std::move(bytes));
-  grpc::Slice slice(
-      owned->data(), owned->size(), [](void* p) { delete static_cast<std::string*>(p); }, owned);
-  return grpc::ByteBuffer(&slice, 1);
-}
 
 // The in-band answer of a Group::Get result. An error whose message is empty
 // still needs a non-empty `err`, or the client would read it as an empty value.
@@ -241,7 +223,7 @@ class GrpcPeerServer::Call {
   // Sends `body` with status OK. Any thread; the call must not be touched
   // after this returns.
   void Respond(std::string body) {
-    response_ = ToByteBuffer(std::move(body));
+    response_ = internal::ByteBufferOf(std::move(body));
     step_ = Step::kFinishing;
     stream_.WriteAndFinish(response_, grpc::WriteOptions(), grpc::Status::OK, this);
   }
@@ -321,7 +303,7 @@ void GrpcPeerServer::Handle(Call* call) {
     return;
   }
   absl::StatusOr<internal::GetRequest> request =
-      internal::DecodeGetRequest(ToString(call->request()), max_key_bytes_);
+      internal::DecodeGetRequest(internal::BytesOf(call->request()).value_or(""), max_key_bytes_);
   if (!request.ok()) {
     call->Finish(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(request.status().message())));
