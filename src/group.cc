@@ -121,29 +121,41 @@ std::optional<ByteView> Group::GetIfCached(std::string_view key) {
 
 absl::StatusOr<ByteView> Group::Load(std::string_view key, LoadScope scope) {
   counters_->Add(Counters::kLoads);
-  SingleFlight& flight = flights_[scope == LoadScope::kAnywhere ? 0 : 1];
-  SingleFlight::Outcome outcome = flight.Do(key, [&]() -> absl::StatusOr<ByteView> {
-    // A flight that finished between our miss and this one populated the
-    // store; loading again would be a duplicate load.
-    if (std::optional<ByteView> hit = store_->Get(key)) return *std::move(hit);
-    counters_->Add(Counters::kLoadsDeduped);
-    if (scope == LoadScope::kAnywhere) {
-      if (PeerPicker* picker = peers_.load(std::memory_order_acquire)) {
-        if (std::shared_ptr<PeerGetter> peer = picker->PickPeer(key)) {
-          absl::StatusOr<ByteView> v = peer->Get(name_, key);
-          // The owner's answer is final, found or not; only a failure to
-          // reach it falls back to a local load, as the Go program does.
-          if (v.ok() || absl::IsNotFound(v.status()) || absl::IsInvalidArgument(v.status())) {
-            counters_->Add(Counters::kPeerLoads);
-            return v;
-          }
-          counters_->Add(Counters::kPeerErrors);
-        }
-      }
-    }
-    return LoadFromGetter(key);
-  });
-  return std::move(outcome.result);
+  if (scope == LoadScope::kLocalOnly) return LoadLocally(key);
+  return remote_flights_
+      .Do(key,
+          [&]() -> absl::StatusOr<ByteView> {
+            // A flight that finished between our miss and this one populated
+            // the store; loading again would be a duplicate load.
+            if (std::optional<ByteView> hit = store_->Get(key)) return *std::move(hit);
+            if (PeerPicker* picker = peers_.load(std::memory_order_acquire)) {
+              if (std::shared_ptr<PeerGetter> peer = picker->PickPeer(key)) {
+                counters_->Add(Counters::kLoadsDeduped);
+                absl::StatusOr<ByteView> v = peer->Get(name_, key);
+                // The owner's answer is final, found or not; only a failure
+                // to reach it falls back to a local load, as the Go program
+                // does.
+                if (v.ok() || absl::IsNotFound(v.status()) || absl::IsInvalidArgument(v.status())) {
+                  counters_->Add(Counters::kPeerLoads);
+                  return v;
+                }
+                counters_->Add(Counters::kPeerErrors);
+              }
+            }
+            return LoadLocally(key);
+          })
+      .result;
+}
+
+absl::StatusOr<ByteView> Group::LoadLocally(std::string_view key) {
+  return local_flights_
+      .Do(key,
+          [&]() -> absl::StatusOr<ByteView> {
+            if (std::optional<ByteView> hit = store_->Get(key)) return *std::move(hit);
+            counters_->Add(Counters::kLoadsDeduped);
+            return LoadFromGetter(key);
+          })
+      .result;
 }
 
 absl::StatusOr<ByteView> Group::LoadFromGetter(std::string_view key) {

@@ -215,6 +215,40 @@ TEST(GroupTest, ConcurrentMissesOfOneKeyLoadOnce) {
   EXPECT_EQ(s.loads_deduped, 1);
 }
 
+// A key's owner loads it once whether its requests come from clients
+// (kAnywhere) or were forwarded by peers (kLocalOnly).
+TEST(GroupTest, ForwardedAndClientRequestsShareOneLoad) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  std::atomic<int> loads{0};
+  auto group = MakeGroup({.getter = [&](std::string_view) -> absl::StatusOr<Loaded> {
+    ++loads;
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return open; });
+    return ByteView::Copy("value");
+  }});
+  auto client = std::async(std::launch::async, [&] { return group->Get("k"); });
+  for (int i = 0; i < 100000 && loads == 0; ++i) std::this_thread::yield();
+  ASSERT_EQ(loads, 1);
+  auto forwarded =
+      std::async(std::launch::async, [&] { return group->Get("k", LoadScope::kLocalOnly); });
+  // A second getter call would show within this bounded wait; one that
+  // joined the flight shows nothing, so the wait cannot make the test pass.
+  for (int i = 0; i < 20000 && loads == 1; ++i) std::this_thread::yield();
+  {
+    std::lock_guard lock(mu);
+    open = true;
+  }
+  cv.notify_all();
+  ASSERT_EQ(client.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  ASSERT_EQ(forwarded.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(client.get()->view(), "value");
+  EXPECT_EQ(forwarded.get()->view(), "value");
+  EXPECT_EQ(loads, 1);
+  EXPECT_EQ(group->Stats().loads_deduped, 1);
+}
+
 // A peer that serves from a Group of its own, in process.
 class FakePeer : public PeerGetter {
  public:

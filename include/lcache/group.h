@@ -104,7 +104,7 @@ struct GroupStats {
   int64_t peer_loads = 0;       // loaded from the owner peer
   int64_t peer_errors = 0;      // peer calls that failed (then loaded locally)
   int64_t loads = 0;            // misses that entered singleflight
-  int64_t loads_deduped = 0;    // misses that ran a load (loads minus the shared ones)
+  int64_t loads_deduped = 0;    // loads that ran: peer calls and getter calls
   int64_t local_loads = 0;      // getter calls that succeeded
   int64_t local_load_errs = 0;  // getter calls that failed
   int64_t server_requests = 0;  // requests that came from peers
@@ -153,6 +153,7 @@ class Group {
   explicit Group(GroupOptions options);
   absl::Status ValidateKey(std::string_view key) const;
   absl::StatusOr<ByteView> Load(std::string_view key, LoadScope scope);
+  absl::StatusOr<ByteView> LoadLocally(std::string_view key);
   absl::StatusOr<ByteView> LoadFromGetter(std::string_view key);
   absl::Time ExpiryOf(const Loaded& loaded) const;
 
@@ -163,9 +164,15 @@ class Group {
   const Clock* const clock_;
   std::atomic<PeerPicker*> peers_;
   std::unique_ptr<Store> store_;
-  // Separate flights per scope: a forwarded request must never wait behind a
-  // flight that is itself waiting on the peer that forwarded it.
-  SingleFlight flights_[2];
+  // Two levels of flights. A load that may ask a peer runs in
+  // remote_flights_; every getter call, whether a forwarded request's or a
+  // remote flight's fallback, runs in local_flights_, so the owner of a key
+  // loads it once however its requests arrive. A forwarded request never
+  // enters remote_flights_: it must not wait behind a flight that is itself
+  // waiting on the peer that forwarded it. Local flights wait on nothing but
+  // the getter, so the two levels cannot deadlock.
+  SingleFlight remote_flights_;
+  SingleFlight local_flights_;
   std::unique_ptr<Counters> counters_;
 };
 

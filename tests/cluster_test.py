@@ -1,0 +1,603 @@
+#!/usr/bin/python3
+"""Integration tests: real lcache-node processes over 127.0.0.1 (issue 3).
+
+Each test starts its own nodes (lcache-node, stdout/stderr to a log file in
+a temporary directory) and talks to them with raw gRPC calls from Debian's
+python3-grpcio: the method /lcache.LCache/Get with JSON bytes in and out
+(../shared/wire-protocol.md), no generated stubs. Loads are counted from the
+nodes' logs (`[getter] load key=KEY`, the key last on the line); owners come
+from the Python reference of the Go ring (tests/data/ring_reference.py).
+Nothing waits by sleeping: every wait polls a condition against a deadline.
+
+Run: /usr/bin/python3 tests/cluster_test.py --bin build/bin [unittest args]
+(Debian's python3, for python3-grpcio; scripts/setup installs both.)
+"""
+
+import argparse
+import base64
+import concurrent.futures
+import importlib.util
+import json
+import pathlib
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import zlib
+
+import grpc
+
+HERE = pathlib.Path(__file__).resolve().parent
+BIN_DIR = None  # set by main() from --bin
+
+GET = "/lcache.LCache/Get"
+GROUP = "scores"
+FORWARDED = (("lcache-forwarded", "1"),)
+NOT_FOUND = "lru_cache: key not found"
+EMPTY_KEY = "lru_cache: empty key"
+# A group no node serves: the probe answers "key not found" without a load,
+# so waiting for readiness leaves no trace in the load counts.
+PROBE = json.dumps({"group": "lcache-test-readiness-probe", "key": "x"}).encode()
+
+_spec = importlib.util.spec_from_file_location("ring_reference", HERE / "data" / "ring_reference.py")
+ring_reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ring_reference)
+
+
+def ring_owner(peers, key):
+    """The owner of `key` on the Go ring over `peers` (in -peers order)."""
+    return ring_reference.owner(ring_reference.build(peers, ring_reference.REPLICAS), key)
+
+
+def synthetic_value(key, nbytes):
+    """tools/node_source.cc SyntheticValue, byte for byte."""
+    x = (zlib.crc32(key.encode()) & 0xFFFFFFFF) | 1
+    out = bytearray(nbytes)
+    for i in range(nbytes):
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        out[i] = ord("a") + x % 26
+    return bytes(out)
+
+
+def request(key, group=GROUP):
+    return json.dumps({"group": group, "key": key}).encode()
+
+
+def wait_until(condition, timeout, what, interval=0.02):
+    """Polls `condition` until it returns a true value; fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_live = []  # every started process, killed at exit whatever happened
+
+
+def _kill_all():
+    for proc in _live:
+        if proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+                proc.wait(5)
+            except OSError:
+                pass
+
+
+class StartError(Exception):
+    pass
+
+
+class Node:
+    """One lcache-node process and a gRPC channel to it."""
+
+    def __init__(self, logdir, port, peers=(), source="synthetic:64", args=()):
+        self.logdir = logdir
+        self.port = port
+        self.addr = f"127.0.0.1:{port}"
+        self.peers = list(peers)
+        self.source = source
+        self.args = list(args)
+        self.proc = None
+        self.channel = None
+        self.starts = 0
+
+    # -- process --------------------------------------------------------
+
+    def start(self, ready_timeout=10.0):
+        self.starts += 1
+        self.log_path = pathlib.Path(self.logdir) / f"node-{self.port}-{self.starts}.log"
+        cmd = [str(BIN_DIR / "lcache-node"), "-addr", self.addr, "-source", self.source]
+        if self.peers:
+            cmd += ["-peers", ",".join(self.peers)]
+        cmd += self.args
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        _live.append(self.proc)
+        deadline = time.monotonic() + ready_timeout
+        # The node logs "serving" once it listens. Connecting before that
+        # would put the channel into gRPC's reconnect backoff (seconds).
+        while "lcache-node serving" not in self.log_path.read_text(errors="replace"):
+            if self.proc.poll() is not None:
+                raise StartError(f"{self.addr} exited with {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() >= deadline:
+                self.kill()
+                raise StartError(f"{self.addr} not serving after {ready_timeout} s:\n{self.log()}")
+            time.sleep(0.01)
+        self.channel = grpc.insecure_channel(self.addr, options=[("grpc.enable_http_proxy", 0)])
+        self.stub = self.channel.unary_unary(GET, request_serializer=None,
+                                             response_deserializer=None)
+        # Then it must answer a call (a probe that loads nothing).
+        while True:
+            if self.proc.poll() is not None:
+                raise StartError(f"{self.addr} exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                self.stub(PROBE, timeout=0.5)
+                return self
+            except grpc.RpcError:
+                pass
+            if time.monotonic() >= deadline:
+                self.kill()
+                raise StartError(f"{self.addr} not answering after {ready_timeout} s:\n{self.log()}")
+            time.sleep(0.02)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, test, within=3.0):
+        """SIGTERM; the node must exit 0 within `within` seconds.
+
+        Our channel is closed first: an idle grpcio channel does not act on
+        the server's GOAWAY (it polls only while a call is active), so the
+        node would wait its whole -grace-ms (5 s) for that connection."""
+        self.close_channel()
+        self.proc.send_signal(signal.SIGCONT)  # in case it was stopped
+        self.proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        try:
+            rc = self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            test.fail(f"{self.addr} did not exit within 10 s of SIGTERM:\n{self.log()}")
+        took = time.monotonic() - t0
+        test.assertEqual(rc, 0, f"{self.addr} exit code after SIGTERM:\n{self.log()}")
+        test.assertLess(took, within, f"{self.addr} took {took:.1f} s to stop:\n{self.log()}")
+        test.assertIn("stopped", self.log().splitlines()[-1])
+
+    def kill(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(10)
+        self.close_channel()
+
+    def close_channel(self):
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    # -- calls ----------------------------------------------------------
+
+    def call(self, body, timeout=5.0, metadata=None, method=GET):
+        """Raw call: returns the response bytes, raises grpc.RpcError."""
+        stub = self.stub if method == GET else self.channel.unary_unary(
+            method, request_serializer=None, response_deserializer=None)
+        return stub(body, timeout=timeout, metadata=metadata)
+
+    def get(self, key, timeout=5.0, metadata=None):
+        """A Get for `key`: the value bytes; AssertionError on in-band err."""
+        resp = json.loads(self.call(request(key), timeout=timeout, metadata=metadata))
+        if "err" in resp:
+            raise AssertionError(f"{self.addr} Get({key!r}): err {resp['err']!r}")
+        return base64.b64decode(resp.get("value", ""), validate=True)
+
+    # -- log ------------------------------------------------------------
+
+    def log(self):
+        text = ""
+        for n in range(1, self.starts + 1):
+            p = pathlib.Path(self.logdir) / f"node-{self.port}-{n}.log"
+            if p.exists():
+                text += p.read_text(errors="replace")
+        return text
+
+    def loads(self):
+        """Keys this node's getter loaded (all its runs), in order."""
+        return re.findall(r"\[getter\] load key=(\S+)\s*$", self.log(), re.MULTILINE)
+
+
+class ClusterTest(unittest.TestCase):
+    """Base: a temp dir for logs, every node killed at the end."""
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="lcache-cluster-test-")
+        self.logdir = self._tmp.name
+        self.nodes = []
+        self.addCleanup(self._cleanup)
+
+    def _cleanup(self):
+        for node in self.nodes:
+            node.kill()
+        self._tmp.cleanup()
+
+    def start_cluster(self, n, source="synthetic:64", args=(), peers_of=None):
+        """Starts n nodes on fresh ports; all get the same -peers list (in
+        port order) unless peers_of(addrs, i) says otherwise. Retries with new
+        ports if a port was taken in between."""
+        for attempt in range(3):
+            ports = [free_port() for _ in range(n)]
+            addrs = [f"127.0.0.1:{p}" for p in ports]
+            nodes = [Node(self.logdir, p,
+                          peers=peers_of(addrs, i) if peers_of else addrs,
+                          source=source, args=args) for i, p in enumerate(ports)]
+            self.nodes += nodes
+            try:
+                for node in nodes:
+                    node.start()
+                return nodes
+            except StartError:
+                for node in nodes:
+                    node.kill()
+                if attempt == 2:
+                    raise
+
+    def stop_all(self):
+        for node in self.nodes:
+            if node.alive():
+                node.stop(self)
+
+    def load_counts(self, nodes):
+        counts = {}
+        for node in nodes:
+            for key in node.loads():
+                counts.setdefault(key, []).append(node.addr)
+        return counts
+
+    def dump_logs(self, nodes):
+        return "\n".join(f"--- {n.addr}\n{n.log()}" for n in nodes)
+
+
+class RoutingTest(ClusterTest):
+    def test_each_key_loaded_once_by_its_ring_owner(self):
+        nodes = self.start_cluster(3, source="synthetic:64")
+        peers = nodes[0].peers
+        keys = [f"k{n}-{random.randrange(1 << 30)}" for n in range(1000)]
+        calls = [(k, node) for k in keys for node in nodes]
+        random.shuffle(calls)
+        got = {}
+        for key, node in calls:
+            got.setdefault(key, {})[node.addr] = node.get(key)
+
+        for key in keys:
+            want = synthetic_value(key, 64)
+            for addr, value in got[key].items():
+                self.assertEqual(value, want, f"{key} through {addr}")
+        counts = self.load_counts(nodes)
+        owners = {}
+        for key in keys:
+            self.assertEqual(counts.get(key), [ring_owner(peers, key)],
+                             f"{key}: nodes that loaded it (want exactly the ring owner)")
+            owners[ring_owner(peers, key)] = owners.get(ring_owner(peers, key), 0) + 1
+        self.assertEqual(sorted(counts), sorted(keys), "loads of keys nobody asked for")
+        self.assertEqual(len(owners), 3, f"the keys should spread over all nodes: {owners}")
+        self.stop_all()
+
+
+class BadInputTest(ClusterTest):
+    def setUp(self):
+        super().setUp()
+        (self.node,) = self.start_cluster(1, source="synthetic:16")
+
+    def status_of(self, body, method=GET):
+        try:
+            return grpc.StatusCode.OK, self.node.call(body, method=method)
+        except grpc.RpcError as e:
+            return e.code(), e.details()
+
+    def assert_still_serving(self, after):
+        self.assertTrue(self.node.alive(), f"node died after {after}:\n{self.node.log()}")
+        key = f"alive-{random.randrange(1 << 30)}"
+        self.assertEqual(self.node.get(key), synthetic_value(key, 16), f"after {after}")
+
+    def test_invalid_argument(self):
+        cases = {
+            "empty message": b"",
+            "invalid JSON": b'{"group": "scores", "key": ',
+            "not JSON at all": b"\x00\xff\xfe garbage",
+            "JSON array": b'["scores", "Tom"]',
+            "JSON string": b'"Tom"',
+            "key as number": b'{"group": "scores", "key": 42}',
+            "key as object": b'{"group": "scores", "key": {"k": 1}}',
+            "group as number": b'{"group": 7, "key": "Tom"}',
+            "key over 4096 bytes": request("k" * 4097),
+            "message over 64 KiB": json.dumps(
+                {"group": GROUP, "key": "Tom", "pad": "x" * (70 << 10)}).encode(),
+        }
+        for name, body in cases.items():
+            with self.subTest(name):
+                code, details = self.status_of(body)
+                self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {details!r}")
+                self.assertTrue(details, f"{name}: INVALID_ARGUMENT without a message")
+                self.assert_still_serving(name)
+        self.assertTrue(all(k.startswith("alive-") for k in self.node.loads()),
+                        f"a rejected request caused a load: {self.node.loads()}")
+        self.node.stop(self)
+
+    def test_in_band_errors(self):
+        cases = {
+            "empty key": (request(""), {"err": EMPTY_KEY}),
+            "unknown group": (request("Tom", group="no-such-group"), {"err": NOT_FOUND}),
+            "missing key field": (b'{"group": "scores"}', {"err": EMPTY_KEY}),
+            # Go's encoding/json leaves a string field as it was on null: "".
+            "key as null": (b'{"group": "scores", "key": null}', {"err": EMPTY_KEY}),
+        }
+        for name, (body, want) in cases.items():
+            with self.subTest(name):
+                code, resp = self.status_of(body)
+                self.assertEqual(code, grpc.StatusCode.OK, f"{name}: {resp!r}")
+                self.assertEqual(json.loads(resp), want, name)
+                self.assert_still_serving(name)
+        self.node.stop(self)
+
+    def test_limits_and_unknown_fields_accepted(self):
+        key = "k" * 4096  # exactly the limit
+        code, resp = self.status_of(request(key))
+        self.assertEqual(code, grpc.StatusCode.OK, resp)
+        self.assertEqual(json.loads(resp), {"value": base64.b64encode(synthetic_value(key, 16)).decode()})
+        body = json.dumps({"key": "extra", "future": [1, {"x": None}], "group": GROUP}).encode()
+        code, resp = self.status_of(body)
+        self.assertEqual(code, grpc.StatusCode.OK, resp)
+        self.assertEqual(json.loads(resp), {"value": base64.b64encode(synthetic_value("extra", 16)).decode()})
+        self.node.stop(self)
+
+    def test_unknown_method(self):
+        for method in ("/lcache.LCache/Put", "/lcache.LCache/get", "/other.Service/Get", "/grpc.health.v1.Health/Check"):
+            with self.subTest(method):
+                code, details = self.status_of(request("Tom"), method=method)
+                self.assertEqual(code, grpc.StatusCode.UNIMPLEMENTED, f"{method}: {details!r}")
+                self.assert_still_serving(method)
+        self.node.stop(self)
+
+
+class WireBytesTest(ClusterTest):
+    def test_found_value_bytes(self):
+        a, b = self.start_cluster(2, source="synthetic:64")
+        # A key each node owns, so both the local load and the peer-routed
+        # answer (and then the hits) are seen on the wire.
+        keys = {}
+        n = 0
+        while len(keys) < 2:
+            keys.setdefault(ring_owner(a.peers, f"wire-{n}"), f"wire-{n}")
+            n += 1
+        for key in keys.values():
+            want = b'{"value":"' + base64.b64encode(synthetic_value(key, 64)) + b'"}'
+            for node in (a, b, a, b):  # miss, then peer or hit, then hits
+                self.assertEqual(node.call(request(key)), want, f"{key} through {node.addr}")
+            self.assertEqual(a.call(request(key), metadata=FORWARDED), want)
+        self.stop_all()
+
+    def test_demo_bytes(self):
+        (node,) = self.start_cluster(1, source="demo")
+        self.assertEqual(node.call(request("Tom")), b'{"value":"NjMw"}')
+        self.assertEqual(node.call(request("Tom")), b'{"value":"NjMw"}')  # a hit
+        self.assertEqual(node.call(request("Bob")), b'{"err":"lru_cache: key not found"}')
+        self.assertEqual(node.call(request("Bob"), metadata=FORWARDED),
+                         b'{"err":"lru_cache: key not found"}')
+        self.assertEqual(node.call(request("")), b'{"err":"lru_cache: empty key"}')
+        self.assertEqual(node.call(request("Tom", group="nope")),
+                         b'{"err":"lru_cache: key not found"}')
+        node.stop(self)
+
+    def test_empty_value_omitted(self):
+        (node,) = self.start_cluster(1, source="synthetic:0")
+        self.assertEqual(node.call(request("empty")), b"{}")
+        self.assertEqual(node.call(request("empty")), b"{}")  # a hit
+        node.stop(self)
+
+
+class SingleflightTest(ClusterTest):
+    # On the owner, client requests run in Group's remote flight and
+    # forwarded (marked) requests in its local flight; both must end in one
+    # getter call (the remote flight loads through the local one).
+
+    def test_concurrent_requests_across_cluster(self):
+        nodes = self.start_cluster(3, source="synthetic:64:200")
+        key = f"hot-{random.randrange(1 << 30)}"
+        barrier = threading.Barrier(100)
+
+        def one(i):
+            node = nodes[i % 3]
+            barrier.wait(10)
+            return node.get(key, timeout=10)
+
+        with concurrent.futures.ThreadPoolExecutor(100) as pool:
+            values = list(pool.map(one, range(100)))
+        self.assertEqual(set(values), {synthetic_value(key, 64)})
+        loads = self.load_counts(nodes).get(key, [])
+        owner = ring_owner(nodes[0].peers, key)
+        self.assertEqual(loads, [owner], "nodes that loaded the hot key (one load, by its owner)")
+        self.stop_all()
+
+    def test_marked_and_unmarked_share_one_load(self):
+        # One node, a 1 s load: a client request and a forwarded (marked)
+        # request for the same cold key, sent together, must share one load.
+        (node,) = self.start_cluster(1, source="synthetic:64:1000")
+        key = f"hot2-{random.randrange(1 << 30)}"
+        calls = [node.stub.future(request(key), timeout=10),
+                 node.stub.future(request(key), timeout=10, metadata=FORWARDED)]
+        want = b'{"value":"' + base64.b64encode(synthetic_value(key, 64)) + b'"}'
+        self.assertEqual([c.result() for c in calls], [want, want])
+        self.assertEqual(node.loads().count(key), 1, "loads of the key")
+        node.stop(self)
+
+
+class DeadPeerTest(ClusterTest):
+    TIMEOUT_MS = 500
+    LOAD_MS = 20
+    MARGIN_MS = 750
+
+    def keys_owned(self, peers, prefix, want):
+        """Fresh keys: `want` maps owner address -> how many keys it should own."""
+        out, n, need = [], 0, dict(want)
+        while any(need.values()):
+            key = f"{prefix}-{random.randrange(1 << 30)}-{n}"
+            n += 1
+            o = ring_owner(peers, key)
+            if need.get(o, 0) > 0:
+                need[o] -= 1
+                out.append(key)
+        random.shuffle(out)
+        return out
+
+    def timed_get(self, node, key):
+        t0 = time.monotonic()
+        value = node.get(key, timeout=10)
+        return key, value, (time.monotonic() - t0) * 1000
+
+    def test_killed_then_hung_peer_then_restart(self):
+        a, b, c = self.start_cluster(
+            3, source=f"synthetic:64:{self.LOAD_MS}",
+            args=["-peer-timeout-ms", str(self.TIMEOUT_MS)])
+        peers = a.peers
+        # Warm the channels between nodes (so the kill is seen on live ones).
+        for key in self.keys_owned(peers, "warm", {a.addr: 2, b.addr: 2, c.addr: 2}):
+            for node in (a, b, c):
+                self.assertEqual(node.get(key), synthetic_value(key, 64))
+
+        # 1. c killed: every request through a or b succeeds.
+        c.signal(signal.SIGKILL)
+        c.proc.wait(10)
+        keys = self.keys_owned(peers, "dead", {a.addr: 15, b.addr: 15, c.addr: 20})
+        for key in keys:
+            for node in (a, b):
+                self.assertEqual(node.get(key, timeout=10), synthetic_value(key, 64),
+                                 f"{key} through {node.addr} with {c.addr} dead")
+
+        # 2. b hung too: every request through a succeeds, none slower than
+        # the peer deadline plus the load plus a margin. Four at a time, fewer
+        # than a's load threads, so no call queues behind another.
+        b.signal(signal.SIGSTOP)
+        keys = self.keys_owned(peers, "hung", {a.addr: 6, b.addr: 12, c.addr: 6})
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda k: self.timed_get(a, k), keys))
+        limit = self.TIMEOUT_MS + self.LOAD_MS + self.MARGIN_MS
+        for key, value, ms in results:
+            self.assertEqual(value, synthetic_value(key, 64), key)
+            self.assertLess(ms, limit, f"{key} (owner {ring_owner(peers, key)}) took {ms:.0f} ms")
+        slow = [ms for key, _, ms in results if ring_owner(peers, key) == b.addr]
+        # The hung owner's keys waited for the deadline: the test did hang b.
+        self.assertGreaterEqual(min(slow), self.TIMEOUT_MS * 0.9, slow)
+        b.signal(signal.SIGCONT)
+
+        # 3. c restarted on its port: keys it owns are loaded by it again,
+        # once the survivors' channels reconnect (gRPC's backoff, so poll).
+        c.start()
+        c_keys = iter(self.keys_owned(peers, "back", {c.addr: 1000}))
+
+        def routed_to_c(through):
+            key = next(c_keys)
+            self.assertEqual(through.get(key), synthetic_value(key, 64))
+            return key in c.loads()
+
+        for node in (a, b):
+            wait_until(lambda: routed_to_c(node), 30, f"{node.addr} routing to restarted {c.addr}",
+                       interval=0.1)
+        # Now connected: every further key c owns is loaded by c alone.
+        batch = [next(c_keys) for _ in range(10)]
+        for key in batch:
+            for node in (a, b):
+                self.assertEqual(node.get(key), synthetic_value(key, 64))
+        counts = self.load_counts([a, b, c])
+        for key in batch:
+            self.assertEqual(counts.get(key), [c.addr], key)
+        self.stop_all()
+
+
+class DisagreeingPeersTest(ClusterTest):
+    TIMEOUT_MS = 1000
+
+    def test_no_loop_no_wait(self):
+        # a: the ring is {a, b}; b: the ring is {a} alone, so b thinks a owns
+        # every key while a thinks b owns about half of them.
+        def peers_of(addrs, i):
+            return addrs if i == 0 else addrs[:1]
+
+        a, b = self.start_cluster(2, source="synthetic:64", peers_of=peers_of,
+                                  args=["-peer-timeout-ms", str(self.TIMEOUT_MS)])
+        keys = [f"dis-{random.randrange(1 << 30)}-{n}" for n in range(50)]
+        a_thinks_b = [k for k in keys if ring_owner(a.peers, k) == b.addr]
+        self.assertTrue(5 <= len(a_thinks_b) <= 45, len(a_thinks_b))
+
+        def timed(node, key, metadata=None):
+            t0 = time.monotonic()
+            value = node.get(key, timeout=10, metadata=metadata)
+            return node.addr, key, value, (time.monotonic() - t0) * 1000
+
+        # Unmarked (client) requests through both nodes at once.
+        jobs = [(node, key) for key in keys for node in (a, b)]
+        random.shuffle(jobs)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda j: timed(*j), jobs))
+        for addr, key, value, ms in results:
+            self.assertEqual(value, synthetic_value(key, 64), f"{key} through {addr}")
+            self.assertLess(ms, self.TIMEOUT_MS, f"{key} through {addr} took {ms:.0f} ms")
+        for node in (a, b):
+            loads = node.loads()
+            worst = max((loads.count(k), k) for k in keys)
+            self.assertLessEqual(worst[0], 2, f"{node.addr} loaded {worst[1]} {worst[0]} times")
+        for key in keys:  # every answer came from a load somewhere
+            self.assertTrue(self.load_counts([a, b]).get(key), key)
+        self.assertFalse(re.search(r"peer .* failed", a.log() + b.log()),
+                         "a peer call failed (timed out?):\n" + self.dump_logs([a, b]))
+
+        # Marked requests are served by the node asked, never forwarded: a
+        # fresh key marked to b (which thinks a owns it) is loaded by b only.
+        for node, other in ((a, b), (b, a)):
+            for n in range(5):
+                key = f"marked-{node.port}-{n}-{random.randrange(1 << 30)}"
+                _, _, value, ms = timed(node, key, metadata=FORWARDED)
+                self.assertEqual(value, synthetic_value(key, 64))
+                self.assertLess(ms, self.TIMEOUT_MS, key)
+                self.assertEqual(self.load_counts([a, b]).get(key), [node.addr], key)
+        self.stop_all()
+
+
+def main():
+    global BIN_DIR
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bin", required=True, help="directory with lcache-node")
+    args, rest = parser.parse_known_args()
+    BIN_DIR = pathlib.Path(args.bin).resolve()
+    if not (BIN_DIR / "lcache-node").is_file():
+        sys.exit(f"cluster_test: no lcache-node in {BIN_DIR}")
+    try:
+        unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    finally:
+        _kill_all()
+
+
+if __name__ == "__main__":
+    main()
