@@ -38,6 +38,27 @@ class Scores {
   std::atomic<int> loads{0};
 };
 
+// Holds getters until opened. std synchronisation, so TSan sees it.
+class Gate {
+ public:
+  void Wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return open_; });
+  }
+  void Open() {
+    {
+      std::lock_guard lock(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
 std::unique_ptr<Group> MakeGroup(GroupOptions options) {
   if (options.name.empty()) options.name = "scores";
   absl::StatusOr<std::unique_ptr<Group>> g = Group::Create(std::move(options));
@@ -180,14 +201,11 @@ TEST(GroupTest, GetterTtlOverridesTheDefault) {
 
 TEST(GroupTest, ConcurrentMissesOfOneKeyLoadOnce) {
   constexpr int kCallers = 32;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool open = false;
+  Gate gate;
   std::atomic<int> loads{0};
   auto group = MakeGroup({.getter = [&](std::string_view) -> absl::StatusOr<Loaded> {
     ++loads;
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return open; });
+    gate.Wait();
     return ByteView::Copy("value");
   }});
   std::vector<std::future<absl::StatusOr<ByteView>>> results;
@@ -197,11 +215,7 @@ TEST(GroupTest, ConcurrentMissesOfOneKeyLoadOnce) {
   // Wait until the load is running, then let it finish. Callers that
   // arrive later either join the flight or hit the store: never a 2nd load.
   for (int i = 0; i < 1000 && loads == 0; ++i) std::this_thread::yield();
-  {
-    std::lock_guard lock(mu);
-    open = true;
-  }
-  cv.notify_all();
+  gate.Open();
   for (auto& r : results) {
     ASSERT_EQ(r.wait_for(std::chrono::seconds(30)), std::future_status::ready);
     absl::StatusOr<ByteView> v = r.get();
@@ -218,14 +232,11 @@ TEST(GroupTest, ConcurrentMissesOfOneKeyLoadOnce) {
 // A key's owner loads it once whether its requests come from clients
 // (kAnywhere) or were forwarded by peers (kLocalOnly).
 TEST(GroupTest, ForwardedAndClientRequestsShareOneLoad) {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool open = false;
+  Gate gate;
   std::atomic<int> loads{0};
   auto group = MakeGroup({.getter = [&](std::string_view) -> absl::StatusOr<Loaded> {
     ++loads;
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return open; });
+    gate.Wait();
     return ByteView::Copy("value");
   }});
   auto client = std::async(std::launch::async, [&] { return group->Get("k"); });
@@ -236,11 +247,7 @@ TEST(GroupTest, ForwardedAndClientRequestsShareOneLoad) {
   // A second getter call would show within this bounded wait; one that
   // joined the flight shows nothing, so the wait cannot make the test pass.
   for (int i = 0; i < 20000 && loads == 1; ++i) std::this_thread::yield();
-  {
-    std::lock_guard lock(mu);
-    open = true;
-  }
-  cv.notify_all();
+  gate.Open();
   ASSERT_EQ(client.wait_for(std::chrono::seconds(30)), std::future_status::ready);
   ASSERT_EQ(forwarded.wait_for(std::chrono::seconds(30)), std::future_status::ready);
   EXPECT_EQ(client.get()->view(), "value");

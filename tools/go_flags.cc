@@ -3,6 +3,11 @@
 #include <algorithm>
 #include <string_view>
 
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+
 namespace lcache::tools {
 
 GoStyleArgs::GoStyleArgs(int argc, char** argv) : args_(argv, argv + argc) {
@@ -22,6 +27,20 @@ GoStyleArgs::GoStyleArgs(int argc, char** argv) : args_(argv, argv + argc) {
   }
   for (std::string& a : args_) pointers_.push_back(a.data());
   pointers_.push_back(nullptr);
+}
+
+std::vector<std::string> ParseGoStyleCommandLine(int argc, char** argv, const char* usage,
+                                                 const char* main_file) {
+  absl::SetProgramUsageMessage(usage);
+  absl::FlagsUsageConfig config;
+  config.contains_help_flags = [main_file](absl::string_view file) {
+    return absl::EndsWith(file, main_file);
+  };
+  config.contains_helpshort_flags = config.contains_help_flags;
+  absl::SetFlagsUsageConfig(config);
+  GoStyleArgs args(argc, argv);
+  std::vector<char*> positional = absl::ParseCommandLine(args.argc(), args.argv());
+  return std::vector<std::string>(positional.begin(), positional.end());
 }
 
 }  // namespace lcache::tools

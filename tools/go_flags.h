@@ -28,6 +28,14 @@ class GoStyleArgs {
   std::vector<char*> pointers_;  // into args_, null-terminated like argv
 };
 
+// Parses a Go-style command line into absl flags, with `usage` as the
+// program's usage message, and returns the positional arguments (argv[0]
+// first). -help lists the flags defined in the file named `main_file`: absl
+// matches files to the program's name, which has a dash where the file has
+// an underscore.
+std::vector<std::string> ParseGoStyleCommandLine(int argc, char** argv, const char* usage,
+                                                 const char* main_file);
+
 }  // namespace lcache::tools
 
 #endif  // LCACHE_TOOLS_GO_FLAGS_H_

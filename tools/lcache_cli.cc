@@ -12,10 +12,6 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
-#include "absl/strings/match.h"
 #include "go_flags.h"
 #include "lcache/grpc_peer.h"
 
@@ -25,20 +21,12 @@ ABSL_FLAG(std::string, key, "", "the key");
 ABSL_FLAG(int64_t, timeout_ms, 2000, "deadline of the call");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  const std::vector<std::string> positional = lcache::tools::ParseGoStyleCommandLine(
+      argc, argv,
       "lcache-cli get -addr HOST:PORT -group GROUP -key KEY\n"
-      "Exit status: 0 found, 1 not found, 2 any other error.");
-  // -help lists this file's flags (absl matches files to the program name,
-  // which has a dash where the file has an underscore).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "lcache_cli.cc");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
-  lcache::tools::GoStyleArgs args(argc, argv);
-  std::vector<char*> positional = absl::ParseCommandLine(args.argc(), args.argv());
-  if (positional.size() != 2 || std::string(positional[1]) != "get") {
+      "Exit status: 0 found, 1 not found, 2 any other error.",
+      "lcache_cli.cc");
+  if (positional.size() != 2 || positional[1] != "get") {
     std::cerr << "usage: lcache-cli get -addr HOST:PORT -group GROUP -key KEY\n";
     return 2;
   }

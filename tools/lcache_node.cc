@@ -13,10 +13,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "go_flags.h"
@@ -168,21 +164,13 @@ int main(int argc, char** argv) {
   const sigset_t stop_signals = lcache::StopSignals();
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  absl::SetProgramUsageMessage(
+  lcache::tools::ParseGoStyleCommandLine(
+      argc, argv,
       "lcache-node: a cache node.\n"
       "  lcache-node -addr 127.0.0.1:9001 -peers 127.0.0.1:9001,127.0.0.1:9002\n"
       "Flags take one dash or two; dashes and underscores in names are the same\n"
-      "(-cache-mb = --cache_mb).");
-  // -help lists this file's flags (absl matches files to the program name,
-  // which has a dash where the file has an underscore).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "lcache_node.cc");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
-  lcache::tools::GoStyleArgs args(argc, argv);
-  absl::ParseCommandLine(args.argc(), args.argv());
+      "(-cache-mb = --cache_mb).",
+      "lcache_node.cc");
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   return lcache::Run();
 }
