@@ -585,6 +585,76 @@ class DisagreeingPeersTest(ClusterTest):
         self.stop_all()
 
 
+class FakeGoNode:
+    """A stand-in for a node of the Go program that thinks `owner` owns every
+    key: it forwards each request to `owner` WITHOUT the forwarding mark (Go
+    nodes do not send one), with a `deadline_s` deadline, and on any failure
+    loads the key itself (synthetic:64), as the Go program falls back."""
+
+    def __init__(self, deadline_s):
+        self.deadline_s = deadline_s
+        self.owner_stub = None
+        self.forwards = 0
+        self.local_loads = []
+        self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(8))
+        handler = grpc.unary_unary_rpc_method_handler(self._get)
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("lcache.LCache", {"Get": handler}),))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.addr = f"127.0.0.1:{self.port}"
+        self.server.start()
+
+    def forward_to(self, owner_addr):
+        channel = grpc.insecure_channel(owner_addr)
+        self.owner_stub = channel.unary_unary(GET)
+
+    def _get(self, body, context):
+        key = json.loads(body)["key"]
+        self.forwards += 1
+        try:
+            return self.owner_stub(body, timeout=self.deadline_s)  # no mark
+        except grpc.RpcError:
+            self.local_loads.append(key)
+            value = base64.b64encode(synthetic_value(key, 64)).decode()
+            return json.dumps({"value": value}, separators=(",", ":")).encode()
+
+    def stop(self):
+        self.server.stop(0)
+
+
+class GoCycleTest(ClusterTest):
+    GO_DEADLINE_S = 1.0
+    CPP_TIMEOUT_MS = 4000
+
+    def test_cycle_through_a_node_without_the_mark_ends_within_one_deadline(self):
+        # The C++ node's ring is {cpp, go}; the Go node thinks cpp owns
+        # everything. A key the C++ ring gives to go travels cpp -> go (marked,
+        # but Go ignores marks) -> cpp (unmarked), where it joins cpp's own
+        # flight, which waits on go. The cycle must end when go's deadline
+        # expires and go loads the key itself, well before cpp's deadline.
+        go = FakeGoNode(self.GO_DEADLINE_S)
+        self.addCleanup(go.stop)
+        port = free_port()
+        cpp = Node(self.logdir, port, peers=[f"127.0.0.1:{port}", go.addr],
+                   args=["-peer-timeout-ms", str(self.CPP_TIMEOUT_MS)])
+        self.nodes.append(cpp)
+        cpp.start()
+        go.forward_to(cpp.addr)
+        key = next(k for k in (f"cycle-{n}" for n in range(1000))
+                   if ring_owner(cpp.peers, k) == go.addr)
+
+        t0 = time.monotonic()
+        value = cpp.get(key, timeout=10)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(value, synthetic_value(key, 64))
+        self.assertLess(elapsed, self.GO_DEADLINE_S + 1.0,
+                        f"the cycle took {elapsed:.2f} s (Go deadline {self.GO_DEADLINE_S} s)")
+        self.assertGreaterEqual(elapsed, self.GO_DEADLINE_S * 0.9, "no cycle happened")
+        self.assertEqual(go.local_loads, [key], "the Go node's fallback load ends the cycle")
+        self.assertNotIn(key, cpp.loads(), "cpp waited in its flight instead of loading")
+        cpp.stop(self)
+
+
 def main():
     global BIN_DIR
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
