@@ -66,6 +66,15 @@ std::unique_ptr<Group> MakeGroup(GroupOptions options) {
   return *std::move(g);
 }
 
+// A group whose getter counts its calls in `loads`, then waits for `gate`.
+std::unique_ptr<Group> MakeGatedGroup(Gate& gate, std::atomic<int>& loads) {
+  return MakeGroup({.getter = [&gate, &loads](std::string_view) -> absl::StatusOr<Loaded> {
+    ++loads;
+    gate.Wait();
+    return ByteView::Copy("value");
+  }});
+}
+
 TEST(GroupTest, MissLoadsOnceThenHits) {
   Scores db;
   auto group = MakeGroup({.cache_bytes = 1 << 20, .getter = db.getter()});
@@ -203,11 +212,7 @@ TEST(GroupTest, ConcurrentMissesOfOneKeyLoadOnce) {
   constexpr int kCallers = 32;
   Gate gate;
   std::atomic<int> loads{0};
-  auto group = MakeGroup({.getter = [&](std::string_view) -> absl::StatusOr<Loaded> {
-    ++loads;
-    gate.Wait();
-    return ByteView::Copy("value");
-  }});
+  auto group = MakeGatedGroup(gate, loads);
   std::vector<std::future<absl::StatusOr<ByteView>>> results;
   for (int i = 0; i < kCallers; ++i) {
     results.push_back(std::async(std::launch::async, [&] { return group->Get("k"); }));
@@ -234,11 +239,7 @@ TEST(GroupTest, ConcurrentMissesOfOneKeyLoadOnce) {
 TEST(GroupTest, ForwardedAndClientRequestsShareOneLoad) {
   Gate gate;
   std::atomic<int> loads{0};
-  auto group = MakeGroup({.getter = [&](std::string_view) -> absl::StatusOr<Loaded> {
-    ++loads;
-    gate.Wait();
-    return ByteView::Copy("value");
-  }});
+  auto group = MakeGatedGroup(gate, loads);
   auto client = std::async(std::launch::async, [&] { return group->Get("k"); });
   for (int i = 0; i < 100000 && loads == 0; ++i) std::this_thread::yield();
   ASSERT_EQ(loads, 1);

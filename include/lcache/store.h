@@ -17,9 +17,10 @@
 //
 // Expiration: an entry may carry an expiry time. An expired entry is never
 // returned; a read that finds one removes it and counts a miss and an
-// expiration. Expired entries nobody reads are reclaimed incrementally: every
-// Set examines a few entries from the cold end of its shard, and
-// ReclaimExpired() lets an owner sweep on a timer.
+// expiration. Expired entries nobody reads are reclaimed incrementally: in a
+// shard that holds expiring entries, every Set examines a few entries from the
+// cold end, and ReclaimExpired() lets an owner sweep on a timer
+// (GroupRegistry::StartReclaimer does).
 
 #ifndef LCACHE_STORE_H_
 #define LCACHE_STORE_H_
