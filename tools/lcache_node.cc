@@ -1,11 +1,13 @@
 // lcache-node: one cache node. Serves one group over the peer protocol
 // (gRPC + JSON, wire-compatible with the Go lru_cache) and routes misses to
-// the key's owner by consistent hashing over a static peer list.
+// the key's owner by consistent hashing over the peer set: a static list, or
+// the nodes registered in etcd.
 //
 //   lcache-node -addr 127.0.0.1:9001 -peers 127.0.0.1:9001,127.0.0.1:9002
+//   lcache-node -addr 127.0.0.1:9001 -etcd 127.0.0.1:2379
 //
-// SIGINT/SIGTERM: stop accepting, let calls in flight finish within
-// -grace-ms, exit 0.
+// SIGINT/SIGTERM: revoke the etcd lease (peers drop this node at once), stop
+// accepting, let calls in flight finish within -grace-ms, exit 0.
 
 #include <csignal>
 #include <cstdio>
@@ -16,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "go_flags.h"
+#include "lcache/etcd_discovery.h"
 #include "lcache/group.h"
 #include "lcache/grpc_peer.h"
 #include "lcache/ring_picker.h"
@@ -27,7 +30,9 @@ ABSL_FLAG(std::string, addr, "127.0.0.1:9000",
           "gRPC listen address, also this node's identity on the ring");
 ABSL_FLAG(std::string, svc, "lcache", "service name (etcd prefix)");
 ABSL_FLAG(std::string, peers, "", "comma-separated static peer addresses (include this node)");
-ABSL_FLAG(std::string, etcd, "", "comma-separated etcd endpoints (not available yet)");
+ABSL_FLAG(std::string, etcd, "",
+          "comma-separated etcd endpoints (host:port): register there and take the peers from "
+          "there; not with -peers");
 ABSL_FLAG(std::string, get, "", "a key to fetch through the group once at start, logging it");
 ABSL_FLAG(int64_t, cache_mb, 64, "cache size in MiB (len(key) + len(value); 0 = unbounded)");
 ABSL_FLAG(int64_t, expire_ms, 0, "default entry expiration in ms (0 = none)");
@@ -41,6 +46,14 @@ ABSL_FLAG(int64_t, max_key_bytes, 4096, "longer keys are rejected");
 ABSL_FLAG(int32_t, load_threads, 8, "threads that run loads (misses)");
 ABSL_FLAG(int32_t, max_queued_loads, 1024, "loads queued beyond this get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, grace_ms, 5000, "on SIGTERM, how long calls in flight may take to finish");
+ABSL_FLAG(int64_t, etcd_lease_ttl_s, 10, "TTL of this node's registration in etcd, in seconds");
+ABSL_FLAG(int64_t, etcd_start_timeout_ms, 10000,
+          "exit with an error if etcd cannot be reached at start within this");
+ABSL_FLAG(std::string, etcd_user, "", "etcd user (authentication; with -etcd-password)");
+ABSL_FLAG(std::string, etcd_password, "", "etcd password");
+ABSL_FLAG(std::string, etcd_ca, "", "CA certificate file: talk TLS to etcd");
+ABSL_FLAG(std::string, etcd_cert, "", "client certificate file for etcd (TLS, with -etcd-key)");
+ABSL_FLAG(std::string, etcd_key, "", "client key file for etcd");
 
 namespace lcache {
 namespace {
@@ -69,6 +82,31 @@ class LoggedPeer final : public PeerGetter {
   const std::shared_ptr<PeerGetter> peer_;
 };
 
+// Swaps `peers` into the picker and logs what changed.
+void SetPeers(RingPicker& picker, const std::vector<std::string>& peers) {
+  RingPicker::Change change = picker.SetPeers(peers);
+  spdlog::info("peers: added [{}] removed [{}]; now {}: [{}]", absl::StrJoin(change.added, ","),
+               absl::StrJoin(change.removed, ","), peers.size(), absl::StrJoin(peers, ","));
+  for (const std::string& bad : change.rejected) spdlog::warn("peer {} rejected", bad);
+}
+
+absl::StatusOr<std::unique_ptr<EtcdDiscovery>> StartDiscovery(const std::string& addr,
+                                                              RingPicker& picker) {
+  return EtcdDiscovery::Start(
+      {
+          .endpoints = SplitList(absl::GetFlag(FLAGS_etcd)),
+          .service = absl::GetFlag(FLAGS_svc),
+          .lease_ttl = absl::Seconds(absl::GetFlag(FLAGS_etcd_lease_ttl_s)),
+          .start_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_etcd_start_timeout_ms)),
+          .user = absl::GetFlag(FLAGS_etcd_user),
+          .password = absl::GetFlag(FLAGS_etcd_password),
+          .ca_file = absl::GetFlag(FLAGS_etcd_ca),
+          .cert_file = absl::GetFlag(FLAGS_etcd_cert),
+          .key_file = absl::GetFlag(FLAGS_etcd_key),
+      },
+      addr, [&picker](const std::vector<std::string>& peers) { SetPeers(picker, peers); });
+}
+
 // SIGINT and SIGTERM: the signals that stop the node.
 sigset_t StopSignals() {
   sigset_t set;
@@ -85,8 +123,13 @@ int Fail(const std::string& message) {
 
 int Run() {
   const std::string addr = absl::GetFlag(FLAGS_addr);
-  if (!absl::GetFlag(FLAGS_etcd).empty()) {
-    return Fail("-etcd: discovery through etcd is not available in this build yet; use -peers");
+  const bool use_etcd = !absl::GetFlag(FLAGS_etcd).empty();
+  if (use_etcd && !absl::GetFlag(FLAGS_peers).empty()) {
+    return Fail("-peers and -etcd exclude each other: give the static peer list or etcd");
+  }
+  if (absl::GetFlag(FLAGS_etcd_lease_ttl_s) <= 0 ||
+      absl::GetFlag(FLAGS_etcd_start_timeout_ms) <= 0) {
+    return Fail("-etcd-lease-ttl-s and -etcd-start-timeout-ms must be > 0");
   }
   const std::optional<StorePolicy> policy = ParseStorePolicy(absl::GetFlag(FLAGS_store));
   if (!policy) return Fail("-store must be lru or lru2, got " + absl::GetFlag(FLAGS_store));
@@ -116,10 +159,7 @@ int Run() {
   RingPicker picker(addr, [client](const std::string& peer) -> std::shared_ptr<PeerGetter> {
     return std::make_shared<LoggedPeer>(peer, NewGrpcPeerGetter(peer, client));
   });
-  RingPicker::Change change = picker.SetPeers(SplitList(absl::GetFlag(FLAGS_peers)));
-  spdlog::info("peers: added [{}] removed [{}]", absl::StrJoin(change.added, ","),
-               absl::StrJoin(change.removed, ","));
-  for (const std::string& bad : change.rejected) spdlog::warn("peer {} rejected", bad);
+  if (!use_etcd) SetPeers(picker, SplitList(absl::GetFlag(FLAGS_peers)));
   (*group)->SetPeerPicker(&picker);
 
   absl::StatusOr<std::unique_ptr<PeerServer>> server = StartGrpcPeerServer({
@@ -133,6 +173,19 @@ int Run() {
     return Fail("cannot serve on " + addr + ": " + std::string(server.status().message()));
   spdlog::info("lcache-node serving group {} on {} (port {}), store {}, {} MiB", (*group)->name(),
                addr, (*server)->port(), StorePolicyName(*policy), absl::GetFlag(FLAGS_cache_mb));
+
+  // Registered only once the listener is up, so that peers never route to a
+  // node that cannot answer yet.
+  std::unique_ptr<EtcdDiscovery> discovery;
+  if (use_etcd) {
+    absl::StatusOr<std::unique_ptr<EtcdDiscovery>> started = StartDiscovery(addr, picker);
+    if (!started.ok()) {
+      (*server)->Shutdown(absl::ZeroDuration());
+      spdlog::error("{}", std::string(started.status().message()));
+      return 1;
+    }
+    discovery = *std::move(started);
+  }
 
   if (const std::string key = absl::GetFlag(FLAGS_get); !key.empty()) {
     absl::StatusOr<ByteView> v = (*group)->Get(key);
@@ -150,6 +203,7 @@ int Run() {
   sigwait(&stop_signals, &signal);
   spdlog::info("{}: draining (grace {} ms)", signal == SIGINT ? "SIGINT" : "SIGTERM",
                absl::GetFlag(FLAGS_grace_ms));
+  if (discovery) discovery->Stop();  // first: peers stop sending us keys
   (*server)->Shutdown(absl::Milliseconds(absl::GetFlag(FLAGS_grace_ms)));
   spdlog::info("stopped");
   return 0;
@@ -168,6 +222,7 @@ int main(int argc, char** argv) {
       argc, argv,
       "lcache-node: a cache node.\n"
       "  lcache-node -addr 127.0.0.1:9001 -peers 127.0.0.1:9001,127.0.0.1:9002\n"
+      "  lcache-node -addr 127.0.0.1:9001 -etcd 127.0.0.1:2379\n"
       "Flags take one dash or two; dashes and underscores in names are the same\n"
       "(-cache-mb = --cache_mb).",
       "lcache_node.cc");
