@@ -9,9 +9,9 @@
 // operation outstanding at a time, so its `step_` says which one completed):
 //   kRequested  a call arrived: ask for the next one; an unknown method gets
 //               UNIMPLEMENTED, else read the request message
-//   kReading    decode it; errors and hits are answered right here, on the
-//               polling thread; a miss goes to the LoadExecutor, whose worker
-//               runs Group::Get and starts WriteAndFinish itself (gRPC lets
+//   kReading    hand it to the PeerService (peer_service.h): errors and hits
+//               are answered right here, on the polling thread; a miss runs
+//               on a load thread, which starts WriteAndFinish itself (gRPC lets
 //               any thread start an operation on a call as long as only one
 //               of a kind is outstanding, which the step order guarantees)
 //   kFinishing  the answer went out (or the call died): delete the call
@@ -27,20 +27,14 @@
 // its Shutdown.
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
-#include <string_view>
 #include <thread>
 #include <utility>
-#include <vector>
 
 #include <grpc/grpc.h>
 #include <grpcpp/generic/async_generic_service.h>
@@ -52,94 +46,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpc_bytes.h"
-#include "json_codec.h"
 #include "lcache/grpc_peer.h"
-#include "lcache/store.h"
+#include "peer_service.h"
 
 namespace lcache {
 namespace {
 
-// The in-band answer of a Group::Get result. An error whose message is empty
-// still needs a non-empty `err`, or the client would read it as an empty value.
-std::string EncodeResult(const absl::StatusOr<ByteView>& v) {
-  if (v.ok()) return internal::EncodeGetResponse(v->view(), "");
-  const absl::string_view message = v.status().message();
-  if (message.empty()) return internal::EncodeGetResponse("", v.status().ToString());
-  return internal::EncodeGetResponse("", std::string_view(message.data(), message.size()));
-}
-
-// Runs loads (misses) on a fixed set of threads. Accepts a task while the
-// tasks waiting for a thread stay within `max_queued` beyond the idle
-// threads; refuses it otherwise, so a slow getter cannot grow the queue
-// without bound. Thread-safe.
-class LoadExecutor {
- public:
-  LoadExecutor(int threads, int max_queued) : max_queued_(static_cast<size_t>(max_queued)) {
-    threads_.reserve(static_cast<size_t>(threads));
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
-  }
-  ~LoadExecutor() { Stop(); }
-
-  // False, not running the task, when the queue is full; `queued` then says
-  // how many tasks were waiting.
-  bool TrySubmit(std::function<void()> task, size_t* queued) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      const size_t idle = threads_.size() - running_;
-      if (stopping_ || tasks_.size() >= max_queued_ + idle) {
-        *queued = tasks_.size();
-        return false;
-      }
-      tasks_.push_back(std::move(task));
-    }
-    cv_.notify_one();
-    return true;
-  }
-
-  // Runs the tasks already queued, then joins the threads. Idempotent.
-  void Stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    for (std::thread& t : threads_) {
-      if (t.joinable()) t.join();
-    }
-  }
-
- private:
-  void Work() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (true) {
-      cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-      if (tasks_.empty()) return;  // stopping, and nothing left to run
-      std::function<void()> task = std::move(tasks_.front());
-      tasks_.pop_front();
-      ++running_;
-      lock.unlock();
-      task();
-      lock.lock();
-      --running_;
-    }
-  }
-
-  const size_t max_queued_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;  // guarded by mu_
-  size_t running_ = 0;                       // guarded by mu_
-  bool stopping_ = false;                    // guarded by mu_
-  std::vector<std::thread> threads_;
-};
-
 class GrpcPeerServer final : public PeerServer {
  public:
-  explicit GrpcPeerServer(const PeerServerOptions& options)
-      : registry_(options.registry),
-        max_key_bytes_(options.max_key_bytes),
-        max_request_bytes_(static_cast<size_t>(options.max_request_bytes)),
-        executor_(options.load_threads, options.max_queued_loads) {}
+  explicit GrpcPeerServer(const PeerServerOptions& options) : service_(options) {}
 
   ~GrpcPeerServer() override { Shutdown(absl::ZeroDuration()); }
 
@@ -158,21 +73,13 @@ class GrpcPeerServer final : public PeerServer {
   void Handle(Call* call);
   void Poll();
 
-  GroupRegistry* const registry_;
-  const size_t max_key_bytes_;
-  const size_t max_request_bytes_;
+  internal::PeerService service_;
   int port_ = 0;
 
-  grpc::AsyncGenericService service_;
+  grpc::AsyncGenericService generic_;
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;
   std::unique_ptr<grpc::Server> server_;
   std::thread poller_;
-  LoadExecutor executor_;
-
-  // Loads still queued when Shutdown's grace has passed are not started: gRPC
-  // has cancelled their calls, so their results would go nowhere. Unix nanos;
-  // infinite until Shutdown.
-  std::atomic<int64_t> skip_loads_after_ns_{std::numeric_limits<int64_t>::max()};
 
   std::mutex shutdown_mu_;  // serialises Shutdown calls
   bool shut_down_ = false;  // guarded by shutdown_mu_
@@ -183,7 +90,7 @@ class GrpcPeerServer::Call {
   explicit Call(GrpcPeerServer* server) : server_(server), stream_(&ctx_) {}
 
   void Request() {
-    server_->service_.RequestCall(&ctx_, &stream_, server_->cq_.get(), server_->cq_.get(), this);
+    server_->generic_.RequestCall(&ctx_, &stream_, server_->cq_.get(), server_->cq_.get(), this);
   }
 
   // Called on the polling thread when the outstanding operation completed.
@@ -220,10 +127,14 @@ class GrpcPeerServer::Call {
     }
   }
 
-  // Sends `body` with status OK. Any thread; the call must not be touched
-  // after this returns.
-  void Respond(std::string body) {
-    response_ = internal::ByteBufferOf(std::move(body));
+  // Sends the reply. Any thread; the call must not be touched after this
+  // returns.
+  void Reply(internal::PeerReply reply) {
+    if (reply.code != absl::StatusCode::kOk) {
+      Finish(grpc::Status(static_cast<grpc::StatusCode>(reply.code), std::move(reply.message)));
+      return;
+    }
+    response_ = internal::ByteBufferOf(std::move(reply.body));
     step_ = Step::kFinishing;
     stream_.WriteAndFinish(response_, grpc::WriteOptions(), grpc::Status::OK, this);
   }
@@ -238,6 +149,7 @@ class GrpcPeerServer::Call {
   }
 
   const grpc::ByteBuffer& request() const { return request_; }
+  absl::Time deadline() const { return absl::FromChrono(ctx_.deadline()); }
 
  private:
   enum class Step { kRequested, kReading, kFinishing };
@@ -256,7 +168,7 @@ absl::Status GrpcPeerServer::Start(const PeerServerOptions& options) {
   // silently share its traffic; a taken address must be an error instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &port_);
-  builder.RegisterAsyncGenericService(&service_);
+  builder.RegisterAsyncGenericService(&generic_);
   // gRPC itself refuses (RESOURCE_EXHAUSTED) only messages far over the
   // limit; those just over it are read and refused as INVALID_ARGUMENT by
   // Handle, with a message that says what the limit is.
@@ -277,7 +189,7 @@ absl::Status GrpcPeerServer::Start(const PeerServerOptions& options) {
     // Without a server the queue is destroyed as is (gRPC shuts it down).
     cq_.reset();
     shut_down_ = true;
-    executor_.Stop();
+    service_.Stop(absl::Now());
     return absl::UnavailableError(absl::StrCat("lcache: cannot listen on \"", options.address,
                                                "\" (expected a free host:port, e.g. "
                                                "127.0.0.1:9001 or 0.0.0.0:0)"));
@@ -296,50 +208,12 @@ void GrpcPeerServer::Poll() {
 }
 
 void GrpcPeerServer::Handle(Call* call) {
-  if (call->request().Length() > max_request_bytes_) {
-    call->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              absl::StrCat("lru_cache: request of ", call->request().Length(),
-                                           " bytes is over the limit of ", max_request_bytes_)));
-    return;
-  }
-  absl::StatusOr<internal::GetRequest> request =
-      internal::DecodeGetRequest(internal::BytesOf(call->request()).value_or(""), max_key_bytes_);
-  if (!request.ok()) {
-    call->Finish(
-        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(request.status().message())));
-    return;
-  }
-  // Unknown group and empty key: the Go program's in-band answers.
-  Group* group = registry_->GetGroup(request->group);
-  if (group == nullptr) {
-    call->Respond(internal::EncodeGetResponse("", kKeyNotFoundMessage));
-    return;
-  }
-  group->CountServerRequest();
-  if (request->key.empty()) {
-    call->Respond(internal::EncodeGetResponse("", kEmptyKeyMessage));
-    return;
-  }
-  if (std::optional<ByteView> hit = group->GetIfCached(request->key)) {
-    call->Respond(internal::EncodeGetResponse(hit->view(), ""));
-    return;
-  }
-  const LoadScope scope = call->Forwarded() ? LoadScope::kLocalOnly : LoadScope::kAnywhere;
-  size_t queued = 0;
-  const bool accepted = executor_.TrySubmit(
-      [this, call, group, scope, key = std::move(request->key)] {
-        if (absl::GetCurrentTimeNanos() > skip_loads_after_ns_.load(std::memory_order_relaxed)) {
-          call->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "lcache: server shutting down"));
-          return;
-        }
-        call->Respond(EncodeResult(group->Get(key, scope)));
-      },
-      &queued);
-  if (!accepted) {
-    call->Finish(
-        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                     absl::StrCat("lru_cache: server overloaded, ", queued, " loads queued")));
-  }
+  // gRPC has read the whole message (within 4x the limit); PeerService
+  // refuses what is over the limit itself, with a message that says so.
+  std::optional<internal::PeerReply> reply =
+      service_.Get(internal::BytesOf(call->request()).value_or(""), call->Forwarded(),
+                   call->deadline(), [call](internal::PeerReply r) { call->Reply(std::move(r)); });
+  if (reply) call->Reply(*std::move(reply));
 }
 
 void GrpcPeerServer::Shutdown(absl::Duration grace) {
@@ -349,9 +223,10 @@ void GrpcPeerServer::Shutdown(absl::Duration grace) {
   // Waits for the calls in flight until the deadline, then cancels them, and
   // returns once every call is gone (the poller keeps finishing them).
   const absl::Time deadline = absl::Now() + grace;
-  skip_loads_after_ns_.store(absl::ToUnixNanos(deadline), std::memory_order_relaxed);
   server_->Shutdown(absl::ToChronoTime(deadline));
-  executor_.Stop();
+  // Loads still queued after the grace are not started: gRPC has cancelled
+  // their calls, so their results would go nowhere.
+  service_.Stop(deadline);
   cq_->Shutdown();
   poller_.join();
 }
@@ -359,31 +234,7 @@ void GrpcPeerServer::Shutdown(absl::Duration grace) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PeerServer>> StartGrpcPeerServer(PeerServerOptions options) {
-  if (options.registry == nullptr) {
-    return absl::InvalidArgumentError("lcache: PeerServerOptions.registry is null");
-  }
-  if (options.address.empty()) {
-    return absl::InvalidArgumentError(
-        "lcache: PeerServerOptions.address is empty (expected host:port)");
-  }
-  if (options.max_key_bytes == 0 || options.max_key_bytes > kMaxStoreKeyBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("lcache: PeerServerOptions.max_key_bytes must be in [1, ", kMaxStoreKeyBytes,
-                     "], got ", options.max_key_bytes));
-  }
-  if (options.max_request_bytes <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("lcache: PeerServerOptions.max_request_bytes must be > 0, got ",
-                     options.max_request_bytes));
-  }
-  if (options.load_threads < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "lcache: PeerServerOptions.load_threads must be >= 1, got ", options.load_threads));
-  }
-  if (options.max_queued_loads < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "lcache: PeerServerOptions.max_queued_loads must be >= 0, got ", options.max_queued_loads));
-  }
+  if (absl::Status s = internal::ValidatePeerServerOptions(options); !s.ok()) return s;
   auto server = std::make_unique<GrpcPeerServer>(options);
   if (absl::Status s = server->Start(options); !s.ok()) return s;
   return server;

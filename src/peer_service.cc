@@ -1,0 +1,164 @@
+#include "peer_service.h"
+
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "json_codec.h"
+#include "lcache/store.h"
+
+namespace lcache::internal {
+namespace {
+
+// The in-band answer of a Group::Get result. An error whose message is empty
+// still needs a non-empty `err`, or the client would read it as an empty value.
+std::string EncodeResult(const absl::StatusOr<ByteView>& v) {
+  if (v.ok()) return EncodeGetResponse(v->view(), "");
+  const absl::string_view message = v.status().message();
+  if (message.empty()) return EncodeGetResponse("", v.status().ToString());
+  return EncodeGetResponse("", std::string_view(message.data(), message.size()));
+}
+
+PeerReply Ok(std::string body) { return {.body = std::move(body)}; }
+
+}  // namespace
+
+// --- LoadExecutor -------------------------------------------------------------
+
+LoadExecutor::LoadExecutor(int threads, int max_queued)
+    : max_queued_(static_cast<size_t>(max_queued)) {
+  threads_.reserve(static_cast<size_t>(threads));
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+}
+
+LoadExecutor::~LoadExecutor() { Stop(); }
+
+bool LoadExecutor::TrySubmit(std::function<void()> task, size_t* queued) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const size_t idle = threads_.size() - running_;
+    if (stopping_ || tasks_.size() >= max_queued_ + idle) {
+      *queued = tasks_.size();
+      return false;
+    }
+    tasks_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+  return true;
+}
+
+void LoadExecutor::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+void LoadExecutor::Work() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+    if (tasks_.empty()) return;  // stopping, and nothing left to run
+    std::function<void()> task = std::move(tasks_.front());
+    tasks_.pop_front();
+    ++running_;
+    lock.unlock();
+    task();
+    lock.lock();
+    --running_;
+  }
+}
+
+// --- PeerService --------------------------------------------------------------
+
+PeerService::PeerService(const PeerServerOptions& options)
+    : registry_(options.registry),
+      max_key_bytes_(options.max_key_bytes),
+      max_request_bytes_(static_cast<size_t>(options.max_request_bytes)),
+      skip_loads_after_ns_(std::numeric_limits<int64_t>::max()),
+      executor_(options.load_threads, options.max_queued_loads) {}
+
+std::optional<PeerReply> PeerService::Get(std::string_view message, bool forwarded,
+                                          absl::Time deadline,
+                                          std::function<void(PeerReply)> done) {
+  if (message.size() > max_request_bytes_) {
+    return PeerReply::Error(absl::StatusCode::kInvalidArgument,
+                            absl::StrCat("lru_cache: request of ", message.size(),
+                                         " bytes is over the limit of ", max_request_bytes_));
+  }
+  absl::StatusOr<GetRequest> request = DecodeGetRequest(message, max_key_bytes_);
+  if (!request.ok()) {
+    return PeerReply::Error(absl::StatusCode::kInvalidArgument,
+                            std::string(request.status().message()));
+  }
+  // Unknown group and empty key: the Go program's in-band answers.
+  Group* group = registry_->GetGroup(request->group);
+  if (group == nullptr) return Ok(EncodeGetResponse("", kKeyNotFoundMessage));
+  group->CountServerRequest();
+  if (request->key.empty()) return Ok(EncodeGetResponse("", kEmptyKeyMessage));
+  if (std::optional<ByteView> hit = group->GetIfCached(request->key)) {
+    return Ok(EncodeGetResponse(hit->view(), ""));
+  }
+  const LoadScope scope = forwarded ? LoadScope::kLocalOnly : LoadScope::kAnywhere;
+  size_t queued = 0;
+  const bool accepted = executor_.TrySubmit(
+      [this, group, scope, deadline, done, key = std::move(request->key)] {
+        const int64_t now = absl::GetCurrentTimeNanos();
+        if (now > skip_loads_after_ns_.load(std::memory_order_relaxed)) {
+          done(PeerReply::Error(absl::StatusCode::kUnavailable, "lcache: server shutting down"));
+        } else if (now > absl::ToUnixNanos(deadline)) {
+          done(PeerReply::Error(absl::StatusCode::kDeadlineExceeded,
+                                "lcache: deadline passed before the load started"));
+        } else {
+          done(Ok(EncodeResult(group->Get(key, scope))));
+        }
+      },
+      &queued);
+  if (!accepted) {
+    return PeerReply::Error(
+        absl::StatusCode::kResourceExhausted,
+        absl::StrCat("lru_cache: server overloaded, ", queued, " loads queued"));
+  }
+  return std::nullopt;
+}
+
+void PeerService::Stop(absl::Time skip_after) {
+  skip_loads_after_ns_.store(absl::ToUnixNanos(skip_after), std::memory_order_relaxed);
+  executor_.Stop();
+}
+
+absl::Status ValidatePeerServerOptions(const PeerServerOptions& options) {
+  if (options.registry == nullptr) {
+    return absl::InvalidArgumentError("lcache: PeerServerOptions.registry is null");
+  }
+  if (options.address.empty()) {
+    return absl::InvalidArgumentError(
+        "lcache: PeerServerOptions.address is empty (expected host:port)");
+  }
+  if (options.max_key_bytes == 0 || options.max_key_bytes > kMaxStoreKeyBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: PeerServerOptions.max_key_bytes must be in [1, ", kMaxStoreKeyBytes,
+                     "], got ", options.max_key_bytes));
+  }
+  if (options.max_request_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: PeerServerOptions.max_request_bytes must be > 0, got ",
+                     options.max_request_bytes));
+  }
+  if (options.load_threads < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lcache: PeerServerOptions.load_threads must be >= 1, got ", options.load_threads));
+  }
+  if (options.max_queued_loads < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lcache: PeerServerOptions.max_queued_loads must be >= 0, got ", options.max_queued_loads));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace lcache::internal

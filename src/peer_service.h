@@ -1,0 +1,103 @@
+// PeerService: what a server of the peer protocol does with one Get request
+// message, whatever transport carried it (grpc_peer_server.cc on gRPC C++,
+// h2_peer_server.cc on nghttp2). Both transports answer alike because the
+// decisions live here: bad input is INVALID_ARGUMENT, an unknown group and an
+// empty key are the Go program's in-band errors, a hit is answered on the
+// caller's thread, a miss runs on a bounded pool of load threads
+// (RESOURCE_EXHAUSTED when it is full), and a forwarded request is loaded
+// here, never forwarded again.
+//
+// Thread-safety: Get may be called from any thread; Stop from one.
+
+#ifndef LCACHE_SRC_PEER_SERVICE_H_
+#define LCACHE_SRC_PEER_SERVICE_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "lcache/grpc_peer.h"
+
+namespace lcache::internal {
+
+// A reply: OK with the JSON response message, or an error status for the
+// call (a gRPC status code and message).
+struct PeerReply {
+  absl::StatusCode code = absl::StatusCode::kOk;
+  std::string message = "";  // the error's text (grpc-message)
+  std::string body = "";     // with kOk: the response message
+
+  static PeerReply Error(absl::StatusCode code, std::string message) {
+    return {.code = code, .message = std::move(message)};
+  }
+};
+
+// Runs loads on a fixed set of threads. Accepts a task while the tasks
+// waiting for a thread stay within `max_queued` beyond the idle threads, and
+// refuses it otherwise, so a slow getter cannot grow the queue without bound.
+class LoadExecutor {
+ public:
+  LoadExecutor(int threads, int max_queued);
+  ~LoadExecutor();
+
+  // False, not running the task, when the queue is full; `*queued` then says
+  // how many tasks were waiting.
+  bool TrySubmit(std::function<void()> task, size_t* queued);
+
+  // Runs the tasks already queued, then joins the threads. Idempotent.
+  void Stop();
+
+ private:
+  void Work();
+
+  const size_t max_queued_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;  // guarded by mu_
+  size_t running_ = 0;                       // guarded by mu_
+  bool stopping_ = false;                    // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
+class PeerService {
+ public:
+  // REQUIRES: options were validated (ValidatePeerServerOptions).
+  explicit PeerService(const PeerServerOptions& options);
+
+  // Answers `message` (one request message, without framing) at once, or,
+  // for a miss, returns nullopt and later calls `done` exactly once, on a
+  // load thread. `forwarded`: the request carries the forwarding mark.
+  // `deadline`: the caller's; a load that has not started by then is
+  // skipped and answered DEADLINE_EXCEEDED.
+  std::optional<PeerReply> Get(std::string_view message, bool forwarded, absl::Time deadline,
+                               std::function<void(PeerReply)> done);
+
+  // Stops the load threads: loads still queued after `skip_after` are
+  // answered UNAVAILABLE without running; running loads finish. Idempotent.
+  void Stop(absl::Time skip_after);
+
+  size_t max_request_bytes() const { return max_request_bytes_; }
+
+ private:
+  GroupRegistry* const registry_;
+  const size_t max_key_bytes_;
+  const size_t max_request_bytes_;
+  std::atomic<int64_t> skip_loads_after_ns_;
+  LoadExecutor executor_;
+};
+
+// The options' checks, shared by every transport's Start function.
+absl::Status ValidatePeerServerOptions(const PeerServerOptions& options);
+
+}  // namespace lcache::internal
+
+#endif  // LCACHE_SRC_PEER_SERVICE_H_
