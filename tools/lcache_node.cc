@@ -21,6 +21,7 @@
 #include "lcache/etcd_discovery.h"
 #include "lcache/group.h"
 #include "lcache/grpc_peer.h"
+#include "lcache/h2_peer.h"
 #include "lcache/ring_picker.h"
 #include "node_source.h"
 #include "spdlog/spdlog.h"
@@ -46,6 +47,9 @@ ABSL_FLAG(int64_t, max_key_bytes, 4096, "longer keys are rejected");
 ABSL_FLAG(int32_t, load_threads, 8, "threads that run loads (misses)");
 ABSL_FLAG(int32_t, max_queued_loads, 1024, "loads queued beyond this get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, grace_ms, 5000, "on SIGTERM, how long calls in flight may take to finish");
+ABSL_FLAG(std::string, transport, "grpc",
+          "server of the peer protocol: grpc (gRPC C++) or lean (nghttp2 + libevent; same wire)");
+ABSL_FLAG(int32_t, io_threads, 1, "lean transport: event-loop threads");
 ABSL_FLAG(int64_t, etcd_lease_ttl_s, 10, "TTL of this node's registration in etcd, in seconds");
 ABSL_FLAG(int64_t, etcd_start_timeout_ms, 10000,
           "exit with an error if etcd cannot be reached at start within this");
@@ -131,6 +135,10 @@ int Run() {
       absl::GetFlag(FLAGS_etcd_start_timeout_ms) <= 0) {
     return Fail("-etcd-lease-ttl-s and -etcd-start-timeout-ms must be > 0");
   }
+  const std::string transport = absl::GetFlag(FLAGS_transport);
+  if (transport != "grpc" && transport != "lean") {
+    return Fail("-transport must be grpc or lean, got " + transport);
+  }
   const std::optional<StorePolicy> policy = ParseStorePolicy(absl::GetFlag(FLAGS_store));
   if (!policy) return Fail("-store must be lru or lru2, got " + absl::GetFlag(FLAGS_store));
   if (absl::GetFlag(FLAGS_cache_mb) < 0 || absl::GetFlag(FLAGS_expire_ms) < 0 ||
@@ -162,17 +170,21 @@ int Run() {
   if (!use_etcd) SetPeers(picker, SplitList(absl::GetFlag(FLAGS_peers)));
   (*group)->SetPeerPicker(&picker);
 
-  absl::StatusOr<std::unique_ptr<PeerServer>> server = StartGrpcPeerServer({
+  const PeerServerOptions server_options{
       .address = addr,
       .registry = &registry,
       .max_key_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_key_bytes)),
       .load_threads = absl::GetFlag(FLAGS_load_threads),
       .max_queued_loads = absl::GetFlag(FLAGS_max_queued_loads),
-  });
+  };
+  absl::StatusOr<std::unique_ptr<PeerServer>> server =
+      transport == "lean" ? StartH2PeerServer(server_options, absl::GetFlag(FLAGS_io_threads))
+                          : StartGrpcPeerServer(server_options);
   if (!server.ok())
     return Fail("cannot serve on " + addr + ": " + std::string(server.status().message()));
-  spdlog::info("lcache-node serving group {} on {} (port {}), store {}, {} MiB", (*group)->name(),
-               addr, (*server)->port(), StorePolicyName(*policy), absl::GetFlag(FLAGS_cache_mb));
+  spdlog::info("lcache-node serving group {} on {} (port {}, {} transport), store {}, {} MiB",
+               (*group)->name(), addr, (*server)->port(), transport, StorePolicyName(*policy),
+               absl::GetFlag(FLAGS_cache_mb));
 
   // Registered only once the listener is up, so that peers never route to a
   // node that cannot answer yet.

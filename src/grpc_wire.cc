@@ -1,0 +1,75 @@
+#include "grpc_wire.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace lcache::internal {
+
+void AppendGrpcMessage(std::string_view message, std::string* out) {
+  const uint32_t n = static_cast<uint32_t>(message.size());
+  const char prefix[kGrpcPrefixBytes] = {0, static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+                                         static_cast<char>(n >> 8), static_cast<char>(n)};
+  out->append(prefix, kGrpcPrefixBytes);
+  out->append(message);
+}
+
+absl::StatusOr<std::string_view> SingleGrpcMessage(std::string_view body) {
+  if (body.size() < kGrpcPrefixBytes) {
+    return absl::InvalidArgumentError("lcache: expected one request message");
+  }
+  const auto byte = [&](size_t i) { return static_cast<uint32_t>(static_cast<uint8_t>(body[i])); };
+  if (byte(0) != 0) {
+    return absl::InvalidArgumentError("lcache: compressed messages are not accepted");
+  }
+  const uint32_t n = byte(1) << 24 | byte(2) << 16 | byte(3) << 8 | byte(4);
+  if (body.size() - kGrpcPrefixBytes != n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: expected one request message of ", n, " bytes, got ",
+                     body.size() - kGrpcPrefixBytes, " bytes of body"));
+  }
+  return body.substr(kGrpcPrefixBytes);
+}
+
+std::optional<absl::Duration> ParseGrpcTimeout(std::string_view value) {
+  if (value.size() < 2 || value.size() > 9) return std::nullopt;
+  int64_t n = 0;
+  for (char c : value.substr(0, value.size() - 1)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + (c - '0');
+  }
+  switch (value.back()) {
+    case 'H':
+      return absl::Hours(n);
+    case 'M':
+      return absl::Minutes(n);
+    case 'S':
+      return absl::Seconds(n);
+    case 'm':
+      return absl::Milliseconds(n);
+    case 'u':
+      return absl::Microseconds(n);
+    case 'n':
+      return absl::Nanoseconds(n);
+    default:
+      return std::nullopt;
+  }
+}
+
+std::string PercentEncode(std::string_view message) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(message.size());
+  for (char ch : message) {
+    const auto c = static_cast<uint8_t>(ch);
+    if (c >= 0x20 && c <= 0x7e && c != '%') {
+      out.push_back(ch);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+}  // namespace lcache::internal

@@ -1,0 +1,39 @@
+// The parts of the gRPC wire protocol over HTTP/2 that a transport writes
+// itself when HTTP/2 is nghttp2's job (h2_peer_server.cc): the 5-byte
+// length prefix of a message, the grpc-timeout header, and the
+// percent-encoding of grpc-message. See gRPC's PROTOCOL-HTTP2.md.
+
+#ifndef LCACHE_SRC_GRPC_WIRE_H_
+#define LCACHE_SRC_GRPC_WIRE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace lcache::internal {
+
+inline constexpr size_t kGrpcPrefixBytes = 5;  // compressed flag + 32-bit big-endian length
+
+// Appends `message` with its prefix (uncompressed) to `*out`.
+void AppendGrpcMessage(std::string_view message, std::string* out);
+
+// The one message of a unary request body (prefix included). Errors, as
+// INVALID_ARGUMENT with a message for the caller: no message, more than one,
+// a truncated one, or a compressed one (we announce no compression, so a
+// client must not send one).
+absl::StatusOr<std::string_view> SingleGrpcMessage(std::string_view body);
+
+// The value of a grpc-timeout header ("1S", "250m", "100000u": at most 8
+// digits and one of H M S m u n); nullopt if it is malformed.
+std::optional<absl::Duration> ParseGrpcTimeout(std::string_view value);
+
+// grpc-message: bytes outside printable ASCII, and '%', as %XX.
+std::string PercentEncode(std::string_view message);
+
+}  // namespace lcache::internal
+
+#endif  // LCACHE_SRC_GRPC_WIRE_H_
