@@ -20,7 +20,8 @@
 # h2load's --log-file (per-request times), written only at the concurrencies
 # in LOG_CONCS, so that at 32 in flight the generator does no extra work.
 #
-# Environment: CONCS ("32 1"), LOG_CONCS ("1"), RUNS (5), DURATION (10),
+# Environment: NODE_ARGS (extra lcache-node flags, e.g. "-transport lean"),
+# CONCS ("32 1"), LOG_CONCS ("1"), RUNS (5), DURATION (10),
 # WARMUP (2), KEY (k1), VALUE_BYTES (100), SERVER_CPU (0), CLIENT_CPU (1),
 # LOAD_MAX (0.6), OTHERS_MAX (5), LOAD_WAIT (180), OUT (default: a new /tmp
 # directory; node log, raw h2load output, summary.tsv).
@@ -35,6 +36,7 @@ RUNS=${RUNS:-5}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 KEY=${KEY:-k1}
+NODE_ARGS=${NODE_ARGS:-}
 VALUE_BYTES=${VALUE_BYTES:-100}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
@@ -63,7 +65,8 @@ PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); pri
 URL=http://127.0.0.1:$PORT/lcache.LCache/Get
 HDRS=(-H 'content-type: application/grpc+json' -H 'te: trailers')
 
-taskset -c "$SERVER_CPU" "$NODE" -addr "127.0.0.1:$PORT" -source "synthetic:$VALUE_BYTES" \
+# shellcheck disable=SC2086  # NODE_ARGS: extra node flags, word-split on purpose
+taskset -c "$SERVER_CPU" "$NODE" -addr "127.0.0.1:$PORT" -source "synthetic:$VALUE_BYTES" $NODE_ARGS \
   >"$OUT/node.log" 2>&1 &
 NODE_PID=$!
 stop_node() { kill -TERM "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null || true; }

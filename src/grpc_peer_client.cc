@@ -26,6 +26,7 @@
 #include "absl/time/clock.h"
 #include "grpc_bytes.h"
 #include "json_codec.h"
+#include "peer_service.h"
 #include "lcache/grpc_peer.h"
 
 namespace lcache {
@@ -66,15 +67,7 @@ class GrpcPeerGetter final : public PeerGetter {
     if (!bytes) {
       return absl::InternalError(absl::StrCat("lcache: peer ", address_, ": unreadable response"));
     }
-    absl::StatusOr<internal::GetResponse> decoded = internal::DecodeGetResponse(*bytes);
-    if (!decoded.ok()) {
-      return absl::InternalError(absl::StrCat("lcache: peer ", address_,
-                                              ": invalid response: ", decoded.status().message()));
-    }
-    if (decoded->err.empty()) return ByteView::Adopt(std::move(decoded->value));
-    if (decoded->err == kKeyNotFoundMessage) return absl::NotFoundError(decoded->err);
-    if (decoded->err == kEmptyKeyMessage) return absl::InvalidArgumentError(decoded->err);
-    return absl::UnknownError(decoded->err);
+    return internal::ValueOfGetResponse(address_, *bytes);
   }
 
  private:

@@ -72,4 +72,35 @@ std::string PercentEncode(std::string_view message) {
   return out;
 }
 
+std::string PercentDecode(std::string_view message) {
+  const auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(message.size());
+  for (size_t i = 0; i < message.size(); ++i) {
+    if (message[i] == '%' && i + 2 < message.size() && hex(message[i + 1]) >= 0 &&
+        hex(message[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex(message[i + 1]) << 4 | hex(message[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(message[i]);
+    }
+  }
+  return out;
+}
+
+absl::StatusCode GrpcStatusCode(std::string_view value) {
+  int code = 0;
+  if (value.empty() || value.size() > 2) return absl::StatusCode::kUnknown;
+  for (char c : value) {
+    if (c < '0' || c > '9') return absl::StatusCode::kUnknown;
+    code = code * 10 + (c - '0');
+  }
+  return code <= 16 ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kUnknown;
+}
+
 }  // namespace lcache::internal

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
@@ -33,6 +34,11 @@ std::optional<absl::Duration> ParseGrpcTimeout(std::string_view value);
 
 // grpc-message: bytes outside printable ASCII, and '%', as %XX.
 std::string PercentEncode(std::string_view message);
+// The inverse; a malformed %XX is kept as it is (gRPC's rule).
+std::string PercentDecode(std::string_view message);
+
+// The absl::StatusCode of a grpc-status value; kUnknown if it is not one.
+absl::StatusCode GrpcStatusCode(std::string_view value);
 
 }  // namespace lcache::internal
 

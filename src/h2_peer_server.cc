@@ -29,7 +29,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -49,6 +48,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "event_loop.h"
 #include "grpc_wire.h"
 #include "lcache/h2_peer.h"
 #include "peer_service.h"
@@ -144,42 +144,33 @@ class Connection {
   size_t out_offset_ = 0;
 };
 
-// One event loop on its own thread.
+// One event loop and the connections it owns.
 class Loop {
  public:
-  Loop(H2PeerServer* server, const nghttp2_session_callbacks* callbacks);
+  Loop(H2PeerServer* server, const nghttp2_session_callbacks* callbacks)
+      : server_(server), callbacks_(callbacks) {}
   ~Loop();
 
-  bool ok() const { return base_ != nullptr && wake_event_ != nullptr; }
-  void Run() {
-    thread_ = std::thread([this] { event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY); });
-  }
-  // Runs `task` on the loop's thread. Any thread.
-  void Post(std::function<void()> task);
+  bool ok() const { return loop_.ok(); }
+  void Start() { loop_.Start(); }
+  void Stop() { loop_.Stop(); }
+  void Post(std::function<void()> task) { loop_.Post(std::move(task)); }
+  event_base* base() const { return loop_.base(); }
+
   // Loop thread only.
   void AddConnection(int fd);
   void Deliver(uint64_t connection, int32_t stream, PeerReply reply);
   void Close(Connection* c);
   void BeginDrain();
-  // Any thread: ends the loop, joins its thread.
-  void Stop();
 
-  event_base* base() const { return base_; }
   size_t connections() const { return connection_count_.load(std::memory_order_acquire); }
 
  private:
-  static void OnWake(evutil_socket_t, short, void* self);
   static void OnReap(evutil_socket_t, short, void* self);
 
   H2PeerServer* const server_;
   const nghttp2_session_callbacks* const callbacks_;
-  event_base* base_ = nullptr;
-  int wake_fd_ = -1;
-  event* wake_event_ = nullptr;
-  std::thread thread_;
-
-  std::mutex mu_;
-  std::vector<std::function<void()>> tasks_;  // guarded by mu_
+  internal::EventLoop loop_;
 
   // Loop thread only.
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
@@ -482,48 +473,10 @@ void Connection::Reply(Stream* s, PeerReply reply) {
 
 // --- Loop ---------------------------------------------------------------------
 
-Loop::Loop(H2PeerServer* server, const nghttp2_session_callbacks* callbacks)
-    : server_(server), callbacks_(callbacks) {
-  base_ = event_base_new();
-  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (base_ == nullptr || wake_fd_ < 0) return;
-  wake_event_ = event_new(base_, wake_fd_, EV_READ | EV_PERSIST, &Loop::OnWake, this);
-  if (wake_event_ != nullptr) event_add(wake_event_, nullptr);
-}
-
 Loop::~Loop() {
+  loop_.Stop();  // before the connections go: their events are on its base
   connections_.clear();
   closed_.clear();
-  if (wake_event_ != nullptr) event_free(wake_event_);
-  if (wake_fd_ >= 0) close(wake_fd_);
-  if (base_ != nullptr) event_base_free(base_);
-}
-
-void Loop::Post(std::function<void()> task) {
-  bool was_empty;
-  {
-    std::lock_guard lock(mu_);
-    was_empty = tasks_.empty();
-    tasks_.push_back(std::move(task));
-  }
-  if (was_empty) {
-    const uint64_t one = 1;
-    (void)!write(wake_fd_, &one, sizeof one);
-  }
-}
-
-void Loop::OnWake(evutil_socket_t, short, void* self) {
-  auto* loop = static_cast<Loop*>(self);
-  // Reset the eventfd before taking the tasks: a task posted after the swap
-  // finds the queue empty and writes the eventfd again.
-  uint64_t n;
-  (void)!read(loop->wake_fd_, &n, sizeof n);
-  std::vector<std::function<void()>> tasks;
-  {
-    std::lock_guard lock(loop->mu_);
-    tasks.swap(loop->tasks_);
-  }
-  for (auto& task : tasks) task();
 }
 
 void Loop::AddConnection(int fd) {
@@ -533,7 +486,7 @@ void Loop::AddConnection(int fd) {
   }
   const uint64_t id = next_id_++;
   auto c = std::make_unique<Connection>(server_, this, fd, id);
-  if (!c->Start(base_, callbacks_)) return;  // the destructor closes fd
+  if (!c->Start(base(), callbacks_)) return;  // the destructor closes fd
   connections_.emplace(id, std::move(c));
   connection_count_.fetch_add(1, std::memory_order_release);
 }
@@ -554,7 +507,7 @@ void Loop::Close(Connection* c) {
   connections_.erase(it);
   if (closed_.size() == 1) {
     const timeval now = {0, 0};
-    event_base_once(base_, -1, EV_TIMEOUT, &Loop::OnReap, this, &now);
+    event_base_once(base(), -1, EV_TIMEOUT, &Loop::OnReap, this, &now);
   }
   connection_count_.fetch_sub(1, std::memory_order_release);
   if (draining_) server_->ConnectionClosed();
@@ -568,12 +521,6 @@ void Loop::BeginDrain() {
   for (auto& [id, c] : connections_) all.push_back(c.get());
   for (Connection* c : all) c->Drain();
   server_->ConnectionClosed();  // in case there was none
-}
-
-void Loop::Stop() {
-  if (!thread_.joinable()) return;
-  Post([this] { event_base_loopbreak(base_); });
-  thread_.join();
 }
 
 // --- H2PeerServer ---------------------------------------------------------------
@@ -655,7 +602,7 @@ absl::Status H2PeerServer::Start(const std::string& address) {
   accept_event_ = event_new(loops_[0]->base(), listen_fd_, EV_READ | EV_PERSIST,
                             &H2PeerServer::OnAccept, this);
   event_add(accept_event_, nullptr);
-  for (auto& loop : loops_) loop->Run();
+  for (auto& loop : loops_) loop->Start();
   return absl::OkStatus();
 }
 

@@ -132,6 +132,19 @@ void PeerService::Stop(absl::Time skip_after) {
   executor_.Stop();
 }
 
+absl::StatusOr<ByteView> ValueOfGetResponse(std::string_view address, std::string_view message) {
+  const absl::string_view peer(address.data(), address.size());
+  absl::StatusOr<GetResponse> decoded = DecodeGetResponse(message);
+  if (!decoded.ok()) {
+    return absl::InternalError(absl::StrCat("lcache: peer ", peer,
+                                            ": invalid response: ", decoded.status().message()));
+  }
+  if (decoded->err.empty()) return ByteView::Adopt(std::move(decoded->value));
+  if (decoded->err == kKeyNotFoundMessage) return absl::NotFoundError(decoded->err);
+  if (decoded->err == kEmptyKeyMessage) return absl::InvalidArgumentError(decoded->err);
+  return absl::UnknownError(decoded->err);
+}
+
 absl::Status ValidatePeerServerOptions(const PeerServerOptions& options) {
   if (options.registry == nullptr) {
     return absl::InvalidArgumentError("lcache: PeerServerOptions.registry is null");

@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "lcache/byte_view.h"
 #include "absl/time/time.h"
 #include "lcache/grpc_peer.h"
 
@@ -94,6 +96,12 @@ class PeerService {
   std::atomic<int64_t> skip_loads_after_ns_;
   LoadExecutor executor_;
 };
+
+// The client side: what a Get response message from `address` means. The
+// value; in-band "key not found" as NotFound, "empty key" as
+// InvalidArgument, another err text as Unknown; an undecodable message as
+// Internal.
+absl::StatusOr<ByteView> ValueOfGetResponse(std::string_view address, std::string_view message);
 
 // The options' checks, shared by every transport's Start function.
 absl::Status ValidatePeerServerOptions(const PeerServerOptions& options);

@@ -1,0 +1,78 @@
+// H2Client: unary gRPC calls over HTTP/2 with nghttp2 on one libevent loop,
+// for the lean peer client (h2_peer_client.cc) and the load generator
+// (tools/lcache_bench.cc). We write the gRPC parts ourselves: the message
+// prefix, content-type (with its subtype: application/grpc+json, which a Go
+// server needs to pick its JSON codec and gRPC C++ cannot send), te,
+// grpc-timeout, and reading grpc-status / grpc-message.
+//
+// A Connection is one HTTP/2 connection to one address, multiplexing every
+// call made on it. It connects on the first call, and again on the first
+// call after it broke; while a connect attempt has failed recently (backoff:
+// 100 ms doubling to 2 s), calls fail at once with UNAVAILABLE instead of
+// each waiting for its own attempt, so a dead peer costs microseconds.
+// Every call has a deadline (a timer on the loop, and grpc-timeout for the
+// server); at the deadline the stream is reset and the call fails with
+// DEADLINE_EXCEEDED.
+//
+// Threads: the client owns one loop thread; `done` callbacks run on it and
+// must not block. Call() may be called from any thread, including from a
+// `done` callback (the load generator chains calls that way).
+
+#ifndef LCACHE_SRC_H2_CLIENT_H_
+#define LCACHE_SRC_H2_CLIENT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace lcache::internal {
+
+class H2Client {
+ public:
+  // The outcome of a call: OK with the response message (prefix removed), or
+  // the call's status (grpc-status and grpc-message, or a transport error).
+  using Done = std::function<void(absl::Status status, std::string message)>;
+
+  struct CallOptions {
+    std::string path;
+    std::string content_type = "application/grpc+json";
+    std::vector<std::pair<std::string, std::string>> metadata = {};
+    absl::Duration timeout = absl::Seconds(2);
+  };
+
+  class Connection;
+
+  // Starts the loop thread; an error if it cannot.
+  static absl::StatusOr<std::unique_ptr<H2Client>> Create();
+  // Fails the calls still in flight (CANCELLED), closes every connection and
+  // joins the loop thread. REQUIRES: not called from a `done` callback.
+  ~H2Client();
+
+  // A connection to `address` (host:port), not yet connected. It lives until
+  // Close (or the client's end).
+  std::shared_ptr<Connection> Open(const std::string& address);
+  void Close(const std::shared_ptr<Connection>& connection);
+
+  // Sends `message` (prefixed here) as one unary call; `done` runs exactly
+  // once, on the loop thread.
+  void Call(const std::shared_ptr<Connection>& connection, const CallOptions& options,
+            std::string message, Done done);
+
+  // Whether the caller runs on the loop thread.
+  bool InLoop() const;
+
+  class Impl;
+
+ private:
+  explicit H2Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lcache::internal
+
+#endif  // LCACHE_SRC_H2_CLIENT_H_
