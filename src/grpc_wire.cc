@@ -23,9 +23,9 @@ absl::StatusOr<std::string_view> SingleGrpcMessage(std::string_view body) {
   }
   const uint32_t n = byte(1) << 24 | byte(2) << 16 | byte(3) << 8 | byte(4);
   if (body.size() - kGrpcPrefixBytes != n) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("lcache: expected one request message of ", n, " bytes, got ",
-                     body.size() - kGrpcPrefixBytes, " bytes of body"));
+    return absl::InvalidArgumentError(absl::StrCat("lcache: expected one request message of ", n,
+                                                   " bytes, got ", body.size() - kGrpcPrefixBytes,
+                                                   " bytes of body"));
   }
   return body.substr(kGrpcPrefixBytes);
 }

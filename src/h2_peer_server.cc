@@ -89,11 +89,11 @@ struct Stream {
   std::string content_type;
   bool forwarded = false;
   absl::Time deadline = absl::InfiniteFuture();
-  std::string body;        // the request body, up to the limit
-  size_t body_bytes = 0;   // the whole body's size, kept past the limit
-  bool answered = false;   // a reply was submitted
-  std::string out;         // the response's DATA (prefixed message)
-  size_t sent = 0;         // of `out`, taken by nghttp2
+  std::string body;       // the request body, up to the limit
+  size_t body_bytes = 0;  // the whole body's size, kept past the limit
+  bool answered = false;  // a reply was submitted
+  std::string out;        // the response's DATA (prefixed message)
+  size_t sent = 0;        // of `out`, taken by nghttp2
 };
 
 class Connection {
@@ -122,8 +122,8 @@ class Connection {
                          size_t len, void* self);
   static int OnFrame(nghttp2_session*, const nghttp2_frame* frame, void* self);
   static int OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self);
-  static ssize_t ReadBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
-                          size_t length, uint32_t* flags, nghttp2_data_source* source, void*);
+  static ssize_t ReadBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf, size_t length,
+                          uint32_t* flags, nghttp2_data_source* source, void*);
 
  private:
   static void OnEvent(evutil_socket_t, short what, void* self);
@@ -191,7 +191,9 @@ class H2PeerServer final : public PeerServer {
 
   internal::PeerService& service() { return service_; }
   bool draining() const { return draining_.load(std::memory_order_acquire); }
-  size_t max_body_bytes() const { return service_.max_request_bytes() + internal::kGrpcPrefixBytes; }
+  size_t max_body_bytes() const {
+    return service_.max_request_bytes() + internal::kGrpcPrefixBytes;
+  }
   // Called by a loop when a connection closed while draining.
   void ConnectionClosed() {
     std::lock_guard lock(idle_mu_);
@@ -280,8 +282,7 @@ bool Connection::Flush() {
     out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
   }
   while (out_offset_ < out_.size()) {
-    const ssize_t n =
-        send(fd_, out_.data() + out_offset_, out_.size() - out_offset_, MSG_NOSIGNAL);
+    const ssize_t n = send(fd_, out_.data() + out_offset_, out_.size() - out_offset_, MSG_NOSIGNAL);
     if (n > 0) {
       out_offset_ += static_cast<size_t>(n);
     } else if (n < 0 && errno == EINTR) {
@@ -317,7 +318,8 @@ int Connection::OnBeginHeaders(nghttp2_session* session, const nghttp2_frame* fr
 int Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
                          const uint8_t* name_bytes, size_t namelen, const uint8_t* value_bytes,
                          size_t valuelen, uint8_t, void*) {
-  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+  auto* s =
+      static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
   if (s == nullptr || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   const std::string_view name(reinterpret_cast<const char*>(name_bytes), namelen);
   const std::string_view value(reinterpret_cast<const char*>(value_bytes), valuelen);
@@ -354,7 +356,8 @@ int Connection::OnFrame(nghttp2_session* session, const nghttp2_frame* frame, vo
   const bool request_done = (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
                             (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   if (!request_done) return 0;
-  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+  auto* s =
+      static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
   if (s != nullptr && !s->answered) static_cast<Connection*>(self)->Process(s);
   return 0;
 }
@@ -403,11 +406,11 @@ void Connection::Process(Stream* s) {
     return;
   }
   if (s->body_bytes > server_->max_body_bytes()) {
-    Reply(s, PeerReply::Error(absl::StatusCode::kInvalidArgument,
-                              absl::StrCat("lru_cache: request of ",
-                                           s->body_bytes - internal::kGrpcPrefixBytes,
-                                           " bytes is over the limit of ",
-                                           server_->service().max_request_bytes())));
+    Reply(s, PeerReply::Error(
+                 absl::StatusCode::kInvalidArgument,
+                 absl::StrCat("lru_cache: request of ", s->body_bytes - internal::kGrpcPrefixBytes,
+                              " bytes is over the limit of ",
+                              server_->service().max_request_bytes())));
     return;
   }
   absl::StatusOr<std::string_view> message = internal::SingleGrpcMessage(s->body);
@@ -425,13 +428,13 @@ void Connection::Process(Stream* s) {
     Reply(s, {.body = std::string(server_->draining() ? kNotServing : kServing)});
     return;
   }
-  std::optional<PeerReply> reply = server_->service().Get(
-      *message, s->forwarded, s->deadline,
-      [loop = loop_, connection = id_, stream = s->id](PeerReply r) {
-        loop->Post([loop, connection, stream, r = std::move(r)]() mutable {
-          loop->Deliver(connection, stream, std::move(r));
-        });
-      });
+  std::optional<PeerReply> reply =
+      server_->service().Get(*message, s->forwarded, s->deadline,
+                             [loop = loop_, connection = id_, stream = s->id](PeerReply r) {
+                               loop->Post([loop, connection, stream, r = std::move(r)]() mutable {
+                                 loop->Deliver(connection, stream, std::move(r));
+                               });
+                             });
   if (reply) {
     Reply(s, *std::move(reply));
   } else {
@@ -599,8 +602,8 @@ absl::Status H2PeerServer::Start(const std::string& address) {
       return absl::InternalError("lcache: cannot create an event loop");
     }
   }
-  accept_event_ = event_new(loops_[0]->base(), listen_fd_, EV_READ | EV_PERSIST,
-                            &H2PeerServer::OnAccept, this);
+  accept_event_ =
+      event_new(loops_[0]->base(), listen_fd_, EV_READ | EV_PERSIST, &H2PeerServer::OnAccept, this);
   event_add(accept_event_, nullptr);
   for (auto& loop : loops_) loop->Start();
   return absl::OkStatus();

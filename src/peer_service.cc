@@ -136,8 +136,8 @@ absl::StatusOr<ByteView> ValueOfGetResponse(std::string_view address, std::strin
   const absl::string_view peer(address.data(), address.size());
   absl::StatusOr<GetResponse> decoded = DecodeGetResponse(message);
   if (!decoded.ok()) {
-    return absl::InternalError(absl::StrCat("lcache: peer ", peer,
-                                            ": invalid response: ", decoded.status().message()));
+    return absl::InternalError(
+        absl::StrCat("lcache: peer ", peer, ": invalid response: ", decoded.status().message()));
   }
   if (decoded->err.empty()) return ByteView::Adopt(std::move(decoded->value));
   if (decoded->err == kKeyNotFoundMessage) return absl::NotFoundError(decoded->err);

@@ -25,8 +25,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "lcache/byte_view.h"
 #include "absl/time/time.h"
+#include "lcache/byte_view.h"
 #include "lcache/grpc_peer.h"
 
 namespace lcache::internal {

@@ -48,7 +48,8 @@ ABSL_FLAG(int32_t, load_threads, 8, "threads that run loads (misses)");
 ABSL_FLAG(int32_t, max_queued_loads, 1024, "loads queued beyond this get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, grace_ms, 5000, "on SIGTERM, how long calls in flight may take to finish");
 ABSL_FLAG(std::string, transport, "grpc",
-          "server of the peer protocol: grpc (gRPC C++) or lean (nghttp2 + libevent; same wire)");
+          "the peer protocol's server and client: grpc (gRPC C++) or lean (nghttp2 + libevent; "
+          "the same wire)");
 ABSL_FLAG(int32_t, io_threads, 1, "lean transport: event-loop threads");
 ABSL_FLAG(int64_t, etcd_lease_ttl_s, 10, "TTL of this node's registration in etcd, in seconds");
 ABSL_FLAG(int64_t, etcd_start_timeout_ms, 10000,
@@ -164,9 +165,17 @@ int Run() {
 
   const PeerClientOptions client{.timeout =
                                      absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms))};
-  RingPicker picker(addr, [client](const std::string& peer) -> std::shared_ptr<PeerGetter> {
-    return std::make_shared<LoggedPeer>(peer, NewGrpcPeerGetter(peer, client));
-  });
+  std::shared_ptr<H2PeerClient> lean_client;
+  if (transport == "lean") {
+    absl::StatusOr<std::shared_ptr<H2PeerClient>> c = H2PeerClient::Create();
+    if (!c.ok()) return Fail(std::string(c.status().message()));
+    lean_client = *std::move(c);
+  }
+  RingPicker picker(
+      addr, [client, lean_client](const std::string& peer) -> std::shared_ptr<PeerGetter> {
+        return std::make_shared<LoggedPeer>(peer, lean_client ? lean_client->NewGetter(peer, client)
+                                                              : NewGrpcPeerGetter(peer, client));
+      });
   if (!use_etcd) SetPeers(picker, SplitList(absl::GetFlag(FLAGS_peers)));
   (*group)->SetPeerPicker(&picker);
 

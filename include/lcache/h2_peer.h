@@ -16,11 +16,29 @@
 #define LCACHE_H2_PEER_H_
 
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "lcache/grpc_peer.h"
 
 namespace lcache {
+
+// The lean client: calls to every peer run on one event-loop thread, over
+// one multiplexed HTTP/2 connection per peer (connected on first use,
+// reconnected after a failure with backoff; while a peer refuses
+// connections, calls to it fail at once instead of each waiting). Its
+// requests carry content-type application/grpc+json, as the Go client's
+// do, so Go servers pick their JSON codec (gRPC C++ cannot send that).
+// Errors are those of NewGrpcPeerGetter. Thread-safe; the getters keep the
+// client alive.
+class H2PeerClient : public std::enable_shared_from_this<H2PeerClient> {
+ public:
+  static absl::StatusOr<std::shared_ptr<H2PeerClient>> Create();
+  virtual ~H2PeerClient() = default;
+
+  virtual std::shared_ptr<PeerGetter> NewGetter(const std::string& address,
+                                                PeerClientOptions options = {}) = 0;
+};
 
 // Binds and starts serving with `io_threads` event loops (one accepts and
 // hands connections round-robin to all). Errors as StartGrpcPeerServer's.

@@ -1,0 +1,585 @@
+#include "h2_client.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <unordered_set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "event_loop.h"
+#include "grpc_wire.h"
+
+namespace lcache::internal {
+namespace {
+
+constexpr int32_t kStreamWindow = 1 << 20;
+constexpr int32_t kConnectionWindow = 16 << 20;
+// Responses larger than this fail the call (RESOURCE_EXHAUSTED): a bound on
+// what one misbehaving peer can make us buffer.
+constexpr size_t kMaxResponseBytes = 256 << 20;
+// A connection stops opening streams this close to HTTP/2's 2^31 stream
+// ids, and is replaced once its last stream is done.
+constexpr int32_t kLastStreamId = (1 << 30);
+constexpr absl::Duration kFirstBackoff = absl::Milliseconds(100);
+constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
+
+nghttp2_nv Header(std::string_view name, std::string_view value) {
+  // Names and values live in the Call, which outlives the submit.
+  return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+          reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+          NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+}
+
+// gRPC's mapping of an HTTP status without grpc-status (PROTOCOL-HTTP2.md).
+absl::StatusCode FromHttpStatus(int http) {
+  switch (http) {
+    case 400:
+      return absl::StatusCode::kInternal;
+    case 401:
+      return absl::StatusCode::kUnauthenticated;
+    case 403:
+      return absl::StatusCode::kPermissionDenied;
+    case 404:
+      return absl::StatusCode::kUnimplemented;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return absl::StatusCode::kUnavailable;
+    default:
+      return absl::StatusCode::kUnknown;
+  }
+}
+
+}  // namespace
+
+struct PendingCall {
+  H2Client::Connection* connection = nullptr;
+  std::string path;
+  std::string content_type;
+  std::vector<std::pair<std::string, std::string>> metadata;
+  std::string timeout_header;
+  absl::Time deadline;
+  std::string request;  // prefixed
+  size_t sent = 0;
+  H2Client::Done done;
+  event* timer = nullptr;
+  int32_t stream_id = 0;  // 0: not submitted
+
+  int http_status = 0;
+  std::string grpc_status;
+  std::string grpc_message;
+  std::string body;
+};
+
+class H2Client::Connection {
+ public:
+  Connection(Impl* client, std::string address) : client_(client), address_(std::move(address)) {}
+  ~Connection() { Disconnect(); }
+
+  // Loop thread only, from here on.
+  void Start(PendingCall* call);
+  // Fails every call with `status` and closes the socket.
+  void Fail(const absl::Status& status);
+  void Finish(PendingCall* call, absl::Status status, std::string message = "");
+  void Closed() { closed_ = true; }
+  bool closed() const { return closed_; }
+  const std::string& address() const { return address_; }
+
+ private:
+  enum class State { kIdle, kConnecting, kReady };
+
+  void Connect();
+  void OnConnected();
+  void Submit(PendingCall* call);
+  bool Read();
+  // Writes what nghttp2 has; false if the connection broke.
+  bool Flush();
+  void Disconnect();
+  // After a stream closed: replace a connection out of stream ids.
+  void MaybeRecycle();
+
+  static void OnSocket(evutil_socket_t, short what, void* self);
+  static int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void*);
+  static int OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
+                         size_t len, void* self);
+  static int OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self);
+  static ssize_t ReadRequest(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+                             uint32_t* flags, nghttp2_data_source* source, void*);
+
+  Impl* const client_;
+  const std::string address_;
+  State state_ = State::kIdle;
+  bool closed_ = false;
+  bool recycle_ = false;
+  int fd_ = -1;
+  nghttp2_session* session_ = nullptr;
+  event* read_event_ = nullptr;
+  event* write_event_ = nullptr;
+  std::string out_;
+  size_t out_offset_ = 0;
+  absl::Time retry_at_ = absl::InfinitePast();
+  absl::Duration backoff_ = kFirstBackoff;
+  std::string last_error_;
+  std::unordered_set<PendingCall*> calls_;  // every unfinished call
+  std::vector<PendingCall*> waiting_;       // not submitted yet (connecting, recycling)
+
+  friend class H2Client;
+  friend class H2Client::Impl;
+};
+
+class H2Client::Impl {
+ public:
+  ~Impl() {
+    for (event* e : graveyard) event_free(e);
+  }
+
+  EventLoop loop;
+  nghttp2_session_callbacks* callbacks = nullptr;
+  std::unordered_set<std::shared_ptr<Connection>> connections;  // loop thread only
+
+  // Frees `e` once the callback running now has returned (it may be e's).
+  void Bury(event* e) {
+    if (e == nullptr) return;
+    event_del(e);
+    graveyard.push_back(e);
+    if (graveyard.size() == 1) {
+      const timeval now = {0, 0};
+      event_base_once(loop.base(), -1, EV_TIMEOUT, &Impl::OnReap, this, &now);
+    }
+  }
+  static void OnReap(evutil_socket_t, short, void* self) {
+    auto* impl = static_cast<Impl*>(self);
+    for (event* e : impl->graveyard) event_free(e);
+    impl->graveyard.clear();
+  }
+  std::vector<event*> graveyard;  // loop thread only
+
+  static void OnTimer(evutil_socket_t, short, void* self) {
+    auto* call = static_cast<PendingCall*>(self);
+    call->connection->Finish(call, absl::DeadlineExceededError(absl::StrCat(
+                                       "lcache: deadline exceeded calling ", call->path, " on ",
+                                       call->connection->address())));
+  }
+};
+
+// --- Connection -------------------------------------------------------------
+
+void H2Client::Connection::Start(PendingCall* call) {
+  calls_.insert(call);
+  if (closed_) {
+    Finish(call, absl::CancelledError("lcache: connection closed"));
+    return;
+  }
+  call->timer = evtimer_new(client_->loop.base(), &Impl::OnTimer, call);
+  const absl::Duration left = std::max(call->deadline - absl::Now(), absl::ZeroDuration());
+  const timeval tv = absl::ToTimeval(left);
+  evtimer_add(call->timer, &tv);
+  switch (state_) {
+    case State::kReady:
+      if (!recycle_) {
+        Submit(call);
+        if (!Flush())
+          Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", address_, " lost")));
+        return;
+      }
+      waiting_.push_back(call);
+      return;
+    case State::kConnecting:
+      waiting_.push_back(call);
+      return;
+    case State::kIdle:
+      if (absl::Now() < retry_at_) {
+        // A connect failed moments ago: fail at once rather than make every
+        // call wait for its own attempt against a peer that is down.
+        Finish(
+            call,
+            absl::UnavailableError(absl::StrCat(
+                "lcache: cannot connect to ", address_, ": ", last_error_, " (next attempt in ",
+                absl::FormatDuration(absl::Trunc(retry_at_ - absl::Now(), absl::Milliseconds(1))),
+                ")")));
+        return;
+      }
+      waiting_.push_back(call);
+      Connect();
+      return;
+  }
+}
+
+void H2Client::Connection::Connect() {
+  const size_t colon = address_.rfind(':');
+  std::string host = colon == std::string::npos ? address_ : address_.substr(0, colon);
+  const std::string port = colon == std::string::npos ? "" : address_.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  const auto fail = [this](std::string why) {
+    last_error_ = std::move(why);
+    retry_at_ = absl::Now() + backoff_;
+    backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+    Fail(absl::UnavailableError(
+        absl::StrCat("lcache: cannot connect to ", address_, ": ", last_error_)));
+  };
+  addrinfo hints = {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  // A host name blocks the loop while it resolves; peers are addresses in
+  // practice (the ring's identities), which resolve at once.
+  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    fail(gai_strerror(rc));
+    return;
+  }
+  fd_ = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) {
+    freeaddrinfo(found);
+    fail(std::strerror(errno));
+    return;
+  }
+  const int on = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  const int rc = connect(fd_, found->ai_addr, found->ai_addrlen);
+  const int error = errno;
+  freeaddrinfo(found);
+  if (rc != 0 && error != EINPROGRESS) {
+    fail(std::strerror(error));
+    return;
+  }
+  state_ = State::kConnecting;
+  read_event_ = event_new(client_->loop.base(), fd_, EV_READ | EV_PERSIST, &OnSocket, this);
+  write_event_ = event_new(client_->loop.base(), fd_, EV_WRITE, &OnSocket, this);
+  event_add(write_event_, nullptr);  // writable: the connect finished, one way or the other
+}
+
+void H2Client::Connection::OnConnected() {
+  int error = 0;
+  socklen_t len = sizeof error;
+  getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &len);
+  if (error != 0) {
+    last_error_ = std::strerror(error);
+    retry_at_ = absl::Now() + backoff_;
+    backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+    Fail(absl::UnavailableError(
+        absl::StrCat("lcache: cannot connect to ", address_, ": ", last_error_)));
+    return;
+  }
+  backoff_ = kFirstBackoff;
+  retry_at_ = absl::InfinitePast();
+  nghttp2_session_client_new(&session_, client_->callbacks, this);
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
+  };
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  state_ = State::kReady;
+  event_add(read_event_, nullptr);
+  std::vector<PendingCall*> waiting;
+  waiting.swap(waiting_);
+  for (PendingCall* call : waiting) Submit(call);
+  if (!Flush())
+    Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", address_, " lost")));
+}
+
+void H2Client::Connection::Submit(PendingCall* call) {
+  if (nghttp2_session_get_next_stream_id(session_) > static_cast<uint32_t>(kLastStreamId)) {
+    recycle_ = true;
+    waiting_.push_back(call);
+    MaybeRecycle();
+    return;
+  }
+  const absl::Duration left = std::max(call->deadline - absl::Now(), absl::Milliseconds(1));
+  call->timeout_header = absl::StrCat(absl::ToInt64Milliseconds(left), "m");
+  std::vector<nghttp2_nv> headers = {
+      Header(":method", "POST"),
+      Header(":scheme", "http"),
+      Header(":path", call->path),
+      Header(":authority", address_),
+      Header("content-type", call->content_type),
+      Header("te", "trailers"),
+      Header("grpc-timeout", call->timeout_header),
+  };
+  for (const auto& [name, value] : call->metadata) headers.push_back(Header(name, value));
+  nghttp2_data_provider body;
+  body.source.ptr = call;
+  body.read_callback = &ReadRequest;
+  const int32_t id =
+      nghttp2_submit_request(session_, nullptr, headers.data(), headers.size(), &body, call);
+  if (id < 0) {
+    Finish(call, absl::UnavailableError(absl::StrCat("lcache: cannot start a call to ", address_,
+                                                     ": ", nghttp2_strerror(id))));
+    return;
+  }
+  call->stream_id = id;
+}
+
+ssize_t H2Client::Connection::ReadRequest(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+                                          uint32_t* flags, nghttp2_data_source* source, void*) {
+  auto* call = static_cast<PendingCall*>(source->ptr);
+  const size_t n = std::min(length, call->request.size() - call->sent);
+  std::memcpy(buf, call->request.data() + call->sent, n);
+  call->sent += n;
+  if (call->sent == call->request.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  return static_cast<ssize_t>(n);
+}
+
+void H2Client::Connection::Finish(PendingCall* call, absl::Status status, std::string message) {
+  if (calls_.erase(call) == 0) return;  // finished already
+  client_->Bury(call->timer);
+  std::erase(waiting_, call);
+  if (call->stream_id > 0 && session_ != nullptr) {
+    // Still open on the wire (a deadline): reset it, and forget the call.
+    nghttp2_session_set_stream_user_data(session_, call->stream_id, nullptr);
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_CANCEL);
+  }
+  H2Client::Done done = std::move(call->done);
+  delete call;
+  done(std::move(status), std::move(message));
+}
+
+void H2Client::Connection::Fail(const absl::Status& status) {
+  Disconnect();
+  std::vector<PendingCall*> calls(calls_.begin(), calls_.end());
+  for (PendingCall* call : calls) {
+    call->stream_id = 0;  // the session is gone
+    Finish(call, status);
+  }
+}
+
+void H2Client::Connection::Disconnect() {
+  client_->Bury(read_event_);
+  client_->Bury(write_event_);
+  read_event_ = write_event_ = nullptr;
+  if (session_ != nullptr) nghttp2_session_del(session_);
+  session_ = nullptr;
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+  out_.clear();
+  out_offset_ = 0;
+  state_ = State::kIdle;
+  recycle_ = false;
+}
+
+void H2Client::Connection::MaybeRecycle() {
+  if (!recycle_ || calls_.size() != waiting_.size()) return;  // streams still open
+  std::vector<PendingCall*> waiting;
+  waiting.swap(waiting_);
+  Disconnect();
+  waiting_ = std::move(waiting);
+  Connect();
+}
+
+void H2Client::Connection::OnSocket(evutil_socket_t, short what, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  if (c->state_ == State::kConnecting) {
+    c->OnConnected();
+    return;
+  }
+  if ((what & EV_READ) && !c->Read()) {
+    c->Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", c->address_, " lost")));
+    return;
+  }
+  if (!c->Flush()) {
+    c->Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", c->address_, " lost")));
+  }
+}
+
+bool H2Client::Connection::Read() {
+  char buf[16 << 10];
+  while (true) {
+    const ssize_t n = read(fd_, buf, sizeof buf);
+    if (n > 0) {
+      if (nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(buf),
+                                   static_cast<size_t>(n)) < 0) {
+        return false;
+      }
+      if (session_ == nullptr) return true;  // a callback failed the connection
+      if (static_cast<size_t>(n) < sizeof buf) return true;
+      continue;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK;
+  }
+}
+
+bool H2Client::Connection::Flush() {
+  if (session_ == nullptr) return true;
+  while (true) {
+    const uint8_t* data = nullptr;
+    const ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n < 0) return false;
+    if (n == 0) break;
+    out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+  }
+  while (out_offset_ < out_.size()) {
+    const ssize_t n = send(fd_, out_.data() + out_offset_, out_.size() - out_offset_, MSG_NOSIGNAL);
+    if (n > 0) {
+      out_offset_ += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      event_add(write_event_, nullptr);
+      return true;
+    } else {
+      return false;
+    }
+  }
+  out_.clear();
+  out_offset_ = 0;
+  if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
+    // GOAWAY, and no stream left: this connection is done; the next call
+    // opens a new one.
+    std::vector<PendingCall*> waiting;
+    waiting.swap(waiting_);
+    Disconnect();
+    waiting_ = std::move(waiting);
+    if (!waiting_.empty()) Connect();
+  }
+  return true;
+}
+
+int H2Client::Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
+                                   const uint8_t* name_bytes, size_t namelen,
+                                   const uint8_t* value_bytes, size_t valuelen, uint8_t, void*) {
+  auto* call =
+      static_cast<PendingCall*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+  if (call == nullptr) return 0;
+  const std::string_view name(reinterpret_cast<const char*>(name_bytes), namelen);
+  const std::string_view value(reinterpret_cast<const char*>(value_bytes), valuelen);
+  if (name == ":status") {
+    call->http_status = 0;
+    for (char c : value) call->http_status = call->http_status * 10 + (c - '0');
+  } else if (name == "grpc-status") {
+    call->grpc_status = value;
+  } else if (name == "grpc-message") {
+    call->grpc_message = PercentDecode(value);
+  }
+  return 0;
+}
+
+int H2Client::Connection::OnDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id,
+                                      const uint8_t* data, size_t len, void* self) {
+  auto* call = static_cast<PendingCall*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  if (call == nullptr) return 0;
+  if (call->body.size() + len > kMaxResponseBytes) {
+    static_cast<Connection*>(self)->Finish(
+        call, absl::ResourceExhaustedError(
+                  absl::StrCat("lcache: response over ", kMaxResponseBytes, " bytes")));
+    return 0;
+  }
+  call->body.append(reinterpret_cast<const char*>(data), len);
+  return 0;
+}
+
+int H2Client::Connection::OnStreamClose(nghttp2_session* session, int32_t stream_id,
+                                        uint32_t error_code, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  auto* call = static_cast<PendingCall*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  if (call != nullptr) {
+    call->stream_id = 0;  // closed: nothing to reset
+    if (call->grpc_status.empty()) {
+      if (error_code == NGHTTP2_REFUSED_STREAM) {
+        c->Finish(call, absl::UnavailableError(absl::StrCat("lcache: ", c->address_,
+                                                            " refused the call (going away)")));
+      } else if (call->http_status != 200 && call->http_status != 0) {
+        c->Finish(call, absl::Status(FromHttpStatus(call->http_status),
+                                     absl::StrCat("lcache: HTTP status ", call->http_status,
+                                                  " from ", c->address_)));
+      } else {
+        c->Finish(call, absl::UnavailableError(absl::StrCat(
+                            "lcache: call to ", c->address_, " ended without a status (",
+                            nghttp2_http2_strerror(error_code), ")")));
+      }
+    } else if (absl::StatusCode code = GrpcStatusCode(call->grpc_status);
+               code != absl::StatusCode::kOk) {
+      c->Finish(call, absl::Status(code, call->grpc_message));
+    } else if (absl::StatusOr<std::string_view> message = SingleGrpcMessage(call->body);
+               !message.ok()) {
+      c->Finish(call, absl::InternalError(absl::StrCat("lcache: bad response from ", c->address_,
+                                                       ": ", message.status().message())));
+    } else {
+      c->Finish(call, absl::OkStatus(), std::string(*message));
+    }
+  }
+  c->MaybeRecycle();
+  return 0;
+}
+
+// --- H2Client -------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<H2Client>> H2Client::Create() {
+  auto impl = std::make_unique<Impl>();
+  if (!impl->loop.ok()) return absl::InternalError("lcache: cannot create an event loop");
+  nghttp2_session_callbacks_new(&impl->callbacks);
+  nghttp2_session_callbacks_set_on_header_callback(impl->callbacks, &Connection::OnHeader);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(impl->callbacks,
+                                                            &Connection::OnDataChunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(impl->callbacks,
+                                                         &Connection::OnStreamClose);
+  impl->loop.Start();
+  return std::unique_ptr<H2Client>(new H2Client(std::move(impl)));
+}
+
+H2Client::H2Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+H2Client::~H2Client() {
+  Impl* impl = impl_.get();
+  impl->loop.Post([impl] {
+    for (const auto& c : impl->connections) {
+      c->Closed();
+      c->Fail(absl::CancelledError("lcache: client shutting down"));
+    }
+    impl->connections.clear();
+  });
+  impl->loop.Stop();
+  nghttp2_session_callbacks_del(impl->callbacks);
+}
+
+std::shared_ptr<H2Client::Connection> H2Client::Open(const std::string& address) {
+  auto c = std::make_shared<Connection>(impl_.get(), address);
+  Impl* impl = impl_.get();
+  impl->loop.Post([impl, c] { impl->connections.insert(c); });
+  return c;
+}
+
+void H2Client::Close(const std::shared_ptr<Connection>& connection) {
+  Impl* impl = impl_.get();
+  impl->loop.Post([impl, connection] {
+    connection->Closed();
+    connection->Fail(absl::CancelledError("lcache: connection closed"));
+    impl->connections.erase(connection);
+  });
+}
+
+void H2Client::Call(const std::shared_ptr<Connection>& connection, const CallOptions& options,
+                    std::string message, Done done) {
+  auto* call = new internal::PendingCall();
+  call->connection = connection.get();
+  call->path = options.path;
+  call->content_type = options.content_type;
+  call->metadata = options.metadata;
+  call->deadline = absl::Now() + options.timeout;
+  call->request.reserve(kGrpcPrefixBytes + message.size());
+  AppendGrpcMessage(message, &call->request);
+  call->done = std::move(done);
+  if (impl_->loop.InLoop()) {
+    connection->Start(call);
+  } else {
+    // The lambda keeps the connection alive until the call has started.
+    impl_->loop.Post([connection, call] { connection->Start(call); });
+  }
+}
+
+bool H2Client::InLoop() const { return impl_->loop.InLoop(); }
+
+}  // namespace lcache::internal
