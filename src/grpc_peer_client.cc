@@ -26,8 +26,8 @@
 #include "absl/time/clock.h"
 #include "grpc_bytes.h"
 #include "json_codec.h"
-#include "peer_service.h"
 #include "lcache/grpc_peer.h"
+#include "peer_service.h"
 
 namespace lcache {
 namespace {

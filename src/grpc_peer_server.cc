@@ -223,9 +223,10 @@ void GrpcPeerServer::Shutdown(absl::Duration grace) {
   // Waits for the calls in flight until the deadline, then cancels them, and
   // returns once every call is gone (the poller keeps finishing them).
   const absl::Time deadline = absl::Now() + grace;
-  server_->Shutdown(absl::ToChronoTime(deadline));
   // Loads still queued after the grace are not started: gRPC has cancelled
-  // their calls, so their results would go nowhere.
+  // their calls by then, so their results would go nowhere.
+  service_.SkipLoadsAfter(deadline);
+  server_->Shutdown(absl::ToChronoTime(deadline));
   service_.Stop(deadline);
   cq_->Shutdown();
   poller_.join();

@@ -162,6 +162,12 @@ class Loop {
   void Deliver(uint64_t connection, int32_t stream, PeerReply reply);
   void Close(Connection* c);
   void BeginDrain();
+  // Closes every connection. Only once the loop has stopped.
+  void CloseAll() {
+    connections_.clear();
+    closed_.clear();
+    connection_count_.store(0, std::memory_order_release);
+  }
 
   size_t connections() const { return connection_count_.load(std::memory_order_acquire); }
 
@@ -405,6 +411,15 @@ void Connection::Process(Stream* s) {
                                            "; this server serves only ", kGetMethod)));
     return;
   }
+  if (s->body_bytes > 4 * server_->max_body_bytes()) {
+    // As gRPC C++ does for a message far over its limit.
+    Reply(s, PeerReply::Error(
+                 absl::StatusCode::kResourceExhausted,
+                 absl::StrCat("lcache: request of ", s->body_bytes - internal::kGrpcPrefixBytes,
+                              " bytes is over 4 times the limit of ",
+                              server_->service().max_request_bytes())));
+    return;
+  }
   if (s->body_bytes > server_->max_body_bytes()) {
     Reply(s, PeerReply::Error(
                  absl::StatusCode::kInvalidArgument,
@@ -631,6 +646,7 @@ void H2PeerServer::Shutdown(absl::Duration grace) {
   shut_down_ = true;
   draining_.store(true, std::memory_order_release);
   const absl::Time deadline = absl::Now() + grace;
+  service_.SkipLoadsAfter(deadline);
   if (!loops_.empty()) {
     Loop* first = loops_[0].get();
     first->Post([this] {
@@ -648,9 +664,13 @@ void H2PeerServer::Shutdown(absl::Duration grace) {
       return true;
     });
   }
-  for (auto& loop : loops_) loop->Stop();
-  // Load threads may still post replies: the loops exist (stopped) until
-  // the threads are joined.
+  // The grace is over: close what is left, so that its clients see their
+  // calls fail now rather than when a stuck getter returns. Load threads may
+  // still post replies: the loops exist (stopped) until they are joined.
+  for (auto& loop : loops_) {
+    loop->Stop();
+    loop->CloseAll();
+  }
   service_.Stop(deadline);
   if (accept_event_ != nullptr) event_free(accept_event_);
   accept_event_ = nullptr;

@@ -128,7 +128,7 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
 }
 
 void PeerService::Stop(absl::Time skip_after) {
-  skip_loads_after_ns_.store(absl::ToUnixNanos(skip_after), std::memory_order_relaxed);
+  SkipLoadsAfter(skip_after);
   executor_.Stop();
 }
 

@@ -83,8 +83,13 @@ class PeerService {
   std::optional<PeerReply> Get(std::string_view message, bool forwarded, absl::Time deadline,
                                std::function<void(PeerReply)> done);
 
-  // Stops the load threads: loads still queued after `skip_after` are
-  // answered UNAVAILABLE without running; running loads finish. Idempotent.
+  // From `t` on, loads still queued are answered UNAVAILABLE without
+  // running (a server that stops calls it when its grace period begins).
+  void SkipLoadsAfter(absl::Time t) {
+    skip_loads_after_ns_.store(absl::ToUnixNanos(t), std::memory_order_relaxed);
+  }
+  // SkipLoadsAfter(skip_after), then joins the load threads once the loads
+  // queued have been run or skipped. Idempotent.
   void Stop(absl::Time skip_after);
 
   size_t max_request_bytes() const { return max_request_bytes_; }

@@ -1,7 +1,8 @@
-// The gRPC peer transport over real loopback connections: the client and
-// server against each other, the exact bytes on the wire (through a raw
-// generic stub), forwarding marks, the load executor's bounds, deadlines
-// and shutdown.
+// The peer transports over real loopback connections, each suite run twice:
+// on gRPC C++ (grpc_peer.h) and on the lean transport (h2_peer.h). The
+// client and server against each other, the exact bytes on the wire (through
+// a raw gRPC C++ generic stub, whatever the server), forwarding marks, the
+// load executor's bounds, deadlines and shutdown.
 
 #include "lcache/grpc_peer.h"
 
@@ -24,6 +25,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lcache/h2_peer.h"
 
 namespace lcache {
 namespace {
@@ -86,7 +88,26 @@ struct RawResult {
   std::string body;
 };
 
-class GrpcPeerTest : public ::testing::Test {
+enum class Transport { kGrpc, kLean };
+
+std::string TransportName(const ::testing::TestParamInfo<Transport>& info) {
+  return info.param == Transport::kGrpc ? "Grpc" : "Lean";
+}
+
+absl::StatusOr<std::unique_ptr<PeerServer>> StartServerOn(Transport t, PeerServerOptions options) {
+  return t == Transport::kGrpc ? StartGrpcPeerServer(std::move(options))
+                               : StartH2PeerServer(std::move(options));
+}
+
+std::shared_ptr<PeerGetter> NewClientOn(Transport t, const std::string& address,
+                                        PeerClientOptions options) {
+  if (t == Transport::kGrpc) return NewGrpcPeerGetter(address, options);
+  absl::StatusOr<std::shared_ptr<H2PeerClient>> client = H2PeerClient::Create();
+  EXPECT_TRUE(client.ok()) << client.status();
+  return (*client)->NewGetter(address, options);
+}
+
+class GrpcPeerTest : public ::testing::TestWithParam<Transport> {
  protected:
   // The seed's demo data; "slow*" keys wait on the gate, "broken" fails.
   void SetUp() override {
@@ -114,7 +135,8 @@ class GrpcPeerTest : public ::testing::Test {
   void StartServer(PeerServerOptions options = {}) {
     options.address = "127.0.0.1:0";
     options.registry = &registry_;
-    absl::StatusOr<std::unique_ptr<PeerServer>> server = StartGrpcPeerServer(std::move(options));
+    absl::StatusOr<std::unique_ptr<PeerServer>> server =
+        StartServerOn(GetParam(), std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     ASSERT_GT(server_->port(), 0);
@@ -124,7 +146,8 @@ class GrpcPeerTest : public ::testing::Test {
 
   std::shared_ptr<PeerGetter> Client(bool mark_forwarded = false,
                                      absl::Duration timeout = absl::Seconds(10)) {
-    return NewGrpcPeerGetter(Address(), {.timeout = timeout, .mark_forwarded = mark_forwarded});
+    return NewClientOn(GetParam(), Address(),
+                       {.timeout = timeout, .mark_forwarded = mark_forwarded});
   }
 
   // One call with hand-written bytes, bypassing the codec.
@@ -157,7 +180,7 @@ class GrpcPeerTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> channel_;
 };
 
-TEST_F(GrpcPeerTest, ClientGetsValuesAndInBandErrors) {
+TEST_P(GrpcPeerTest, ClientGetsValuesAndInBandErrors) {
   StartServer();
   std::shared_ptr<PeerGetter> client = Client();
 
@@ -181,7 +204,7 @@ TEST_F(GrpcPeerTest, ClientGetsValuesAndInBandErrors) {
   EXPECT_GE(registry_.GetGroup("scores")->Stats().server_requests, 4);
 }
 
-TEST_F(GrpcPeerTest, ExactBytesOnTheWire) {
+TEST_P(GrpcPeerTest, ExactBytesOnTheWire) {
   StartServer();
   RawResult tom = RawCall(kGetMethod, R"({"group":"scores","key":"Tom"})");
   ASSERT_TRUE(tom.status.ok()) << tom.status.error_message();
@@ -210,7 +233,7 @@ TEST_F(GrpcPeerTest, ExactBytesOnTheWire) {
   EXPECT_EQ(broken.body, R"({"err":"disk on fire"})");
 }
 
-TEST_F(GrpcPeerTest, BadInputIsRejectedAndChangesNothing) {
+TEST_P(GrpcPeerTest, BadInputIsRejectedAndChangesNothing) {
   StartServer({.max_key_bytes = 16, .max_request_bytes = 1024});
 
   RawResult invalid = RawCall(kGetMethod, R"({"group":"scores","key":)");
@@ -251,7 +274,7 @@ TEST_F(GrpcPeerTest, BadInputIsRejectedAndChangesNothing) {
   EXPECT_EQ(*value, "630");
 }
 
-TEST_F(GrpcPeerTest, UnmarkedRequestsAreRoutedMarkedOnesLoadedLocally) {
+TEST_P(GrpcPeerTest, UnmarkedRequestsAreRoutedMarkedOnesLoadedLocally) {
   StartServer();
   std::shared_ptr<PeerGetter> client = Client(/*mark_forwarded=*/false);
   std::shared_ptr<PeerGetter> peer = Client(/*mark_forwarded=*/true);
@@ -269,7 +292,7 @@ TEST_F(GrpcPeerTest, UnmarkedRequestsAreRoutedMarkedOnesLoadedLocally) {
   EXPECT_EQ(loads_.load(), 1);
 }
 
-TEST_F(GrpcPeerTest, SlowLoadDoesNotBlockHits) {
+TEST_P(GrpcPeerTest, SlowLoadDoesNotBlockHits) {
   StartServer({.load_threads = 1});
   std::shared_ptr<PeerGetter> client = Client();
   ASSERT_TRUE(client->Get("scores", "Tom").ok());  // now cached
@@ -290,7 +313,7 @@ TEST_F(GrpcPeerTest, SlowLoadDoesNotBlockHits) {
   slow.join();
 }
 
-TEST_F(GrpcPeerTest, FullLoadQueueAnswersResourceExhausted) {
+TEST_P(GrpcPeerTest, FullLoadQueueAnswersResourceExhausted) {
   StartServer({.load_threads = 1, .max_queued_loads = 1});
   Group* scores = registry_.GetGroup("scores");
   std::shared_ptr<PeerGetter> client = Client();
@@ -314,7 +337,7 @@ TEST_F(GrpcPeerTest, FullLoadQueueAnswersResourceExhausted) {
   EXPECT_TRUE(later.ok()) << later.status();
 }
 
-TEST_F(GrpcPeerTest, ClientDeadline) {
+TEST_P(GrpcPeerTest, ClientDeadline) {
   StartServer();
   std::shared_ptr<PeerGetter> client = Client(false, absl::Milliseconds(300));
   const absl::Time start = absl::Now();
@@ -325,10 +348,10 @@ TEST_F(GrpcPeerTest, ClientDeadline) {
   EXPECT_LT(took, absl::Milliseconds(300) + absl::Seconds(2));
 }
 
-TEST(GrpcPeerClientTest, DeadAddressIsUnavailable) {
+TEST_P(GrpcPeerTest, DeadAddressIsUnavailable) {
   // Nothing listens on port 1 of the loopback (a privileged port).
   std::shared_ptr<PeerGetter> client =
-      NewGrpcPeerGetter("127.0.0.1:1", {.timeout = absl::Seconds(2)});
+      NewClientOn(GetParam(), "127.0.0.1:1", {.timeout = absl::Seconds(2)});
   const absl::Time start = absl::Now();
   absl::StatusOr<ByteView> v = client->Get("scores", "Tom");
   EXPECT_EQ(v.status().code(), absl::StatusCode::kUnavailable) << v.status();
@@ -337,7 +360,7 @@ TEST(GrpcPeerClientTest, DeadAddressIsUnavailable) {
   EXPECT_EQ(client->Get("scores", "Tom").status().code(), absl::StatusCode::kUnavailable);
 }
 
-TEST_F(GrpcPeerTest, ShutdownLetsACallInFlightFinish) {
+TEST_P(GrpcPeerTest, ShutdownLetsACallInFlightFinish) {
   StartServer();
   std::shared_ptr<PeerGetter> client = Client();
   std::thread call([&] {
@@ -359,7 +382,7 @@ TEST_F(GrpcPeerTest, ShutdownLetsACallInFlightFinish) {
   server_->Shutdown(absl::Seconds(30));
 }
 
-TEST_F(GrpcPeerTest, ShutdownCancelsCallsAfterGraceAndSkipsQueuedLoads) {
+TEST_P(GrpcPeerTest, ShutdownCancelsCallsAfterGraceAndSkipsQueuedLoads) {
   StartServer({.load_threads = 1, .max_queued_loads = 1});
   Group* scores = registry_.GetGroup("scores");
   std::shared_ptr<PeerGetter> client = Client();
@@ -386,24 +409,27 @@ TEST_F(GrpcPeerTest, ShutdownCancelsCallsAfterGraceAndSkipsQueuedLoads) {
   EXPECT_EQ(loads_.load(), 1);  // slow-2 was never loaded
 }
 
-TEST(GrpcPeerServerTest, RejectsInvalidOptionsAndTakenAddresses) {
+TEST_P(GrpcPeerTest, RejectsInvalidOptionsAndTakenAddresses) {
   GroupRegistry registry;
-  EXPECT_EQ(StartGrpcPeerServer({.address = "127.0.0.1:0"}).status().code(),
+  EXPECT_EQ(StartServerOn(GetParam(), {.address = "127.0.0.1:0"}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      StartGrpcPeerServer({.address = "127.0.0.1:0", .registry = &registry, .load_threads = 0})
-          .status()
-          .code(),
-      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StartServerOn(GetParam(),
+                          {.address = "127.0.0.1:0", .registry = &registry, .load_threads = 0})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 
   absl::StatusOr<std::unique_ptr<PeerServer>> first =
-      StartGrpcPeerServer({.address = "127.0.0.1:0", .registry = &registry});
+      StartServerOn(GetParam(), {.address = "127.0.0.1:0", .registry = &registry});
   ASSERT_TRUE(first.ok()) << first.status();
-  absl::StatusOr<std::unique_ptr<PeerServer>> second = StartGrpcPeerServer(
-      {.address = absl::StrCat("127.0.0.1:", (*first)->port()), .registry = &registry});
+  absl::StatusOr<std::unique_ptr<PeerServer>> second = StartServerOn(
+      GetParam(), {.address = absl::StrCat("127.0.0.1:", (*first)->port()), .registry = &registry});
   EXPECT_FALSE(second.ok());
   EXPECT_THAT(second.status().message(), HasSubstr("cannot listen"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Transports, GrpcPeerTest,
+                         ::testing::Values(Transport::kGrpc, Transport::kLean), TransportName);
 
 }  // namespace
 }  // namespace lcache
