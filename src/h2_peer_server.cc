@@ -94,6 +94,10 @@ struct Stream {
   bool answered = false;  // a reply was submitted
   std::string out;        // the response's DATA (prefixed message)
   size_t sent = 0;        // of `out`, taken by nghttp2
+  // The connection's open streams, for its destructor: nghttp2 does not
+  // report the streams it drops with a deleted session.
+  Stream* prev = nullptr;
+  Stream* next = nullptr;
 };
 
 class Connection {
@@ -142,6 +146,7 @@ class Connection {
   event* write_event_ = nullptr;
   std::string out_;  // bytes for the socket, from out_offset_ on
   size_t out_offset_ = 0;
+  Stream* streams_ = nullptr;  // open streams, linked through Stream::next
 };
 
 // One event loop and the connections it owns.
@@ -228,6 +233,11 @@ class H2PeerServer final : public PeerServer {
 // --- Connection -------------------------------------------------------------
 
 Connection::~Connection() {
+  while (streams_ != nullptr) {
+    Stream* s = streams_;
+    streams_ = s->next;
+    delete s;
+  }
   if (read_event_ != nullptr) event_free(read_event_);
   if (write_event_ != nullptr) event_free(write_event_);
   nghttp2_session_del(session_);
@@ -313,10 +323,14 @@ void Connection::Drain() {
   if (!Flush()) loop_->Close(this);
 }
 
-int Connection::OnBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void*) {
+int Connection::OnBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void* self) {
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  auto* c = static_cast<Connection*>(self);
   auto* s = new Stream();
   s->id = frame->hd.stream_id;
+  s->next = c->streams_;
+  if (c->streams_ != nullptr) c->streams_->prev = s;
+  c->streams_ = s;
   nghttp2_session_set_stream_user_data(session, s->id, s);
   return 0;
 }
@@ -368,8 +382,14 @@ int Connection::OnFrame(nghttp2_session* session, const nghttp2_frame* frame, vo
   return 0;
 }
 
-int Connection::OnStreamClose(nghttp2_session* session, int32_t stream_id, uint32_t, void*) {
-  delete static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, stream_id));
+int Connection::OnStreamClose(nghttp2_session* session, int32_t stream_id, uint32_t, void* self) {
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  if (s == nullptr) return 0;
+  auto* c = static_cast<Connection*>(self);
+  if (s->prev != nullptr) s->prev->next = s->next;
+  if (s->next != nullptr) s->next->prev = s->prev;
+  if (c->streams_ == s) c->streams_ = s->next;
+  delete s;
   nghttp2_session_set_stream_user_data(session, stream_id, nullptr);
   return 0;
 }
