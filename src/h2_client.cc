@@ -580,6 +580,8 @@ void H2Client::Call(const std::shared_ptr<Connection>& connection, const CallOpt
   }
 }
 
+void H2Client::RunInLoop(std::function<void()> task) { impl_->loop.Post(std::move(task)); }
+
 bool H2Client::InLoop() const { return impl_->loop.InLoop(); }
 
 }  // namespace lcache::internal

@@ -64,6 +64,9 @@ class H2Client {
   void Call(const std::shared_ptr<Connection>& connection, const CallOptions& options,
             std::string message, Done done);
 
+  // Runs `task` on the loop thread (soon). Any thread.
+  void RunInLoop(std::function<void()> task);
+
   // Whether the caller runs on the loop thread.
   bool InLoop() const;
 
