@@ -361,7 +361,31 @@ absl::Status ReadFields(absl::string_view message, std::string_view json,
 
 }  // namespace
 
+namespace {
+
+// Whether Go's encoder writes `s` as it is between quotes: printable ASCII
+// without the characters it escapes ('"', '\\', and the HTML-safe '<', '>',
+// '&'). Keys and group names almost always are, and then the message is
+// written directly: the bytes are the same, the cost a fraction.
+bool IsPlainJsonString(std::string_view s) {
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&') {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string EncodeGetRequest(std::string_view group, std::string_view key) {
+  if (IsPlainJsonString(group) && IsPlainJsonString(key)) {
+    std::string out;
+    out.reserve(group.size() + key.size() + 22);
+    out.append(R"({"group":")").append(group).append(R"(","key":")").append(key).append(R"("})");
+    return out;
+  }
   GoStrings go;
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
   j["group"] = go.Sanitize(group);
@@ -369,13 +393,58 @@ std::string EncodeGetRequest(std::string_view group, std::string_view key) {
   return go.Escape(Dump(j));
 }
 
+namespace {
+
+// The string literal at the start of `*in` if it needs no decoding: ASCII
+// without control characters, '"' or '\\' up to the closing quote. Consumes
+// it and the quote. Anything else is left to the full parser.
+std::optional<std::string_view> TakeVerbatimString(std::string_view* in) {
+  for (size_t i = 0; i < in->size(); ++i) {
+    const auto c = static_cast<unsigned char>((*in)[i]);
+    if (c == '"') {
+      std::string_view s = in->substr(0, i);
+      in->remove_prefix(i + 1);
+      return s;
+    }
+    if (c < 0x20 || c >= 0x7f || c == '\\') return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+bool TakePrefix(std::string_view* in, std::string_view prefix) {
+  if (!in->starts_with(prefix)) return false;
+  in->remove_prefix(prefix.size());
+  return true;
+}
+
+// Go's own encoding of a request, {"group":"G","key":"K"} with strings that
+// need no decoding, read without the parser (the common case by far); nullopt
+// for anything else, which the parser then reads with all of Go's rules.
+std::optional<GetRequest> DecodeCanonicalRequest(std::string_view json) {
+  GetRequest req;
+  if (!TakePrefix(&json, R"({"group":")")) return std::nullopt;
+  std::optional<std::string_view> group = TakeVerbatimString(&json);
+  if (!group || !TakePrefix(&json, R"(,"key":")")) return std::nullopt;
+  std::optional<std::string_view> key = TakeVerbatimString(&json);
+  if (!key || json != "}") return std::nullopt;
+  req.group = *group;
+  req.key = *key;
+  return req;
+}
+
+}  // namespace
+
 absl::StatusOr<GetRequest> DecodeGetRequest(std::string_view json, size_t max_key_bytes) {
   GetRequest req;
-  const Field fields[] = {
-      {"group", FieldKind::kString, &req.group},
-      {"key", FieldKind::kString, &req.key},
-  };
-  if (absl::Status st = ReadFields("request", json, fields); !st.ok()) return st;
+  if (std::optional<GetRequest> canonical = DecodeCanonicalRequest(json)) {
+    req = *std::move(canonical);
+  } else {
+    const Field fields[] = {
+        {"group", FieldKind::kString, &req.group},
+        {"key", FieldKind::kString, &req.key},
+    };
+    if (absl::Status st = ReadFields("request", json, fields); !st.ok()) return st;
+  }
   if (req.key.size() > max_key_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("lru_cache: key too long (", req.key.size(),
                                                    " bytes, max ", max_key_bytes, ")"));
@@ -384,6 +453,11 @@ absl::StatusOr<GetRequest> DecodeGetRequest(std::string_view json, size_t max_ke
 }
 
 std::string EncodeGetResponse(std::string_view value, std::string_view err) {
+  if (err.empty()) {
+    // The hot path: base64 is plain ASCII, so the message is written directly.
+    if (value.empty()) return "{}";
+    return absl::StrCat(R"({"value":")", absl::Base64Escape(ToAbsl(value)), R"("})");
+  }
   GoStrings go;
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
   // Base64 is ASCII and needs no sanitizing; it is written first, as in Go.
@@ -394,6 +468,13 @@ std::string EncodeGetResponse(std::string_view value, std::string_view err) {
 
 absl::StatusOr<GetResponse> DecodeGetResponse(std::string_view json) {
   GetResponse resp;
+  // Go's own encoding of a found value, {"value":"BASE64"}, without the parser.
+  if (std::string_view rest = json; TakePrefix(&rest, R"({"value":")")) {
+    if (std::optional<std::string_view> b64 = TakeVerbatimString(&rest); b64 && rest == "}") {
+      if (absl::Status st = DecodeStdBase64(*b64, &resp.value); !st.ok()) return st;
+      return resp;
+    }
+  }
   const Field fields[] = {
       {"value", FieldKind::kBytes, &resp.value},
       {"err", FieldKind::kString, &resp.err},

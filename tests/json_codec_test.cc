@@ -62,6 +62,17 @@ TEST(EncodeGetRequestTest, BothFieldsAlwaysPresentInGoStructOrder) {
   EXPECT_EQ(EncodeGetRequest("", ""), R"({"group":"","key":""})");
 }
 
+// Plain keys are written directly, the others through Go's escaping: both
+// must give Go's bytes.
+TEST(EncodeGetRequestTest, KeysThatNeedEscapingGetGosEscapes) {
+  EXPECT_EQ(EncodeGetRequest("g", "a b~!#$%'()*+,-./:;=?@[]^_`{|}"),
+            R"({"group":"g","key":"a b~!#$%'()*+,-./:;=?@[]^_`{|}"})");
+  EXPECT_EQ(EncodeGetRequest("g", "a\"b\\c\n"), R"({"group":"g","key":"a\"b\\c\n"})");
+  EXPECT_EQ(EncodeGetRequest("g", "\x7f\u00e9"), "{\"group\":\"g\",\"key\":\"\x7f\u00e9\"}");
+  EXPECT_EQ(EncodeGetRequest("g", "\xff"), R"({"group":"g","key":"\ufffd"})");
+  EXPECT_EQ(EncodeGetRequest("<g>", "k"), R"({"group":"\u003cg\u003e","key":"k"})");
+}
+
 // --- Encoding: Go's string escaping ------------------------------------------
 
 TEST(GoEscapingTest, HtmlCharactersAreEscaped) {
@@ -171,6 +182,24 @@ TEST(DecodeTest, ReadsWhatGoWrites) {
   ASSERT_TRUE(q.ok()) << q.status();
   EXPECT_EQ(q->group, "scores");
   EXPECT_EQ(q->key, "Tom");
+}
+
+// Go's canonical form is read without the parser; every variation of it must
+// still read as the parser reads it.
+TEST(DecodeTest, CanonicalFormAndItsNeighbours) {
+  const auto req = [](std::string_view json) { return DecodeGetRequest(json, 4096); };
+  ASSERT_TRUE(req(R"({"group":"scores","key":"Tom"})").ok());
+  EXPECT_EQ(req(R"({"group":"scores","key":"Tom"})")->key, "Tom");
+  EXPECT_EQ(req(R"({"group":"a<b","key":"x&y"})")->group, "a<b");
+  EXPECT_EQ(req(R"({"group":"g","key":"Tom"})")->key, "Tom");
+  EXPECT_EQ(req(R"({"group":"g","key":"Tom"} )")->key, "Tom");
+  EXPECT_EQ(req(R"({"group":"g","key":"Tom","key":"Sam"})")->key, "Sam");
+  EXPECT_FALSE(req(R"({"group":"g","key":"Tom"}x)").ok());
+  EXPECT_FALSE(req(R"({"group":"g","key":"Tom")").ok());
+  EXPECT_FALSE(req("{\"group\":\"g\",\"key\":\"a\tb\"}").ok());  // raw control character
+  EXPECT_EQ(DecodeGetResponse(R"({"value":"NjMw"})")->value, "630");
+  EXPECT_FALSE(DecodeGetResponse(R"({"value":"NjM"})").ok());  // unpadded
+  EXPECT_EQ(DecodeGetResponse(R"({"value":"NjMw","err":"x"})")->err, "x");
 }
 
 TEST(DecodeTest, EscapesAreDecoded) {
