@@ -8,6 +8,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cstddef>
 #include <string>
@@ -108,13 +109,38 @@ void HashRing::Build(std::vector<std::string> addresses) {
     point_hashes_.push_back(p.hash);
     point_owners_.push_back(p.address_index);
   }
+  if (point_hashes_.empty()) return;
+
+  // The bucket index: about one point per bucket (2^bits buckets for
+  // 2^bits to 2^(bits+1) points), each bucket the hash range sharing its top
+  // `bits` bits. bucket_start_[b] is the first point >= the bucket's lowest
+  // hash, so a lookup searches only its bucket instead of the whole ring.
+  // At least one bit, so that the shift stays below 64.
+  const int bits =
+      std::clamp<int>(static_cast<int>(std::bit_width(point_hashes_.size())) - 1, 1, kMaxIndexBits);
+  const int hash_bits = kind_ == RingKind::kBalanced ? 64 : 32;
+  index_shift_ = hash_bits - bits;
+  const size_t buckets = size_t{1} << bits;
+  bucket_start_.resize(buckets + 1);
+  size_t p = 0;
+  for (size_t b = 0; b < buckets; ++b) {
+    const uint64_t lowest = static_cast<uint64_t>(b) << index_shift_;
+    while (p < point_hashes_.size() && point_hashes_[p] < lowest) ++p;
+    bucket_start_[b] = static_cast<uint32_t>(p);
+  }
+  bucket_start_[buckets] = static_cast<uint32_t>(point_hashes_.size());
 }
 
 std::string_view HashRing::Owner(std::string_view key) const {
   if (point_hashes_.empty()) return {};
   const uint64_t h = KeyHash(key);
-  auto it = std::lower_bound(point_hashes_.begin(), point_hashes_.end(), h);
-  const size_t index = it == point_hashes_.end() ? 0 : it - point_hashes_.begin();
+  // The first point >= h is in h's bucket, or else it is the first point of
+  // the buckets above (bucket_start_[b + 1]); past the end, wrap to 0.
+  const size_t b = h >> index_shift_;
+  const auto first = point_hashes_.begin() + bucket_start_[b];
+  const auto last = point_hashes_.begin() + bucket_start_[b + 1];
+  const size_t found = std::lower_bound(first, last, h) - point_hashes_.begin();
+  const size_t index = found == point_hashes_.size() ? 0 : found;
   return addresses_[point_owners_[index]];
 }
 

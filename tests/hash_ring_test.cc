@@ -278,6 +278,57 @@ TEST(HashRingTest, BalancedOwnersMatchReference) {
   for (const auto& [key, owner] : kExpected) EXPECT_EQ(ring.Owner(key), owner) << "key " << key;
 }
 
+// "10.0.0.1:9000" .. "10.0.0.<n>:9000": a cluster's addresses differ in one
+// octet, the case where CRC-32 points correlate.
+std::vector<std::string> ClusterPeers(int n) {
+  std::vector<std::string> peers;
+  for (int i = 1; i <= n; ++i) peers.push_back("10.0.0." + std::to_string(i) + ":9000");
+  return peers;
+}
+
+// The owner by definition, without the ring's sorted points or its index:
+// the address with the smallest point >= the key's hash, else the smallest
+// point of all (ties: the later address).
+std::string BruteForceOwner(RingKind kind, const std::vector<std::string>& addresses, int replicas,
+                            std::string_view key) {
+  auto hash = [kind](std::string_view s) -> uint64_t {
+    return kind == RingKind::kBalanced ? HashRing::Xxh3(s) : HashRing::Crc32(s);
+  };
+  auto point = [kind](const std::string& address, int i) -> uint64_t {
+    return kind == RingKind::kBalanced ? HashRing::Xxh3(address, i)
+                                       : HashRing::Crc32(std::to_string(i) + address);
+  };
+  const uint64_t h = hash(key);
+  std::pair<uint64_t, std::string> above{std::numeric_limits<uint64_t>::max(), ""};
+  std::pair<uint64_t, std::string> lowest{std::numeric_limits<uint64_t>::max(), ""};
+  for (const std::string& address : addresses) {
+    for (int i = 0; i < replicas; ++i) {
+      const uint64_t p = point(address, i);
+      if (p >= h && p <= above.first) above = {p, address};
+      if (p <= lowest.first) lowest = {p, address};
+    }
+  }
+  return above.second.empty() ? lowest.second : above.second;
+}
+
+TEST(HashRingTest, OwnerMatchesBruteForceForAnySize) {
+  // Rings from one point to thousands, so the bucket index is exercised
+  // with one bucket, few points per bucket, and empty buckets.
+  for (RingKind kind : {RingKind::kGroupcache, RingKind::kBalanced}) {
+    for (int nodes : {1, 2, 5}) {
+      for (int replicas : {1, 2, 3, 50, 700}) {
+        const std::vector<std::string> addresses = ClusterPeers(nodes);
+        const HashRing ring(kind, addresses, replicas);
+        for (int n = 0; n < 300; ++n) {
+          const std::string key = "key-" + std::to_string(n);
+          ASSERT_EQ(ring.Owner(key), BruteForceOwner(kind, addresses, replicas, key))
+              << RingKindName(kind) << " " << nodes << " nodes x " << replicas << ": " << key;
+        }
+      }
+    }
+  }
+}
+
 TEST(HashRingTest, BalancedOwnerCountsMatchReference) {
   const std::vector<std::pair<int, std::vector<int>>> kExpected = {
       {3, {33970, 33203, 32827}},
@@ -287,14 +338,6 @@ TEST(HashRingTest, BalancedOwnerCountsMatchReference) {
     EXPECT_EQ(KeysPerPeer(HashRing(RingKind::kBalanced, LocalPeers(nodes)), kLoadKeys), counts)
         << nodes << " nodes";
   }
-}
-
-// "10.0.0.1:9000" .. "10.0.0.<n>:9000": a cluster's addresses differ in one
-// octet, the case where CRC-32 points correlate.
-std::vector<std::string> ClusterPeers(int n) {
-  std::vector<std::string> peers;
-  for (int i = 1; i <= n; ++i) peers.push_back("10.0.0." + std::to_string(i) + ":9000");
-  return peers;
 }
 
 // max/mean keys per node over `keys` keys, and the share of keys that move
