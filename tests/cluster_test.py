@@ -783,6 +783,42 @@ class OutlierEjectionTest(ClusterTest):
         self.assertRegex(a.log(), r"ejections (?:[2-9]|\d\d+) returns 1 probes ")
 
 
+class BalancedRingTest(ClusterTest):
+    """-ring balanced: the nodes agree on every key's owner (one load per key)
+    and it is not the groupcache ring's owner. The owners themselves are
+    checked against Python's xxhash in tests/hash_ring_test.cc."""
+
+    def test_nodes_agree_on_the_balanced_ring(self):
+        nodes = self.start_cluster(3, source="synthetic:64", args=["-ring", "balanced"])
+        self.assertIn("ring balanced", nodes[0].log())
+        keys = [f"bal-{n}-{random.randrange(1 << 30)}" for n in range(300)]
+        for n, key in enumerate(keys):
+            for node in (nodes[n % 3], nodes[(n + 1) % 3]):
+                self.assertEqual(node.get(key), synthetic_value(key, 64))
+        counts = self.load_counts(nodes)
+        self.assertEqual(sorted(counts), sorted(keys))
+        for key in keys:
+            self.assertEqual(len(counts[key]), 1, f"{key} loaded by {counts[key]}")
+        per_node = {n.addr: sum(counts[k] == [n.addr] for k in keys) for n in nodes}
+        self.assertTrue(all(c >= 60 for c in per_node.values()), per_node)
+        peers = nodes[0].peers
+        not_groupcache = sum(counts[k] != [ring_owner(peers, k)] for k in keys)
+        self.assertGreater(not_groupcache, 100, "the owners look like the groupcache ring's")
+        self.stop_all()
+
+    def test_bad_ring_and_ejection_flags_are_refused(self):
+        for args, message in (
+                (["-ring", "maglev"], "-ring must be groupcache or balanced, got maglev"),
+                (["-eject-after", "-1"], "-eject-after must be >= 0"),
+                (["-eject-base-ms", "0"], "-eject-base-ms > 0"),
+                (["-eject-base-ms", "2000", "-eject-max-ms", "1000"], "-eject-max-ms >= it")):
+            port = free_port()
+            proc = subprocess.run([str(BIN_DIR / "lcache-node"), "-addr", f"127.0.0.1:{port}"]
+                                  + args, capture_output=True, text=True, timeout=10)
+            self.assertEqual(proc.returncode, 2, f"{args}: {proc.stderr + proc.stdout}")
+            self.assertIn(message, proc.stderr + proc.stdout, args)
+
+
 def main():
     global BIN_DIR
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
