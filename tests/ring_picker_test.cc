@@ -544,6 +544,7 @@ class EjectionPickerTest : public ::testing::Test {
                              .clock = &clock_,
                              .on_event =
                                  [this](const EjectionEvent& e) {
+                                   std::lock_guard lock(events_mu_);
                                    events_.push_back(absl::StrCat(
                                        e.kind == EjectionEvent::Kind::kEjected ? "ejected "
                                                                                : "returned ",
@@ -575,7 +576,8 @@ class EjectionPickerTest : public ::testing::Test {
 
   ManualClock clock_;
   std::map<std::string, std::shared_ptr<ScriptedGetter>> getters_;
-  std::vector<std::string> events_;  // on_event runs on this test's thread only
+  std::mutex events_mu_;
+  std::vector<std::string> events_;  // GUARDED_BY(events_mu_)
   RingPicker picker_;
   std::string key2_;
 };
@@ -644,6 +646,46 @@ TEST_F(EjectionPickerTest, AKeptPeerKeepsItsHealthAcrossSetPeers) {
   EXPECT_EQ(picker_.ejection_stats().out_now, 0);
   picker_.SetPeers({kSelf, kPeer2, kPeer3});
   EXPECT_NE(picker_.PickPeer(key2_), nullptr);
+}
+
+// Readers pick and call while the owner flaps and the peer set changes
+// (the flapping peer is on every set, so it keeps its health). Under
+// ThreadSanitizer this checks the picker's ejection paths for races; the
+// counters must add up whatever the interleaving.
+TEST_F(EjectionPickerTest, ConcurrentPicksWhileThePeerFlapsAndThePeerSetChanges) {
+  ScriptedGetter& peer2 = *getters_.at(kPeer2);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> remote{0}, local{0};
+  auto reader = [&] {
+    while (!stop.load(std::memory_order_acquire)) {
+      ++(GetThroughPicker(key2_) ? remote : local);
+    }
+  };
+  std::thread r1(reader), r2(reader), r3(reader);
+  for (int i = 0; i < 200; ++i) {
+    peer2.Answer(i % 4 < 2 ? absl::UnavailableError("refused") : absl::OkStatus());
+    picker_.SetPeers(i % 2 == 0 ? std::vector<std::string>{kSelf, kPeer2, kPeer3, kPeer4}
+                                : std::vector<std::string>{kSelf, kPeer2, kPeer3});
+    clock_.Advance(absl::Seconds(31));  // past any backoff: the next pick may probe
+    const int64_t seen = remote.load() + local.load();
+    while (remote.load() + local.load() < seen + 20) std::this_thread::yield();
+  }
+  stop.store(true, std::memory_order_release);
+  r1.join();
+  r2.join();
+  r3.join();
+
+  const EjectionStats stats = picker_.ejection_stats();
+  EXPECT_GT(stats.ejections, 0);
+  EXPECT_GT(stats.returns, 0);
+  EXPECT_EQ(stats.out_now, static_cast<int64_t>(picker_.EjectedPeers().size()));
+  // Every ejection is ended by exactly one probe (which returns the peer or
+  // ejects it again), except one still waiting for its probe. No probe is in
+  // flight now: the readers have stopped.
+  EXPECT_EQ(stats.probes, stats.ejections - stats.out_now);
+  EXPECT_LE(stats.returns, stats.probes);
+  std::lock_guard lock(events_mu_);
+  EXPECT_EQ(static_cast<int64_t>(events_.size()), stats.ejections + stats.returns);
 }
 
 TEST_F(RingPickerTest, WithoutEjectionAFailingPeerIsAlwaysPicked) {
