@@ -23,8 +23,53 @@ struct TransparentStringHash {
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
-using GetterMap = std::unordered_map<std::string, std::shared_ptr<PeerGetter>,
-                                     TransparentStringHash, std::equal_to<>>;
+// The factory's getter, watched: every result feeds the peer's PeerHealth.
+class MonitoredPeer final : public PeerGetter {
+ public:
+  MonitoredPeer(std::shared_ptr<PeerGetter> peer, const std::string& address,
+                const EjectionOptions& options, std::shared_ptr<EjectionCounters> counters)
+      : peer_(std::move(peer)), health_(address, options, std::move(counters)) {}
+
+  absl::StatusOr<ByteView> Get(std::string_view group, std::string_view key) override {
+    const uint64_t epoch = health_.epoch();
+    absl::StatusOr<ByteView> v = peer_->Get(group, key);
+    health_.Record(v.status(), epoch);
+    return v;
+  }
+
+  PeerHealth& health() { return health_; }
+  PeerGetter& peer() { return *peer_; }
+
+ private:
+  const std::shared_ptr<PeerGetter> peer_;
+  PeerHealth health_;
+};
+
+// The one request allowed to an ejected peer: its result decides whether the
+// peer returns. Made per probe (rare), so the healthy path stays
+// allocation-free.
+class ProbeCall final : public PeerGetter {
+ public:
+  explicit ProbeCall(std::shared_ptr<MonitoredPeer> peer) : peer_(std::move(peer)) {}
+
+  absl::StatusOr<ByteView> Get(std::string_view group, std::string_view key) override {
+    absl::StatusOr<ByteView> v = peer_->peer().Get(group, key);
+    peer_->health().RecordProbe(v.status());
+    return v;
+  }
+
+ private:
+  const std::shared_ptr<MonitoredPeer> peer_;
+};
+
+struct PeerEntry {
+  std::shared_ptr<PeerGetter> getter;  // what PickPeer returns for a healthy peer
+  // The same object as `getter` when ejection is on; null when it is off.
+  std::shared_ptr<MonitoredPeer> monitored;
+};
+
+using GetterMap =
+    std::unordered_map<std::string, PeerEntry, TransparentStringHash, std::equal_to<>>;
 
 }  // namespace
 
@@ -34,11 +79,21 @@ struct RingPicker::Snapshot {
 };
 
 RingPicker::RingPicker(std::string self, PeerFactory factory, int replicas)
+    : RingPicker(std::move(self), std::move(factory),
+                 RingPickerOptions{.kind = RingKind::kGroupcache, .replicas = replicas}) {
+  assert(replicas > 0);
+}
+
+RingPicker::RingPicker(std::string self, PeerFactory factory, RingPickerOptions options)
     : self_(std::move(self)),
       factory_(std::move(factory)),
-      replicas_(replicas),
-      snapshot_(std::make_shared<const Snapshot>(Snapshot{HashRing({}, replicas), {}})) {
+      kind_(options.kind),
+      replicas_(options.replicas),
+      ejection_(std::move(options.ejection)),
+      ejection_counters_(std::make_shared<EjectionCounters>()),
+      snapshot_(std::make_shared<const Snapshot>(Snapshot{HashRing(kind_, {}, replicas_), {}})) {
   assert(factory_ != nullptr);
+  assert(replicas_ >= 0);
 }
 
 RingPicker::~RingPicker() = default;
@@ -62,27 +117,32 @@ RingPicker::Change RingPicker::SetPeers(std::vector<std::string> addresses) {
   for (const std::string& address : addresses) {
     if (!seen.insert(address).second) continue;
     if (address != self_) {
-      std::shared_ptr<PeerGetter> getter;
+      PeerEntry entry;
       if (auto it = old->getters.find(address); it != old->getters.end()) {
-        getter = it->second;
+        entry = it->second;
       } else {
         try {
-          getter = factory_(address);
+          entry.getter = factory_(address);
         } catch (...) {
           // Treated as a null result: the address stays off the ring.
         }
-        if (getter == nullptr) {
+        if (entry.getter == nullptr) {
           change.rejected.push_back(address);
           continue;
         }
+        if (ejection_.after_failures > 0) {
+          entry.monitored = std::make_shared<MonitoredPeer>(std::move(entry.getter), address,
+                                                            ejection_, ejection_counters_);
+          entry.getter = entry.monitored;
+        }
       }
-      getters.emplace(address, std::move(getter));
+      getters.emplace(address, std::move(entry));
     }
     kept.push_back(address);
   }
 
   auto next = std::make_shared<const Snapshot>(
-      Snapshot{HashRing(std::move(kept), replicas_), std::move(getters)});
+      Snapshot{HashRing(kind_, std::move(kept), replicas_), std::move(getters)});
   const std::vector<std::string>& before = old->ring.addresses();
   const std::vector<std::string>& after = next->ring.addresses();
   const std::unordered_set<std::string_view> was(before.begin(), before.end());
@@ -107,9 +167,42 @@ std::shared_ptr<PeerGetter> RingPicker::PickPeer(std::string_view key) {
   // Self has no getter, and an empty ring no owner: both are local.
   if (owner == self_) return nullptr;
   auto it = snapshot->getters.find(owner);
-  return it == snapshot->getters.end() ? nullptr : it->second;
+  if (it == snapshot->getters.end()) return nullptr;
+  const PeerEntry& entry = it->second;
+  if (entry.monitored == nullptr) return entry.getter;
+  switch (entry.monitored->health().Admit()) {
+    case PeerHealth::Admission::kUse:
+      return entry.getter;
+    case PeerHealth::Admission::kProbe:
+      return std::make_shared<ProbeCall>(entry.monitored);
+    case PeerHealth::Admission::kSkip:
+      break;
+  }
+  return nullptr;
 }
 
 std::vector<std::string> RingPicker::Peers() const { return Load()->ring.addresses(); }
+
+EjectionStats RingPicker::ejection_stats() const {
+  EjectionStats stats = ejection_counters_->Read();
+  const std::shared_ptr<const Snapshot> snapshot = Load();
+  for (const auto& [address, entry] : snapshot->getters) {
+    if (entry.monitored != nullptr && entry.monitored->health().out()) ++stats.out_now;
+  }
+  return stats;
+}
+
+std::vector<std::string> RingPicker::EjectedPeers() const {
+  std::vector<std::string> out;
+  const std::shared_ptr<const Snapshot> snapshot = Load();
+  for (const std::string& address : snapshot->ring.addresses()) {
+    auto it = snapshot->getters.find(address);
+    if (it != snapshot->getters.end() && it->second.monitored != nullptr &&
+        it->second.monitored->health().out()) {
+      out.push_back(address);
+    }
+  }
+  return out;
+}
 
 }  // namespace lcache

@@ -479,9 +479,11 @@ class DeadPeerTest(ClusterTest):
         return key, value, (time.monotonic() - t0) * 1000
 
     def test_killed_then_hung_peer_then_restart(self):
+        # Ejection off: this test pins the path without it (every request for
+        # a hung owner waits the deadline); OutlierEjectionTest covers it.
         a, b, c = self.start_cluster(
             3, source=f"synthetic:64:{self.LOAD_MS}",
-            args=["-peer-timeout-ms", str(self.TIMEOUT_MS)])
+            args=["-peer-timeout-ms", str(self.TIMEOUT_MS), "-eject-after", "0"])
         peers = a.peers
         # Warm the channels between nodes (so the kill is seen on live ones).
         for key in self.keys_owned(peers, "warm", {a.addr: 2, b.addr: 2, c.addr: 2}):
@@ -654,6 +656,168 @@ class GoCycleTest(ClusterTest):
         self.assertEqual(go.local_loads, [key], "the Go node's fallback load ends the cycle")
         self.assertNotIn(key, cpp.loads(), "cpp waited in its flight instead of loading")
         cpp.stop(self)
+
+
+class OutlierEjectionTest(ClusterTest):
+    """A peer SIGSTOPped under load is ejected after a few deadlines: its keys
+    are then loaded locally at load speed (only the requests in flight when it
+    hung, the three that eject it and each failed probe wait the deadline);
+    after SIGCONT a probe brings it back within the backoff."""
+
+    TIMEOUT_MS = 400
+    LOAD_MS = 20
+    EJECT_AFTER = 3
+    BASE_MS = 500
+    MAX_MS = 2000
+    THREADS = 4  # fewer than the nodes' load threads: no request queues behind another
+    HANDFUL = 10
+
+    def test_hung_peer_is_ejected_then_returns(self):
+        a, b, c = self.start_cluster(
+            3, source=f"synthetic:64:{self.LOAD_MS}",
+            args=["-peer-timeout-ms", str(self.TIMEOUT_MS),
+                  "-eject-after", str(self.EJECT_AFTER),
+                  "-eject-base-ms", str(self.BASE_MS), "-eject-max-ms", str(self.MAX_MS)])
+        peers = a.peers
+        lock = threading.Lock()
+        serial = iter(range(1 << 30))
+
+        def b_key():
+            """A fresh key that b owns (on the ring every node shares)."""
+            while True:
+                with lock:
+                    key = f"ej-{next(serial)}-{random.randrange(1 << 30)}"
+                if ring_owner(peers, key) == b.addr:
+                    return key
+
+        # The channel a -> b is up: a forwards b's keys to b.
+        warm = b_key()
+        self.assertEqual(a.get(warm), synthetic_value(warm, 64))
+        self.assertIn(warm, b.loads())
+
+        # Closed-loop load on a, every request a miss for one of b's keys.
+        results = []  # (start, end, key, ok), monotonic seconds
+        stop = threading.Event()
+
+        def worker():
+            while not stop.is_set():
+                key = b_key()
+                t0 = time.monotonic()
+                try:
+                    ok = a.get(key, timeout=10) == synthetic_value(key, 64)
+                except (grpc.RpcError, AssertionError):
+                    ok = False
+                with lock:
+                    results.append((t0, time.monotonic(), key, ok))
+
+        def done_since(t):
+            with lock:
+                return [r for r in results if r[0] >= t]
+
+        threads = [threading.Thread(target=worker) for _ in range(self.THREADS)]
+        for t in threads:
+            t.start()
+        try:
+            wait_until(lambda: len(done_since(0)) >= 50, 30, "load before the hang")
+
+            # 1. b hangs. Stay hung until a has ejected it, a probe has
+            # failed (the backoff grew), and many of b's keys went through.
+            b.signal(signal.SIGSTOP)
+            hung_at = time.monotonic()
+            wait_until(lambda: "ejected" in a.log(), 10, "a ejecting b", interval=0.05)
+            wait_until(lambda: "after a failed probe" in a.log(), 10, "a failed probe",
+                       interval=0.05)
+            wait_until(lambda: len(done_since(hung_at)) >= 200, 30, "load while b is out")
+
+            # 2. b resumes: a probe after the current backoff (at most
+            # MAX_MS) finds it, and a forwards b's keys to b again.
+            b.signal(signal.SIGCONT)
+            resumed_at = time.monotonic()
+
+            def forwarded_again():
+                loaded = set(b.loads())
+                return [r for r in done_since(resumed_at) if r[2] in loaded]
+
+            wait_until(forwarded_again, 10, "b used again after SIGCONT", interval=0.05)
+            back_after = min(r[1] for r in forwarded_again()) - resumed_at
+            wait_until(lambda: "returned" in a.log(), 10, "a logging b's return")
+            # Forwarding goes on: of the next requests, most are loaded by b.
+            settled = time.monotonic()
+            wait_until(lambda: len(done_since(settled)) >= 40, 30, "load after the return")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+
+        self.assertTrue(all(r[3] for r in results),
+                        "every request must be answered with its value:\n" + self.dump_logs([a]))
+        timeout_s = self.TIMEOUT_MS / 1000
+        during = [r for r in results if r[1] > hung_at and r[0] < resumed_at]
+        slow = [r for r in during if r[1] - r[0] >= 0.9 * timeout_s]
+        fast = [r for r in during if r[1] - r[0] < 0.5 * timeout_s]
+        ms = sorted(round((r[1] - r[0]) * 1000) for r in during)
+        summary = (f"{len(during)} requests while b was hung, {len(slow)} waited the deadline; "
+                   f"latencies (ms) {ms[:5]} .. {ms[-12:]}")
+        print("\n  " + summary + f"; b back {back_after * 1000:.0f} ms after SIGCONT",
+              file=sys.stderr)
+        # The hang was real: some requests waited the deadline.
+        self.assertGreaterEqual(len(slow), self.EJECT_AFTER, summary)
+        # A handful at most: in flight at the hang, the ejecting ones, failed probes.
+        self.assertLessEqual(len(slow), self.HANDFUL, summary)
+        # Every other request was served at local-load speed, not near the deadline.
+        self.assertEqual(len(slow) + len(fast), len(during), summary)
+        self.assertGreaterEqual(len(fast), 150, summary)
+        # Within the (capped) backoff, plus the probe's round trip and a margin.
+        self.assertLess(back_after, (self.MAX_MS + self.TIMEOUT_MS) / 1000 + 1.0,
+                        f"b used again {back_after:.2f} s after SIGCONT")
+        after = [r for r in results if r[0] >= settled]
+        loaded_by_b = set(b.loads())
+        on_b = sum(r[2] in loaded_by_b for r in after)
+        self.assertGreaterEqual(on_b, len(after) * 0.9,
+                                f"only {on_b} of {len(after)} keys forwarded to b after its return")
+        log = a.log()
+        self.assertRegex(log, r"peer \S+ ejected for 500 ms \(ejection 1 in a row\)")
+        self.assertRegex(log, r"peer \S+ ejected for 1000 ms \(ejection 2 in a row\) after a "
+                              r"failed probe")
+        self.assertRegex(log, r"peer \S+ returned: probe answered after \d+ ms out")
+        self.stop_all()
+        self.assertRegex(a.log(), r"ejections (?:[2-9]|\d\d+) returns 1 probes ")
+
+
+class BalancedRingTest(ClusterTest):
+    """-ring balanced: the nodes agree on every key's owner (one load per key)
+    and it is not the groupcache ring's owner. The owners themselves are
+    checked against Python's xxhash in tests/hash_ring_test.cc."""
+
+    def test_nodes_agree_on_the_balanced_ring(self):
+        nodes = self.start_cluster(3, source="synthetic:64", args=["-ring", "balanced"])
+        self.assertIn("ring balanced", nodes[0].log())
+        keys = [f"bal-{n}-{random.randrange(1 << 30)}" for n in range(300)]
+        for n, key in enumerate(keys):
+            for node in (nodes[n % 3], nodes[(n + 1) % 3]):
+                self.assertEqual(node.get(key), synthetic_value(key, 64))
+        counts = self.load_counts(nodes)
+        self.assertEqual(sorted(counts), sorted(keys))
+        for key in keys:
+            self.assertEqual(len(counts[key]), 1, f"{key} loaded by {counts[key]}")
+        per_node = {n.addr: sum(counts[k] == [n.addr] for k in keys) for n in nodes}
+        self.assertTrue(all(c >= 60 for c in per_node.values()), per_node)
+        peers = nodes[0].peers
+        not_groupcache = sum(counts[k] != [ring_owner(peers, k)] for k in keys)
+        self.assertGreater(not_groupcache, 100, "the owners look like the groupcache ring's")
+        self.stop_all()
+
+    def test_bad_ring_and_ejection_flags_are_refused(self):
+        for args, message in (
+                (["-ring", "maglev"], "-ring must be groupcache or balanced, got maglev"),
+                (["-eject-after", "-1"], "-eject-after must be >= 0"),
+                (["-eject-base-ms", "0"], "-eject-base-ms > 0"),
+                (["-eject-base-ms", "2000", "-eject-max-ms", "1000"], "-eject-max-ms >= it")):
+            port = free_port()
+            proc = subprocess.run([str(BIN_DIR / "lcache-node"), "-addr", f"127.0.0.1:{port}"]
+                                  + args, capture_output=True, text=True, timeout=10)
+            self.assertEqual(proc.returncode, 2, f"{args}: {proc.stderr + proc.stdout}")
+            self.assertIn(message, proc.stderr + proc.stdout, args)
 
 
 def main():

@@ -7,6 +7,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -219,6 +220,171 @@ TEST(HashRingTest, LoadIsBalanced) {
     // that piles keys onto one node or starves one.
     EXPECT_LT(max_over_mean, 1.6);
     EXPECT_GT(min_over_mean, 0.4);
+  }
+}
+
+// --- The balanced ring (RingKind::kBalanced) ---------------------------
+
+TEST(HashRingTest, RingKindNames) {
+  EXPECT_EQ(ParseRingKind("groupcache"), RingKind::kGroupcache);
+  EXPECT_EQ(ParseRingKind("balanced"), RingKind::kBalanced);
+  EXPECT_EQ(ParseRingKind("Balanced"), std::nullopt);
+  EXPECT_EQ(ParseRingKind(""), std::nullopt);
+  EXPECT_STREQ(RingKindName(RingKind::kGroupcache), "groupcache");
+  EXPECT_STREQ(RingKindName(RingKind::kBalanced), "balanced");
+}
+
+TEST(HashRingTest, Xxh3KnownAnswers) {
+  // Python's xxhash.xxh3_64_intdigest (tests/data/balanced_ring_reference.py).
+  EXPECT_EQ(HashRing::Xxh3(""), 3244421341483603138u);  // 0x2d06800538d394c2, xxHash's own
+  EXPECT_EQ(HashRing::Xxh3("Tom"), 2332747447269398655u);
+  EXPECT_EQ(HashRing::Xxh3("key-0"), 9340302149712544120u);
+  EXPECT_EQ(HashRing::Xxh3("127.0.0.1:9002", 1999), 15993872874306834334u);
+}
+
+TEST(HashRingTest, KindConstructorDefaults) {
+  const HashRing groupcache(RingKind::kGroupcache, LocalPeers(3));
+  EXPECT_EQ(groupcache.kind(), RingKind::kGroupcache);
+  EXPECT_EQ(groupcache.replicas(), HashRing::kDefaultReplicas);
+  const HashRing balanced(RingKind::kBalanced, LocalPeers(3));
+  EXPECT_EQ(balanced.kind(), RingKind::kBalanced);
+  EXPECT_EQ(balanced.replicas(), HashRing::kBalancedReplicas);
+  EXPECT_EQ(balanced.points(), 3u * HashRing::kBalancedReplicas);
+  EXPECT_EQ(HashRing(RingKind::kBalanced, LocalPeers(3), 7).replicas(), 7);
+  EXPECT_TRUE(HashRing(RingKind::kBalanced, {}).Owner("Tom").empty());
+
+  // The groupcache kind is exactly the contract's ring.
+  const HashRing contract(LocalPeers(3));
+  for (int n = 0; n < 1000; ++n) {
+    const std::string key = "key-" + std::to_string(n);
+    ASSERT_EQ(groupcache.Owner(key), contract.Owner(key)) << key;
+  }
+}
+
+TEST(HashRingTest, BalancedOwnersMatchReference) {
+  // From tests/data/balanced_ring_reference.py (Python's xxhash): 3 peers,
+  // 2000 replicas.
+  const std::vector<std::pair<std::string, std::string>> kExpected = {
+      {"Tom", "127.0.0.1:9003"},    {"Jack", "127.0.0.1:9002"},   {"Sam", "127.0.0.1:9001"},
+      {"key-0", "127.0.0.1:9003"},  {"key-1", "127.0.0.1:9003"},  {"key-2", "127.0.0.1:9001"},
+      {"key-3", "127.0.0.1:9002"},  {"key-4", "127.0.0.1:9003"},  {"key-5", "127.0.0.1:9001"},
+      {"key-6", "127.0.0.1:9003"},  {"key-7", "127.0.0.1:9003"},  {"key-8", "127.0.0.1:9001"},
+      {"key-9", "127.0.0.1:9002"},  {"key-10", "127.0.0.1:9003"}, {"key-11", "127.0.0.1:9003"},
+      {"key-12", "127.0.0.1:9001"}, {"key-13", "127.0.0.1:9003"}, {"key-14", "127.0.0.1:9001"},
+      {"key-15", "127.0.0.1:9002"}, {"key-16", "127.0.0.1:9002"}, {"key-17", "127.0.0.1:9002"},
+      {"key-18", "127.0.0.1:9001"}, {"key-19", "127.0.0.1:9001"},
+  };
+  const HashRing ring(RingKind::kBalanced, LocalPeers(3));
+  for (const auto& [key, owner] : kExpected) EXPECT_EQ(ring.Owner(key), owner) << "key " << key;
+}
+
+// "10.0.0.1:9000" .. "10.0.0.<n>:9000": a cluster's addresses differ in one
+// octet, the case where CRC-32 points correlate.
+std::vector<std::string> ClusterPeers(int n) {
+  std::vector<std::string> peers;
+  for (int i = 1; i <= n; ++i) peers.push_back("10.0.0." + std::to_string(i) + ":9000");
+  return peers;
+}
+
+// The owner by definition, without the ring's sorted points or its index:
+// the address with the smallest point >= the key's hash, else the smallest
+// point of all (ties: the later address).
+std::string BruteForceOwner(RingKind kind, const std::vector<std::string>& addresses, int replicas,
+                            std::string_view key) {
+  auto hash = [kind](std::string_view s) -> uint64_t {
+    return kind == RingKind::kBalanced ? HashRing::Xxh3(s) : HashRing::Crc32(s);
+  };
+  auto point = [kind](const std::string& address, int i) -> uint64_t {
+    return kind == RingKind::kBalanced ? HashRing::Xxh3(address, i)
+                                       : HashRing::Crc32(std::to_string(i) + address);
+  };
+  const uint64_t h = hash(key);
+  std::pair<uint64_t, std::string> above{std::numeric_limits<uint64_t>::max(), ""};
+  std::pair<uint64_t, std::string> lowest{std::numeric_limits<uint64_t>::max(), ""};
+  for (const std::string& address : addresses) {
+    for (int i = 0; i < replicas; ++i) {
+      const uint64_t p = point(address, i);
+      if (p >= h && p <= above.first) above = {p, address};
+      if (p <= lowest.first) lowest = {p, address};
+    }
+  }
+  return above.second.empty() ? lowest.second : above.second;
+}
+
+TEST(HashRingTest, OwnerMatchesBruteForceForAnySize) {
+  // Rings from one point to thousands, so the bucket index is exercised
+  // with one bucket, few points per bucket, and empty buckets.
+  for (RingKind kind : {RingKind::kGroupcache, RingKind::kBalanced}) {
+    for (int nodes : {1, 2, 5}) {
+      for (int replicas : {1, 2, 3, 50, 700}) {
+        const std::vector<std::string> addresses = ClusterPeers(nodes);
+        const HashRing ring(kind, addresses, replicas);
+        for (int n = 0; n < 300; ++n) {
+          const std::string key = "key-" + std::to_string(n);
+          ASSERT_EQ(ring.Owner(key), BruteForceOwner(kind, addresses, replicas, key))
+              << RingKindName(kind) << " " << nodes << " nodes x " << replicas << ": " << key;
+        }
+      }
+    }
+  }
+}
+
+TEST(HashRingTest, BalancedOwnerCountsMatchReference) {
+  const std::vector<std::pair<int, std::vector<int>>> kExpected = {
+      {3, {33970, 33203, 32827}},
+      {10, {9965, 10116, 9513, 10602, 10141, 10033, 10195, 9882, 10049, 9504}},
+  };
+  for (const auto& [nodes, counts] : kExpected) {
+    EXPECT_EQ(KeysPerPeer(HashRing(RingKind::kBalanced, LocalPeers(nodes)), kLoadKeys), counts)
+        << nodes << " nodes";
+  }
+}
+
+// max/mean keys per node over `keys` keys, and the share of keys that move
+// when node n+1 joins (every move must go to the new node).
+struct RingFigures {
+  double max_over_mean = 0;
+  double moved = 0;        // fraction of the keys
+  double moved_ideal = 0;  // 1 / (n + 1)
+};
+
+RingFigures Measure(RingKind kind, int nodes, int keys) {
+  const HashRing before(kind, ClusterPeers(nodes));
+  const HashRing after(kind, ClusterPeers(nodes + 1));
+  const std::string joined = ClusterPeers(nodes + 1).back();
+  const std::vector<int> counts = KeysPerPeer(before, keys);
+  int moved = 0;
+  for (int n = 0; n < keys; ++n) {
+    const std::string key = "key-" + std::to_string(n);
+    const std::string_view old_owner = before.Owner(key);
+    const std::string_view new_owner = after.Owner(key);
+    if (new_owner == old_owner) continue;
+    EXPECT_EQ(new_owner, joined) << key << " moved from " << old_owner;
+    ++moved;
+  }
+  return {
+      .max_over_mean =
+          *std::max_element(counts.begin(), counts.end()) / (static_cast<double>(keys) / nodes),
+      .moved = static_cast<double>(moved) / keys,
+      .moved_ideal = 1.0 / (nodes + 1),
+  };
+}
+
+TEST(HashRingTest, BalancedRingMeetsItsBounds) {
+  // 500k keys: at 50 nodes 10k per node, so sampling noise (about 1%) stays
+  // well inside the bound's margin.
+  constexpr int kKeys = 500000;
+  for (int nodes : {10, 50}) {
+    SCOPED_TRACE(nodes);
+    const RingFigures balanced = Measure(RingKind::kBalanced, nodes, kKeys);
+    const RingFigures groupcache = Measure(RingKind::kGroupcache, nodes, kKeys);
+    std::cout << nodes << " nodes: balanced max/mean " << balanced.max_over_mean << ", moved "
+              << balanced.moved << " (ideal " << balanced.moved_ideal << "); groupcache max/mean "
+              << groupcache.max_over_mean << ", moved " << groupcache.moved << "\n";
+    EXPECT_LE(balanced.max_over_mean, 1.10);
+    EXPECT_NEAR(balanced.moved / balanced.moved_ideal, 1.0, 0.10);
+    // The reason the kind exists: the contract's ring is measurably worse.
+    EXPECT_GT(groupcache.max_over_mean, balanced.max_over_mean);
   }
 }
 

@@ -17,9 +17,12 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lcache/clock.h"
 #include "lcache/hash_ring.h"
+#include "lcache/outlier_ejection.h"
 
 namespace lcache {
 namespace {
@@ -481,6 +484,222 @@ TEST_F(RingPickerTest, ConcurrentSetPeersLoseNoUpdate) {
       EXPECT_EQ(registry_.Alive(address), expected) << address;
     }
   }
+}
+
+// --- Ring kinds and outlier ejection --------------------------------------
+
+TEST_F(RingPickerTest, BalancedKindRoutesByTheBalancedRing) {
+  const std::vector<std::string> peers = {kSelf, kPeer2, kPeer3};
+  RingPicker picker(kSelf, Factory(), RingPickerOptions{.kind = RingKind::kBalanced});
+  picker.SetPeers(peers);
+  const HashRing ring(RingKind::kBalanced, peers);
+  const HashRing groupcache(peers);
+  int differ = 0;
+  for (int n = 0; n < 1000; ++n) {
+    const std::string key = "key-" + std::to_string(n);
+    const std::string_view owner = ring.Owner(key);
+    ASSERT_EQ(PickedAddress(picker, key), owner == kSelf ? "" : owner) << key;
+    differ += owner != groupcache.Owner(key);
+  }
+  EXPECT_GT(differ, 0);
+}
+
+// A peer whose answers the test sets: a value, or a failure status.
+class ScriptedGetter : public PeerGetter {
+ public:
+  absl::StatusOr<ByteView> Get(std::string_view /*group*/, std::string_view /*key*/) override {
+    calls_.fetch_add(1);
+    std::lock_guard lock(mu_);
+    if (!status_.ok()) return status_;
+    return ByteView::Copy("v");
+  }
+  void Answer(absl::Status status) {
+    std::lock_guard lock(mu_);
+    status_ = std::move(status);
+  }
+  int calls() const { return calls_.load(); }
+
+ private:
+  std::atomic<int> calls_{0};
+  std::mutex mu_;
+  absl::Status status_;
+};
+
+class EjectionPickerTest : public ::testing::Test {
+ protected:
+  EjectionPickerTest()
+      : picker_(
+            kSelf,
+            [this](const std::string& address) -> std::shared_ptr<PeerGetter> {
+              auto getter = std::make_shared<ScriptedGetter>();
+              getters_[address] = getter;
+              return getter;
+            },
+            RingPickerOptions{
+                .kind = RingKind::kGroupcache,
+                .replicas = 0,
+                .ejection = {.after_failures = 3,
+                             .base_backoff = absl::Seconds(1),
+                             .max_backoff = absl::Seconds(30),
+                             .clock = &clock_,
+                             .on_event =
+                                 [this](const EjectionEvent& e) {
+                                   std::lock_guard lock(events_mu_);
+                                   events_.push_back(absl::StrCat(
+                                       e.kind == EjectionEvent::Kind::kEjected ? "ejected "
+                                                                               : "returned ",
+                                       std::string(e.address)));
+                                 }},
+            }) {
+    picker_.SetPeers({kSelf, kPeer2, kPeer3});
+    key2_ = OwnedKey({kSelf, kPeer2, kPeer3}, kPeer2);
+  }
+
+  static std::string OwnedKey(const std::vector<std::string>& ring, std::string_view address) {
+    const HashRing hash_ring(ring);
+    for (int n = 0; n < 100000; ++n) {
+      std::string key = "key-" + std::to_string(n);
+      if (hash_ring.Owner(key) == address) return key;
+    }
+    ADD_FAILURE() << "no key owned by " << address;
+    return "";
+  }
+
+  // What the Group does: pick, and call the picked peer if any. Returns
+  // whether a peer was called.
+  bool GetThroughPicker(std::string_view key) {
+    std::shared_ptr<PeerGetter> peer = picker_.PickPeer(key);
+    if (peer == nullptr) return false;
+    (void)peer->Get("scores", key);
+    return true;
+  }
+
+  ManualClock clock_;
+  std::map<std::string, std::shared_ptr<ScriptedGetter>> getters_;
+  std::mutex events_mu_;
+  std::vector<std::string> events_;  // GUARDED_BY(events_mu_)
+  RingPicker picker_;
+  std::string key2_;
+};
+
+TEST_F(EjectionPickerTest, AFailingPeerIsSkippedThenProbedThenUsedAgain) {
+  ScriptedGetter& peer2 = *getters_.at(kPeer2);
+  peer2.Answer(absl::DeadlineExceededError("deadline"));
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(GetThroughPicker(key2_));
+  EXPECT_THAT(events_, ElementsAre(std::string("ejected ") + kPeer2));
+  EXPECT_THAT(picker_.EjectedPeers(), ElementsAre(kPeer2));
+
+  // Ejected: its keys are local (null), and it is not called at all.
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(GetThroughPicker(key2_));
+  EXPECT_EQ(peer2.calls(), 3);
+  // Other peers are not affected.
+  EXPECT_NE(picker_.PickPeer(OwnedKey({kSelf, kPeer2, kPeer3}, kPeer3)), nullptr);
+
+  EjectionStats stats = picker_.ejection_stats();
+  EXPECT_EQ(stats.ejections, 1);
+  EXPECT_EQ(stats.out_now, 1);
+  EXPECT_EQ(stats.skipped, 100);
+
+  // After the backoff: one probe; the others stay local while it is out.
+  clock_.Advance(absl::Seconds(1));
+  std::shared_ptr<PeerGetter> probe = picker_.PickPeer(key2_);
+  ASSERT_NE(probe, nullptr);
+  EXPECT_EQ(picker_.PickPeer(key2_), nullptr);
+  peer2.Answer(absl::OkStatus());
+  ASSERT_TRUE(probe->Get("scores", key2_).ok());
+  EXPECT_EQ(peer2.calls(), 4);
+  EXPECT_THAT(events_,
+              ElementsAre(std::string("ejected ") + kPeer2, std::string("returned ") + kPeer2));
+
+  // Back in service: the same getter as before the ejection.
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(GetThroughPicker(key2_));
+  EXPECT_EQ(peer2.calls(), 14);
+  stats = picker_.ejection_stats();
+  EXPECT_EQ(stats.returns, 1);
+  EXPECT_EQ(stats.probes, 1);
+  EXPECT_EQ(stats.out_now, 0);
+  EXPECT_THAT(picker_.EjectedPeers(), IsEmpty());
+}
+
+TEST_F(EjectionPickerTest, InBandAnswersDoNotEject) {
+  ScriptedGetter& peer2 = *getters_.at(kPeer2);
+  peer2.Answer(absl::NotFoundError("lru_cache: key not found"));
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(GetThroughPicker(key2_));
+  peer2.Answer(absl::InvalidArgumentError("lru_cache: empty key"));
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(GetThroughPicker(key2_));
+  EXPECT_THAT(events_, IsEmpty());
+  EXPECT_EQ(picker_.ejection_stats().ejections, 0);
+}
+
+TEST_F(EjectionPickerTest, AKeptPeerKeepsItsHealthAcrossSetPeers) {
+  getters_.at(kPeer2)->Answer(absl::UnavailableError("connection refused"));
+  for (int i = 0; i < 3; ++i) GetThroughPicker(key2_);
+  ASSERT_THAT(picker_.EjectedPeers(), ElementsAre(kPeer2));
+
+  picker_.SetPeers({kSelf, kPeer2, kPeer3, kPeer4});
+  EXPECT_THAT(picker_.EjectedPeers(), ElementsAre(kPeer2));
+  const std::string key = OwnedKey({kSelf, kPeer2, kPeer3, kPeer4}, kPeer2);
+  EXPECT_EQ(picker_.PickPeer(key), nullptr);
+
+  // Removed and listed again: a new client with a clean record.
+  picker_.SetPeers({kSelf, kPeer3});
+  EXPECT_EQ(picker_.ejection_stats().out_now, 0);
+  picker_.SetPeers({kSelf, kPeer2, kPeer3});
+  EXPECT_NE(picker_.PickPeer(key2_), nullptr);
+}
+
+// Readers pick and call while the owner flaps and the peer set changes
+// (the flapping peer is on every set, so it keeps its health). Under
+// ThreadSanitizer this checks the picker's ejection paths for races; the
+// counters must add up whatever the interleaving.
+TEST_F(EjectionPickerTest, ConcurrentPicksWhileThePeerFlapsAndThePeerSetChanges) {
+  ScriptedGetter& peer2 = *getters_.at(kPeer2);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> remote{0}, local{0};
+  auto reader = [&] {
+    while (!stop.load(std::memory_order_acquire)) {
+      ++(GetThroughPicker(key2_) ? remote : local);
+    }
+  };
+  std::thread r1(reader), r2(reader), r3(reader);
+  for (int i = 0; i < 200; ++i) {
+    peer2.Answer(i % 4 < 2 ? absl::UnavailableError("refused") : absl::OkStatus());
+    picker_.SetPeers(i % 2 == 0 ? std::vector<std::string>{kSelf, kPeer2, kPeer3, kPeer4}
+                                : std::vector<std::string>{kSelf, kPeer2, kPeer3});
+    clock_.Advance(absl::Seconds(31));  // past any backoff: the next pick may probe
+    const int64_t seen = remote.load() + local.load();
+    while (remote.load() + local.load() < seen + 20) std::this_thread::yield();
+  }
+  stop.store(true, std::memory_order_release);
+  r1.join();
+  r2.join();
+  r3.join();
+
+  const EjectionStats stats = picker_.ejection_stats();
+  EXPECT_GT(stats.ejections, 0);
+  EXPECT_GT(stats.returns, 0);
+  EXPECT_EQ(stats.out_now, static_cast<int64_t>(picker_.EjectedPeers().size()));
+  // Every ejection is ended by exactly one probe (which returns the peer or
+  // ejects it again), except one still waiting for its probe. No probe is in
+  // flight now: the readers have stopped.
+  EXPECT_EQ(stats.probes, stats.ejections - stats.out_now);
+  EXPECT_LE(stats.returns, stats.probes);
+  std::lock_guard lock(events_mu_);
+  EXPECT_EQ(static_cast<int64_t>(events_.size()), stats.ejections + stats.returns);
+}
+
+TEST_F(RingPickerTest, WithoutEjectionAFailingPeerIsAlwaysPicked) {
+  auto failing = std::make_shared<ScriptedGetter>();
+  failing->Answer(absl::UnavailableError("connection refused"));
+  RingPicker picker(kSelf, [&](const std::string&) { return failing; });
+  picker.SetPeers({kSelf, kPeer2});
+  const std::string key = KeyOwnedBy({kSelf, kPeer2}, kPeer2);
+  for (int i = 0; i < 100; ++i) {
+    std::shared_ptr<PeerGetter> peer = picker.PickPeer(key);
+    ASSERT_EQ(peer, failing);  // the factory's getter itself, not a wrapper
+    (void)peer->Get("scores", key);
+  }
+  EXPECT_EQ(picker.ejection_stats().ejections, 0);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,8 @@
 #include "lcache/group.h"
 #include "lcache/grpc_peer.h"
 #include "lcache/h2_peer.h"
+#include "lcache/hash_ring.h"
+#include "lcache/outlier_ejection.h"
 #include "lcache/ring_picker.h"
 #include "node_source.h"
 #include "spdlog/spdlog.h"
@@ -59,6 +62,15 @@ ABSL_FLAG(std::string, etcd_password, "", "etcd password");
 ABSL_FLAG(std::string, etcd_ca, "", "CA certificate file: talk TLS to etcd");
 ABSL_FLAG(std::string, etcd_cert, "", "client certificate file for etcd (TLS, with -etcd-key)");
 ABSL_FLAG(std::string, etcd_key, "", "client key file for etcd");
+// The ring and outlier ejection (RingPickerOptions).
+ABSL_FLAG(std::string, ring, "groupcache",
+          "consistent hashing: groupcache (the Go program's CRC-32 ring; needed with Go nodes) or "
+          "balanced (XXH3, 2000 points: even load, C++ nodes only; all nodes must agree)");
+ABSL_FLAG(int32_t, eject_after, 3,
+          "consecutive failures (unreachable, deadline) that eject a peer: its keys are loaded "
+          "locally until a probe succeeds (0 = never eject)");
+ABSL_FLAG(int64_t, eject_base_ms, 1000, "first ejection's length, doubled per ejection in a row");
+ABSL_FLAG(int64_t, eject_max_ms, 30000, "longest ejection");
 
 namespace lcache {
 namespace {
@@ -86,6 +98,21 @@ class LoggedPeer final : public PeerGetter {
   const std::string address_;
   const std::shared_ptr<PeerGetter> peer_;
 };
+
+// Ejections and returns, one line each (counted in RingPicker::ejection_stats).
+void LogEjection(const EjectionEvent& e) {
+  const std::string address(e.address);
+  if (e.kind == EjectionEvent::Kind::kReturned) {
+    spdlog::info("peer {} returned: probe answered after {} ms out", address,
+                 absl::ToInt64Milliseconds(e.out_for));
+  } else {
+    spdlog::warn(
+        "peer {} ejected for {} ms (ejection {} in a row) after {}: {}; its keys load "
+        "locally",
+        address, absl::ToInt64Milliseconds(e.backoff), e.streak,
+        e.failed_probe ? "a failed probe" : "consecutive failures", e.last_error.ToString());
+  }
+}
 
 // Swaps `peers` into the picker and logs what changed.
 void SetPeers(RingPicker& picker, const std::vector<std::string>& peers) {
@@ -163,6 +190,14 @@ int Run() {
     return Fail(std::string(s.message()));
   }
 
+  const std::optional<RingKind> ring = ParseRingKind(absl::GetFlag(FLAGS_ring));
+  if (!ring) return Fail("-ring must be groupcache or balanced, got " + absl::GetFlag(FLAGS_ring));
+  const int eject_after = absl::GetFlag(FLAGS_eject_after);
+  if (eject_after < 0 || (eject_after > 0 && (absl::GetFlag(FLAGS_eject_base_ms) <= 0 ||
+                                              absl::GetFlag(FLAGS_eject_max_ms) <
+                                                  absl::GetFlag(FLAGS_eject_base_ms)))) {
+    return Fail("-eject-after must be >= 0; with it, -eject-base-ms > 0 and -eject-max-ms >= it");
+  }
   const PeerClientOptions client{.timeout =
                                      absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms))};
   std::shared_ptr<H2PeerClient> lean_client;
@@ -172,9 +207,19 @@ int Run() {
     lean_client = *std::move(c);
   }
   RingPicker picker(
-      addr, [client, lean_client](const std::string& peer) -> std::shared_ptr<PeerGetter> {
+      addr,
+      [client, lean_client](const std::string& peer) -> std::shared_ptr<PeerGetter> {
         return std::make_shared<LoggedPeer>(peer, lean_client ? lean_client->NewGetter(peer, client)
                                                               : NewGrpcPeerGetter(peer, client));
+      },
+      RingPickerOptions{
+          .kind = *ring,
+          .replicas = 0,
+          .ejection = {.after_failures = eject_after,
+                       .base_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_base_ms)),
+                       .max_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_max_ms)),
+                       .clock = nullptr,
+                       .on_event = LogEjection},
       });
   if (!use_etcd) SetPeers(picker, SplitList(absl::GetFlag(FLAGS_peers)));
   (*group)->SetPeerPicker(&picker);
@@ -191,9 +236,10 @@ int Run() {
                           : StartGrpcPeerServer(server_options);
   if (!server.ok())
     return Fail("cannot serve on " + addr + ": " + std::string(server.status().message()));
-  spdlog::info("lcache-node serving group {} on {} (port {}, {} transport), store {}, {} MiB",
-               (*group)->name(), addr, (*server)->port(), transport, StorePolicyName(*policy),
-               absl::GetFlag(FLAGS_cache_mb));
+  spdlog::info(
+      "lcache-node serving group {} on {} (port {}, {} transport), store {}, {} MiB, ring {}",
+      (*group)->name(), addr, (*server)->port(), transport, StorePolicyName(*policy),
+      absl::GetFlag(FLAGS_cache_mb), RingKindName(*ring));
 
   // Registered only once the listener is up, so that peers never route to a
   // node that cannot answer yet.
@@ -226,6 +272,9 @@ int Run() {
                absl::GetFlag(FLAGS_grace_ms));
   if (discovery) discovery->Stop();  // first: peers stop sending us keys
   (*server)->Shutdown(absl::Milliseconds(absl::GetFlag(FLAGS_grace_ms)));
+  const EjectionStats ejection = picker.ejection_stats();
+  spdlog::info("ejections {} returns {} probes {} skipped {}", ejection.ejections, ejection.returns,
+               ejection.probes, ejection.skipped);
   spdlog::info("stopped");
   return 0;
 }

@@ -7,9 +7,17 @@
 //   lcache::RingPicker::Change change = picker.SetPeers(addresses_from_etcd);
 //   group_options.peers = &picker;
 //
-// Ownership of keys is the HashRing's (CRC-32, 50 replicas, later-added
-// address wins a tie; see hash_ring.h), so it agrees key by key with the Go
-// lru_cache and with every node given the same addresses in the same order.
+// Ownership of keys is the HashRing's: by default the groupcache kind
+// (CRC-32, 50 replicas, later-added address wins a tie; see hash_ring.h), so
+// it agrees key by key with the Go lru_cache and with every node given the
+// same addresses in the same order; RingPickerOptions::kind picks the
+// balanced kind for clusters of C++ nodes only.
+//
+// Outlier ejection (off by default; RingPickerOptions::ejection, see
+// outlier_ejection.h): the picker wraps each peer's getter to watch its
+// results, and PickPeer returns null (load locally) for the keys of a peer
+// that is ejected, except for the one probe request that may bring it back.
+// Counters: ejection_stats(). A peer kept across SetPeers keeps its health.
 //
 // Self: pass the full peer list of the cluster, this node included under the
 // exact address it was started with (its -addr), as the Go program does.
@@ -49,6 +57,7 @@
 #include <vector>
 
 #include "lcache/hash_ring.h"
+#include "lcache/outlier_ejection.h"
 #include "lcache/peers.h"
 
 namespace lcache {
@@ -57,6 +66,15 @@ namespace lcache {
 // invalid). Called only from SetPeers, one address at a time; it must not
 // call SetPeers on the same picker.
 using PeerFactory = std::function<std::shared_ptr<PeerGetter>(const std::string& address)>;
+
+struct RingPickerOptions {
+  RingKind kind = RingKind::kGroupcache;
+  // Points per address; 0 means the kind's default (50 or 2000).
+  int replicas = 0;
+  // after_failures == 0 (the default) turns ejection off: PickPeer returns
+  // the factory's getters themselves.
+  EjectionOptions ejection = {};
+};
 
 class RingPicker final : public PeerPicker {
  public:
@@ -72,6 +90,8 @@ class RingPicker final : public PeerPicker {
   // so every key is local until the first SetPeers.
   // REQUIRES: factory is not null; replicas > 0.
   RingPicker(std::string self, PeerFactory factory, int replicas = HashRing::kDefaultReplicas);
+  // REQUIRES: factory is not null; options.replicas >= 0; see EjectionOptions.
+  RingPicker(std::string self, PeerFactory factory, RingPickerOptions options);
   ~RingPicker() override;
 
   RingPicker(const RingPicker&) = delete;
@@ -84,9 +104,15 @@ class RingPicker final : public PeerPicker {
   // is called only for new ones, outside any lock PickPeer takes.
   Change SetPeers(std::vector<std::string> addresses);
 
-  // The getter of the peer that owns `key`; null when this node owns it or
-  // there are no peers. Allocates nothing.
+  // The getter of the peer that owns `key`; null when this node owns it,
+  // there are no peers, or the owner is ejected. Allocates nothing, except
+  // for the probe of an ejected peer.
   std::shared_ptr<PeerGetter> PickPeer(std::string_view key) override;
+
+  // Ejection counters since construction, and the peers out right now.
+  EjectionStats ejection_stats() const;
+  // The addresses of the peers out of service right now.
+  std::vector<std::string> EjectedPeers() const;
 
   // The addresses on the ring (self included if it was listed), in ring order.
   std::vector<std::string> Peers() const;
@@ -100,7 +126,10 @@ class RingPicker final : public PeerPicker {
 
   const std::string self_;
   const PeerFactory factory_;
+  const RingKind kind_;
   const int replicas_;
+  const EjectionOptions ejection_;
+  const std::shared_ptr<EjectionCounters> ejection_counters_;
 
   // Serialises SetPeers calls; PickPeer and Peers never take it.
   std::mutex writer_mu_;
