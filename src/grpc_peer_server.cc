@@ -9,12 +9,20 @@
 // operation outstanding at a time, so its `step_` says which one completed):
 //   kRequested  a call arrived: ask for the next one; an unknown method gets
 //               UNIMPLEMENTED, else read the request message
+//               (Health/Check is answered on the polling thread, see below)
 //   kReading    decode it; errors and hits are answered right here, on the
 //               polling thread; a miss goes to the LoadExecutor, whose worker
 //               runs Group::Get and starts WriteAndFinish itself (gRPC lets
 //               any thread start an operation on a call as long as only one
 //               of a kind is outstanding, which the step order guarantees)
 //   kFinishing  the answer went out (or the call died): delete the call
+//
+// grpc.health.v1.Health/Check is decoded and answered by hand (a 2-byte
+// protobuf reply) in this same generic service rather than with gRPC's
+// default health service: that one is a separate callback-API service with
+// threads of its own whose status must be pushed with SetServingStatus,
+// while this reads the node's readiness (PeerServerOptions::serving) at the
+// moment of each check, from the same callback as the HTTP /readyz.
 //
 // Shutdown waits for getters already running (they cannot be interrupted);
 // loads still queued after the grace period are skipped.
@@ -36,6 +44,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -66,6 +75,55 @@ std::string EncodeResult(const absl::StatusOr<ByteView>& v) {
   const absl::string_view message = v.status().message();
   if (message.empty()) return internal::EncodeGetResponse("", v.status().ToString());
   return internal::EncodeGetResponse("", std::string_view(message.data(), message.size()));
+}
+
+// The `service` field of a grpc.health.v1.HealthCheckRequest (field 1,
+// string), skipping unknown fields as protobuf does; nullopt if the bytes are
+// not a valid message.
+std::optional<std::string> HealthCheckService(std::string_view in) {
+  size_t pos = 0;
+  auto varint = [&](uint64_t* v) {
+    *v = 0;
+    for (int shift = 0; shift < 64 && pos < in.size(); shift += 7) {
+      const auto byte = static_cast<uint8_t>(in[pos++]);
+      *v |= uint64_t{byte & 0x7fu} << shift;
+      if ((byte & 0x80) == 0) return true;
+    }
+    return false;
+  };
+  std::string service;
+  while (pos < in.size()) {
+    uint64_t tag = 0, n = 0;
+    if (!varint(&tag)) return std::nullopt;
+    switch (tag & 7) {
+      case 0:  // varint
+        if (!varint(&n)) return std::nullopt;
+        break;
+      case 1:  // 64-bit
+        n = 8;
+        if (in.size() - pos < n) return std::nullopt;
+        pos += n;
+        break;
+      case 2:  // length-delimited
+        if (!varint(&n) || in.size() - pos < n) return std::nullopt;
+        if ((tag >> 3) == 1) service.assign(in.substr(pos, n));
+        pos += n;
+        break;
+      case 5:  // 32-bit
+        n = 4;
+        if (in.size() - pos < n) return std::nullopt;
+        pos += n;
+        break;
+      default:
+        return std::nullopt;
+    }
+  }
+  return service;
+}
+
+// HealthCheckResponse{status}: field 1, varint. SERVING = 1, NOT_SERVING = 2.
+std::string HealthCheckResponse(bool serving) {
+  return std::string{0x08, serving ? '\x01' : '\x02'};
 }
 
 // Runs loads (misses) on a fixed set of threads. Accepts a task while the
@@ -139,6 +197,7 @@ class GrpcPeerServer final : public PeerServer {
       : registry_(options.registry),
         max_key_bytes_(options.max_key_bytes),
         max_request_bytes_(static_cast<size_t>(options.max_request_bytes)),
+        serving_(options.serving),
         executor_(options.load_threads, options.max_queued_loads) {}
 
   ~GrpcPeerServer() override { Shutdown(absl::ZeroDuration()); }
@@ -156,11 +215,14 @@ class GrpcPeerServer final : public PeerServer {
   void RequestCall();
   // Answers a request, or hands it to the executor (polling thread).
   void Handle(Call* call);
+  // Answers a Health/Check (polling thread).
+  void HandleHealthCheck(Call* call);
   void Poll();
 
   GroupRegistry* const registry_;
   const size_t max_key_bytes_;
   const size_t max_request_bytes_;
+  const std::function<bool()> serving_;
   int port_ = 0;
 
   grpc::AsyncGenericService service_;
@@ -195,7 +257,8 @@ class GrpcPeerServer::Call {
           return;
         }
         server_->RequestCall();
-        if (ctx_.method() != kGetMethod) {
+        health_check_ = ctx_.method() == kHealthCheckMethod;
+        if (ctx_.method() != kGetMethod && !health_check_) {
           Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                               absl::StrCat("lcache: unknown method ", ctx_.method(),
                                            "; this server serves only ", kGetMethod)));
@@ -212,7 +275,11 @@ class GrpcPeerServer::Call {
                               "lcache: expected one request message"));
           return;
         }
-        server_->Handle(this);
+        if (health_check_) {
+          server_->HandleHealthCheck(this);
+        } else {
+          server_->Handle(this);
+        }
         return;
       case Step::kFinishing:
         delete this;
@@ -248,6 +315,7 @@ class GrpcPeerServer::Call {
   grpc::ByteBuffer request_;
   grpc::ByteBuffer response_;
   Step step_ = Step::kRequested;
+  bool health_check_ = false;
 };
 
 absl::Status GrpcPeerServer::Start(const PeerServerOptions& options) {
@@ -340,6 +408,25 @@ void GrpcPeerServer::Handle(Call* call) {
         grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                      absl::StrCat("lru_cache: server overloaded, ", queued, " loads queued")));
   }
+}
+
+void GrpcPeerServer::HandleHealthCheck(Call* call) {
+  std::optional<std::string> service;
+  if (std::optional<std::string> bytes = internal::BytesOf(call->request())) {
+    service = HealthCheckService(*bytes);
+  }
+  if (!service) {
+    call->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "lcache: not a grpc.health.v1.HealthCheckRequest"));
+    return;
+  }
+  if (!service->empty() && *service != "lcache.LCache") {
+    call->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                              absl::StrCat("lcache: unknown service \"", *service,
+                                           "\" (this server has \"\" and \"lcache.LCache\")")));
+    return;
+  }
+  call->Respond(HealthCheckResponse(serving_ == nullptr || serving_()));
 }
 
 void GrpcPeerServer::Shutdown(absl::Duration grace) {

@@ -4,17 +4,22 @@
 //
 //   lcache-node -addr 127.0.0.1:9001 -peers 127.0.0.1:9001,127.0.0.1:9002
 //
-// SIGINT/SIGTERM: stop accepting, let calls in flight finish within
+// SIGINT/SIGTERM: report not ready (/readyz, gRPC health), keep serving for
+// -drain-delay-ms, stop accepting, let calls in flight finish within
 // -grace-ms, exit 0.
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "admin_http.h"
 #include "go_flags.h"
 #include "lcache/group.h"
 #include "lcache/grpc_peer.h"
@@ -41,6 +46,13 @@ ABSL_FLAG(int64_t, max_key_bytes, 4096, "longer keys are rejected");
 ABSL_FLAG(int32_t, load_threads, 8, "threads that run loads (misses)");
 ABSL_FLAG(int32_t, max_queued_loads, 1024, "loads queued beyond this get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, grace_ms, 5000, "on SIGTERM, how long calls in flight may take to finish");
+// Operations (issue 7): the admin listener and the drain before stopping.
+ABSL_FLAG(std::string, http, "",
+          "HTTP admin listener host:port (/metrics /healthz /readyz /stats /peers "
+          "/groups/G/K); off when empty");
+ABSL_FLAG(int64_t, drain_delay_ms, 0,
+          "on SIGTERM, how long to keep serving while reporting not ready (so load balancers "
+          "and probes notice) before refusing new calls");
 
 namespace lcache {
 namespace {
@@ -94,6 +106,9 @@ int Run() {
       absl::GetFlag(FLAGS_peer_timeout_ms) <= 0 || absl::GetFlag(FLAGS_max_key_bytes) <= 0) {
     return Fail("-cache-mb and -expire-ms must be >= 0, -peer-timeout-ms and -max-key-bytes > 0");
   }
+  if (absl::GetFlag(FLAGS_grace_ms) < 0 || absl::GetFlag(FLAGS_drain_delay_ms) < 0) {
+    return Fail("-grace-ms and -drain-delay-ms must be >= 0");
+  }
   absl::StatusOr<Getter> getter = tools::MakeSource(absl::GetFlag(FLAGS_source));
   if (!getter.ok()) return Fail(std::string(getter.status().message()));
 
@@ -122,17 +137,38 @@ int Run() {
   for (const std::string& bad : change.rejected) spdlog::warn("peer {} rejected", bad);
   (*group)->SetPeerPicker(&picker);
 
+  // Readiness, for /readyz and the gRPC health service: false once draining.
+  // Discovery: `&& <etcd discovery synced>` goes here when -etcd is used.
+  std::atomic<bool> draining{false};
+  const std::function<bool()> ready = [&draining] {
+    return !draining.load(std::memory_order_relaxed);
+  };
+
   absl::StatusOr<std::unique_ptr<PeerServer>> server = StartGrpcPeerServer({
       .address = addr,
       .registry = &registry,
       .max_key_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_key_bytes)),
       .load_threads = absl::GetFlag(FLAGS_load_threads),
       .max_queued_loads = absl::GetFlag(FLAGS_max_queued_loads),
+      .serving = ready,
   });
   if (!server.ok())
     return Fail("cannot serve on " + addr + ": " + std::string(server.status().message()));
   spdlog::info("lcache-node serving group {} on {} (port {}), store {}, {} MiB", (*group)->name(),
                addr, (*server)->port(), StorePolicyName(*policy), absl::GetFlag(FLAGS_cache_mb));
+
+  std::unique_ptr<tools::AdminHttpServer> admin;
+  if (const std::string http = absl::GetFlag(FLAGS_http); !http.empty()) {
+    absl::StatusOr<std::unique_ptr<tools::AdminHttpServer>> started =
+        tools::AdminHttpServer::Start({.address = http,
+                                       .registry = &registry,
+                                       .picker = &picker,
+                                       .ready = ready,
+                                       .max_inflight_loads = absl::GetFlag(FLAGS_load_threads)});
+    if (!started.ok()) return Fail(std::string(started.status().message()));
+    admin = *std::move(started);
+    spdlog::info("admin HTTP on {} (port {})", http, admin->port());
+  }
 
   if (const std::string key = absl::GetFlag(FLAGS_get); !key.empty()) {
     absl::StatusOr<ByteView> v = (*group)->Get(key);
@@ -148,9 +184,15 @@ int Run() {
   const sigset_t stop_signals = StopSignals();
   int signal = 0;
   sigwait(&stop_signals, &signal);
-  spdlog::info("{}: draining (grace {} ms)", signal == SIGINT ? "SIGINT" : "SIGTERM",
+  spdlog::info("{}: draining (not ready; serving for {} ms, then grace {} ms)",
+               signal == SIGINT ? "SIGINT" : "SIGTERM", absl::GetFlag(FLAGS_drain_delay_ms),
                absl::GetFlag(FLAGS_grace_ms));
+  draining.store(true, std::memory_order_relaxed);  // /readyz 503, health NOT_SERVING
+  // Discovery: revoke the etcd lease here, so peers drop this node first.
+  std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_delay_ms)));
+  if (admin != nullptr) admin->StopAccepting();
   (*server)->Shutdown(absl::Milliseconds(absl::GetFlag(FLAGS_grace_ms)));
+  if (admin != nullptr) admin->Stop();  // HTTP requests in flight, like getters, run to the end
   spdlog::info("stopped");
   return 0;
 }
