@@ -250,6 +250,13 @@ class AdminHttpServer::Impl {
   explicit Impl(AdminHttpOptions options) : options_(std::move(options)) {
     const int threads = std::max(1, options_.threads);
     server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    // httplib's default also sets SO_REUSEPORT, which would let a second
+    // node bind the same port and silently share its traffic; a taken port
+    // must be an error instead. SO_REUSEADDR only allows a quick restart.
+    server_.set_socket_options([](socket_t sock) {
+      const int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    });
     server_.set_keep_alive_timeout(2);
     server_.set_read_timeout(5);
     server_.set_payload_max_length(64 << 10);
