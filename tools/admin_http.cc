@@ -297,9 +297,14 @@ class AdminHttpServer::Impl {
   }
 
   void Run() {
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    thread_ = std::thread([this] {
+      server_.listen_after_bind();
+      listen_returned_.store(true);
+    });
     // stop() is a no-op until the loop runs; wait for it (it starts at once).
-    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    while (!server_.is_running() && !listen_returned_.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
   }
 
   void StopAccepting() { server_.stop(); }
@@ -382,6 +387,7 @@ class AdminHttpServer::Impl {
   const AdminHttpOptions options_;
   httplib::Server server_;
   std::thread thread_;
+  std::atomic<bool> listen_returned_{false};
   std::atomic<int> inflight_loads_{0};
 };
 
