@@ -110,7 +110,11 @@ absl::StatusOr<ByteView> Group::Get(std::string_view key, LoadScope scope) {
     counters_->Add(Counters::kCacheHits);
     return *std::move(hit);
   }
-  return Load(key, scope);
+  // Only misses are timed: two clock reads would double a hot hit's cost.
+  const absl::Time t0 = clock_->Now();
+  absl::StatusOr<ByteView> v = Load(key, scope);
+  get_miss_latency_.Record(clock_->Now() - t0);
+  return v;
 }
 
 std::optional<ByteView> Group::GetIfCached(std::string_view key) {
@@ -131,7 +135,9 @@ absl::StatusOr<ByteView> Group::Load(std::string_view key, LoadScope scope) {
             if (PeerPicker* picker = peers_.load(std::memory_order_acquire)) {
               if (std::shared_ptr<PeerGetter> peer = picker->PickPeer(key)) {
                 counters_->Add(Counters::kLoadsDeduped);
+                const absl::Time t0 = clock_->Now();
                 absl::StatusOr<ByteView> v = peer->Get(name_, key);
+                peer_latency_.Record(clock_->Now() - t0);
                 // The owner's answer is final, found or not; only a failure
                 // to reach it falls back to a local load, as the Go program
                 // does.
@@ -160,6 +166,7 @@ absl::StatusOr<ByteView> Group::LoadLocally(std::string_view key) {
 
 absl::StatusOr<ByteView> Group::LoadFromGetter(std::string_view key) {
   absl::StatusOr<Loaded> loaded;
+  const absl::Time t0 = clock_->Now();
   try {
     loaded = getter_(key);
   } catch (const std::exception& e) {
@@ -167,6 +174,7 @@ absl::StatusOr<ByteView> Group::LoadFromGetter(std::string_view key) {
   } catch (...) {
     loaded = absl::InternalError("lru_cache: getter threw a non-std exception");
   }
+  getter_latency_.Record(clock_->Now() - t0);
   if (!loaded.ok()) {
     counters_->Add(Counters::kLocalLoadErrs);
     return std::move(loaded).status();
@@ -202,6 +210,9 @@ GroupStats Group::Stats() const {
   s.local_load_errs = counters_->Sum(Counters::kLocalLoadErrs);
   s.server_requests = counters_->Sum(Counters::kServerRequests);
   s.store = store_->Stats();
+  s.get_miss_latency = get_miss_latency_.Snapshot();
+  s.peer_latency = peer_latency_.Snapshot();
+  s.getter_latency = getter_latency_.Snapshot();
   return s;
 }
 

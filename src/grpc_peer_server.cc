@@ -16,6 +16,13 @@
 //               of a kind is outstanding, which the step order guarantees)
 //   kFinishing  the answer went out (or the call died): delete the call
 //
+// grpc.health.v1.Health/Check is answered by hand in this same generic
+// service (PeerService::HealthCheck, a 2-byte protobuf reply) rather than
+// with gRPC's default health service: that one is a separate service with
+// threads of its own whose status must be pushed with SetServingStatus, while
+// this reads the node's readiness (PeerServerOptions::serving) at the moment
+// of each check, from the same callback as the HTTP /readyz.
+//
 // Shutdown waits for getters already running (they cannot be interrupted);
 // loads still queued after the grace period are skipped.
 //
@@ -102,7 +109,8 @@ class GrpcPeerServer::Call {
           return;
         }
         server_->RequestCall();
-        if (ctx_.method() != kGetMethod) {
+        health_check_ = ctx_.method() == kHealthCheckMethod;
+        if (ctx_.method() != kGetMethod && !health_check_) {
           Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                               absl::StrCat("lcache: unknown method ", ctx_.method(),
                                            "; this server serves only ", kGetMethod)));
@@ -119,7 +127,11 @@ class GrpcPeerServer::Call {
                               "lcache: expected one request message"));
           return;
         }
-        server_->Handle(this);
+        if (health_check_) {
+          Reply(server_->service_.HealthCheck(internal::BytesOf(request_).value_or("")));
+        } else {
+          server_->Handle(this);
+        }
         return;
       case Step::kFinishing:
         delete this;
@@ -160,6 +172,7 @@ class GrpcPeerServer::Call {
   grpc::ByteBuffer request_;
   grpc::ByteBuffer response_;
   Step step_ = Step::kRequested;
+  bool health_check_ = false;
 };
 
 absl::Status GrpcPeerServer::Start(const PeerServerOptions& options) {
@@ -223,6 +236,7 @@ void GrpcPeerServer::Shutdown(absl::Duration grace) {
   // Waits for the calls in flight until the deadline, then cancels them, and
   // returns once every call is gone (the poller keeps finishing them).
   const absl::Time deadline = absl::Now() + grace;
+  service_.SetDraining();
   // Loads still queued after the grace are not started: gRPC has cancelled
   // their calls by then, so their results would go nowhere.
   service_.SkipLoadsAfter(deadline);

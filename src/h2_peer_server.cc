@@ -58,11 +58,6 @@ namespace {
 
 using internal::PeerReply;
 
-constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
-// grpc.health.v1.HealthCheckResponse{status: SERVING / NOT_SERVING}.
-constexpr std::string_view kServing("\x08\x01", 2);
-constexpr std::string_view kNotServing("\x08\x02", 2);
-
 // HTTP/2 settings: enough concurrent streams and window that a peer with
 // many calls in flight is never throttled by flow control on loopback or LAN.
 constexpr uint32_t kMaxConcurrentStreams = 1024;
@@ -201,7 +196,6 @@ class H2PeerServer final : public PeerServer {
   void Shutdown(absl::Duration grace) override;
 
   internal::PeerService& service() { return service_; }
-  bool draining() const { return draining_.load(std::memory_order_acquire); }
   size_t max_body_bytes() const {
     return service_.max_request_bytes() + internal::kGrpcPrefixBytes;
   }
@@ -222,7 +216,6 @@ class H2PeerServer final : public PeerServer {
   event* accept_event_ = nullptr;  // on loop 0
   size_t next_loop_ = 0;           // loop 0's thread only
   int port_ = 0;
-  std::atomic<bool> draining_{false};
 
   std::mutex idle_mu_;
   std::condition_variable idle_cv_;
@@ -455,12 +448,7 @@ void Connection::Process(Stream* s) {
     return;
   }
   if (!get) {
-    // HealthCheckRequest{service}: "" is the server; we serve one service.
-    if (!message->empty() && *message != std::string_view("\x0a\x0dlcache.LCache", 15)) {
-      Reply(s, PeerReply::Error(absl::StatusCode::kNotFound, "lcache: unknown service"));
-      return;
-    }
-    Reply(s, {.body = std::string(server_->draining() ? kNotServing : kServing)});
+    Reply(s, server_->service().HealthCheck(*message));
     return;
   }
   std::optional<PeerReply> reply =
@@ -664,7 +652,7 @@ void H2PeerServer::Shutdown(absl::Duration grace) {
   std::lock_guard lock(shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
-  draining_.store(true, std::memory_order_release);
+  service_.SetDraining();
   const absl::Time deadline = absl::Now() + grace;
   service_.SkipLoadsAfter(deadline);
   if (!loops_.empty()) {

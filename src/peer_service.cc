@@ -22,6 +22,51 @@ std::string EncodeResult(const absl::StatusOr<ByteView>& v) {
 
 PeerReply Ok(std::string body) { return {.body = std::move(body)}; }
 
+// The `service` field of a grpc.health.v1.HealthCheckRequest (field 1,
+// string), skipping unknown fields as protobuf does; nullopt if the bytes are
+// not a valid message. Hand-decoded: a whole protobuf runtime for one string
+// field is not worth it.
+std::optional<std::string> HealthCheckService(std::string_view in) {
+  size_t pos = 0;
+  auto varint = [&](uint64_t* v) {
+    *v = 0;
+    for (int shift = 0; shift < 64 && pos < in.size(); shift += 7) {
+      const auto byte = static_cast<uint8_t>(in[pos++]);
+      *v |= uint64_t{byte & 0x7fu} << shift;
+      if ((byte & 0x80) == 0) return true;
+    }
+    return false;
+  };
+  std::string service;
+  while (pos < in.size()) {
+    uint64_t tag = 0, n = 0;
+    if (!varint(&tag)) return std::nullopt;
+    switch (tag & 7) {
+      case 0:  // varint
+        if (!varint(&n)) return std::nullopt;
+        break;
+      case 1:  // 64-bit
+        n = 8;
+        if (in.size() - pos < n) return std::nullopt;
+        pos += n;
+        break;
+      case 2:  // length-delimited
+        if (!varint(&n) || in.size() - pos < n) return std::nullopt;
+        if ((tag >> 3) == 1) service.assign(in.substr(pos, n));
+        pos += n;
+        break;
+      case 5:  // 32-bit
+        n = 4;
+        if (in.size() - pos < n) return std::nullopt;
+        pos += n;
+        break;
+      default:
+        return std::nullopt;
+    }
+  }
+  return service;
+}
+
 }  // namespace
 
 // --- LoadExecutor -------------------------------------------------------------
@@ -80,6 +125,7 @@ PeerService::PeerService(const PeerServerOptions& options)
     : registry_(options.registry),
       max_key_bytes_(options.max_key_bytes),
       max_request_bytes_(static_cast<size_t>(options.max_request_bytes)),
+      serving_(options.serving),
       skip_loads_after_ns_(std::numeric_limits<int64_t>::max()),
       executor_(options.load_threads, options.max_queued_loads) {}
 
@@ -125,6 +171,23 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
         absl::StrCat("lru_cache: server overloaded, ", queued, " loads queued"));
   }
   return std::nullopt;
+}
+
+PeerReply PeerService::HealthCheck(std::string_view message) const {
+  std::optional<std::string> service = HealthCheckService(message);
+  if (!service) {
+    return PeerReply::Error(absl::StatusCode::kInvalidArgument,
+                            "lcache: not a grpc.health.v1.HealthCheckRequest");
+  }
+  if (!service->empty() && *service != "lcache.LCache") {
+    return PeerReply::Error(absl::StatusCode::kNotFound,
+                            absl::StrCat("lcache: unknown service \"", *service,
+                                         "\" (this server has \"\" and \"lcache.LCache\")"));
+  }
+  const bool serving =
+      !draining_.load(std::memory_order_acquire) && (serving_ == nullptr || serving_());
+  // HealthCheckResponse{status}: field 1, varint; SERVING = 1, NOT_SERVING = 2.
+  return Ok(std::string{0x08, serving ? '\x01' : '\x02'});
 }
 
 void PeerService::Stop(absl::Time skip_after) {

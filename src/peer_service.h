@@ -83,6 +83,15 @@ class PeerService {
   std::optional<PeerReply> Get(std::string_view message, bool forwarded, absl::Time deadline,
                                std::function<void(PeerReply)> done);
 
+  // Answers a grpc.health.v1.Health/Check request message (protobuf): for
+  // the service "" or "lcache.LCache", SERVING while the options' `serving`
+  // says so (always if it is null) and the server is not draining, else
+  // NOT_SERVING; another service is NOT_FOUND, bytes that are not a
+  // HealthCheckRequest INVALID_ARGUMENT. Any thread; cheap.
+  PeerReply HealthCheck(std::string_view message) const;
+  // Health checks answer NOT_SERVING from now on (a server that stops).
+  void SetDraining() { draining_.store(true, std::memory_order_release); }
+
   // From `t` on, loads still queued are answered UNAVAILABLE without
   // running (a server that stops calls it when its grace period begins).
   void SkipLoadsAfter(absl::Time t) {
@@ -98,6 +107,8 @@ class PeerService {
   GroupRegistry* const registry_;
   const size_t max_key_bytes_;
   const size_t max_request_bytes_;
+  const std::function<bool()> serving_;
+  std::atomic<bool> draining_{false};
   std::atomic<int64_t> skip_loads_after_ns_;
   LoadExecutor executor_;
 };

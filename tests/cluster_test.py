@@ -21,6 +21,7 @@ import json
 import pathlib
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +30,8 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 import zlib
 
 import grpc
@@ -375,7 +378,7 @@ class BadInputTest(ClusterTest):
         self.node.stop(self)
 
     def test_unknown_method(self):
-        for method in ("/lcache.LCache/Put", "/lcache.LCache/get", "/other.Service/Get"):
+        for method in ("/lcache.LCache/Put", "/lcache.LCache/get", "/other.Service/Get", "/grpc.health.v1.Health/Watch"):
             with self.subTest(method):
                 code, details = self.status_of(request("Tom"), method=method)
                 self.assertEqual(code, grpc.StatusCode.UNIMPLEMENTED, f"{method}: {details!r}")
@@ -818,6 +821,228 @@ class BalancedRingTest(ClusterTest):
                                   + args, capture_output=True, text=True, timeout=10)
             self.assertEqual(proc.returncode, 2, f"{args}: {proc.stderr + proc.stdout}")
             self.assertIn(message, proc.stderr + proc.stdout, args)
+
+# -- operations (issue 7): the admin HTTP listener, gRPC health, lifecycle ----
+
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+SERVING, NOT_SERVING = b"\x08\x01", b"\x08\x02"  # HealthCheckResponse{status}
+_no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def health_request(service=""):
+    """A grpc.health.v1.HealthCheckRequest, protobuf bytes by hand."""
+    raw = service.encode()
+    return b"\x0a" + bytes([len(raw)]) + raw if raw else b""
+
+
+def http_get(port, path, timeout=10):
+    """(status, body bytes, headers) of GET http://127.0.0.1:port/path."""
+    try:
+        with _no_proxy.open(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status, r.read(), r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers
+
+
+def metric_values(text):
+    """{'name{labels}': float} of an exposition text."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+class OpsTest(ClusterTest):
+    def start_http_nodes(self, n, source="demo", args=()):
+        """n nodes with -http on fresh ports (all on one ring); waits for
+        /healthz. Returns [(node, http_port)]."""
+        ports = [free_port() for _ in range(n)]
+        addrs = [f"127.0.0.1:{p}" for p in ports]
+        out = []
+        for port in ports:
+            hport = free_port()
+            node = Node(self.logdir, port, peers=addrs if n > 1 else (), source=source,
+                        args=["-http", f"127.0.0.1:{hport}", *args])
+            self.nodes.append(node)
+            node.start()
+            wait_until(lambda: self.healthz(hport), 10, f"/healthz of {node.addr}")
+            out.append((node, hport))
+        return out
+
+    @staticmethod
+    def healthz(hport):
+        try:
+            return http_get(hport, "/healthz", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    def metrics(self, hport):
+        status, body, headers = http_get(hport, "/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["Content-Type"].startswith("text/plain; version=0.0.4"))
+        return body.decode()
+
+    def promtool_check(self, text):
+        promtool = shutil.which("promtool")
+        self.assertIsNotNone(promtool, "promtool not found (Debian package prometheus; "
+                                       "scripts/setup installs it)")
+        r = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, f"promtool check metrics:\n{r.stdout.decode()}"
+                                          f"{r.stderr.decode()}\n--- metrics:\n{text}")
+
+    def stats(self, hport):
+        status, body, _ = http_get(hport, "/stats")
+        self.assertEqual(status, 200)
+        return json.loads(body)
+
+    def health(self, node, service=""):
+        return node.call(health_request(service), method=HEALTH_CHECK, timeout=2)
+
+
+class AdminHttpTest(OpsTest):
+    def test_metrics_pass_promtool_and_follow_requests(self):
+        (a, ah), (b, bh) = self.start_http_nodes(2, source="synthetic:32")
+        text = self.metrics(ah)
+        self.promtool_check(text)
+        m = metric_values(text)
+        g = '{group="scores"}'
+        self.assertEqual(m["lcache_gets_total" + g], 0)
+        self.assertEqual(m["lcache_peers"], 2)
+
+        key_a = next(k for k in (f"mine-{n}" for n in range(1000)) if ring_owner(a.peers, k) == a.addr)
+        key_b = next(k for k in (f"theirs-{n}" for n in range(1000)) if ring_owner(a.peers, k) == b.addr)
+        for key in (key_a, key_a, key_b):
+            status, body, _ = http_get(ah, f"/groups/scores/{key}")
+            self.assertEqual((status, body), (200, synthetic_value(key, 32)), key)
+
+        text = self.metrics(ah)
+        self.promtool_check(text)
+        m = metric_values(text)
+        want = {"gets": 3, "hits": 1, "misses": 2, "loads": 2, "loads_deduped": 2,
+                "local_loads": 1, "local_load_errs": 0, "peer_loads": 1, "peer_errors": 0,
+                "server_requests": 0, "evictions": 0, "expirations": 0}
+        for name, value in want.items():
+            self.assertEqual(m[f"lcache_{name}_total{g}"], value, name)
+        self.assertEqual(m["lcache_items" + g], 1)
+        self.assertEqual(m["lcache_bytes" + g], len(key_a) + 32)
+        for hist, count in (("get_miss", 2), ("peer_call", 1), ("getter", 1)):
+            name = f"lcache_{hist}_duration_seconds"
+            self.assertEqual(m[f'{name}_count{g}'], count, hist)
+            self.assertEqual(m[f'{name}_bucket{{group="scores",le="+Inf"}}'], count, hist)
+            self.assertGreater(m[f'{name}_sum{g}'], 0, hist)
+        # The owner served the forwarded key: a server request and a load.
+        mb = metric_values(self.metrics(bh))
+        self.assertEqual(mb["lcache_server_requests_total" + g], 1)
+        self.assertEqual(mb["lcache_local_loads_total" + g], 1)
+
+        stats = self.stats(ah)
+        self.assertEqual(stats["ready"], True)
+        self.assertEqual(stats["groups"]["scores"]["hits"], 1)
+        self.assertEqual(stats["groups"]["scores"]["latency"]["peer_call_duration_seconds"]["count"], 1)
+        status, body, _ = http_get(ah, "/peers")
+        self.assertEqual(status, 200)
+        peers = json.loads(body)
+        self.assertEqual(peers["self"], a.addr)
+        self.assertEqual(sorted(peers["peers"]), sorted(a.peers))
+        self.stop_all()
+
+    def test_groups_status_codes(self):
+        ((node, hport),) = self.start_http_nodes(1, source="demo")
+        cases = [
+            ("/groups/scores/Tom", 200, b"630"),
+            ("/groups/scores/Tom", 200, b"630"),  # a hit
+            ("/groups/scores/Bob", 404, NOT_FOUND.encode() + b"\n"),
+            ("/groups/scores/", 400, EMPTY_KEY.encode() + b"\n"),
+            ("/groups/scores/" + "k" * 4097, 400, b"lru_cache: key too long (4097 bytes, max 4096)\n"),
+            ("/groups/nope/Tom", 404, b'lru_cache: no group "nope" on this node\n'),
+            ("/nothing-here", 404, None),
+        ]
+        for path, status, body in cases:
+            with self.subTest(path[:40]):
+                got_status, got_body, _ = http_get(hport, path)
+                self.assertEqual(got_status, status, got_body)
+                if body is not None:
+                    self.assertEqual(got_body, body)
+        self.assertEqual(node.loads(), ["Tom", "Bob"])
+        node.stop(self)
+
+    def test_overload_is_503_and_hits_still_served(self):
+        # One load slot (-load-threads 1) and a 1.5 s getter.
+        ((node, hport),) = self.start_http_nodes(1, source="synthetic:8:1500",
+                                                 args=["-load-threads", "1"])
+        status, _, _ = http_get(hport, "/groups/scores/warm")
+        self.assertEqual(status, 200)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(http_get, hport, "/groups/scores/slow")
+            wait_until(lambda: self.stats(hport)["groups"]["scores"]["misses"] == 2, 5,
+                       "the slow load to start")
+            status, body, headers = http_get(hport, "/groups/scores/other")
+            self.assertEqual(status, 503, body)
+            self.assertEqual(headers["Retry-After"], "1")
+            self.assertEqual(http_get(hport, "/groups/scores/warm")[:2],
+                             (200, synthetic_value("warm", 8)))
+            self.assertEqual(slow.result(10)[:2], (200, synthetic_value("slow", 8)))
+        self.assertNotIn("other", node.loads())
+        node.stop(self)
+
+
+class HealthTest(OpsTest):
+    def test_grpc_health_check(self):
+        (node,) = self.start_cluster(1, source="demo")
+        self.assertEqual(self.health(node), SERVING)
+        self.assertEqual(self.health(node, "lcache.LCache"), SERVING)
+        with self.assertRaises(grpc.RpcError) as e:
+            self.health(node, "other.Service")
+        self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
+        with self.assertRaises(grpc.RpcError) as e:
+            node.call(b"\x0a\x05ab", method=HEALTH_CHECK)  # truncated field
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        # Unknown fields are skipped, as protobuf does.
+        self.assertEqual(node.call(b"\x10\x07" + health_request("lcache.LCache"),
+                                   method=HEALTH_CHECK), SERVING)
+        self.assertEqual(node.get("Tom"), b"630")  # the peer protocol is unaffected
+        node.stop(self)
+
+
+class LifecycleTest(OpsTest):
+    LOAD_MS = 1500
+    DRAIN_MS = 1000
+
+    def test_sigterm_not_ready_then_in_flight_requests_finish(self):
+        ((node, hport),) = self.start_http_nodes(
+            1, source=f"synthetic:16:{self.LOAD_MS}",
+            args=["-drain-delay-ms", str(self.DRAIN_MS), "-grace-ms", "5000"])
+        self.assertEqual(http_get(hport, "/readyz")[0], 200)
+        self.assertEqual(self.health(node), SERVING)
+
+        # Two slow loads in flight, one over gRPC and one over HTTP.
+        grpc_call = node.stub.future(request("inflight-grpc"), timeout=10)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            http_call = pool.submit(http_get, hport, "/groups/scores/inflight-http")
+            wait_until(lambda: self.stats(hport)["groups"]["scores"]["misses"] == 2, 5,
+                       "both loads to start")
+            t0 = time.monotonic()
+            node.signal(signal.SIGTERM)
+            wait_until(lambda: http_get(hport, "/readyz")[0] == 503, 2, "/readyz 503")
+            self.assertEqual(http_get(hport, "/healthz")[0], 200, "alive while draining")
+            wait_until(lambda: self.health(node) == NOT_SERVING, 2, "health NOT_SERVING")
+            self.assertLess(time.monotonic() - t0, self.DRAIN_MS / 1000,
+                            "readiness went false only after the drain delay")
+            # The loads in flight finish and are answered.
+            self.assertEqual(http_call.result(10)[:2], (200, synthetic_value("inflight-http", 16)))
+        resp = json.loads(grpc_call.result())
+        self.assertEqual(base64.b64decode(resp["value"]), synthetic_value("inflight-grpc", 16))
+        node.close_channel()
+        rc = node.proc.wait(10)
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 0, node.log())
+        self.assertIn("stopped", node.log().splitlines()[-1])
+        self.assertGreaterEqual(took, self.DRAIN_MS / 1000 * 0.9, "exited before the drain delay")
+        self.assertLess(took, (self.DRAIN_MS + self.LOAD_MS) / 1000 + 2.0, node.log())
+        self.assertFalse(self.healthz(hport), "HTTP still served after exit")
 
 
 def main():

@@ -208,6 +208,66 @@ TEST(GroupTest, GetterTtlOverridesTheDefault) {
   EXPECT_EQ(loads, 3);  // only "short" was loaded again
 }
 
+// Latencies come from the group's clock: a getter that moves a ManualClock
+// by 3 ms shows up in the 5 ms buckets; hits are not timed.
+TEST(GroupTest, MissesAndGetterCallsAreTimedHitsAreNot) {
+  ManualClock clock;
+  auto group = MakeGroup({.getter = [&](std::string_view key) -> absl::StatusOr<Loaded> {
+                            clock.Advance(absl::Milliseconds(3));
+                            if (key == "missing") return KeyNotFoundError();
+                            return ByteView::Copy("v");
+                          },
+                          .clock = &clock});
+  ASSERT_TRUE(group->Get("k").ok());
+  ASSERT_TRUE(group->Get("k").ok());  // a hit
+  ASSERT_TRUE(group->GetIfCached("k").has_value());
+  EXPECT_FALSE(group->Get("missing").ok());
+  EXPECT_FALSE(group->Get("").ok());  // rejected before the store
+  const GroupStats s = group->Stats();
+  const size_t b5ms = LatencyHistogram::BucketOf(absl::Milliseconds(5));
+  EXPECT_EQ(s.get_miss_latency.count, 2);
+  EXPECT_EQ(s.get_miss_latency.counts[b5ms], 2);
+  EXPECT_EQ(s.get_miss_latency.sum, absl::Milliseconds(6));
+  EXPECT_EQ(s.getter_latency.count, 2);
+  EXPECT_EQ(s.getter_latency.counts[b5ms], 2);
+  EXPECT_EQ(s.peer_latency.count, 0);
+}
+
+TEST(GroupTest, PeerCallsAreTimedAnsweredOrFailed) {
+  ManualClock clock;
+  class SlowPeer : public PeerGetter {
+   public:
+    explicit SlowPeer(ManualClock* clock) : clock_(clock) {}
+    absl::StatusOr<ByteView> Get(std::string_view, std::string_view key) override {
+      clock_->Advance(absl::Milliseconds(40));
+      if (key == "down") return absl::UnavailableError("peer down");
+      return ByteView::Copy("remote");
+    }
+
+   private:
+    ManualClock* clock_;
+  };
+  class AlwaysPeer : public PeerPicker {
+   public:
+    explicit AlwaysPeer(std::shared_ptr<PeerGetter> p) : p_(std::move(p)) {}
+    std::shared_ptr<PeerGetter> PickPeer(std::string_view) override { return p_; }
+
+   private:
+    std::shared_ptr<PeerGetter> p_;
+  } picker(std::make_shared<SlowPeer>(&clock));
+  Scores db;
+  db.data["down"] = "local";
+  auto group = MakeGroup({.getter = db.getter(), .peers = &picker, .clock = &clock});
+  EXPECT_EQ(group->Get("up")->view(), "remote");
+  EXPECT_EQ(group->Get("down")->view(), "local");  // fell back to the getter
+  const GroupStats s = group->Stats();
+  EXPECT_EQ(s.peer_latency.count, 2);
+  EXPECT_EQ(s.peer_latency.counts[LatencyHistogram::BucketOf(absl::Milliseconds(50))], 2);
+  EXPECT_EQ(s.getter_latency.count, 1);
+  EXPECT_EQ(s.get_miss_latency.count, 2);
+  EXPECT_EQ(s.get_miss_latency.sum, absl::Milliseconds(80));
+}
+
 TEST(GroupTest, ConcurrentMissesOfOneKeyLoadOnce) {
   constexpr int kCallers = 32;
   Gate gate;

@@ -6,18 +6,23 @@
 //   lcache-node -addr 127.0.0.1:9001 -peers 127.0.0.1:9001,127.0.0.1:9002
 //   lcache-node -addr 127.0.0.1:9001 -etcd 127.0.0.1:2379
 //
-// SIGINT/SIGTERM: revoke the etcd lease (peers drop this node at once), stop
-// accepting, let calls in flight finish within -grace-ms, exit 0.
+// SIGINT/SIGTERM: report not ready (/readyz, gRPC health), revoke the etcd
+// lease (peers drop this node at once), keep serving for -drain-delay-ms,
+// stop accepting, let calls in flight finish within -grace-ms, exit 0.
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "admin_http.h"
 #include "go_flags.h"
 #include "lcache/etcd_discovery.h"
 #include "lcache/group.h"
@@ -71,6 +76,13 @@ ABSL_FLAG(int32_t, eject_after, 3,
           "locally until a probe succeeds (0 = never eject)");
 ABSL_FLAG(int64_t, eject_base_ms, 1000, "first ejection's length, doubled per ejection in a row");
 ABSL_FLAG(int64_t, eject_max_ms, 30000, "longest ejection");
+// Operations (issue 7): the admin listener and the drain before stopping.
+ABSL_FLAG(std::string, http, "",
+          "HTTP admin listener host:port (/metrics /healthz /readyz /stats /peers "
+          "/groups/G/K); off when empty");
+ABSL_FLAG(int64_t, drain_delay_ms, 0,
+          "on SIGTERM, how long to keep serving while reporting not ready (so load balancers "
+          "and probes notice) before refusing new calls");
 
 namespace lcache {
 namespace {
@@ -173,6 +185,9 @@ int Run() {
       absl::GetFlag(FLAGS_peer_timeout_ms) <= 0 || absl::GetFlag(FLAGS_max_key_bytes) <= 0) {
     return Fail("-cache-mb and -expire-ms must be >= 0, -peer-timeout-ms and -max-key-bytes > 0");
   }
+  if (absl::GetFlag(FLAGS_grace_ms) < 0 || absl::GetFlag(FLAGS_drain_delay_ms) < 0) {
+    return Fail("-grace-ms and -drain-delay-ms must be >= 0");
+  }
   absl::StatusOr<Getter> getter = tools::MakeSource(absl::GetFlag(FLAGS_source));
   if (!getter.ok()) return Fail(std::string(getter.status().message()));
 
@@ -224,12 +239,25 @@ int Run() {
   if (!use_etcd) SetPeers(picker, SplitList(absl::GetFlag(FLAGS_peers)));
   (*group)->SetPeerPicker(&picker);
 
+  // Readiness, for /readyz and the gRPC health service: false once draining
+  // and, with -etcd, until discovery has registered this node and listed its
+  // peers. It stays true while etcd is down later: the node keeps serving
+  // with the last peers it knew, and taking every pod out of its Services
+  // because etcd is away would turn an etcd outage into a cache outage.
+  std::atomic<bool> draining{false};
+  std::atomic<bool> discovered{!use_etcd};
+  const std::function<bool()> ready = [&draining, &discovered] {
+    return !draining.load(std::memory_order_relaxed) &&
+           discovered.load(std::memory_order_acquire);
+  };
+
   const PeerServerOptions server_options{
       .address = addr,
       .registry = &registry,
       .max_key_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_key_bytes)),
       .load_threads = absl::GetFlag(FLAGS_load_threads),
       .max_queued_loads = absl::GetFlag(FLAGS_max_queued_loads),
+      .serving = ready,
   };
   absl::StatusOr<std::unique_ptr<PeerServer>> server =
       transport == "lean" ? StartH2PeerServer(server_options, absl::GetFlag(FLAGS_io_threads))
@@ -252,6 +280,20 @@ int Run() {
       return 1;
     }
     discovery = *std::move(started);
+    discovered.store(true, std::memory_order_release);
+  }
+
+  std::unique_ptr<tools::AdminHttpServer> admin;
+  if (const std::string http = absl::GetFlag(FLAGS_http); !http.empty()) {
+    absl::StatusOr<std::unique_ptr<tools::AdminHttpServer>> started =
+        tools::AdminHttpServer::Start({.address = http,
+                                       .registry = &registry,
+                                       .picker = &picker,
+                                       .ready = ready,
+                                       .max_inflight_loads = absl::GetFlag(FLAGS_load_threads)});
+    if (!started.ok()) return Fail(std::string(started.status().message()));
+    admin = *std::move(started);
+    spdlog::info("admin HTTP on {} (port {})", http, admin->port());
   }
 
   if (const std::string key = absl::GetFlag(FLAGS_get); !key.empty()) {
@@ -268,10 +310,15 @@ int Run() {
   const sigset_t stop_signals = StopSignals();
   int signal = 0;
   sigwait(&stop_signals, &signal);
-  spdlog::info("{}: draining (grace {} ms)", signal == SIGINT ? "SIGINT" : "SIGTERM",
+  spdlog::info("{}: draining (not ready; serving for {} ms, then grace {} ms)",
+               signal == SIGINT ? "SIGINT" : "SIGTERM", absl::GetFlag(FLAGS_drain_delay_ms),
                absl::GetFlag(FLAGS_grace_ms));
-  if (discovery) discovery->Stop();  // first: peers stop sending us keys
+  draining.store(true, std::memory_order_relaxed);  // /readyz 503, health NOT_SERVING
+  if (discovery) discovery->Stop();                 // revoke the lease: peers stop sending us keys
+  std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_delay_ms)));
+  if (admin != nullptr) admin->StopAccepting();
   (*server)->Shutdown(absl::Milliseconds(absl::GetFlag(FLAGS_grace_ms)));
+  if (admin != nullptr) admin->Stop();  // HTTP requests in flight, like getters, run to the end
   const EjectionStats ejection = picker.ejection_stats();
   spdlog::info("ejections {} returns {} probes {} skipped {}", ejection.ejections, ejection.returns,
                ejection.probes, ejection.skipped);

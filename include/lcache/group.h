@@ -50,6 +50,7 @@
 #include "absl/time/time.h"
 #include "lcache/byte_view.h"
 #include "lcache/clock.h"
+#include "lcache/latency_histogram.h"
 #include "lcache/peers.h"
 #include "lcache/singleflight.h"
 #include "lcache/store.h"
@@ -109,6 +110,12 @@ struct GroupStats {
   int64_t local_load_errs = 0;  // getter calls that failed
   int64_t server_requests = 0;  // requests that came from peers
   StoreStats store;
+  // Latencies, timed with the group's clock. Hits are not timed (a clock read
+  // would double the cost of a hot hit; docs/BENCHMARKS.md): the Get
+  // histogram covers the Gets that missed, from the miss to the answer.
+  LatencySnapshot get_miss_latency;
+  LatencySnapshot peer_latency;    // calls to owner peers, answered or failed
+  LatencySnapshot getter_latency;  // getter calls, succeeded or failed
 };
 
 // Where a Get may load a missing key from.
@@ -174,6 +181,9 @@ class Group {
   SingleFlight remote_flights_;
   SingleFlight local_flights_;
   std::unique_ptr<Counters> counters_;
+  LatencyHistogram get_miss_latency_;
+  LatencyHistogram peer_latency_;
+  LatencyHistogram getter_latency_;
 };
 
 // Owns groups by name. Groups live as long as the registry; pointers to them

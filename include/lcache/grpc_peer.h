@@ -9,6 +9,11 @@
 // leaner transport of the same wire protocol can replace this one and be held
 // to the same tests.
 //
+// Health: the server also answers grpc.health.v1.Health/Check (for
+// Kubernetes' gRPC probes and grpc_health_probe) for the service "" and
+// "lcache.LCache": SERVING while PeerServerOptions::serving says so, else
+// NOT_SERVING; other services get NOT_FOUND. Health/Watch is UNIMPLEMENTED.
+//
 // Forwarding: a C++ node marks the requests it forwards with the metadata
 // kForwardedMetadataKey. The receiving node serves a marked request from its
 // store, else its getter (LoadScope::kLocalOnly), and never forwards it
@@ -20,6 +25,7 @@
 #define LCACHE_GRPC_PEER_H_
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -32,6 +38,7 @@ namespace lcache {
 
 inline constexpr char kGetMethod[] = "/lcache.LCache/Get";
 inline constexpr char kForwardedMetadataKey[] = "lcache-forwarded";
+inline constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
 
 struct PeerServerOptions {
   // host:port to listen on; port 0 picks a free one (see PeerServer::port()).
@@ -48,6 +55,11 @@ struct PeerServerOptions {
   // Loads waiting for a thread beyond this get RESOURCE_EXHAUSTED, so a slow
   // getter cannot make the queue grow without bound.
   int max_queued_loads = 1024;
+  // Whether Health/Check answers SERVING; null: always while the server runs.
+  // Called on the polling thread for each health check: must be cheap and
+  // must not block. A node returns false once it drains (and until it has
+  // joined the cluster).
+  std::function<bool()> serving = nullptr;
 };
 
 // A running server. Thread-safe.

@@ -6,8 +6,8 @@
 // shutdown. What a request gets is decided by the same code as on the gRPC
 // server (src/peer_service.h), and the same tests run against both.
 //
-// It also answers grpc.health.v1.Health/Check (SERVING; NOT_SERVING once
-// Shutdown has begun), so gRPC health probes work on the peer port.
+// It also answers grpc.health.v1.Health/Check as the gRPC server does
+// (grpc_peer.h), so gRPC health probes work on the peer port.
 //
 // Why: gRPC C++ costs about 15 µs of server CPU per call here, as much as
 // the whole Go node; HTTP/2 itself (nghttpd) about 3 µs. docs/BENCHMARKS.md.

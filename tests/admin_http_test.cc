@@ -1,0 +1,220 @@
+// The admin HTTP listener (tools/admin_http.h): the /metrics text, and a real
+// server on 127.0.0.1 asked with httplib's client: status codes of
+// /groups/G/K, readiness, and the bound on loads in flight.
+
+#include "admin_http.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "httplib.h"
+
+namespace lcache::tools {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// Holds getters until opened.
+class Gate {
+ public:
+  void Wait() {
+    std::unique_lock lock(mu_);
+    ++waiting_;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return open_; });
+  }
+  void WaitForWaiters(int n) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return waiting_ >= n; });
+  }
+  void Open() {
+    {
+      std::lock_guard lock(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int waiting_ = 0;
+  bool open_ = false;
+};
+
+class AdminHttpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(registry_
+                    .NewGroup({.name = "scores",
+                               .cache_bytes = 1 << 20,
+                               .getter = [this](std::string_view key) -> absl::StatusOr<Loaded> {
+                                 if (key == "slow") gate_.Wait();
+                                 if (key == "Tom" || key == "slow") return ByteView::Copy("630");
+                                 if (key == "broken") return absl::InternalError("db down");
+                                 return KeyNotFoundError();
+                               },
+                               .max_key_bytes = 16})
+                    .ok());
+    picker_.SetPeers({"127.0.0.1:1", "10.0.0.2:9000"});
+  }
+
+  void Start(int max_inflight_loads = 8) {
+    absl::StatusOr<std::unique_ptr<AdminHttpServer>> s =
+        AdminHttpServer::Start({.address = "127.0.0.1:0",
+                                .registry = &registry_,
+                                .picker = &picker_,
+                                .ready = [this] { return ready_.load(); },
+                                .max_inflight_loads = max_inflight_loads});
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = *std::move(s);
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+  }
+
+  // Status and body of a GET.
+  std::pair<int, std::string> Get(const std::string& path) {
+    httplib::Result r = client_->Get(path);
+    if (!r) return {-1, httplib::to_string(r.error())};
+    return {r->status, r->body};
+  }
+
+  GroupRegistry registry_;
+  // Peers that are never called: the ring is all /peers needs.
+  class Unused : public PeerGetter {
+    absl::StatusOr<ByteView> Get(std::string_view, std::string_view) override {
+      return absl::UnimplementedError("unused");
+    }
+  };
+  RingPicker picker_{"127.0.0.1:1", [](const std::string&) -> std::shared_ptr<PeerGetter> {
+                       return std::make_shared<Unused>();
+                     }};
+  Gate gate_;
+  std::atomic<bool> ready_{true};
+  std::unique_ptr<AdminHttpServer> server_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(AdminHttpTest, GroupsAnswersWithTheRightStatus) {
+  Start();
+  EXPECT_EQ(Get("/groups/scores/Tom"), std::make_pair(200, std::string("630")));
+  EXPECT_EQ(Get("/groups/scores/Tom"), std::make_pair(200, std::string("630")));  // a hit
+  EXPECT_EQ(Get("/groups/scores/Bob"),
+            std::make_pair(404, std::string("lru_cache: key not found\n")));
+  EXPECT_EQ(Get("/groups/scores/"), std::make_pair(400, std::string("lru_cache: empty key\n")));
+  auto [code, body] = Get("/groups/scores/" + std::string(17, 'k'));
+  EXPECT_EQ(code, 400);
+  EXPECT_THAT(body, HasSubstr("key too long (17 bytes, max 16)"));
+  std::tie(code, body) = Get("/groups/nope/Tom");
+  EXPECT_EQ(code, 404);
+  EXPECT_THAT(body, HasSubstr("no group \"nope\""));
+  EXPECT_EQ(Get("/groups/scores/broken").first, 500);
+  EXPECT_EQ(Get("/no/such/path").first, 404);
+  const GroupStats s = registry_.GetGroup("scores")->Stats();
+  EXPECT_EQ(s.cache_hits, 1);
+  EXPECT_EQ(s.local_loads, 1);
+}
+
+TEST_F(AdminHttpTest, KeysAreUrlDecoded) {
+  Start();
+  EXPECT_EQ(Get("/groups/scores/T%6Fm").first, 200);
+  EXPECT_EQ(registry_.GetGroup("scores")->store().Get("Tom").has_value(), true);
+}
+
+TEST_F(AdminHttpTest, ReadinessFollowsTheCallbackHealthDoesNot) {
+  Start();
+  EXPECT_EQ(Get("/readyz").first, 200);
+  EXPECT_EQ(Get("/healthz").first, 200);
+  ready_ = false;
+  EXPECT_EQ(Get("/readyz").first, 503);
+  EXPECT_EQ(Get("/healthz").first, 200);
+  EXPECT_THAT(Get("/stats").second, HasSubstr("\"ready\": false"));
+}
+
+TEST_F(AdminHttpTest, LoadsBeyondTheLimitGet503HitsStillServed) {
+  Start(/*max_inflight_loads=*/1);
+  ASSERT_EQ(Get("/groups/scores/Tom").first, 200);  // cached now
+  std::future<std::pair<int, std::string>> slow = std::async(std::launch::async, [this] {
+    httplib::Client c("127.0.0.1", server_->port());
+    httplib::Result r = c.Get("/groups/scores/slow");
+    return r ? std::make_pair(r->status, r->body) : std::make_pair(-1, std::string());
+  });
+  gate_.WaitForWaiters(1);  // the one load slot is taken
+  httplib::Result r = client_->Get("/groups/scores/Bob");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+  EXPECT_EQ(Get("/groups/scores/Tom").first, 200);  // a hit needs no slot
+  EXPECT_EQ(Get("/metrics").first, 200);
+  gate_.Open();
+  EXPECT_EQ(slow.get(), std::make_pair(200, std::string("630")));
+  EXPECT_EQ(Get("/groups/scores/Bob").first, 404);  // the slot is free again
+}
+
+TEST_F(AdminHttpTest, PeersListsTheRing) {
+  Start();
+  auto [code, body] = Get("/peers");
+  EXPECT_EQ(code, 200);
+  EXPECT_THAT(body, HasSubstr("\"self\": \"127.0.0.1:1\""));
+  EXPECT_THAT(body, HasSubstr("\"10.0.0.2:9000\""));
+}
+
+TEST_F(AdminHttpTest, BadAddressesAreClearErrors) {
+  for (const char* address : {"", "127.0.0.1", "127.0.0.1:http", "127.0.0.1:70000", ":80"}) {
+    absl::StatusOr<std::unique_ptr<AdminHttpServer>> s =
+        AdminHttpServer::Start({.address = address, .registry = &registry_});
+    ASSERT_FALSE(s.ok()) << address;
+    EXPECT_THAT(std::string(s.status().message()), HasSubstr("expected host:port")) << address;
+  }
+  Start();
+  absl::StatusOr<std::unique_ptr<AdminHttpServer>> taken = AdminHttpServer::Start(
+      {.address = "127.0.0.1:" + std::to_string(server_->port()), .registry = &registry_});
+  ASSERT_FALSE(taken.ok());
+  EXPECT_THAT(std::string(taken.status().message()), HasSubstr("cannot listen"));
+}
+
+TEST_F(AdminHttpTest, StopIsIdempotentAndRefusesNewConnections) {
+  Start();
+  const int port = server_->port();
+  server_->Stop();
+  server_->Stop();
+  httplib::Client c("127.0.0.1", port);
+  EXPECT_FALSE(c.Get("/healthz"));
+}
+
+TEST(RenderMetricsTest, FamiliesHistogramsAndEscapedLabels) {
+  ManualClock clock;
+  GroupRegistry registry;
+  Group* g = *registry.NewGroup({.name = "we\"ird\\name\n",
+                                 .getter = [&](std::string_view) -> absl::StatusOr<Loaded> {
+                                   clock.Advance(absl::Milliseconds(3));
+                                   return ByteView::Copy("v");
+                                 },
+                                 .clock = &clock});
+  ASSERT_TRUE(g->Get("a").ok());
+  ASSERT_TRUE(g->Get("a").ok());
+  const std::string text = RenderMetrics(registry, nullptr);
+  const std::string label = R"({group="we\"ird\\name\n"})";
+  EXPECT_THAT(text,
+              HasSubstr("# TYPE lcache_gets_total counter\nlcache_gets_total" + label + " 2\n"));
+  EXPECT_THAT(text, HasSubstr("lcache_hits_total" + label + " 1\n"));
+  EXPECT_THAT(text, HasSubstr("lcache_local_loads_total" + label + " 1\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE lcache_items gauge\nlcache_items" + label + " 1\n"));
+  EXPECT_THAT(text, HasSubstr("lcache_peers 0\n"));
+  const std::string h = "lcache_getter_duration_seconds";
+  EXPECT_THAT(text, HasSubstr("# TYPE " + h + " histogram\n"));
+  EXPECT_THAT(text, HasSubstr(h + R"(_bucket{group="we\"ird\\name\n",le="0.0025"} 0)"));
+  EXPECT_THAT(text, HasSubstr(h + R"(_bucket{group="we\"ird\\name\n",le="0.005"} 1)"));
+  EXPECT_THAT(text, HasSubstr(h + R"(_bucket{group="we\"ird\\name\n",le="+Inf"} 1)"));
+  EXPECT_THAT(text, HasSubstr(h + "_sum" + label + " 0.003\n"));
+  EXPECT_THAT(text, HasSubstr(h + "_count" + label + " 1\n"));
+  EXPECT_THAT(text, Not(HasSubstr("\n\n")));
+}
+
+}  // namespace
+}  // namespace lcache::tools

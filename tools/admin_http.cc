@@ -1,0 +1,418 @@
+#include "admin_http.h"
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "httplib.h"
+#include "lcache/store.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+
+namespace lcache::tools {
+namespace {
+
+// Shortest text that reads back as the same double (Prometheus parses it
+// with Go's ParseFloat).
+std::string FormatDouble(double v) {
+  char buf[64];
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
+
+std::string Seconds(int64_t ns) { return FormatDouble(static_cast<double>(ns) / 1e9); }
+
+// A label value in the exposition format: backslash, quote and newline escaped.
+std::string EscapeLabel(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+struct GroupFigures {
+  std::string name;
+  GroupStats stats;
+};
+
+std::vector<GroupFigures> Collect(const GroupRegistry& registry) {
+  std::vector<GroupFigures> out;
+  for (Group* g : registry.Groups()) out.push_back({g->name(), g->Stats()});
+  std::sort(out.begin(), out.end(),
+            [](const GroupFigures& a, const GroupFigures& b) { return a.name < b.name; });
+  return out;
+}
+
+struct Figure {
+  const char* name;  // without the lcache_ prefix (and _total for counters)
+  const char* help;
+  int64_t (*get)(const GroupStats&);
+};
+
+// The counters, in the order of the issue; groupcache's meanings.
+constexpr Figure kCounters[] = {
+    {"gets", "Get calls, including rejected ones.", [](const GroupStats& s) { return s.gets; }},
+    {"hits", "Gets answered from the local store.",
+     [](const GroupStats& s) { return s.cache_hits; }},
+    {"misses", "Gets that missed the local store (each went to the load path).",
+     [](const GroupStats& s) { return s.loads; }},
+    {"loads", "Misses that entered singleflight (groupcache's Loads; equals misses).",
+     [](const GroupStats& s) { return s.loads; }},
+    {"loads_deduped", "Loads that ran after singleflight: peer calls and getter calls.",
+     [](const GroupStats& s) { return s.loads_deduped; }},
+    {"local_loads", "Getter calls that succeeded.",
+     [](const GroupStats& s) { return s.local_loads; }},
+    {"local_load_errs", "Getter calls that failed.",
+     [](const GroupStats& s) { return s.local_load_errs; }},
+    {"peer_loads", "Keys answered by their owner peer (a value or not found).",
+     [](const GroupStats& s) { return s.peer_loads; }},
+    {"peer_errors", "Peer calls that failed (the key was then loaded locally).",
+     [](const GroupStats& s) { return s.peer_errors; }},
+    {"server_requests", "Requests that came from peers and clients over the peer protocol.",
+     [](const GroupStats& s) { return s.server_requests; }},
+    {"evictions", "Entries evicted to stay within the cache's bytes.",
+     [](const GroupStats& s) { return s.store.evictions; }},
+    {"expirations", "Entries found or swept expired.",
+     [](const GroupStats& s) { return s.store.expirations; }},
+};
+
+constexpr Figure kGauges[] = {
+    {"items", "Entries in the local store.", [](const GroupStats& s) { return s.store.items; }},
+    {"bytes", "len(key) + len(value) of the entries in the local store.",
+     [](const GroupStats& s) { return s.store.bytes; }},
+    {"capacity_bytes", "The local store's budget of len(key) + len(value) (0 = unbounded).",
+     [](const GroupStats& s) { return s.store.capacity_bytes; }},
+};
+
+struct Histogram {
+  const char* name;
+  const char* help;
+  LatencySnapshot GroupStats::*field;
+};
+
+constexpr Histogram kHistograms[] = {
+    {"get_miss_duration_seconds",
+     "Gets that missed the local store, from the miss to the answer (hits are not timed).",
+     &GroupStats::get_miss_latency},
+    {"peer_call_duration_seconds", "Calls to owner peers, answered or failed.",
+     &GroupStats::peer_latency},
+    {"getter_duration_seconds", "Getter calls (local loads), succeeded or failed.",
+     &GroupStats::getter_latency},
+};
+
+void AppendHeader(std::string& out, const std::string& name, const char* help, const char* type) {
+  absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+}
+
+void AppendHistogram(std::string& out, const std::string& name, const std::string& group,
+                     const LatencySnapshot& h) {
+  int64_t cumulative = 0;
+  for (size_t b = 0; b < kLatencyBucketBoundsNs.size(); ++b) {
+    cumulative += h.counts[b];
+    absl::StrAppend(&out, name, "_bucket{group=\"", group, "\",le=\"",
+                    Seconds(kLatencyBucketBoundsNs[b]), "\"} ", cumulative, "\n");
+  }
+  absl::StrAppend(&out, name, "_bucket{group=\"", group, "\",le=\"+Inf\"} ", h.count, "\n");
+  absl::StrAppend(&out, name, "_sum{group=\"", group, "\"} ",
+                  Seconds(absl::ToInt64Nanoseconds(h.sum)), "\n");
+  absl::StrAppend(&out, name, "_count{group=\"", group, "\"} ", h.count, "\n");
+}
+
+nlohmann::json HistogramJson(const LatencySnapshot& h) {
+  nlohmann::json buckets = nlohmann::json::array();
+  int64_t cumulative = 0;
+  for (size_t b = 0; b < kLatencyBucketBoundsNs.size(); ++b) {
+    cumulative += h.counts[b];
+    buckets.push_back({{"le_seconds", static_cast<double>(kLatencyBucketBoundsNs[b]) / 1e9},
+                       {"count", cumulative}});
+  }
+  return {{"count", h.count},
+          {"sum_seconds", absl::ToDoubleSeconds(h.sum)},
+          {"buckets", std::move(buckets)}};
+}
+
+std::string Dump(const nlohmann::json& j) {
+  // Keys are bytes, not always UTF-8: replace what JSON cannot carry.
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+std::vector<std::string> PeersOf(const RingPicker* picker) {
+  return picker != nullptr ? picker->Peers() : std::vector<std::string>{};
+}
+
+// "host:port" or "[v6]:port" -> host (brackets removed) and port.
+bool SplitHostPort(const std::string& address, std::string* host, int* port) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  *host = address.substr(0, colon);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  const std::string port_text = address.substr(colon + 1);
+  return absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), port) &&
+         *port >= 0 && *port <= 65535 && !host->empty();
+}
+
+// The HTTP status of a Group::Get error.
+int HttpStatusOf(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kInvalidArgument:
+      return 400;
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+void Text(httplib::Response& res, int status, std::string_view body) {
+  res.status = status;
+  res.set_content(std::string(body) + "\n", "text/plain; charset=utf-8");
+}
+
+}  // namespace
+
+std::string RenderMetrics(const GroupRegistry& registry, const RingPicker* picker) {
+  const std::vector<GroupFigures> groups = Collect(registry);
+  std::vector<std::string> labels;
+  for (const GroupFigures& g : groups) labels.push_back(EscapeLabel(g.name));
+  std::string out;
+  for (const Figure& f : kCounters) {
+    const std::string name = absl::StrCat("lcache_", f.name, "_total");
+    AppendHeader(out, name, f.help, "counter");
+    for (size_t i = 0; i < groups.size(); ++i) {
+      absl::StrAppend(&out, name, "{group=\"", labels[i], "\"} ", f.get(groups[i].stats), "\n");
+    }
+  }
+  for (const Figure& f : kGauges) {
+    const std::string name = absl::StrCat("lcache_", f.name);
+    AppendHeader(out, name, f.help, "gauge");
+    for (size_t i = 0; i < groups.size(); ++i) {
+      absl::StrAppend(&out, name, "{group=\"", labels[i], "\"} ", f.get(groups[i].stats), "\n");
+    }
+  }
+  AppendHeader(out, "lcache_peers",
+               "Addresses on this node's hash ring, itself included if listed.", "gauge");
+  absl::StrAppend(&out, "lcache_peers ", PeersOf(picker).size(), "\n");
+  for (const Histogram& h : kHistograms) {
+    const std::string name = absl::StrCat("lcache_", h.name);
+    AppendHeader(out, name, h.help, "histogram");
+    for (size_t i = 0; i < groups.size(); ++i) {
+      AppendHistogram(out, name, labels[i], groups[i].stats.*h.field);
+    }
+  }
+  return out;
+}
+
+std::string RenderStatsJson(const GroupRegistry& registry, const RingPicker* picker, bool ready) {
+  nlohmann::json groups = nlohmann::json::object();
+  for (const GroupFigures& g : Collect(registry)) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const Figure& f : kCounters) j[f.name] = f.get(g.stats);
+    for (const Figure& f : kGauges) j[f.name] = f.get(g.stats);
+    nlohmann::json latency = nlohmann::json::object();
+    for (const Histogram& h : kHistograms) latency[h.name] = HistogramJson(g.stats.*h.field);
+    j["latency"] = std::move(latency);
+    groups[g.name] = std::move(j);
+  }
+  const std::vector<std::string> peers = PeersOf(picker);
+  return Dump({{"ready", ready},
+               {"self", picker != nullptr ? std::string(picker->self()) : ""},
+               {"peers", peers},
+               {"groups", std::move(groups)}});
+}
+
+class AdminHttpServer::Impl {
+ public:
+  explicit Impl(AdminHttpOptions options) : options_(std::move(options)) {
+    const int threads = std::max(1, options_.threads);
+    server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    // httplib's default also sets SO_REUSEPORT, which would let a second
+    // node bind the same port and silently share its traffic; a taken port
+    // must be an error instead. SO_REUSEADDR only allows a quick restart.
+    server_.set_socket_options([](socket_t sock) {
+      const int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    });
+    server_.set_keep_alive_timeout(2);
+    server_.set_read_timeout(5);
+    server_.set_payload_max_length(64 << 10);
+    server_.set_exception_handler(
+        [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+          std::string what = "unknown exception";
+          try {
+            std::rethrow_exception(ep);
+          } catch (const std::exception& e) {
+            what = e.what();
+          } catch (...) {
+          }
+          spdlog::error("http {} {}: {}", req.method, req.path, what);
+          Text(res, 500, "internal error");
+        });
+    Routes();
+  }
+
+  absl::StatusOr<int> Bind() {
+    std::string host;
+    int port = 0;
+    if (!SplitHostPort(options_.address, &host, &port)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("-http: expected host:port (e.g. 127.0.0.1:8080 or 0.0.0.0:8080), got \"",
+                       options_.address, "\""));
+    }
+    if (port == 0) {
+      port = server_.bind_to_any_port(host);
+      if (port <= 0) port = 0;
+    } else if (!server_.bind_to_port(host, port)) {
+      port = 0;
+    }
+    if (port == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("-http: cannot listen on \"", options_.address, "\" (in use?)"));
+    }
+    return port;
+  }
+
+  void Run() {
+    thread_ = std::thread([this] {
+      server_.listen_after_bind();
+      listen_returned_.store(true);
+    });
+    // stop() is a no-op until the loop runs; wait for it (it starts at once).
+    while (!server_.is_running() && !listen_returned_.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+  void StopAccepting() { server_.stop(); }
+
+  void Stop() {
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  bool Ready() const { return options_.ready == nullptr || options_.ready(); }
+
+  void Routes() {
+    server_.Get("/healthz",
+                [](const httplib::Request&, httplib::Response& res) { Text(res, 200, "ok"); });
+    server_.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+      if (Ready()) {
+        Text(res, 200, "ready");
+      } else {
+        Text(res, 503, "not ready");
+      }
+    });
+    server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(RenderMetrics(*options_.registry, options_.picker),
+                      "text/plain; version=0.0.4; charset=utf-8");
+    });
+    server_.Get("/stats", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(RenderStatsJson(*options_.registry, options_.picker, Ready()),
+                      "application/json");
+    });
+    server_.Get("/peers", [this](const httplib::Request&, httplib::Response& res) {
+      const RingPicker* p = options_.picker;
+      res.set_content(
+          Dump({{"self", p != nullptr ? std::string(p->self()) : ""}, {"peers", PeersOf(p)}}),
+          "application/json");
+    });
+    // [\s\S]: a key may hold any byte, a newline included (sent as %0A).
+    server_.Get(R"(/groups/([^/]*)/([\s\S]*))",
+                [this](const httplib::Request& req, httplib::Response& res) {
+                  ServeGet(req.matches[1].str(), req.matches[2].str(), res);
+                });
+  }
+
+  void ServeGet(const std::string& group_name, const std::string& key, httplib::Response& res) {
+    Group* group = options_.registry->GetGroup(group_name);
+    if (group == nullptr) {
+      Text(res, 404, absl::StrCat("lru_cache: no group \"", group_name, "\" on this node"));
+      return;
+    }
+    if (key.empty()) {
+      Text(res, 400, kEmptyKeyMessage);
+      return;
+    }
+    // Hits never wait for a load slot. Longer keys cannot be in the store;
+    // Group::Get rejects them below.
+    if (key.size() <= kMaxStoreKeyBytes) {
+      if (std::optional<ByteView> hit = group->GetIfCached(key)) {
+        res.set_content(std::string(hit->view()), "application/octet-stream");
+        return;
+      }
+    }
+    if (inflight_loads_.fetch_add(1, std::memory_order_acq_rel) >= options_.max_inflight_loads) {
+      inflight_loads_.fetch_sub(1, std::memory_order_acq_rel);
+      res.set_header("Retry-After", "1");
+      Text(res, 503,
+           absl::StrCat("lru_cache: overloaded (", options_.max_inflight_loads,
+                        " loads in flight through HTTP)"));
+      return;
+    }
+    absl::StatusOr<ByteView> v = group->Get(key);
+    inflight_loads_.fetch_sub(1, std::memory_order_acq_rel);
+    if (v.ok()) {
+      res.set_content(std::string(v->view()), "application/octet-stream");
+      return;
+    }
+    const absl::string_view message = v.status().message();
+    Text(res, HttpStatusOf(v.status()), std::string_view(message.data(), message.size()));
+  }
+
+  const AdminHttpOptions options_;
+  httplib::Server server_;
+  std::thread thread_;
+  std::atomic<bool> listen_returned_{false};
+  std::atomic<int> inflight_loads_{0};
+};
+
+absl::StatusOr<std::unique_ptr<AdminHttpServer>> AdminHttpServer::Start(AdminHttpOptions options) {
+  if (options.registry == nullptr) {
+    return absl::InvalidArgumentError("AdminHttpOptions.registry is null");
+  }
+  if (options.max_inflight_loads < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "AdminHttpOptions.max_inflight_loads must be >= 0, got ", options.max_inflight_loads));
+  }
+  auto impl = std::make_unique<Impl>(std::move(options));
+  absl::StatusOr<int> port = impl->Bind();
+  if (!port.ok()) return port.status();
+  impl->Run();
+  return std::unique_ptr<AdminHttpServer>(new AdminHttpServer(std::move(impl), *port));
+}
+
+AdminHttpServer::AdminHttpServer(std::unique_ptr<Impl> impl, int port)
+    : impl_(std::move(impl)), port_(port) {}
+
+AdminHttpServer::~AdminHttpServer() { Stop(); }
+
+void AdminHttpServer::StopAccepting() { impl_->StopAccepting(); }
+
+void AdminHttpServer::Stop() { impl_->Stop(); }
+
+}  // namespace lcache::tools

@@ -1,0 +1,84 @@
+// The node's HTTP admin listener (lcache-node -http ADDR), on cpp-httplib.
+//
+//   GET /metrics              Prometheus text format 0.0.4: per-group counters,
+//                             gauges and latency histograms (RenderMetrics)
+//   GET /healthz              200 while the process serves HTTP at all
+//   GET /readyz               200 when `ready` says so, else 503
+//   GET /stats                the same figures as /metrics, as JSON
+//   GET /peers                {"self": ..., "peers": [...]}: the ring's members
+//   GET /groups/{group}/{key} the value through Group::Get (the key is
+//                             URL-decoded): 200 with its bytes, 404 not found
+//                             or unknown group, 400 empty or oversize key,
+//                             503 when too many loads are in flight, 504 for a
+//                             deadline, 500 for any other error
+//
+// Meant for probes, scrapers and people with curl, not as the data path: each
+// connection holds one of `threads` threads while it lasts (httplib's model),
+// and idle keep-alive connections are dropped after 2 s. Loads started
+// through /groups are bounded (`max_inflight_loads`; more get 503 at once) so
+// that slow getters cannot take every thread from hits and probes.
+//
+// Thread-safety: the server's methods may be called from any thread.
+
+#ifndef LCACHE_TOOLS_ADMIN_HTTP_H_
+#define LCACHE_TOOLS_ADMIN_HTTP_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "lcache/group.h"
+#include "lcache/ring_picker.h"
+
+namespace lcache::tools {
+
+struct AdminHttpOptions {
+  // host:port; port 0 picks a free one (see AdminHttpServer::port()).
+  std::string address = {};
+  // Not owned; must outlive the server.
+  const GroupRegistry* registry = nullptr;
+  // Not owned; must outlive the server. Null: no ring (/peers is empty).
+  const RingPicker* picker = nullptr;
+  // Readiness for /readyz (and /stats); null means always ready. Called on
+  // request threads: must be cheap and must not block.
+  std::function<bool()> ready = nullptr;
+  int threads = 16;
+  // /groups misses allowed to wait on a load at once; more get 503.
+  int max_inflight_loads = 8;
+};
+
+class AdminHttpServer {
+ public:
+  // Binds and starts serving on a thread of its own.
+  static absl::StatusOr<std::unique_ptr<AdminHttpServer>> Start(AdminHttpOptions options);
+
+  ~AdminHttpServer();  // Stop()
+  AdminHttpServer(const AdminHttpServer&) = delete;
+  AdminHttpServer& operator=(const AdminHttpServer&) = delete;
+
+  int port() const { return port_; }
+
+  // Closes the listening socket; requests in progress go on. Idempotent.
+  void StopAccepting();
+  // StopAccepting, then waits for the requests in progress (they cannot be
+  // interrupted) and idle keep-alive connections (at most 2 s). Idempotent.
+  void Stop();
+
+ private:
+  class Impl;
+  explicit AdminHttpServer(std::unique_ptr<Impl> impl, int port);
+
+  std::unique_ptr<Impl> impl_;
+  const int port_;
+};
+
+// The /metrics text: metric families in a fixed order, groups sorted by name.
+std::string RenderMetrics(const GroupRegistry& registry, const RingPicker* picker);
+
+// The /stats document.
+std::string RenderStatsJson(const GroupRegistry& registry, const RingPicker* picker, bool ready);
+
+}  // namespace lcache::tools
+
+#endif  // LCACHE_TOOLS_ADMIN_HTTP_H_
