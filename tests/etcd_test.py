@@ -314,6 +314,46 @@ class AuthTest(EtcdTest):
         self.assertIn("authentication failed", out)
 
 
+class K8sArgsTest(EtcdTest):
+    """k8s/cache.yaml's container args, run for real: POD_IP = 127.0.0.1,
+    the test's etcd for etcd:2379, free loopback ports for :9000 and :8080."""
+
+    def test_cache_yaml_args_run_a_node_that_registers_serves_and_leaves(self):
+        import urllib.request
+        import yaml
+        docs = list(yaml.safe_load_all((ct.HERE.parent / "k8s" / "cache.yaml").read_text()))
+        deployment = next(d for d in docs if d and d.get("kind") == "Deployment")
+        (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"]
+                        if c["name"] == "lcache"]
+        port, http_port = ct.free_port(), ct.free_port()
+        args = []
+        for a in container["args"]:
+            a = a.replace("$(POD_IP):9000", f"127.0.0.1:{port}")
+            a = a.replace("0.0.0.0:8080", f"127.0.0.1:{http_port}")
+            a = a.replace("etcd:2379", self.etcd.endpoint)
+            self.assertNotIn("$(", a, f"unsubstituted variable in {a!r}")
+            args.append(a)
+        self.assertIn(f"-addr=127.0.0.1:{port}", args)
+        node = ct.Node(self.logdir, port, args=args)
+        node.source = "demo"
+        self.nodes.append(node)
+        node.start()
+        ct.wait_until(lambda: self.etcd.addresses() == [node.addr], 10, "registered in etcd")
+
+        def readyz():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=2) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+            except OSError:
+                return None
+        ct.wait_until(lambda: readyz() == 200, 5, "/readyz 200")
+        self.assertEqual(node.get("Tom"), b"630")
+        node.stop(self, within=12)  # -drain-delay-ms=5000 of the manifest, then the grace
+        self.assertEqual(self.etcd.addresses(), [])
+
+
 def make_tls(workdir):
     """A CA, a server certificate for 127.0.0.1 and a client certificate."""
     d = pathlib.Path(workdir) / "tls"
