@@ -94,7 +94,7 @@ std::optional<std::string> HealthCheckService(std::string_view in) {
   std::string service;
   while (pos < in.size()) {
     uint64_t tag = 0, n = 0;
-    if (!varint(&tag)) return std::nullopt;
+    if (!varint(&tag) || (tag >> 3) == 0) return std::nullopt;  // field 0 does not exist
     switch (tag & 7) {
       case 0:  // varint
         if (!varint(&n)) return std::nullopt;
@@ -259,9 +259,10 @@ class GrpcPeerServer::Call {
         server_->RequestCall();
         health_check_ = ctx_.method() == kHealthCheckMethod;
         if (ctx_.method() != kGetMethod && !health_check_) {
-          Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                              absl::StrCat("lcache: unknown method ", ctx_.method(),
-                                           "; this server serves only ", kGetMethod)));
+          Finish(grpc::Status(
+              grpc::StatusCode::UNIMPLEMENTED,
+              absl::StrCat("lcache: unknown method ", ctx_.method(), "; this server serves ",
+                           kGetMethod, " and ", kHealthCheckMethod)));
           return;
         }
         step_ = Step::kReading;

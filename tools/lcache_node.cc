@@ -138,7 +138,7 @@ int Run() {
   (*group)->SetPeerPicker(&picker);
 
   // Readiness, for /readyz and the gRPC health service: false once draining.
-  // Discovery: `&& <etcd discovery synced>` goes here when -etcd is used.
+  // ETCD (lead): with -etcd, add `&& discovery synced` here.
   std::atomic<bool> draining{false};
   const std::function<bool()> ready = [&draining] {
     return !draining.load(std::memory_order_relaxed);
@@ -188,7 +188,7 @@ int Run() {
                signal == SIGINT ? "SIGINT" : "SIGTERM", absl::GetFlag(FLAGS_drain_delay_ms),
                absl::GetFlag(FLAGS_grace_ms));
   draining.store(true, std::memory_order_relaxed);  // /readyz 503, health NOT_SERVING
-  // Discovery: revoke the etcd lease here, so peers drop this node first.
+  // ETCD (lead): revoke the lease here, so the other nodes drop this one first.
   std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_delay_ms)));
   if (admin != nullptr) admin->StopAccepting();
   (*server)->Shutdown(absl::Milliseconds(absl::GetFlag(FLAGS_grace_ms)));
