@@ -111,9 +111,10 @@ class GrpcPeerServer::Call {
         server_->RequestCall();
         health_check_ = ctx_.method() == kHealthCheckMethod;
         if (ctx_.method() != kGetMethod && !health_check_) {
-          Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                              absl::StrCat("lcache: unknown method ", ctx_.method(),
-                                           "; this server serves only ", kGetMethod)));
+          Finish(grpc::Status(
+              grpc::StatusCode::UNIMPLEMENTED,
+              absl::StrCat("lcache: unknown method ", ctx_.method(), "; this server serves ",
+                           kGetMethod, " and ", kHealthCheckMethod)));
           return;
         }
         step_ = Step::kReading;

@@ -419,9 +419,10 @@ void Connection::Process(Stream* s) {
   }
   const bool get = s->path == kGetMethod;
   if (!get && s->path != kHealthCheckMethod) {
-    Reply(s, PeerReply::Error(absl::StatusCode::kUnimplemented,
-                              absl::StrCat("lcache: unknown method ", s->path,
-                                           "; this server serves only ", kGetMethod)));
+    Reply(s,
+          PeerReply::Error(absl::StatusCode::kUnimplemented,
+                           absl::StrCat("lcache: unknown method ", s->path, "; this server serves ",
+                                        kGetMethod, " and ", kHealthCheckMethod)));
     return;
   }
   if (s->body_bytes > 4 * server_->max_body_bytes()) {

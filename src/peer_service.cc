@@ -40,7 +40,7 @@ std::optional<std::string> HealthCheckService(std::string_view in) {
   std::string service;
   while (pos < in.size()) {
     uint64_t tag = 0, n = 0;
-    if (!varint(&tag)) return std::nullopt;
+    if (!varint(&tag) || (tag >> 3) == 0) return std::nullopt;  // field 0 does not exist
     switch (tag & 7) {
       case 0:  // varint
         if (!varint(&n)) return std::nullopt;

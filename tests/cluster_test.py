@@ -997,9 +997,10 @@ class HealthTest(OpsTest):
         with self.assertRaises(grpc.RpcError) as e:
             self.health(node, "other.Service")
         self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
-        with self.assertRaises(grpc.RpcError) as e:
-            node.call(b"\x0a\x05ab", method=HEALTH_CHECK)  # truncated field
-        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        for bad in (b"\x0a\x05ab", b"\x02\x00", b"\x0b"):  # truncated, field 0, wire type 3
+            with self.assertRaises(grpc.RpcError) as e:
+                node.call(bad, method=HEALTH_CHECK)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, bad)
         # Unknown fields are skipped, as protobuf does.
         self.assertEqual(node.call(b"\x10\x07" + health_request("lcache.LCache"),
                                    method=HEALTH_CHECK), SERVING)
