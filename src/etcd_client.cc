@@ -39,6 +39,13 @@ absl::Status ToStatus(const grpc::Status& s, absl::string_view what, absl::strin
                       absl::StrCat("etcd ", what, " at ", endpoint, ": ", s.error_message()));
 }
 
+// Calls wait for the channel to connect (within their deadline; streams
+// until cancelled) instead of failing at once while it is in reconnect
+// backoff. That is also what makes a reconnect happen promptly: gRPC
+// connects while a call is waiting on the channel, but with nothing waiting
+// only its backup poller (every 5 s) notices that etcd is back.
+void WaitForReady(grpc::ClientContext* context) { context->set_wait_for_ready(true); }
+
 grpc::ChannelArguments ChannelArgs() {
   grpc::ChannelArguments args;
   // gRPC's default reconnect backoff grows to 2 minutes; after etcd comes
@@ -144,6 +151,7 @@ grpc::Status EtcdClient::Authorize(Endpoint& endpoint, grpc::ClientContext* cont
     grpc::ClientContext auth_context;
     auth_context.set_deadline(std::chrono::system_clock::now() +
                               absl::ToChronoMilliseconds(call_timeout_));
+    WaitForReady(&auth_context);
     etcdserverpb::AuthenticateRequest request;
     request.set_name(user_);
     request.set_password(password_);
@@ -166,6 +174,7 @@ grpc::Status EtcdClient::Unary(Call call) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          absl::ToChronoMilliseconds(call_timeout_));
+    WaitForReady(&context);
     status = Authorize(endpoint, &context);
     if (status.ok()) status = call(endpoint, &context);
     if (status.ok()) return status;
@@ -248,6 +257,7 @@ std::unique_ptr<EtcdClient::KeepAliveStream> EtcdClient::OpenKeepAlive(grpc::Cli
                                                                        int* endpoint) {
   *endpoint = current();
   Endpoint& e = *endpoints_[*endpoint];
+  WaitForReady(context);
   // An auth failure shows up as the stream's status; StreamFailed handles it.
   (void)Authorize(e, context);
   return e.lease->LeaseKeepAlive(context);
@@ -257,6 +267,7 @@ std::unique_ptr<EtcdClient::WatchStream> EtcdClient::OpenWatch(grpc::ClientConte
                                                                int* endpoint) {
   *endpoint = current();
   Endpoint& e = *endpoints_[*endpoint];
+  WaitForReady(context);
   (void)Authorize(e, context);
   return e.watch->Watch(context);
 }

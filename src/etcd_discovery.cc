@@ -375,6 +375,8 @@ absl::StatusOr<std::unique_ptr<EtcdDiscovery>> EtcdDiscovery::Start(EtcdOptions 
   if (options.lease_ttl <= absl::ZeroDuration() || options.call_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("etcd lease TTL and call timeout must be positive");
   }
+  // No call may outlast the start timeout (a call waits for etcd to connect).
+  options.call_timeout = std::min(options.call_timeout, options.start_timeout);
   absl::StatusOr<std::unique_ptr<EtcdClient>> client = EtcdClient::Create(options);
   if (!client.ok()) return client.status();
   auto impl = std::make_unique<Impl>(std::move(options), *std::move(client), std::move(self),

@@ -1050,7 +1050,7 @@ def main():
     global BIN_DIR, TRANSPORT_ARGS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin", required=True, help="directory with lcache-node")
-    parser.add_argument("--transport", default="grpc", choices=("grpc", "lean"),
+    parser.add_argument("--transport", default="lean", choices=("grpc", "lean"),
                         help="the nodes' server transport (-transport)")
     args, rest = parser.parse_known_args()
     BIN_DIR = pathlib.Path(args.bin).resolve()

@@ -9,16 +9,21 @@
 
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "go_flags.h"
 #include "lcache/grpc_peer.h"
+#include "lcache/h2_peer.h"
 
 ABSL_FLAG(std::string, addr, "127.0.0.1:9000", "the node to ask");
 ABSL_FLAG(std::string, group, "scores", "the group");
 ABSL_FLAG(std::string, key, "", "the key");
 ABSL_FLAG(int64_t, timeout_ms, 2000, "deadline of the call");
+ABSL_FLAG(std::string, transport, "lean",
+          "lean (nghttp2; content-type application/grpc+json, as Go clients send) or grpc "
+          "(gRPC C++)");
 
 int main(int argc, char** argv) {
   const std::vector<std::string> positional = lcache::tools::ParseGoStyleCommandLine(
@@ -34,9 +39,22 @@ int main(int argc, char** argv) {
     std::cerr << "-timeout-ms must be > 0\n";
     return 2;
   }
-  auto peer = lcache::NewGrpcPeerGetter(
-      absl::GetFlag(FLAGS_addr),
-      {.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms)), .mark_forwarded = false});
+  const lcache::PeerClientOptions options{
+      .timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms)), .mark_forwarded = false};
+  std::shared_ptr<lcache::PeerGetter> peer;
+  if (absl::GetFlag(FLAGS_transport) == "grpc") {
+    peer = lcache::NewGrpcPeerGetter(absl::GetFlag(FLAGS_addr), options);
+  } else if (absl::GetFlag(FLAGS_transport) == "lean") {
+    absl::StatusOr<std::shared_ptr<lcache::H2PeerClient>> client = lcache::H2PeerClient::Create();
+    if (!client.ok()) {
+      std::cerr << client.status().message() << "\n";
+      return 2;
+    }
+    peer = (*client)->NewGetter(absl::GetFlag(FLAGS_addr), options);
+  } else {
+    std::cerr << "-transport must be lean or grpc\n";
+    return 2;
+  }
   absl::StatusOr<lcache::ByteView> v =
       peer->Get(absl::GetFlag(FLAGS_group), absl::GetFlag(FLAGS_key));
   if (v.ok()) {

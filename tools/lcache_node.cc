@@ -55,9 +55,9 @@ ABSL_FLAG(int64_t, max_key_bytes, 4096, "longer keys are rejected");
 ABSL_FLAG(int32_t, load_threads, 8, "threads that run loads (misses)");
 ABSL_FLAG(int32_t, max_queued_loads, 1024, "loads queued beyond this get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, grace_ms, 5000, "on SIGTERM, how long calls in flight may take to finish");
-ABSL_FLAG(std::string, transport, "grpc",
-          "the peer protocol's server and client: grpc (gRPC C++) or lean (nghttp2 + libevent; "
-          "the same wire)");
+ABSL_FLAG(std::string, transport, "lean",
+          "the peer protocol's server and client: lean (nghttp2 + libevent) or grpc (gRPC C++); "
+          "the same wire");
 ABSL_FLAG(int32_t, io_threads, 1, "lean transport: event-loop threads");
 ABSL_FLAG(int64_t, etcd_lease_ttl_s, 10, "TTL of this node's registration in etcd, in seconds");
 ABSL_FLAG(int64_t, etcd_start_timeout_ms, 10000,
