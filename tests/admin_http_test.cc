@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
@@ -214,6 +215,43 @@ TEST(RenderMetricsTest, FamiliesHistogramsAndEscapedLabels) {
   EXPECT_THAT(text, HasSubstr(h + "_sum" + label + " 0.003\n"));
   EXPECT_THAT(text, HasSubstr(h + "_count" + label + " 1\n"));
   EXPECT_THAT(text, Not(HasSubstr("\n\n")));
+}
+
+}  // namespace
+}  // namespace lcache::tools
+
+namespace lcache::tools {
+namespace {
+
+class DownPeer final : public PeerGetter {
+ public:
+  absl::StatusOr<ByteView> Get(std::string_view, std::string_view) override {
+    return absl::UnavailableError("connection refused");
+  }
+};
+
+TEST(RenderMetricsTest, OutlierEjectionCounters) {
+  GroupRegistry registry;
+  ManualClock clock;
+  RingPicker picker(
+      "self:1", [](const std::string&) { return std::make_shared<DownPeer>(); },
+      RingPickerOptions{.ejection = {.after_failures = 1, .clock = &clock}});
+  picker.SetPeers({"self:1", "down:1"});
+  std::string key;
+  std::shared_ptr<PeerGetter> peer;
+  for (int i = 0; peer == nullptr; ++i) {
+    key = absl::StrCat("k", i);
+    peer = picker.PickPeer(key);
+  }
+  EXPECT_FALSE(peer->Get("g", key).ok());    // one failure ejects it
+  EXPECT_EQ(picker.PickPeer(key), nullptr);  // its keys load locally now: a skip
+
+  const std::string text = RenderMetrics(registry, &picker);
+  EXPECT_THAT(text, HasSubstr("# TYPE lcache_peer_ejections_total counter\n"
+                              "lcache_peer_ejections_total 1\n"));
+  EXPECT_THAT(text, HasSubstr("lcache_peer_ejection_skips_total 1\n"));
+  EXPECT_THAT(text, HasSubstr("lcache_peer_returns_total 0\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE lcache_peers_ejected gauge\nlcache_peers_ejected 1\n"));
 }
 
 }  // namespace

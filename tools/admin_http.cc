@@ -217,6 +217,26 @@ std::string RenderMetrics(const GroupRegistry& registry, const RingPicker* picke
   AppendHeader(out, "lcache_peers",
                "Addresses on this node's hash ring, itself included if listed.", "gauge");
   absl::StrAppend(&out, "lcache_peers ", PeersOf(picker).size(), "\n");
+  // Outlier ejection (RingPicker): node-wide, like the ring.
+  const EjectionStats ej = picker != nullptr ? picker->ejection_stats() : EjectionStats{};
+  const struct {
+    const char* name;
+    const char* help;
+    int64_t value;
+  } ejection[] = {
+      {"lcache_peer_ejections_total",
+       "Peers taken out after consecutive failures (failed probes included).", ej.ejections},
+      {"lcache_peer_returns_total", "Ejected peers back after a successful probe.", ej.returns},
+      {"lcache_peer_probes_total", "Probe requests sent to ejected peers.", ej.probes},
+      {"lcache_peer_ejection_skips_total", "Keys loaded locally because their owner was ejected.",
+       ej.skipped},
+  };
+  for (const auto& e : ejection) {
+    AppendHeader(out, e.name, e.help, "counter");
+    absl::StrAppend(&out, e.name, " ", e.value, "\n");
+  }
+  AppendHeader(out, "lcache_peers_ejected", "Peers ejected (or being probed) now.", "gauge");
+  absl::StrAppend(&out, "lcache_peers_ejected ", ej.out_now, "\n");
   for (const Histogram& h : kHistograms) {
     const std::string name = absl::StrCat("lcache_", h.name);
     AppendHeader(out, name, h.help, "histogram");
