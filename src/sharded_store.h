@@ -13,6 +13,13 @@
 //   LruList* Touch(Entry* e)                     on a hit: reorder; returns a list that may
 //                                                now be over capacity, or null
 //   template <class F> void ForEachQueue(F f)    every list, coldest-first order irrelevant
+// and optionally (tinylfu_store.cc uses them):
+//   Admit(e, old, hash), Touch(e, hash)          the same, also given the key's hash
+//   Entry* NextVictim()                          instead of the returned list's tail while
+//                                                it is over capacity: the next entry to
+//                                                evict, or null when all is within budget
+//   void Prefetch(uint64_t hash)                 at the start of a Get, to overlap the
+//                                                policy's own cache misses with the lookup
 //
 // Work under a shard's mutex is pointer surgery only: entries are allocated
 // before taking it, and removed entries are released (and reported to the
@@ -53,6 +60,7 @@ class alignas(64) Shard {
   // The live entry for `key` with a new reference, or null.
   Entry* Get(std::string_view key, uint64_t hash, const Clock& clock, Removed* out) {
     std::lock_guard lock(mu_);
+    if constexpr (requires { policy_.Prefetch(hash); }) policy_.Prefetch(hash);
     Entry* e = table_.Find(key, hash);
     if (e == nullptr) {
       ++misses_;
@@ -64,7 +72,7 @@ class alignas(64) Shard {
       return nullptr;
     }
     ++hits_;
-    if (LruList* grown = policy_.Touch(e)) EvictOverflow(*grown, clock, out);
+    if (LruList* grown = PolicyTouch(e, hash)) EvictOverflow(*grown, clock, out);
     e->Ref();
     return e;
   }
@@ -76,7 +84,7 @@ class alignas(64) Shard {
     std::lock_guard lock(mu_);
     Entry* old = table_.Find(e->key(), hash);
     if (old != nullptr) Erase(old, RemovalReason::kReplaced, out);
-    LruList* queue = policy_.Admit(e, old);
+    LruList* queue = PolicyAdmit(e, old, hash);
     if (queue == nullptr) return false;
     queue->PushFront(e);
     table_.Insert(e, hash);
@@ -121,6 +129,30 @@ class alignas(64) Shard {
   }
 
  private:
+  LruList* PolicyAdmit(Entry* e, const Entry* old, uint64_t hash) {
+    if constexpr (requires { policy_.Admit(e, old, hash); }) {
+      return policy_.Admit(e, old, hash);
+    } else {
+      return policy_.Admit(e, old);
+    }
+  }
+
+  LruList* PolicyTouch(Entry* e, uint64_t hash) {
+    if constexpr (requires { policy_.Touch(e, hash); }) {
+      return policy_.Touch(e, hash);
+    } else {
+      return policy_.Touch(e);
+    }
+  }
+
+  Entry* NextVictim(LruList& queue) {
+    if constexpr (requires { policy_.NextVictim(); }) {
+      return policy_.NextVictim();
+    } else {
+      return queue.OverCapacity() ? queue.tail() : nullptr;
+    }
+  }
+
   void Erase(Entry* e, RemovalReason reason, Removed* out) {
     policy_.QueueOf(e).Unlink(e);
     table_.Erase(e);
@@ -134,8 +166,7 @@ class alignas(64) Shard {
   void EvictOverflow(LruList& queue, const Clock& clock, Removed* out) {
     int64_t now = 0;
     bool have_now = false;
-    while (queue.OverCapacity()) {
-      Entry* victim = queue.tail();
+    while (Entry* victim = NextVictim(queue)) {
       bool expired = false;
       if (victim->has_expiry()) {
         if (!have_now) now = absl::ToUnixNanos(clock.Now()), have_now = true;
