@@ -77,7 +77,9 @@ TYPED_TEST(StoreTest, EvictedValueStaysValidForItsHolder) {
     const std::string key(1, c);
     ASSERT_TRUE(store->Set(key, Value9(c)));
     for (int i = 0; i < 3; ++i) {
-      if (!store->Get(key)) ASSERT_TRUE(store->Set(key, Value9(c)));
+      if (!store->Get(key)) {
+        ASSERT_TRUE(store->Set(key, Value9(c)));
+      }
     }
   }
   EXPECT_FALSE(store->Get("a").has_value());
