@@ -150,8 +150,7 @@ class TinyLfuPolicy {
 
   void SetWindow(int64_t bytes) {
     window_capacity_ = std::clamp<int64_t>(bytes, 0, capacity_);
-    protected_capacity_ =
-        std::llround(static_cast<double>(MainCapacity()) * kProtectedFraction);
+    protected_capacity_ = std::llround(static_cast<double>(MainCapacity()) * kProtectedFraction);
   }
 
   void DemoteProtectedOverflow() {
@@ -175,8 +174,8 @@ class TinyLfuPolicy {
   // One step of the hill climber; the new boundary applies from the next
   // NextVictim(), which moves entries across it.
   void Climb() {
-    const double hit_ratio = static_cast<double>(sample_hits_) /
-                             static_cast<double>(sample_hits_ + sample_misses_);
+    const double hit_ratio =
+        static_cast<double>(sample_hits_) / static_cast<double>(sample_hits_ + sample_misses_);
     const double change = hit_ratio - previous_hit_ratio_;
     const double amount = change >= 0 ? step_ : -step_;
     step_ = std::abs(change) >= kRestartThreshold
