@@ -28,6 +28,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <string_view>
 #include <vector>
 
 namespace lcache::internal {
@@ -42,7 +44,12 @@ class FrequencySketch {
   // Grows the table, keeping the counts, when `entries` exceeds what it was sized for.
   void EnsureCapacity(int64_t entries);
 
-  // The estimated count of the key with this hash (see HashKey) since the
+  // The hash the sketch wants for a key. Unlike the store's HashKey (abseil's,
+  // seeded per process), it is the same in every run, so that a replay of a
+  // trace (lcache-sim) gives the same admissions and hit ratio every time.
+  static uint64_t Hash(std::string_view key) { return std::hash<std::string_view>{}(key); }
+
+  // The estimated count of the key with this hash (see Hash) since the
   // last agings, 0..kMaxCount.
   int Frequency(uint64_t hash) const;
 
@@ -62,8 +69,7 @@ class FrequencySketch {
  private:
   static constexpr size_t kBlockWords = 8;
 
-  // Re-mixes the store's hash: its high bits pick the shard and its low bits
-  // the table bucket, so both are nearly constant or correlated within a shard.
+  // Re-mixes the hash so that every bit of it depends on every key bit.
   static uint64_t Spread(uint64_t h) {
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;

@@ -14,11 +14,10 @@
 //                                                now be over capacity, or null
 //   template <class F> void ForEachQueue(F f)    every list, coldest-first order irrelevant
 // and optionally (tinylfu_store.cc uses them):
-//   Admit(e, old, hash), Touch(e, hash)          the same, also given the key's hash
 //   Entry* NextVictim()                          instead of the returned list's tail while
 //                                                it is over capacity: the next entry to
 //                                                evict, or null when all is within budget
-//   void Prefetch(uint64_t hash)                 at the start of a Get, to overlap the
+//   void Prefetch(std::string_view key)          at the start of a Get, to overlap the
 //                                                policy's own cache misses with the lookup
 //
 // Work under a shard's mutex is pointer surgery only: entries are allocated
@@ -60,7 +59,7 @@ class alignas(64) Shard {
   // The live entry for `key` with a new reference, or null.
   Entry* Get(std::string_view key, uint64_t hash, const Clock& clock, Removed* out) {
     std::lock_guard lock(mu_);
-    if constexpr (requires { policy_.Prefetch(hash); }) policy_.Prefetch(hash);
+    if constexpr (requires { policy_.Prefetch(key); }) policy_.Prefetch(key);
     Entry* e = table_.Find(key, hash);
     if (e == nullptr) {
       ++misses_;
@@ -72,7 +71,7 @@ class alignas(64) Shard {
       return nullptr;
     }
     ++hits_;
-    if (LruList* grown = PolicyTouch(e, hash)) EvictOverflow(*grown, clock, out);
+    if (LruList* grown = policy_.Touch(e)) EvictOverflow(*grown, clock, out);
     e->Ref();
     return e;
   }
@@ -84,7 +83,7 @@ class alignas(64) Shard {
     std::lock_guard lock(mu_);
     Entry* old = table_.Find(e->key(), hash);
     if (old != nullptr) Erase(old, RemovalReason::kReplaced, out);
-    LruList* queue = PolicyAdmit(e, old, hash);
+    LruList* queue = policy_.Admit(e, old);
     if (queue == nullptr) return false;
     queue->PushFront(e);
     table_.Insert(e, hash);
@@ -129,22 +128,6 @@ class alignas(64) Shard {
   }
 
  private:
-  LruList* PolicyAdmit(Entry* e, const Entry* old, uint64_t hash) {
-    if constexpr (requires { policy_.Admit(e, old, hash); }) {
-      return policy_.Admit(e, old, hash);
-    } else {
-      return policy_.Admit(e, old);
-    }
-  }
-
-  LruList* PolicyTouch(Entry* e, uint64_t hash) {
-    if constexpr (requires { policy_.Touch(e, hash); }) {
-      return policy_.Touch(e, hash);
-    } else {
-      return policy_.Touch(e);
-    }
-  }
-
   Entry* NextVictim(LruList& queue) {
     if constexpr (requires { policy_.NextVictim(); }) {
       return policy_.NextVictim();

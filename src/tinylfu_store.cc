@@ -39,7 +39,6 @@
 #include <cmath>
 #include <cstdint>
 
-#include "entry_table.h"
 #include "frequency_sketch.h"
 #include "sharded_store.h"
 
@@ -67,10 +66,10 @@ class TinyLfuPolicy {
     return e->is_protected() ? protected_ : probation_;
   }
 
-  LruList* Admit(Entry* e, const Entry* old, uint64_t hash) {
+  LruList* Admit(Entry* e, const Entry* old) {
     if (capacity_ == 0) return &window_;  // unbounded: nothing to decide
     if (e->charge() > capacity_) return nullptr;
-    sketch_.Increment(hash);
+    sketch_.Increment(FrequencySketch::Hash(e->key()));
     if (old != nullptr && old->in_main()) {
       // A new value for a key of the main region is an access: it stays.
       e->set_in_main(true);
@@ -85,12 +84,12 @@ class TinyLfuPolicy {
     return &window_;
   }
 
-  LruList* Touch(Entry* e, uint64_t hash) {
+  LruList* Touch(Entry* e) {
     if (capacity_ == 0) {
       window_.MoveToFront(e);
       return nullptr;
     }
-    sketch_.Increment(hash);
+    sketch_.Increment(FrequencySketch::Hash(e->key()));
     ++sample_hits_;
     if (!e->in_main()) {
       window_.MoveToFront(e);
@@ -105,8 +104,8 @@ class TinyLfuPolicy {
     return nullptr;
   }
 
-  void Prefetch(uint64_t hash) const {
-    if (capacity_ != 0) sketch_.Prefetch(hash);
+  void Prefetch(std::string_view key) const {
+    if (capacity_ != 0) sketch_.Prefetch(FrequencySketch::Hash(key));
   }
 
   Entry* NextVictim() {
@@ -163,8 +162,8 @@ class TinyLfuPolicy {
   }
 
   bool Admits(const Entry* candidate, const Entry* victim) {
-    const int c = sketch_.Frequency(HashKey(candidate->key()));
-    const int v = sketch_.Frequency(HashKey(victim->key()));
+    const int c = sketch_.Frequency(FrequencySketch::Hash(candidate->key()));
+    const int v = sketch_.Frequency(FrequencySketch::Hash(victim->key()));
     if (c > v) return true;
     if (c <= kAttackFrequency) return false;
     rng_ ^= rng_ << 13, rng_ ^= rng_ >> 7, rng_ ^= rng_ << 17;

@@ -16,11 +16,12 @@ constexpr int64_t kKeyBytes = 8;
 
 class StoreCache final : public CachePolicy {
  public:
-  StoreCache(StorePolicy policy, const CacheConfig& config)
+  StoreCache(StorePolicy policy, bool adaptive, const CacheConfig& config)
       : value_(static_cast<size_t>(config.entry_charge - kKeyBytes), 'v'),
         store_(NewStore({.policy = policy,
                          .capacity_bytes = config.entries * config.entry_charge,
-                         .shards = 1})) {}
+                         .shards = 1,
+                         .tinylfu_adaptive_window = adaptive})) {}
 
   bool Access(uint32_t key) override {
     char k[kKeyBytes] = {};
@@ -206,12 +207,15 @@ std::vector<uint32_t> NextUses(const std::vector<uint32_t>& keys, uint32_t key_s
 absl::StatusOr<std::unique_ptr<CachePolicy>> NewCachePolicy(std::string_view name,
                                                             const CacheConfig& config) {
   if (config.entries < 0) return absl::InvalidArgumentError("negative cache size");
+  if (config.entry_charge <= kKeyBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("entry charge must exceed the ", kKeyBytes, "-byte key"));
+  }
   if (std::optional<StorePolicy> p = ParseStorePolicy(name)) {
-    if (config.entry_charge <= kKeyBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("entry charge must exceed the ", kKeyBytes, "-byte key"));
-    }
-    return std::make_unique<StoreCache>(*p, config);
+    return std::make_unique<StoreCache>(*p, /*adaptive=*/true, config);
+  }
+  if (name == "tinylfu-fixed") {
+    return std::make_unique<StoreCache>(StorePolicy::kTinyLfu, /*adaptive=*/false, config);
   }
   if (name == "arc") return std::make_unique<ArcCache>(config.entries, config.key_space);
   if (name == "opt") {

@@ -34,7 +34,8 @@ class CachePolicy {
   virtual bool Access(uint32_t key) = 0;
 };
 
-// The names --policies accepts, in the default order.
+// The names --policies accepts, in the default order. Also accepted:
+// "tinylfu-fixed", the tinylfu store with its window fixed at 1%.
 const std::vector<std::string>& PolicyNames();
 
 // For each request i of `keys`, the index of the next request for the same
