@@ -18,7 +18,8 @@
 //                                                it is over capacity: the next entry to
 //                                                evict, or null when all is within budget
 //   void Prefetch(std::string_view key)          at the start of a Get, to overlap the
-//                                                policy's own cache misses with the lookup
+//                                                policy's own cache misses with the lookup;
+//                                                a Touch in the same Get follows it
 //
 // Work under a shard's mutex is pointer surgery only: entries are allocated
 // before taking it, and removed entries are released (and reported to the

@@ -89,7 +89,8 @@ class TinyLfuPolicy {
       window_.MoveToFront(e);
       return nullptr;
     }
-    sketch_.Increment(FrequencySketch::Hash(e->key()));
+    // Shard::Get called Prefetch with this key under the same lock hold.
+    sketch_.Increment(prefetched_hash_);
     ++sample_hits_;
     if (!e->in_main()) {
       window_.MoveToFront(e);
@@ -104,8 +105,11 @@ class TinyLfuPolicy {
     return nullptr;
   }
 
-  void Prefetch(std::string_view key) const {
-    if (capacity_ != 0) sketch_.Prefetch(FrequencySketch::Hash(key));
+  // Hashes once per Get: Touch reuses the hash.
+  void Prefetch(std::string_view key) {
+    if (capacity_ == 0) return;
+    prefetched_hash_ = FrequencySketch::Hash(key);
+    sketch_.Prefetch(prefetched_hash_);
   }
 
   Entry* NextVictim() {
@@ -198,6 +202,7 @@ class TinyLfuPolicy {
   double previous_hit_ratio_ = 0;
   double step_;
   uint64_t rng_ = 0x9e3779b97f4a7c15ULL;
+  uint64_t prefetched_hash_ = 0;  // of the key of the Get in progress
 };
 
 }  // namespace
