@@ -33,7 +33,11 @@ FrequencySketch::FrequencySketch(int64_t entries) {
 
 void FrequencySketch::EnsureCapacity(int64_t entries) {
   if (entries <= entries_) return;
+  // The period follows the entry count exactly; the table, a power of two.
+  entries_ = entries;
+  sample_size_ = kSamplePerEntry * entries_;
   const auto words = std::bit_ceil(static_cast<uint64_t>(entries));
+  if (words <= table_.size()) return;
   const size_t old_blocks = table_.size() / kBlockWords;
   const size_t new_blocks = static_cast<size_t>(words / kBlockWords);
   table_.resize(new_blocks * kBlockWords);
@@ -44,8 +48,6 @@ void FrequencySketch::EnsureCapacity(int64_t entries) {
                 table_.begin() + static_cast<std::ptrdiff_t>(b * kBlockWords));
   }
   block_mask_ = new_blocks - 1;
-  entries_ = static_cast<int64_t>(words);
-  sample_size_ = kSamplePerEntry * entries_;
 }
 
 int FrequencySketch::Frequency(uint64_t hash) const {

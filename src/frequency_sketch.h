@@ -57,6 +57,9 @@ class FrequencySketch {
   // have happened since the last halving.
   void Increment(uint64_t hash);
 
+  // Halves every counter now, as at the end of a sample period.
+  void Age() { Halve(); }
+
   // Starts fetching the key's block into the CPU cache.
   void Prefetch(uint64_t hash) const { __builtin_prefetch(&table_[BlockOf(Spread(hash))]); }
 

@@ -49,6 +49,13 @@ constexpr double kProtectedFraction = 0.8;
 constexpr double kStepFraction = 0.0625;
 constexpr double kStepDecay = 0.98;
 constexpr double kRestartThreshold = 0.05;
+// A climber sample moves the window only if its hit ratio differs from the
+// last one it acted on by this many standard errors; smaller is noise.
+constexpr double kSignificance = 2;
+// A drop of the hit ratio this large (and significant at 3 standard errors)
+// over one short sample of as many requests as there are entries means the
+// workload moved on: the sketch ages at once rather than at its period's end.
+constexpr double kShiftDrop = 0.03;
 constexpr int kAttackFrequency = 5;
 
 class TinyLfuPolicy {
@@ -78,8 +85,9 @@ class TinyLfuPolicy {
     }
     if (old == nullptr) {
       ++sample_misses_;
+      ++short_misses_;
       sketch_.EnsureCapacity(window_.len() + probation_.len() + protected_.len() + 1);
-      if (adaptive_ && sample_hits_ + sample_misses_ >= sketch_.sample_size()) Climb();
+      if (adaptive_) Adapt();
     }
     return &window_;
   }
@@ -92,6 +100,7 @@ class TinyLfuPolicy {
     // Shard::Get called Prefetch with this key under the same lock hold.
     sketch_.Increment(prefetched_hash_);
     ++sample_hits_;
+    ++short_hits_;
     if (!e->in_main()) {
       window_.MoveToFront(e);
     } else if (e->is_protected()) {
@@ -174,18 +183,39 @@ class TinyLfuPolicy {
     return (rng_ & 127) == 0;
   }
 
+  static double StandardError(double p, double n) { return std::sqrt(p * (1 - p) / n); }
+
+  void Adapt() {
+    const int64_t entries = window_.len() + probation_.len() + protected_.len();
+    if (short_hits_ + short_misses_ >= std::max<int64_t>(entries, 64)) DetectShift();
+    if (sample_hits_ + sample_misses_ >= sketch_.sample_size()) Climb();
+  }
+
+  void DetectShift() {
+    const auto n = static_cast<double>(short_hits_ + short_misses_);
+    const double hit_ratio = static_cast<double>(short_hits_) / n;
+    short_hits_ = short_misses_ = 0;
+    const double drop = short_previous_hit_ratio_ - hit_ratio;
+    short_previous_hit_ratio_ = hit_ratio;
+    if (drop > std::max(kShiftDrop, 3 * StandardError(hit_ratio, n))) sketch_.Age();
+  }
+
   // One step of the hill climber; the new boundary applies from the next
   // NextVictim(), which moves entries across it.
   void Climb() {
-    const double hit_ratio =
-        static_cast<double>(sample_hits_) / static_cast<double>(sample_hits_ + sample_misses_);
+    const auto n = static_cast<double>(sample_hits_ + sample_misses_);
+    const double hit_ratio = static_cast<double>(sample_hits_) / n;
+    sample_hits_ = sample_misses_ = 0;
     const double change = hit_ratio - previous_hit_ratio_;
+    if (std::abs(change) < kSignificance * StandardError(hit_ratio, n)) {
+      step_ *= kStepDecay;
+      return;
+    }
     const double amount = change >= 0 ? step_ : -step_;
     step_ = std::abs(change) >= kRestartThreshold
                 ? kStepFraction * static_cast<double>(capacity_) * (amount >= 0 ? 1 : -1)
                 : kStepDecay * amount;
     previous_hit_ratio_ = hit_ratio;
-    sample_hits_ = sample_misses_ = 0;
     SetWindow(window_capacity_ + std::llround(amount));
   }
 
@@ -203,6 +233,9 @@ class TinyLfuPolicy {
   double step_;
   uint64_t rng_ = 0x9e3779b97f4a7c15ULL;
   uint64_t prefetched_hash_ = 0;  // of the key of the Get in progress
+  int64_t short_hits_ = 0;
+  int64_t short_misses_ = 0;
+  double short_previous_hit_ratio_ = 0;
 };
 
 }  // namespace
