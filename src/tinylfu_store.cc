@@ -20,16 +20,27 @@
 // by inflating its count through hash collisions.
 //
 // Adaptive window (Caffeine's hill climber): every sample period (ten
-// requests per entry the sketch is sized for) the shard compares its hit
+// requests per entry, the sketch's aging period) the shard compares its hit
 // ratio with the previous period's and moves the window/main boundary by a
 // step in the direction that helped, or back if it hurt; the step starts at
-// 6.25% of the bytes and decays by 2% per period unless the hit ratio moves by
-// 5 points or more. Recency-biased traces (a hot set that shifts) grow the
-// window towards LRU; frequency-biased ones (Zipf, loops) shrink it.
+// 6.25% of the bytes and decays by 2% per period unless the hit ratio moves
+// by 5 points or more. Unlike Caffeine it ignores a change within two
+// standard errors of the sample's hit ratio: on a steady workload the plain
+// climber wanders on noise and costs small caches up to 2 points on Zipf.
+// Recency-biased traces grow the window towards LRU; frequency-biased ones
+// (Zipf, loops) shrink it.
+//
+// Shift detection (ours): the climber acts once per ten requests per entry,
+// too slowly when the popular keys change within that time; the keys that
+// were popular keep saturated counts and win every admission until the
+// sketch ages. So the shard also watches short samples (as many requests as
+// it holds entries); a drop of the hit ratio by 3 points or more, and by 3
+// standard errors, ages the sketch at once.
 //
 // Per-entry state is two spare flag bits of the entry header (kInMain,
-// kProtected), so entries cost what they cost under LRU; the sketch adds
-// about 8 bytes per entry and is not counted in Stats().overhead_bytes.
+// kProtected), so entries cost what they cost under LRU; the sketch adds 8
+// to 16 bytes per entry (one word per entry, rounded up to a power of two)
+// and is not counted in Stats().overhead_bytes.
 // A hit costs a sketch increment (one 64-byte block, prefetched before the
 // table lookup) and a list move; all work is under the shard's mutex.
 
