@@ -25,6 +25,8 @@ def main():
     d = sys.argv[1]
     files = {os.path.basename(p)[:-4]: p for p in glob.glob(os.path.join(d, "*.csv"))}
     checks = []
+    print("<!-- Written by scripts/eviction-lab (eviction-summary.py); the image paths are")
+    print("     relative to docs/, for pasting into docs/EVICTION.md. -->\n")
     for name in [n for n in ORDER if n in files] + sorted(set(files) - set(ORDER)):
         trace, rows = load(files[name])
         sizes = sorted(rows)
@@ -38,8 +40,7 @@ def main():
             gap = 100 * (r["tinylfu"] - best)
             cells = " | ".join(f"{100 * r[p]:.2f}" for p in POLICIES)
             print(f"| {s} | {cells} | {gap:+.2f} |")
-            if not trace.startswith("loop") or s <= sizes[-1]:
-                checks.append((trace, s, "tinylfu >= best(lru,lru2,arc) - 1 point", gap >= -1.0, f"{gap:+.2f}"))
+            checks.append((trace, s, "tinylfu >= best(lru,lru2,arc) - 1 point", gap >= -1.0, f"{gap:+.2f}"))
             if trace.startswith("zipf"):
                 d2 = 100 * (r["lru2"] - r["lru"])
                 checks.append((trace, s, "lru2 > lru", d2 > 0, f"{d2:+.2f}"))

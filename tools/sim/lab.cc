@@ -20,6 +20,7 @@ absl::StatusOr<std::vector<int64_t>> ParseSizes(std::string_view text, int64_t d
   std::vector<int64_t> sizes;
   for (absl::string_view part :
        absl::StrSplit(absl::string_view(text.data(), text.size()), ',', absl::SkipEmpty())) {
+    const absl::string_view given = part;
     int64_t n = 0;
     double percent = 0;
     if (absl::ConsumeSuffix(&part, "%") && absl::SimpleAtod(part, &percent) && percent > 0) {
@@ -29,7 +30,8 @@ absl::StatusOr<std::vector<int64_t>> ParseSizes(std::string_view text, int64_t d
     }
     if (n < 1) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--sizes: \"", part, "\" is not a positive count or percentage of distinct keys"));
+          "--sizes: \"", given,
+          "\" is not a positive count, or a percentage of the distinct keys giving at least one"));
     }
     sizes.push_back(n);
   }
