@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -57,24 +58,26 @@ class alignas(64) Shard {
  public:
   Shard(int64_t capacity, const StoreOptions& options) : policy_(capacity, options) {}
 
-  // The live entry for `key` with a new reference, or null.
-  Entry* Get(std::string_view key, uint64_t hash, const Clock& clock, Removed* out) {
+  // A view of the live value of `key`, or nullopt. The view is made under
+  // the mutex: it reads the entry's flags byte, which policies rewrite (under
+  // the mutex) as the entry moves between their lists.
+  std::optional<ByteView> Get(std::string_view key, uint64_t hash, const Clock& clock,
+                              Removed* out) {
     std::lock_guard lock(mu_);
     if constexpr (requires { policy_.Prefetch(key); }) policy_.Prefetch(key);
     Entry* e = table_.Find(key, hash);
     if (e == nullptr) {
       ++misses_;
-      return nullptr;
+      return std::nullopt;
     }
     if (e->has_expiry() && e->ExpiredAt(absl::ToUnixNanos(clock.Now()))) {
       Erase(e, RemovalReason::kExpired, out);
       ++misses_;
-      return nullptr;
+      return std::nullopt;
     }
     ++hits_;
     if (LruList* grown = policy_.Touch(e)) EvictOverflow(*grown, clock, out);
-    e->Ref();
-    return e;
+    return e->ShareValue();
   }
 
   // Takes over the caller's reference to `e`, unless the policy rejects it:
@@ -212,12 +215,8 @@ class ShardedStore final : public Store {
   std::optional<ByteView> Get(std::string_view key) override {
     const uint64_t h = HashKey(key);
     Removed removed;
-    Entry* e = ShardFor(h).Get(key, h, clock_, &removed);
+    std::optional<ByteView> v = ShardFor(h).Get(key, h, clock_, &removed);
     Release(removed);
-    if (e == nullptr) return std::nullopt;
-    // Get took a reference for us; the view adopts it.
-    ByteView v = e->ShareValue();
-    e->Unref();
     return v;
   }
 
