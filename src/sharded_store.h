@@ -17,9 +17,12 @@
 //   Entry* NextVictim()                          instead of the returned list's tail while
 //                                                it is over capacity: the next entry to
 //                                                evict, or null when all is within budget
-//   void Prefetch(std::string_view key)          at the start of a Get, to overlap the
-//                                                policy's own cache misses with the lookup;
-//                                                a Touch in the same Get follows it
+//   uint64_t Prefetch(std::string_view key) const
+//                                                at the start of a Get, before the lock (so
+//                                                it must be thread-safe): overlaps the
+//                                                policy's own cache misses with the lookup
+//                                                and returns a hint for...
+//   LruList* Touch(Entry* e, uint64_t hint)      ...the Touch of the same Get
 //
 // Work under a shard's mutex is pointer surgery only: entries are allocated
 // before taking it, and removed entries are released (and reported to the
@@ -63,8 +66,10 @@ class alignas(64) Shard {
   // the mutex) as the entry moves between their lists.
   std::optional<ByteView> Get(std::string_view key, uint64_t hash, const Clock& clock,
                               Removed* out) {
+    constexpr bool kHinted = requires { policy_.Prefetch(key); };
+    uint64_t hint = 0;
+    if constexpr (kHinted) hint = policy_.Prefetch(key);
     std::lock_guard lock(mu_);
-    if constexpr (requires { policy_.Prefetch(key); }) policy_.Prefetch(key);
     Entry* e = table_.Find(key, hash);
     if (e == nullptr) {
       ++misses_;
@@ -76,7 +81,13 @@ class alignas(64) Shard {
       return std::nullopt;
     }
     ++hits_;
-    if (LruList* grown = policy_.Touch(e)) EvictOverflow(*grown, clock, out);
+    LruList* grown;
+    if constexpr (kHinted) {
+      grown = policy_.Touch(e, hint);
+    } else {
+      grown = policy_.Touch(e);
+    }
+    if (grown != nullptr) EvictOverflow(*grown, clock, out);
     return e->ShareValue();
   }
 

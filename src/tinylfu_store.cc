@@ -42,7 +42,7 @@
 // to 16 bytes per entry (one word per entry, rounded up to a power of two)
 // and is not counted in Stats().overhead_bytes.
 // A hit costs a sketch increment (one 64-byte block, prefetched before the
-// table lookup) and a list move; all work is under the shard's mutex.
+// shard's lock is taken) and a list move; all work is under the shard's mutex.
 
 #include "tinylfu_store.h"
 
@@ -103,13 +103,13 @@ class TinyLfuPolicy {
     return &window_;
   }
 
-  LruList* Touch(Entry* e) {
+  // `hash` is what Prefetch returned for e's key.
+  LruList* Touch(Entry* e, uint64_t hash) {
     if (capacity_ == 0) {
       window_.MoveToFront(e);
       return nullptr;
     }
-    // Shard::Get called Prefetch with this key under the same lock hold.
-    sketch_.Increment(prefetched_hash_);
+    sketch_.Increment(hash);
     ++sample_hits_;
     ++short_hits_;
     if (!e->in_main()) {
@@ -125,11 +125,13 @@ class TinyLfuPolicy {
     return nullptr;
   }
 
-  // Hashes once per Get: Touch reuses the hash.
-  void Prefetch(std::string_view key) {
-    if (capacity_ == 0) return;
-    prefetched_hash_ = FrequencySketch::Hash(key);
-    sketch_.Prefetch(prefetched_hash_);
+  // Called before the shard's lock: reads only constants and the sketch's
+  // thread-safe Prefetch. The hash it returns is Touch's, so a Get hashes once.
+  uint64_t Prefetch(std::string_view key) const {
+    if (capacity_ == 0) return 0;
+    const uint64_t hash = FrequencySketch::Hash(key);
+    sketch_.Prefetch(hash);
+    return hash;
   }
 
   Entry* NextVictim() {
@@ -243,7 +245,6 @@ class TinyLfuPolicy {
   double previous_hit_ratio_ = 0;
   double step_;
   uint64_t rng_ = 0x9e3779b97f4a7c15ULL;
-  uint64_t prefetched_hash_ = 0;  // of the key of the Get in progress
   int64_t short_hits_ = 0;
   int64_t short_misses_ = 0;
   double short_previous_hit_ratio_ = 0;
