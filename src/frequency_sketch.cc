@@ -28,7 +28,6 @@ FrequencySketch::FrequencySketch(int64_t entries) {
   block_mask_ = 0;
   entries_ = static_cast<int64_t>(kBlockWords);
   sample_size_ = kSamplePerEntry * entries_;
-  prefetch_base_.store(table_.data(), std::memory_order_relaxed);
   EnsureCapacity(entries);
 }
 
@@ -49,8 +48,6 @@ void FrequencySketch::EnsureCapacity(int64_t entries) {
                 table_.begin() + static_cast<std::ptrdiff_t>(b * kBlockWords));
   }
   block_mask_ = new_blocks - 1;
-  prefetch_base_.store(table_.data(), std::memory_order_relaxed);
-  prefetch_mask_.store(block_mask_, std::memory_order_relaxed);
 }
 
 int FrequencySketch::Frequency(uint64_t hash) const {

@@ -21,12 +21,11 @@
 //
 // Memory: one 8-byte word per entry it is sized for (rounded up to a power
 // of two, at least one block). Not thread-safe: the owning shard's mutex
-// guards it (Prefetch excepted). All operations are O(1) except the periodic O(table) halving.
+// guards it. All operations are O(1) except the periodic O(table) halving.
 
 #ifndef LCACHE_SRC_FREQUENCY_SKETCH_H_
 #define LCACHE_SRC_FREQUENCY_SKETCH_H_
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -61,16 +60,8 @@ class FrequencySketch {
   // Halves every counter now, as at the end of a sample period.
   void Age() { Halve(); }
 
-  // Starts fetching the key's block into the CPU cache. Unlike the rest of
-  // the class it may run concurrently with anything, so that a store can
-  // issue it before taking its lock: it reads the table's address and size
-  // from relaxed atomics, and a stale or mismatched pair only makes it
-  // prefetch a useless (or freed) address, which the CPU ignores.
-  void Prefetch(uint64_t hash) const {
-    const uint64_t* base = prefetch_base_.load(std::memory_order_relaxed);
-    const uint64_t mask = prefetch_mask_.load(std::memory_order_relaxed);
-    __builtin_prefetch(base + ((Spread(hash) >> 32) & mask) * kBlockWords);
-  }
+  // Starts fetching the key's block into the CPU cache.
+  void Prefetch(uint64_t hash) const { __builtin_prefetch(&table_[BlockOf(Spread(hash))]); }
 
   int64_t sample_size() const { return sample_size_; }
   // Increments counted towards the next halving.
@@ -99,9 +90,6 @@ class FrequencySketch {
 
   std::vector<uint64_t> table_;
   uint64_t block_mask_ = 0;  // number of blocks - 1
-  // Copies of table_.data() and block_mask_ for Prefetch.
-  std::atomic<const uint64_t*> prefetch_base_{nullptr};
-  std::atomic<uint64_t> prefetch_mask_{0};
   int64_t entries_ = 0;
   int64_t sample_size_ = 0;
   int64_t additions_ = 0;

@@ -17,11 +17,10 @@
 //   Entry* NextVictim()                          instead of the returned list's tail while
 //                                                it is over capacity: the next entry to
 //                                                evict, or null when all is within budget
-//   uint64_t Prefetch(std::string_view key) const
-//                                                at the start of a Get, before the lock (so
-//                                                it must be thread-safe): overlaps the
-//                                                policy's own cache misses with the lookup
-//                                                and returns a hint for...
+//   uint64_t Hint(std::string_view key) const    at the start of a Get, before the lock (so
+//                                                it must be thread-safe): work on the key
+//                                                kept out of the critical section, whose
+//                                                result goes to...
 //   LruList* Touch(Entry* e, uint64_t hint)      ...the Touch of the same Get
 //
 // Work under a shard's mutex is pointer surgery only: entries are allocated
@@ -66,9 +65,9 @@ class alignas(64) Shard {
   // the mutex) as the entry moves between their lists.
   std::optional<ByteView> Get(std::string_view key, uint64_t hash, const Clock& clock,
                               Removed* out) {
-    constexpr bool kHinted = requires { policy_.Prefetch(key); };
+    constexpr bool kHinted = requires { policy_.Hint(key); };
     uint64_t hint = 0;
-    if constexpr (kHinted) hint = policy_.Prefetch(key);
+    if constexpr (kHinted) hint = policy_.Hint(key);
     std::lock_guard lock(mu_);
     Entry* e = table_.Find(key, hash);
     if (e == nullptr) {
