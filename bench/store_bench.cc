@@ -137,26 +137,31 @@ void BM_StoreGetHitHot(benchmark::State& state, Config config) {
 
 constexpr Config kLru{StorePolicy::kLru};
 constexpr Config kLru2{StorePolicy::kLru2};
+constexpr Config kTinyLfu{StorePolicy::kTinyLfu};
 // The default gives a 256 MiB store 16 shards; 256 shows what the lock
 // sharding costs two threads (see docs/BENCHMARKS.md).
 constexpr Config kLruShards256{StorePolicy::kLru, 256};
 
 BENCHMARK_CAPTURE(BM_StoreGetHit, lru, kLru)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK_CAPTURE(BM_StoreGetHit, lru2, kLru2)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_StoreGetHit, tinylfu, kTinyLfu)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK_CAPTURE(BM_StoreGetHit, lru_shards256, kLruShards256)
     ->Threads(1)
     ->Threads(2)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_StoreGetMiss, lru, kLru)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK_CAPTURE(BM_StoreGetMiss, lru2, kLru2)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_StoreGetMiss, tinylfu, kTinyLfu)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK_CAPTURE(BM_StoreGetMiss, lru_shards256, kLruShards256)
     ->Threads(1)
     ->Threads(2)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_StoreSet, lru, kLru)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK_CAPTURE(BM_StoreSet, lru2, kLru2)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_StoreSet, tinylfu, kTinyLfu)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK_CAPTURE(BM_StoreGetHitHot, lru, kLru)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK_CAPTURE(BM_StoreGetHitHot, lru2, kLru2)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_StoreGetHitHot, tinylfu, kTinyLfu)->Threads(1)->Threads(2)->UseRealTime();
 
 }  // namespace
 }  // namespace lcache::bench

@@ -29,7 +29,9 @@ namespace lcache::internal {
 struct Entry {
   enum Flag : uint8_t {
     kHasExpiry = 1 << 0,  // 8 bytes of expiry (unix nanos) follow the header
-    kInMain = 1 << 1,     // LRU-2: in the main queue rather than the history
+    kInMain = 1 << 1,     // LRU-2: in the main queue rather than the history;
+                          // TinyLFU: in the main region rather than the window
+    kProtected = 1 << 2,  // TinyLFU: in the main region's protected segment
   };
 
   static constexpr size_t kMaxKeySize = kMaxStoreKeyBytes;
@@ -51,6 +53,11 @@ struct Entry {
   bool in_main() const { return (block.owner_flags & kInMain) != 0; }
   void set_in_main(bool v) {
     block.owner_flags = v ? (block.owner_flags | kInMain) : (block.owner_flags & ~kInMain);
+  }
+
+  bool is_protected() const { return (block.owner_flags & kProtected) != 0; }
+  void set_protected(bool v) {
+    block.owner_flags = v ? (block.owner_flags | kProtected) : (block.owner_flags & ~kProtected);
   }
 
   int64_t expire_unix_nanos() const {

@@ -13,6 +13,15 @@
 //   LruList* Touch(Entry* e)                     on a hit: reorder; returns a list that may
 //                                                now be over capacity, or null
 //   template <class F> void ForEachQueue(F f)    every list, coldest-first order irrelevant
+// and optionally (tinylfu_store.cc uses them):
+//   Entry* NextVictim()                          instead of the returned list's tail while
+//                                                it is over capacity: the next entry to
+//                                                evict, or null when all is within budget
+//   uint64_t Hint(std::string_view key) const    at the start of a Get, before the lock (so
+//                                                it must be thread-safe): work on the key
+//                                                kept out of the critical section, whose
+//                                                result goes to...
+//   LruList* Touch(Entry* e, uint64_t hint)      ...the Touch of the same Get
 //
 // Work under a shard's mutex is pointer surgery only: entries are allocated
 // before taking it, and removed entries are released (and reported to the
@@ -24,6 +33,7 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -50,23 +60,34 @@ class alignas(64) Shard {
  public:
   Shard(int64_t capacity, const StoreOptions& options) : policy_(capacity, options) {}
 
-  // The live entry for `key` with a new reference, or null.
-  Entry* Get(std::string_view key, uint64_t hash, const Clock& clock, Removed* out) {
+  // A view of the live value of `key`, or nullopt. The view is made under
+  // the mutex: it reads the entry's flags byte, which policies rewrite (under
+  // the mutex) as the entry moves between their lists.
+  std::optional<ByteView> Get(std::string_view key, uint64_t hash, const Clock& clock,
+                              Removed* out) {
+    constexpr bool kHinted = requires { policy_.Hint(key); };
+    uint64_t hint = 0;
+    if constexpr (kHinted) hint = policy_.Hint(key);
     std::lock_guard lock(mu_);
     Entry* e = table_.Find(key, hash);
     if (e == nullptr) {
       ++misses_;
-      return nullptr;
+      return std::nullopt;
     }
     if (e->has_expiry() && e->ExpiredAt(absl::ToUnixNanos(clock.Now()))) {
       Erase(e, RemovalReason::kExpired, out);
       ++misses_;
-      return nullptr;
+      return std::nullopt;
     }
     ++hits_;
-    if (LruList* grown = policy_.Touch(e)) EvictOverflow(*grown, clock, out);
-    e->Ref();
-    return e;
+    LruList* grown;
+    if constexpr (kHinted) {
+      grown = policy_.Touch(e, hint);
+    } else {
+      grown = policy_.Touch(e);
+    }
+    if (grown != nullptr) EvictOverflow(*grown, clock, out);
+    return e->ShareValue();
   }
 
   // Takes over the caller's reference to `e`, unless the policy rejects it:
@@ -121,6 +142,14 @@ class alignas(64) Shard {
   }
 
  private:
+  Entry* NextVictim(LruList& queue) {
+    if constexpr (requires { policy_.NextVictim(); }) {
+      return policy_.NextVictim();
+    } else {
+      return queue.OverCapacity() ? queue.tail() : nullptr;
+    }
+  }
+
   void Erase(Entry* e, RemovalReason reason, Removed* out) {
     policy_.QueueOf(e).Unlink(e);
     table_.Erase(e);
@@ -134,8 +163,7 @@ class alignas(64) Shard {
   void EvictOverflow(LruList& queue, const Clock& clock, Removed* out) {
     int64_t now = 0;
     bool have_now = false;
-    while (queue.OverCapacity()) {
-      Entry* victim = queue.tail();
+    while (Entry* victim = NextVictim(queue)) {
       bool expired = false;
       if (victim->has_expiry()) {
         if (!have_now) now = absl::ToUnixNanos(clock.Now()), have_now = true;
@@ -197,12 +225,8 @@ class ShardedStore final : public Store {
   std::optional<ByteView> Get(std::string_view key) override {
     const uint64_t h = HashKey(key);
     Removed removed;
-    Entry* e = ShardFor(h).Get(key, h, clock_, &removed);
+    std::optional<ByteView> v = ShardFor(h).Get(key, h, clock_, &removed);
     Release(removed);
-    if (e == nullptr) return std::nullopt;
-    // Get took a reference for us; the view adopts it.
-    ByteView v = e->ShareValue();
-    e->Unref();
     return v;
   }
 

@@ -5,12 +5,14 @@
 #include "lru2_store.h"
 #include "lru_store.h"
 #include "sharded_store.h"
+#include "tinylfu_store.h"
 
 namespace lcache {
 
 std::optional<StorePolicy> ParseStorePolicy(std::string_view name) {
   if (name == "lru") return StorePolicy::kLru;
   if (name == "lru2") return StorePolicy::kLru2;
+  if (name == "tinylfu") return StorePolicy::kTinyLfu;
   return std::nullopt;
 }
 
@@ -20,6 +22,8 @@ std::string_view StorePolicyName(StorePolicy policy) {
       return "lru";
     case StorePolicy::kLru2:
       return "lru2";
+    case StorePolicy::kTinyLfu:
+      return "tinylfu";
   }
   return "unknown";
 }
@@ -28,6 +32,8 @@ std::unique_ptr<Store> NewStore(const StoreOptions& options) {
   switch (options.policy) {
     case StorePolicy::kLru2:
       return internal::NewLru2Store(options);
+    case StorePolicy::kTinyLfu:
+      return internal::NewTinyLfuStore(options);
     case StorePolicy::kLru:
       break;
   }

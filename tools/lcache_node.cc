@@ -47,7 +47,7 @@ ABSL_FLAG(int64_t, cache_mb, 64, "cache size in MiB (len(key) + len(value); 0 = 
 ABSL_FLAG(int64_t, expire_ms, 0, "default entry expiration in ms (0 = none)");
 // Ours.
 ABSL_FLAG(std::string, group, "scores", "the group's name");
-ABSL_FLAG(std::string, store, "lru", "eviction policy: lru or lru2");
+ABSL_FLAG(std::string, store, "lru", "eviction policy: lru, lru2 or tinylfu");
 ABSL_FLAG(int64_t, peer_timeout_ms, 2000, "deadline of each call to a peer");
 ABSL_FLAG(std::string, source, "demo",
           "the group's data: demo (Tom/Jack/Sam) or synthetic:BYTES[:DELAY_MS]");

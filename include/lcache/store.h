@@ -40,9 +40,12 @@ namespace lcache {
 enum class StorePolicy {
   kLru,   // least recently used
   kLru2,  // LRU-2: a history queue for keys seen once, the main queue for keys seen twice
+  // W-TinyLFU: a window LRU, then a frequency sketch deciding whether a new
+  // key may replace the main region's victim; adaptive window (docs/EVICTION.md)
+  kTinyLfu,
 };
 
-// "lru" / "lru2"; nullopt for anything else.
+// "lru" / "lru2" / "tinylfu"; nullopt for anything else.
 std::optional<StorePolicy> ParseStorePolicy(std::string_view name);
 std::string_view StorePolicyName(StorePolicy policy);
 
@@ -67,6 +70,10 @@ struct StoreOptions {
   int shards = 0;
   // LRU-2 only: the history queue's share of each shard's capacity.
   double lru2_history_fraction = 0.25;
+  // TinyLFU only: the window's initial share of each shard's capacity, and
+  // whether the hill climber may move it (false: a fixed window).
+  double tinylfu_window_fraction = 0.01;
+  bool tinylfu_adaptive_window = true;
   // Source of time for expiration. Null means Clock::Real().
   const Clock* clock = nullptr;
   // Optional; called for evictions, expirations, replacements and removals.
@@ -98,6 +105,8 @@ class Store {
   // false, storing nothing, when the key is longer than kMaxStoreKeyBytes or
   // the entry alone exceeds its queue's capacity (for LRU-2 a new key must
   // fit the history list); any previous value of the key is removed then.
+  // A stored entry may still be evicted before Set returns: TinyLFU evicts a
+  // new key at once when it loses the admission decision.
   virtual bool Set(std::string_view key, std::string_view value,
                    absl::Time expire_at = absl::InfiniteFuture()) = 0;
 

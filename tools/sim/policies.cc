@@ -1,0 +1,230 @@
+#include "sim/policies.h"
+
+#include <algorithm>
+#include <cstring>
+#include <queue>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "lcache/store.h"
+
+namespace lcache::sim {
+namespace {
+
+constexpr int64_t kKeyBytes = 8;
+
+class StoreCache final : public CachePolicy {
+ public:
+  StoreCache(StorePolicy policy, bool adaptive, const CacheConfig& config)
+      : value_(static_cast<size_t>(config.entry_charge - kKeyBytes), 'v'),
+        store_(NewStore({.policy = policy,
+                         .capacity_bytes = config.entries * config.entry_charge,
+                         .shards = 1,
+                         .tinylfu_adaptive_window = adaptive})) {}
+
+  bool Access(uint32_t key) override {
+    char k[kKeyBytes] = {};
+    std::memcpy(k, &key, sizeof(key));
+    const std::string_view kv(k, sizeof(k));
+    if (store_->Get(kv).has_value()) return true;
+    store_->Set(kv, value_);
+    return false;
+  }
+
+ private:
+  const std::string value_;
+  const std::unique_ptr<Store> store_;
+};
+
+// Intrusive doubly linked lists over key ids; a key is on at most one.
+class KeyLists {
+ public:
+  static constexpr uint32_t kNone = UINT32_MAX;
+  KeyLists(uint32_t key_space, int lists)
+      : prev_(key_space, kNone), next_(key_space, kNone), list_(key_space, -1), lists_(lists) {}
+
+  int ListOf(uint32_t k) const { return list_[k]; }
+  int64_t Size(int l) const { return lists_[l].size; }
+  uint32_t Tail(int l) const { return lists_[l].tail; }
+
+  void PushFront(int l, uint32_t k) {
+    List& L = lists_[l];
+    prev_[k] = kNone;
+    next_[k] = L.head;
+    if (L.head != kNone) prev_[L.head] = k;
+    L.head = k;
+    if (L.tail == kNone) L.tail = k;
+    ++L.size;
+    list_[k] = l;
+  }
+  void Unlink(uint32_t k) {
+    List& L = lists_[list_[k]];
+    (prev_[k] != kNone ? next_[prev_[k]] : L.head) = next_[k];
+    (next_[k] != kNone ? prev_[next_[k]] : L.tail) = prev_[k];
+    --L.size;
+    list_[k] = -1;
+  }
+  void MoveToFront(int l, uint32_t k) {
+    Unlink(k);
+    PushFront(l, k);
+  }
+
+ private:
+  struct List {
+    uint32_t head = kNone;
+    uint32_t tail = kNone;
+    int64_t size = 0;
+  };
+  std::vector<uint32_t> prev_, next_;
+  std::vector<int8_t> list_;
+  std::vector<List> lists_;
+};
+
+// ARC as in the paper's Figure 4: T1/T2 hold the cache (seen once / at least
+// twice recently), B1/B2 the ghosts of their evictions, and p the target
+// size of T1, moved by ghost hits.
+class ArcCache final : public CachePolicy {
+ public:
+  ArcCache(int64_t c, uint32_t key_space) : c_(c), lists_(key_space, 4) {}
+
+  bool Access(uint32_t x) override {
+    const int where = lists_.ListOf(x);
+    if (where == kT1 || where == kT2) {
+      lists_.MoveToFront(kT2, x);
+      return true;
+    }
+    if (c_ == 0) return false;
+    const double b1 = static_cast<double>(lists_.Size(kB1));
+    const double b2 = static_cast<double>(lists_.Size(kB2));
+    if (where == kB1) {
+      p_ = std::min(static_cast<double>(c_), p_ + std::max(b2 / b1, 1.0));
+      Replace(false);
+      lists_.MoveToFront(kT2, x);
+      return false;
+    }
+    if (where == kB2) {
+      p_ = std::max(0.0, p_ - std::max(b1 / b2, 1.0));
+      Replace(true);
+      lists_.MoveToFront(kT2, x);
+      return false;
+    }
+    const int64_t l1 = lists_.Size(kT1) + lists_.Size(kB1);
+    const int64_t total = l1 + lists_.Size(kT2) + lists_.Size(kB2);
+    if (l1 == c_) {
+      if (lists_.Size(kT1) < c_) {
+        lists_.Unlink(lists_.Tail(kB1));
+        Replace(false);
+      } else {
+        lists_.Unlink(lists_.Tail(kT1));
+      }
+    } else if (total >= c_) {
+      if (total == 2 * c_) lists_.Unlink(lists_.Tail(kB2));
+      Replace(false);
+    }
+    lists_.PushFront(kT1, x);
+    return false;
+  }
+
+ private:
+  enum { kT1, kT2, kB1, kB2 };
+
+  void Replace(bool in_b2) {
+    const auto t1 = static_cast<double>(lists_.Size(kT1));
+    if (t1 >= 1 && ((in_b2 && t1 == p_) || t1 > p_)) {
+      lists_.MoveToFront(kB1, lists_.Tail(kT1));
+    } else if (lists_.Size(kT2) > 0) {
+      lists_.MoveToFront(kB2, lists_.Tail(kT2));
+    } else {
+      lists_.MoveToFront(kB1, lists_.Tail(kT1));
+    }
+  }
+
+  const int64_t c_;
+  double p_ = 0;
+  KeyLists lists_;
+};
+
+// Belady's MIN with bypass: a max-heap of (next use, key) with lazy deletion.
+class OptCache final : public CachePolicy {
+ public:
+  OptCache(int64_t c, uint32_t key_space, const std::vector<uint32_t>& next_uses)
+      : c_(c), next_uses_(next_uses), next_of_(key_space, kAbsent) {}
+
+  bool Access(uint32_t key) override {
+    const uint32_t next = next_uses_[i_++];
+    const bool hit = next_of_[key] != kAbsent;
+    if (!hit) {
+      if (c_ == 0) return false;
+      if (size_ == c_) {
+        DropStale();
+        // Keep the new key only if it is needed before the farthest one held.
+        if (heap_.top().first <= next) return false;
+        next_of_[heap_.top().second] = kAbsent;
+        heap_.pop();
+        --size_;
+      }
+      ++size_;
+    }
+    next_of_[key] = next;
+    heap_.emplace(next, key);
+    return hit;
+  }
+
+ private:
+  static constexpr uint32_t kAbsent = UINT32_MAX;
+
+  void DropStale() {
+    while (next_of_[heap_.top().second] != heap_.top().first) heap_.pop();
+  }
+
+  const int64_t c_;
+  const std::vector<uint32_t>& next_uses_;
+  std::vector<uint32_t> next_of_;  // the next use of each cached key
+  std::priority_queue<std::pair<uint32_t, uint32_t>> heap_;
+  int64_t size_ = 0;
+  size_t i_ = 0;
+};
+
+}  // namespace
+
+const std::vector<std::string>& PolicyNames() {
+  static const auto* const names =
+      new std::vector<std::string>{"lru", "lru2", "tinylfu", "arc", "opt"};
+  return *names;
+}
+
+std::vector<uint32_t> NextUses(const std::vector<uint32_t>& keys, uint32_t key_space) {
+  std::vector<uint32_t> next(keys.size());
+  std::vector<uint32_t> seen(key_space, static_cast<uint32_t>(keys.size()));
+  for (size_t i = keys.size(); i-- > 0;) {
+    next[i] = seen[keys[i]];
+    seen[keys[i]] = static_cast<uint32_t>(i);
+  }
+  return next;
+}
+
+absl::StatusOr<std::unique_ptr<CachePolicy>> NewCachePolicy(std::string_view name,
+                                                            const CacheConfig& config) {
+  if (config.entries < 0) return absl::InvalidArgumentError("negative cache size");
+  if (config.entry_charge <= kKeyBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("entry charge must exceed the ", kKeyBytes, "-byte key"));
+  }
+  if (std::optional<StorePolicy> p = ParseStorePolicy(name)) {
+    return std::make_unique<StoreCache>(*p, /*adaptive=*/true, config);
+  }
+  if (name == "tinylfu-fixed") {
+    return std::make_unique<StoreCache>(StorePolicy::kTinyLfu, /*adaptive=*/false, config);
+  }
+  if (name == "arc") return std::make_unique<ArcCache>(config.entries, config.key_space);
+  if (name == "opt") {
+    if (config.next_uses == nullptr) return absl::InvalidArgumentError("opt needs the trace");
+    return std::make_unique<OptCache>(config.entries, config.key_space, *config.next_uses);
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown policy ", std::string(name),
+                                                 "; expected one of ",
+                                                 absl::StrJoin(PolicyNames(), ",")));
+}
+
+}  // namespace lcache::sim
