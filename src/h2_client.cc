@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "event_loop.h"
 #include "grpc_wire.h"
+#include "h2_socket.h"
 
 namespace lcache::internal {
 namespace {
@@ -90,6 +91,13 @@ class H2Client::Connection {
   void Fail(const absl::Status& status);
   void Finish(PendingCall* call, absl::Status status, std::string message = "");
   void Closed() { closed_ = true; }
+  // Writes what is pending (outside nghttp2's callbacks); fails every call if
+  // the connection broke.
+  void FlushOrFail() {
+    if (!Flush()) {
+      Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", address_, " lost")));
+    }
+  }
   bool closed() const { return closed_; }
   const std::string& address() const { return address_; }
 
@@ -120,6 +128,7 @@ class H2Client::Connection {
   State state_ = State::kIdle;
   bool closed_ = false;
   bool recycle_ = false;
+  bool reading_ = false;  // inside nghttp2_session_mem_recv (our callbacks run)
   int fd_ = -1;
   nghttp2_session* session_ = nullptr;
   event* read_event_ = nullptr;
@@ -165,9 +174,18 @@ class H2Client::Impl {
 
   static void OnTimer(evutil_socket_t, short, void* self) {
     auto* call = static_cast<PendingCall*>(self);
-    call->connection->Finish(call, absl::DeadlineExceededError(absl::StrCat(
-                                       "lcache: deadline exceeded calling ", call->path, " on ",
-                                       call->connection->address())));
+    // libevent measures timeouts from the time it cached at the top of the
+    // loop, so a timer may fire a little early: never fail a call before
+    // its deadline.
+    if (const absl::Duration left = call->deadline - absl::Now(); left > absl::ZeroDuration()) {
+      const timeval tv = absl::ToTimeval(left + absl::Microseconds(1));
+      evtimer_add(call->timer, &tv);
+      return;
+    }
+    Connection* c = call->connection;
+    c->Finish(call, absl::DeadlineExceededError(absl::StrCat("lcache: deadline exceeded calling ",
+                                                             call->path, " on ", c->address())));
+    c->FlushOrFail();  // the stream's reset goes out now
   }
 };
 
@@ -187,8 +205,9 @@ void H2Client::Connection::Start(PendingCall* call) {
     case State::kReady:
       if (!recycle_) {
         Submit(call);
-        if (!Flush())
+        if (!reading_ && !Flush()) {
           Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", address_, " lost")));
+        }
         return;
       }
       waiting_.push_back(call);
@@ -294,7 +313,7 @@ void H2Client::Connection::Submit(PendingCall* call) {
   if (nghttp2_session_get_next_stream_id(session_) > static_cast<uint32_t>(kLastStreamId)) {
     recycle_ = true;
     waiting_.push_back(call);
-    MaybeRecycle();
+    if (!reading_) MaybeRecycle();
     return;
   }
   const absl::Duration left = std::max(call->deadline - absl::Now(), absl::Milliseconds(1));
@@ -390,52 +409,32 @@ void H2Client::Connection::OnSocket(evutil_socket_t, short what, void* self) {
   }
   if (!c->Flush()) {
     c->Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", c->address_, " lost")));
+    return;
   }
+  c->MaybeRecycle();
 }
 
 bool H2Client::Connection::Read() {
-  char buf[16 << 10];
-  while (true) {
-    const ssize_t n = read(fd_, buf, sizeof buf);
-    if (n > 0) {
-      if (nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(buf),
-                                   static_cast<size_t>(n)) < 0) {
-        return false;
-      }
-      if (session_ == nullptr) return true;  // a callback failed the connection
-      if (static_cast<size_t>(n) < sizeof buf) return true;
-      continue;
-    }
-    if (n == 0) return false;
-    if (errno == EINTR) continue;
-    return errno == EAGAIN || errno == EWOULDBLOCK;
-  }
+  // While nghttp2 runs our callbacks, a `done` may start the next call on
+  // this connection: that call is submitted, but not flushed and nothing is
+  // recycled until nghttp2 has returned (OnSocket does both then).
+  reading_ = true;
+  const bool ok = ReadIntoSession(fd_, session_);
+  reading_ = false;
+  return ok;
 }
 
 bool H2Client::Connection::Flush() {
   if (session_ == nullptr) return true;
-  while (true) {
-    const uint8_t* data = nullptr;
-    const ssize_t n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) return false;
-    if (n == 0) break;
-    out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-  }
-  while (out_offset_ < out_.size()) {
-    const ssize_t n = send(fd_, out_.data() + out_offset_, out_.size() - out_offset_, MSG_NOSIGNAL);
-    if (n > 0) {
-      out_offset_ += static_cast<size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+  switch (WriteFromSession(fd_, session_, &out_, &out_offset_)) {
+    case WriteResult::kFailed:
+      return false;
+    case WriteResult::kBlocked:
       event_add(write_event_, nullptr);
       return true;
-    } else {
-      return false;
-    }
+    case WriteResult::kWritten:
+      break;
   }
-  out_.clear();
-  out_offset_ = 0;
   if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
     // GOAWAY, and no stream left: this connection is done; the next call
     // opens a new one.
@@ -511,7 +510,8 @@ int H2Client::Connection::OnStreamClose(nghttp2_session* session, int32_t stream
       c->Finish(call, absl::OkStatus(), std::string(*message));
     }
   }
-  c->MaybeRecycle();
+  // Not MaybeRecycle() here: it deletes the session, which is inside
+  // nghttp2_session_mem_recv now. OnSocket does it after reading.
   return 0;
 }
 

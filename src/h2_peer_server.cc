@@ -50,6 +50,7 @@
 #include "absl/time/clock.h"
 #include "event_loop.h"
 #include "grpc_wire.h"
+#include "h2_socket.h"
 #include "lcache/h2_peer.h"
 #include "peer_service.h"
 
@@ -264,47 +265,18 @@ void Connection::OnEvent(evutil_socket_t, short what, void* self) {
   if (!c->Flush()) c->loop_->Close(c);
 }
 
-bool Connection::Read() {
-  char buf[16 << 10];
-  while (true) {
-    const ssize_t n = read(fd_, buf, sizeof buf);
-    if (n > 0) {
-      if (nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(buf),
-                                   static_cast<size_t>(n)) < 0) {
-        return false;
-      }
-      if (static_cast<size_t>(n) < sizeof buf) return true;
-      continue;
-    }
-    if (n == 0) return false;
-    if (errno == EINTR) continue;
-    return errno == EAGAIN || errno == EWOULDBLOCK;
-  }
-}
+bool Connection::Read() { return internal::ReadIntoSession(fd_, session_); }
 
 bool Connection::Flush() {
-  while (true) {
-    const uint8_t* data = nullptr;
-    const ssize_t n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) return false;
-    if (n == 0) break;
-    out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-  }
-  while (out_offset_ < out_.size()) {
-    const ssize_t n = send(fd_, out_.data() + out_offset_, out_.size() - out_offset_, MSG_NOSIGNAL);
-    if (n > 0) {
-      out_offset_ += static_cast<size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+  switch (internal::WriteFromSession(fd_, session_, &out_, &out_offset_)) {
+    case internal::WriteResult::kFailed:
+      return false;
+    case internal::WriteResult::kBlocked:
       event_add(write_event_, nullptr);  // the rest when the socket can take it
       return true;
-    } else {
-      return false;
-    }
+    case internal::WriteResult::kWritten:
+      break;
   }
-  out_.clear();
-  out_offset_ = 0;
   // Neither: GOAWAY went out (or came in) and no stream is left.
   return nghttp2_session_want_read(session_) != 0 || nghttp2_session_want_write(session_) != 0;
 }
