@@ -180,7 +180,8 @@ int Run() {
     return Fail("-transport must be grpc or lean, got " + transport);
   }
   const std::optional<StorePolicy> policy = ParseStorePolicy(absl::GetFlag(FLAGS_store));
-  if (!policy) return Fail("-store must be lru or lru2, got " + absl::GetFlag(FLAGS_store));
+  if (!policy)
+    return Fail("-store must be lru, lru2 or tinylfu, got " + absl::GetFlag(FLAGS_store));
   if (absl::GetFlag(FLAGS_cache_mb) < 0 || absl::GetFlag(FLAGS_expire_ms) < 0 ||
       absl::GetFlag(FLAGS_peer_timeout_ms) <= 0 || absl::GetFlag(FLAGS_max_key_bytes) <= 0) {
     return Fail("-cache-mb and -expire-ms must be >= 0, -peer-timeout-ms and -max-key-bytes > 0");
@@ -247,8 +248,7 @@ int Run() {
   std::atomic<bool> draining{false};
   std::atomic<bool> discovered{!use_etcd};
   const std::function<bool()> ready = [&draining, &discovered] {
-    return !draining.load(std::memory_order_relaxed) &&
-           discovered.load(std::memory_order_acquire);
+    return !draining.load(std::memory_order_relaxed) && discovered.load(std::memory_order_acquire);
   };
 
   const PeerServerOptions server_options{
