@@ -1046,21 +1046,37 @@ class LifecycleTest(OpsTest):
         self.assertFalse(self.healthz(hport), "HTTP still served after exit")
 
 
-def main():
-    global BIN_DIR, TRANSPORT_ARGS
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_main(doc, name, add_arguments=None, configure=None):
+    """The main of every integration suite here: --bin DIR (where
+    lcache-node is), the suite's own arguments, then unittest's; every node
+    started is killed at the end, whatever happened."""
+    global BIN_DIR
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--bin", required=True, help="directory with lcache-node")
-    parser.add_argument("--transport", default="lean", choices=("grpc", "lean"),
-                        help="the nodes' server transport (-transport)")
+    if add_arguments:
+        add_arguments(parser)
     args, rest = parser.parse_known_args()
     BIN_DIR = pathlib.Path(args.bin).resolve()
-    TRANSPORT_ARGS = ["-transport", args.transport]
     if not (BIN_DIR / "lcache-node").is_file():
-        sys.exit(f"cluster_test: no lcache-node in {BIN_DIR}")
+        sys.exit(f"{name}: no lcache-node in {BIN_DIR}")
+    if configure:
+        configure(args)
     try:
         unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
     finally:
         _kill_all()
+
+
+def main():
+    def add_arguments(parser):
+        parser.add_argument("--transport", default="lean", choices=("grpc", "lean"),
+                            help="the nodes' transport (-transport)")
+
+    def configure(args):
+        global TRANSPORT_ARGS
+        TRANSPORT_ARGS = ["-transport", args.transport]
+
+    run_main(__doc__, "cluster_test", add_arguments, configure)
 
 
 if __name__ == "__main__":

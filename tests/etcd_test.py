@@ -13,7 +13,6 @@ duration (etcd down for 20 s), and it serves requests all along.
 Run: /usr/bin/python3 tests/etcd_test.py --bin build/bin [unittest args]
 """
 
-import argparse
 import base64
 import http.client
 import json
@@ -21,12 +20,9 @@ import os
 import pathlib
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
-import unittest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import cluster_test as ct  # noqa: E402  (the node harness)
@@ -402,19 +398,12 @@ class TlsTest(ct.ClusterTest):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bin", required=True, help="directory with lcache-node")
-    args, rest = parser.parse_known_args()
-    ct.BIN_DIR = pathlib.Path(args.bin).resolve()
-    if not (ct.BIN_DIR / "lcache-node").is_file():
-        sys.exit(f"etcd_test: no lcache-node in {ct.BIN_DIR}")
-    if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
-        sys.exit("etcd_test: etcd and etcdctl are needed (scripts/setup installs them)")
-    os.environ["ETCDCTL_API"] = "3"
-    try:
-        unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
-    finally:
-        ct._kill_all()
+    def configure(_):
+        if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
+            sys.exit("etcd_test: etcd and etcdctl are needed (scripts/setup installs them)")
+        os.environ["ETCDCTL_API"] = "3"
+
+    ct.run_main(__doc__, "etcd_test", configure=configure)
 
 
 if __name__ == "__main__":

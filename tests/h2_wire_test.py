@@ -17,7 +17,6 @@ Debian's python3-h2, as a Go client and a Go server would:
 Run: /usr/bin/python3 tests/h2_wire_test.py --bin build/bin [unittest args]
 """
 
-import argparse
 import base64
 import json
 import pathlib
@@ -25,8 +24,6 @@ import socket
 import struct
 import sys
 import threading
-import time
-import unittest
 
 import h2.config
 import h2.connection
@@ -257,14 +254,7 @@ class GoServerInteropTest(ct.ClusterTest):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bin", required=True, help="directory with lcache-node")
-    args, rest = parser.parse_known_args()
-    ct.BIN_DIR = pathlib.Path(args.bin).resolve()
-    try:
-        unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
-    finally:
-        ct._kill_all()
+    ct.run_main(__doc__, "h2_wire_test")
 
 
 if __name__ == "__main__":
