@@ -679,10 +679,14 @@ TEST_F(EjectionPickerTest, ConcurrentPicksWhileThePeerFlapsAndThePeerSetChanges)
   EXPECT_GT(stats.ejections, 0);
   EXPECT_GT(stats.returns, 0);
   EXPECT_EQ(stats.out_now, static_cast<int64_t>(picker_.EjectedPeers().size()));
-  // Every ejection is ended by exactly one probe (which returns the peer or
-  // ejects it again), except one still waiting for its probe. No probe is in
-  // flight now: the readers have stopped.
-  EXPECT_EQ(stats.probes, stats.ejections - stats.out_now);
+  // Every ejection is ended by a probe (which returns the peer or ejects it
+  // again), except one still waiting for its probe; no probe is in flight
+  // now, the readers have stopped. A probe can also be replaced: when the
+  // clock jumps past the cap between a reader taking the probe and calling
+  // it, the next pick probes anew (and the late result is ignored), so
+  // probes may exceed that count, by at most one per clock jump.
+  EXPECT_GE(stats.probes, stats.ejections - stats.out_now);
+  EXPECT_LE(stats.probes, stats.ejections - stats.out_now + 200);
   EXPECT_LE(stats.returns, stats.probes);
   std::lock_guard lock(events_mu_);
   EXPECT_EQ(static_cast<int64_t>(events_.size()), stats.ejections + stats.returns);
