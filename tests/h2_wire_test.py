@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Wire tests of the lean transport, at the HTTP/2 frame level (issue 6).
+"""Wire tests of the lean transport at the HTTP/2 frame level, and the load
+generator against real nodes (issue 6).
 
 grpcio hides what the lean transport writes itself (content-type, the
 message prefix, trailers, GOAWAY), so these tests speak HTTP/2 directly with
@@ -21,6 +22,7 @@ import base64
 import json
 import pathlib
 import socket
+import subprocess
 import struct
 import sys
 import threading
@@ -251,6 +253,40 @@ class GoServerInteropTest(ct.ClusterTest):
         self.assertEqual([(c, p) for c, p, _ in go.requests],
                          [("application/grpc+json", GET)] * len(keys))
         self.assertEqual([r["key"] for _, _, r in go.requests], keys)
+
+
+class LoadGeneratorTest(ct.ClusterTest):
+    """lcache-bench against real nodes: its figures add up, and a dead target
+    is counted as errors, not a hang or a crash."""
+
+    def bench(self, *args):
+        r = subprocess.run([str(ct.BIN_DIR / "lcache-bench"), "-json", *args],
+                           capture_output=True, text=True, timeout=60)
+        return r.returncode, json.loads(r.stdout), r.stderr
+
+    def test_closed_loop_over_two_nodes(self):
+        a, b = self.start_cluster(2, source="synthetic:100")
+        rc, out, err = self.bench("-targets", f"{a.addr},{b.addr}", "-concurrency", "8",
+                                  "-duration-s", "1", "-warmup-s", "0.2", "-keys", "50",
+                                  "-dist", "zipf")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out["errors"], 0, out)
+        self.assertGreater(out["ok"], 100, out)
+        self.assertAlmostEqual(out["qps"], out["ok"] / out["seconds"], delta=1)
+        lat = out["latency_us"]
+        self.assertTrue(0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["max"], lat)
+        self.assertGreater(out["client_cpu_us_per_call"], 0)
+        # Each of the 50 keys loaded once in the whole cluster (k0..k49).
+        counts = self.load_counts([a, b])
+        self.assertTrue(all(len(v) == 1 for v in counts.values()), counts)
+        self.assertLessEqual(len(counts), 50)
+
+    def test_dead_target_is_errors(self):
+        dead = f"127.0.0.1:{ct.free_port()}"
+        rc, out, _ = self.bench("-targets", dead, "-duration-s", "0.5", "-warmup-s", "0")
+        self.assertEqual(rc, 1)
+        self.assertEqual(out["ok"], 0)
+        self.assertGreater(out["errors_by_code"]["UNAVAILABLE"], 0)
 
 
 def main():

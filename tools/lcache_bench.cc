@@ -144,7 +144,14 @@ class Bench {
                   [this, target, start](absl::Status status, std::string) {
                     Completed(status, absl::Now() - start);
                     in_flight.fetch_sub(1, std::memory_order_relaxed);
-                    Issue(target);
+                    if (status.ok()) {
+                      Issue(target);
+                    } else {
+                      // A failure may come back at once (a node that refuses
+                      // connections): issue the next call from the loop, not
+                      // from inside this callback, or the calls would recurse.
+                      client_->RunInLoop([this, target] { Issue(target); });
+                    }
                   });
   }
 
