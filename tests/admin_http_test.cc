@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "gate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
@@ -18,36 +19,10 @@
 namespace lcache::tools {
 namespace {
 
+using ::lcache::testing::Gate;
+
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-// Holds getters until opened.
-class Gate {
- public:
-  void Wait() {
-    std::unique_lock lock(mu_);
-    ++waiting_;
-    cv_.notify_all();
-    cv_.wait(lock, [this] { return open_; });
-  }
-  void WaitForWaiters(int n) {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return waiting_ >= n; });
-  }
-  void Open() {
-    {
-      std::lock_guard lock(mu_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int waiting_ = 0;
-  bool open_ = false;
-};
 
 class AdminHttpTest : public ::testing::Test {
  protected:
@@ -145,7 +120,7 @@ TEST_F(AdminHttpTest, LoadsBeyondTheLimitGet503HitsStillServed) {
     httplib::Result r = c.Get("/groups/scores/slow");
     return r ? std::make_pair(r->status, r->body) : std::make_pair(-1, std::string());
   });
-  gate_.WaitForWaiters(1);  // the one load slot is taken
+  gate_.AwaitWaiters(1);  // the one load slot is taken
   httplib::Result r = client_->Get("/groups/scores/Bob");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 503);

@@ -13,12 +13,15 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "gate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lcache/hash_ring.h"
 
 namespace lcache {
 namespace {
+
+using ::lcache::testing::Gate;
 
 using ::testing::HasSubstr;
 
@@ -36,27 +39,6 @@ class Scores {
   absl::flat_hash_map<std::string, std::string> data = {
       {"Tom", "630"}, {"Jack", "589"}, {"Sam", "567"}};
   std::atomic<int> loads{0};
-};
-
-// Holds getters until opened. std synchronisation, so TSan sees it.
-class Gate {
- public:
-  void Wait() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return open_; });
-  }
-  void Open() {
-    {
-      std::lock_guard lock(mu_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
 };
 
 std::unique_ptr<Group> MakeGroup(GroupOptions options) {

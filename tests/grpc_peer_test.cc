@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "gate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lcache/h2_peer.h"
@@ -30,33 +31,9 @@
 namespace lcache {
 namespace {
 
+using ::lcache::testing::Gate;
+
 using ::testing::HasSubstr;
-
-// Blocks getters until opened; tells the test how many are waiting.
-class Gate {
- public:
-  void Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    ++waiting_;
-    cv_.notify_all();
-    cv_.wait(lock, [this] { return open_; });
-  }
-  void AwaitWaiters(int n) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return waiting_ >= n; });
-  }
-  void Open() {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int waiting_ = 0;
-  bool open_ = false;
-};
 
 // A PeerPicker that names one fake peer the owner of every key.
 class FakePeer final : public PeerGetter {
