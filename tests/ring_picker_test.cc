@@ -30,6 +30,17 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
+// A key that the groupcache ring over `ring` gives to `address`.
+std::string KeyOwnedBy(const std::vector<std::string>& ring, std::string_view address) {
+  const HashRing hash_ring(ring);
+  for (int n = 0; n < 100000; ++n) {
+    std::string key = "key-" + std::to_string(n);
+    if (hash_ring.Owner(key) == address) return key;
+  }
+  ADD_FAILURE() << "no key owned by " << address;
+  return "";
+}
+
 constexpr char kSelf[] = "127.0.0.1:9001";
 constexpr char kPeer2[] = "127.0.0.1:9002";
 constexpr char kPeer3[] = "127.0.0.1:9003";
@@ -113,17 +124,6 @@ class RingPickerTest : public ::testing::Test {
     std::shared_ptr<PeerGetter> getter = picker.PickPeer(key);
     if (getter == nullptr) return "";
     return static_cast<FakeGetter&>(*getter).address();
-  }
-
-  // A key that `ring` gives to `address`.
-  static std::string KeyOwnedBy(const std::vector<std::string>& ring, std::string_view address) {
-    const HashRing hash_ring(ring);
-    for (int n = 0; n < 100000; ++n) {
-      std::string key = "key-" + std::to_string(n);
-      if (hash_ring.Owner(key) == address) return key;
-    }
-    ADD_FAILURE() << "no key owned by " << address;
-    return "";
   }
 
   int FactoryCallsFor(std::string_view address) const {
@@ -552,17 +552,7 @@ class EjectionPickerTest : public ::testing::Test {
                                  }},
             }) {
     picker_.SetPeers({kSelf, kPeer2, kPeer3});
-    key2_ = OwnedKey({kSelf, kPeer2, kPeer3}, kPeer2);
-  }
-
-  static std::string OwnedKey(const std::vector<std::string>& ring, std::string_view address) {
-    const HashRing hash_ring(ring);
-    for (int n = 0; n < 100000; ++n) {
-      std::string key = "key-" + std::to_string(n);
-      if (hash_ring.Owner(key) == address) return key;
-    }
-    ADD_FAILURE() << "no key owned by " << address;
-    return "";
+    key2_ = KeyOwnedBy({kSelf, kPeer2, kPeer3}, kPeer2);
   }
 
   // What the Group does: pick, and call the picked peer if any. Returns
@@ -593,7 +583,7 @@ TEST_F(EjectionPickerTest, AFailingPeerIsSkippedThenProbedThenUsedAgain) {
   for (int i = 0; i < 100; ++i) EXPECT_FALSE(GetThroughPicker(key2_));
   EXPECT_EQ(peer2.calls(), 3);
   // Other peers are not affected.
-  EXPECT_NE(picker_.PickPeer(OwnedKey({kSelf, kPeer2, kPeer3}, kPeer3)), nullptr);
+  EXPECT_NE(picker_.PickPeer(KeyOwnedBy({kSelf, kPeer2, kPeer3}, kPeer3)), nullptr);
 
   EjectionStats stats = picker_.ejection_stats();
   EXPECT_EQ(stats.ejections, 1);
@@ -638,7 +628,7 @@ TEST_F(EjectionPickerTest, AKeptPeerKeepsItsHealthAcrossSetPeers) {
 
   picker_.SetPeers({kSelf, kPeer2, kPeer3, kPeer4});
   EXPECT_THAT(picker_.EjectedPeers(), ElementsAre(kPeer2));
-  const std::string key = OwnedKey({kSelf, kPeer2, kPeer3, kPeer4}, kPeer2);
+  const std::string key = KeyOwnedBy({kSelf, kPeer2, kPeer3, kPeer4}, kPeer2);
   EXPECT_EQ(picker_.PickPeer(key), nullptr);
 
   // Removed and listed again: a new client with a clean record.
