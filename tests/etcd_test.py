@@ -213,7 +213,9 @@ class RegistrationTest(EtcdTest):
             if i % 2 == 1:
                 call("/v3/kv/deleterange", {"key": b64(PREFIX + fake[i - 1])})
         took = time.monotonic() - t0
-        self.assertLess(took, 0.1 * 3, "the burst took too long to be one")  # noisy machine
+        # 30-35 ms here (measured while a CI build ran); the bound leaves room for a loaded
+        # CI machine while still being far below the 1 s the views get.
+        self.assertLess(took, 0.5, f"the burst took {took:.3f} s: not a burst")
         want = [n.addr for n in nodes] + fake[1::2]
         self.assertEqual(self.etcd.addresses(), sorted(want))
         self.assert_views(nodes, want, 1.0, "after a burst, etcd's view within 1 s")
