@@ -72,8 +72,8 @@ void CheckAllHits(benchmark::State& state, Group* group) {
   if (group->Stats().loads != kEntries) state.SkipWithError("a Get of a warm key missed");
 }
 
-void BM_GroupGetHit(benchmark::State& state) {
-  Group* group = WarmGroup(static_cast<int>(state.range(0)));
+// Gets of warm keys in the hit sequence's order, from every thread.
+void RunHits(benchmark::State& state, Group* group) {
   const KeySequence& keys = HitKeys();
   if (!CheckWarm(state, group)) return;
   KeyCursor cursor(state.thread_index(), state.threads());
@@ -85,17 +85,12 @@ void BM_GroupGetHit(benchmark::State& state) {
   CheckAllHits(state, group);
 }
 
+void BM_GroupGetHit(benchmark::State& state) {
+  RunHits(state, WarmGroup(static_cast<int>(state.range(0))));
+}
+
 void BM_GroupGetHitPolicy(benchmark::State& state, StorePolicy policy) {
-  Group* group = WarmGroup(/*store_shards=*/0, policy);
-  const KeySequence& keys = HitKeys();
-  if (!CheckWarm(state, group)) return;
-  KeyCursor cursor(state.thread_index(), state.threads());
-  for (auto _ : state) {
-    absl::StatusOr<ByteView> v = group->Get(keys[cursor.Next()]);
-    benchmark::DoNotOptimize(v);
-  }
-  state.SetItemsProcessed(state.iterations());
-  CheckAllHits(state, group);
+  RunHits(state, WarmGroup(/*store_shards=*/0, policy));
 }
 
 void BM_GroupGetHitHot(benchmark::State& state) {

@@ -6,7 +6,6 @@
 
 #include "lcache/etcd_discovery.h"
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -60,7 +59,6 @@ class EtcdDiscovery::Impl {
 
   absl::Status Start();
   void Stop();
-  bool Synced() const { return synced_.load(std::memory_order_acquire); }
 
  private:
   enum class StreamEnd { kBroken, kLeaseGone, kStopping };
@@ -90,8 +88,6 @@ class EtcdDiscovery::Impl {
   const std::string prefix_;
   const std::string key_;
   const PeersCallback on_peers_;
-
-  std::atomic<bool> synced_{false};
 
   // The keeper's state (Start() before the thread, then the thread alone).
   int64_t lease_id_ = 0;
@@ -161,7 +157,6 @@ void EtcdDiscovery::Impl::Stop() {
     lease_id_ = 0;
   }
   if (watcher_.joinable()) watcher_.join();
-  synced_.store(false, std::memory_order_release);
 }
 
 bool EtcdDiscovery::Impl::Sleep(absl::Duration d) {
@@ -308,7 +303,6 @@ void EtcdDiscovery::Impl::KeepWatching() {
       Publish();
     }
     if (Watch(backoff) == StreamEnd::kStopping) return;
-    synced_.store(false, std::memory_order_release);
     listed = false;
     Sleep(backoff.Next());
   }
@@ -329,7 +323,6 @@ EtcdDiscovery::Impl::StreamEnd EtcdDiscovery::Impl::Watch(Backoff& backoff) {
     etcdserverpb::WatchResponse response;
     while (stream->Read(&response)) {
       if (response.created()) {
-        synced_.store(true, std::memory_order_release);
         backoff.Reset();
         spdlog::info("etcd: watching {} from revision {} at {}", prefix_, revision_ + 1,
                      client_->CurrentEndpoint());
@@ -387,7 +380,6 @@ absl::StatusOr<std::unique_ptr<EtcdDiscovery>> EtcdDiscovery::Start(EtcdOptions 
 
 EtcdDiscovery::EtcdDiscovery(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 EtcdDiscovery::~EtcdDiscovery() = default;
-bool EtcdDiscovery::Synced() const { return impl_->Synced(); }
 void EtcdDiscovery::Stop() { impl_->Stop(); }
 
 }  // namespace lcache

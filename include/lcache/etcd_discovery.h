@@ -27,8 +27,7 @@
 //   as metadata on every call, renewed when etcd rejects it) and TLS.
 //
 // Thread-safety: the callback runs on the watcher thread, one call at a time.
-// Synced() may be called from any thread. Stop() and the destructor must not
-// be called from the callback.
+// Stop() and the destructor must not be called from the callback.
 
 #ifndef LCACHE_ETCD_DISCOVERY_H_
 #define LCACHE_ETCD_DISCOVERY_H_
@@ -79,10 +78,6 @@ class EtcdDiscovery {
 
   EtcdDiscovery(const EtcdDiscovery&) = delete;
   EtcdDiscovery& operator=(const EtcdDiscovery&) = delete;
-
-  // True while the watch is established on a listing that reached the
-  // callback: the peer set is etcd's. False while reconnecting.
-  bool Synced() const;
 
   // Revokes the lease (so the other nodes drop this one at once, within one
   // call_timeout at most) and stops the watcher. Idempotent.
