@@ -110,7 +110,7 @@ BENCHMARK(BM_Build)
 
 class NullPeer final : public PeerGetter {
  public:
-  absl::StatusOr<ByteView> Get(std::string_view, std::string_view) override {
+  absl::StatusOr<PeerValue> Get(std::string_view, std::string_view) override {
     return ByteView::Copy("");
   }
 };

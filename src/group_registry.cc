@@ -27,7 +27,7 @@ class GroupRegistry::Reclaimer {
     std::unique_lock lock(mu_);
     while (!cv_.wait_for(lock, absl::ToChronoNanoseconds(interval), [this] { return stop_; })) {
       lock.unlock();
-      for (Group* group : registry->Groups()) group->store().ReclaimExpired(batch);
+      for (Group* group : registry->Groups()) group->ReclaimExpired(batch);
       lock.lock();
     }
   }

@@ -43,7 +43,7 @@ class GrpcPeerGetter final : public PeerGetter {
         options_(options),
         stub_(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())) {}
 
-  absl::StatusOr<ByteView> Get(std::string_view group, std::string_view key) override {
+  absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
     const grpc::ByteBuffer request = internal::ByteBufferOf(internal::EncodeGetRequest(group, key));
     grpc::ByteBuffer response;
 

@@ -22,7 +22,7 @@ class H2PeerGetter final : public PeerGetter {
                PeerClientOptions options);
   ~H2PeerGetter() override;
 
-  absl::StatusOr<ByteView> Get(std::string_view group, std::string_view key) override;
+  absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override;
 
  private:
   const std::shared_ptr<H2PeerClientImpl> client_;
@@ -60,7 +60,7 @@ H2PeerGetter::H2PeerGetter(std::shared_ptr<H2PeerClientImpl> client, std::string
 
 H2PeerGetter::~H2PeerGetter() { client_->client().Close(connection_); }
 
-absl::StatusOr<ByteView> H2PeerGetter::Get(std::string_view group, std::string_view key) {
+absl::StatusOr<PeerValue> H2PeerGetter::Get(std::string_view group, std::string_view key) {
   struct Outcome {
     std::mutex mu;
     std::condition_variable cv;

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <exception>
+#include <limits>
 #include <new>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -211,6 +213,7 @@ std::string ParserMessage(const std::exception& e) {
 enum class FieldKind {
   kString,  // Go string: null leaves it as it was
   kBytes,   // Go []byte: base64 text; null empties it
+  kCount,   // a non-negative integer (our ttl_ms): null leaves it as it was
 };
 
 // absl::string_view where text goes into absl::StrCat: Debian's abseil has its
@@ -218,7 +221,8 @@ enum class FieldKind {
 struct Field {
   absl::string_view name;
   FieldKind kind;
-  std::string* out;
+  std::string* out = nullptr;               // kString, kBytes
+  std::optional<int64_t>* count = nullptr;  // kCount
 };
 
 // SAX handler (nlohmann's interface) that reads the named fields of a
@@ -241,14 +245,27 @@ class FieldReader {
     return true;  // a top-level null is the empty message, as in Go
   }
   bool boolean(bool) { return Scalar("boolean"); }
-  bool number_integer(Json::number_integer_t) { return Scalar("number"); }
-  bool number_unsigned(Json::number_unsigned_t) { return Scalar("number"); }
-  bool number_float(Json::number_float_t, const Json::string_t&) { return Scalar("number"); }
+  bool number_integer(Json::number_integer_t n) {
+    if (!InCountField()) return Scalar("number");
+    return n >= 0 ? Count(n) : WrongType("negative number");
+  }
+  bool number_unsigned(Json::number_unsigned_t n) {
+    if (!InCountField()) return Scalar("number");
+    if (n > static_cast<Json::number_unsigned_t>(std::numeric_limits<int64_t>::max())) {
+      return WrongType("number out of range");
+    }
+    return Count(static_cast<int64_t>(n));
+  }
+  // Go will not read 1.0 or 1e3 into an integer field either.
+  bool number_float(Json::number_float_t, const Json::string_t&) {
+    return InCountField() ? WrongType("non-integer number") : Scalar("number");
+  }
   bool binary(Json::binary_t&) { return Scalar("binary"); }  // not produced by the JSON parser
 
   bool string(Json::string_t& s) {
     if (depth_ == 0) return NotAnObject("string");
     if (!InField()) return true;
+    if (current_->kind == FieldKind::kCount) return WrongType("string");
     if (current_->kind == FieldKind::kString) {
       *current_->out = std::move(s);
       return true;
@@ -291,6 +308,7 @@ class FieldReader {
   // At depth 1 every value follows a key, which set current_; deeper values
   // belong to fields we skip.
   bool InField() const { return depth_ == 1 && current_ != nullptr; }
+  bool InCountField() const { return InField() && current_->kind == FieldKind::kCount; }
 
   bool Scalar(absl::string_view type) {
     if (depth_ == 0) return NotAnObject(type);
@@ -315,8 +333,15 @@ class FieldReader {
         absl::StrCat("lru_cache: ", message_, " must be a JSON object, got ", type)));
   }
   bool WrongType(absl::string_view type) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(
-        "lru_cache: ", message_, " field \"", current_->name, "\" must be a string, got ", type)));
+    const absl::string_view expected =
+        current_->kind == FieldKind::kCount ? "a non-negative integer" : "a string";
+    return Fail(absl::InvalidArgumentError(absl::StrCat("lru_cache: ", message_, " field \"",
+                                                        current_->name, "\" must be ", expected,
+                                                        ", got ", type)));
+  }
+  bool Count(int64_t n) {
+    *current_->count = n;
+    return true;
   }
   bool Fail(absl::Status status) {
     status_ = std::move(status);
@@ -411,6 +436,19 @@ std::optional<std::string_view> TakeVerbatimString(std::string_view* in) {
   return std::nullopt;
 }
 
+// The decimal digits at the start of `*in` as a number, consumed; nullopt,
+// consuming nothing, when there are none, a leading zero starts a longer
+// number, or the value is out of range (the parser then decides).
+std::optional<int64_t> TakeCount(std::string_view* in) {
+  size_t n = 0;
+  while (n < in->size() && (*in)[n] >= '0' && (*in)[n] <= '9') ++n;
+  if (n == 0 || n > 18 || (n > 1 && (*in)[0] == '0')) return std::nullopt;
+  int64_t v = 0;
+  for (size_t i = 0; i < n; ++i) v = v * 10 + ((*in)[i] - '0');
+  in->remove_prefix(n);
+  return v;
+}
+
 bool TakePrefix(std::string_view* in, std::string_view prefix) {
   if (!in->starts_with(prefix)) return false;
   in->remove_prefix(prefix.size());
@@ -440,8 +478,8 @@ absl::StatusOr<GetRequest> DecodeGetRequest(std::string_view json, size_t max_ke
     req = *std::move(canonical);
   } else {
     const Field fields[] = {
-        {"group", FieldKind::kString, &req.group},
-        {"key", FieldKind::kString, &req.key},
+        {.name = "group", .kind = FieldKind::kString, .out = &req.group},
+        {.name = "key", .kind = FieldKind::kString, .out = &req.key},
     };
     if (absl::Status st = ReadFields("request", json, fields); !st.ok()) return st;
   }
@@ -452,11 +490,19 @@ absl::StatusOr<GetRequest> DecodeGetRequest(std::string_view json, size_t max_ke
   return req;
 }
 
-std::string EncodeGetResponse(std::string_view value, std::string_view err) {
+std::string EncodeGetResponse(std::string_view value, std::string_view err,
+                              std::optional<int64_t> ttl_ms) {
   if (err.empty()) {
     // The hot path: base64 is plain ASCII, so the message is written directly.
-    if (value.empty()) return "{}";
-    return absl::StrCat(R"({"value":")", absl::Base64Escape(ToAbsl(value)), R"("})");
+    std::string out = "{";
+    if (!value.empty())
+      absl::StrAppend(&out, R"("value":")", absl::Base64Escape(ToAbsl(value)), "\"");
+    if (ttl_ms) {
+      absl::StrAppend(&out, value.empty() ? "" : ",", R"("ttl_ms":)",
+                      std::max<int64_t>(*ttl_ms, 0));
+    }
+    out += '}';
+    return out;
   }
   GoStrings go;
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
@@ -468,16 +514,26 @@ std::string EncodeGetResponse(std::string_view value, std::string_view err) {
 
 absl::StatusOr<GetResponse> DecodeGetResponse(std::string_view json) {
   GetResponse resp;
-  // Go's own encoding of a found value, {"value":"BASE64"}, without the parser.
+  // Go's own encoding of a found value, {"value":"BASE64"}, and ours with an
+  // expiry, {"value":"BASE64","ttl_ms":N}, without the parser.
   if (std::string_view rest = json; TakePrefix(&rest, R"({"value":")")) {
-    if (std::optional<std::string_view> b64 = TakeVerbatimString(&rest); b64 && rest == "}") {
+    std::optional<std::string_view> b64 = TakeVerbatimString(&rest);
+    std::optional<int64_t> ttl_ms;
+    bool well_formed = b64.has_value();
+    if (well_formed && TakePrefix(&rest, R"(,"ttl_ms":)")) {
+      ttl_ms = TakeCount(&rest);
+      well_formed = ttl_ms.has_value();
+    }
+    if (well_formed && rest == "}") {
       if (absl::Status st = DecodeStdBase64(*b64, &resp.value); !st.ok()) return st;
+      resp.ttl_ms = ttl_ms;
       return resp;
     }
   }
   const Field fields[] = {
-      {"value", FieldKind::kBytes, &resp.value},
-      {"err", FieldKind::kString, &resp.err},
+      {.name = "value", .kind = FieldKind::kBytes, .out = &resp.value},
+      {.name = "err", .kind = FieldKind::kString, .out = &resp.err},
+      {.name = "ttl_ms", .kind = FieldKind::kCount, .count = &resp.ttl_ms},
   };
   if (absl::Status st = ReadFields("response", json, fields); !st.ok()) return st;
   return resp;

@@ -6,6 +6,14 @@
 //   request   {"group":"<name>","key":"<key>"}       both fields always present
 //   response  {"value":"<base64>","err":"<text>"}    each omitted when empty
 //
+// with one field of our own beside them, which Go's decoder ignores as it
+// ignores every unknown field (so the contract holds both ways):
+//
+//   "ttl_ms":<n>   after value, only in answers that carry a value with an
+//                  expiry: the owner's copy lives at most n more milliseconds
+//                  (rounded down, so a copy kept that long never outlives
+//                  it). Absent: no expiry known (Go nodes never send it).
+//
 // Encoding gives exactly json.Marshal's bytes: compact, fields in Go's struct
 // order, `value` in standard base64 with padding, and Go's string escaping,
 // which nlohmann's serializer alone does not produce:
@@ -43,6 +51,8 @@
 #define LCACHE_SRC_JSON_CODEC_H_
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -60,8 +70,9 @@ struct GetRequest {
 };
 
 struct GetResponse {
-  std::string value;  // raw bytes, base64-decoded
-  std::string err;    // application error text; empty if none
+  std::string value;              // raw bytes, base64-decoded
+  std::string err;                // application error text; empty if none
+  std::optional<int64_t> ttl_ms;  // the owner's remaining time to live, if it has one
 };
 
 // {"group":"...","key":"..."}.
@@ -73,10 +84,13 @@ std::string EncodeGetRequest(std::string_view group, std::string_view key);
 // (N bytes, max M)", the text Group::Get uses).
 absl::StatusOr<GetRequest> DecodeGetRequest(std::string_view json, size_t max_key_bytes);
 
-// {"value":"<base64>","err":"..."}, each field omitted when empty.
-std::string EncodeGetResponse(std::string_view value, std::string_view err);
+// {"value":"<base64>","err":"..."}, each field omitted when empty; with
+// `ttl_ms` (clamped at 0) and no `err`, {"value":"<base64>","ttl_ms":n}.
+std::string EncodeGetResponse(std::string_view value, std::string_view err,
+                              std::optional<int64_t> ttl_ms = std::nullopt);
 
-// Rejects what DecodeGetRequest rejects (for `value` and `err`), and a `value`
+// Rejects what DecodeGetRequest rejects (for `value` and `err`), a `ttl_ms`
+// that is not a non-negative integer (or null), and a `value`
 // that is not what Go's base64.StdEncoding accepts: the standard alphabet with
 // '=' padding to a multiple of 4 characters ('\r' and '\n' are skipped, as Go
 // does). absl's decoder alone would also take unpadded text and whitespace,

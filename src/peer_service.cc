@@ -1,5 +1,6 @@
 #include "peer_service.h"
 
+#include <algorithm>
 #include <limits>
 #include <utility>
 
@@ -11,10 +12,23 @@
 namespace lcache::internal {
 namespace {
 
+// The owner's remaining time to live of a value, in whole milliseconds
+// rounded down (so the asker's copy cannot outlive ours); nullopt when it
+// does not expire, so that answers without a TTL are the Go program's bytes.
+std::optional<int64_t> RemainingMillis(const Group& group, absl::Time expire_at) {
+  if (expire_at == absl::InfiniteFuture()) return std::nullopt;
+  return std::max<int64_t>(
+      0, absl::ToInt64Milliseconds(expire_at - group.clock().Now()));  // truncates towards 0
+}
+
+std::string EncodeValue(const Group& group, const ExpiringValue& v) {
+  return EncodeGetResponse(v.value.view(), "", RemainingMillis(group, v.expire_at));
+}
+
 // The in-band answer of a Group::Get result. An error whose message is empty
 // still needs a non-empty `err`, or the client would read it as an empty value.
-std::string EncodeResult(const absl::StatusOr<ByteView>& v) {
-  if (v.ok()) return EncodeGetResponse(v->view(), "");
+std::string EncodeResult(const Group& group, const absl::StatusOr<ExpiringValue>& v) {
+  if (v.ok()) return EncodeValue(group, *v);
   const absl::string_view message = v.status().message();
   if (message.empty()) return EncodeGetResponse("", v.status().ToString());
   return EncodeGetResponse("", std::string_view(message.data(), message.size()));
@@ -147,8 +161,8 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
   if (group == nullptr) return Ok(EncodeGetResponse("", kKeyNotFoundMessage));
   group->CountServerRequest();
   if (request->key.empty()) return Ok(EncodeGetResponse("", kEmptyKeyMessage));
-  if (std::optional<ByteView> hit = group->GetIfCached(request->key)) {
-    return Ok(EncodeGetResponse(hit->view(), ""));
+  if (std::optional<ExpiringValue> hit = group->GetIfCached(request->key)) {
+    return Ok(EncodeValue(*group, *hit));
   }
   const LoadScope scope = forwarded ? LoadScope::kLocalOnly : LoadScope::kAnywhere;
   size_t queued = 0;
@@ -161,7 +175,7 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
           done(PeerReply::Error(absl::StatusCode::kDeadlineExceeded,
                                 "lcache: deadline passed before the load started"));
         } else {
-          done(Ok(EncodeResult(group->Get(key, scope))));
+          done(Ok(EncodeResult(*group, group->GetWithExpiry(key, scope))));
         }
       },
       &queued);
@@ -195,14 +209,18 @@ void PeerService::Stop(absl::Time skip_after) {
   executor_.Stop();
 }
 
-absl::StatusOr<ByteView> ValueOfGetResponse(std::string_view address, std::string_view message) {
+absl::StatusOr<PeerValue> ValueOfGetResponse(std::string_view address, std::string_view message) {
   const absl::string_view peer(address.data(), address.size());
   absl::StatusOr<GetResponse> decoded = DecodeGetResponse(message);
   if (!decoded.ok()) {
     return absl::InternalError(
         absl::StrCat("lcache: peer ", peer, ": invalid response: ", decoded.status().message()));
   }
-  if (decoded->err.empty()) return ByteView::Adopt(std::move(decoded->value));
+  if (decoded->err.empty()) {
+    ByteView value = ByteView::Adopt(std::move(decoded->value));
+    if (!decoded->ttl_ms) return value;
+    return PeerValue(std::move(value), absl::Milliseconds(*decoded->ttl_ms));
+  }
   if (decoded->err == kKeyNotFoundMessage) return absl::NotFoundError(decoded->err);
   if (decoded->err == kEmptyKeyMessage) return absl::InvalidArgumentError(decoded->err);
   return absl::UnknownError(decoded->err);

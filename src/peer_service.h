@@ -114,10 +114,10 @@ class PeerService {
 };
 
 // The client side: what a Get response message from `address` means. The
-// value; in-band "key not found" as NotFound, "empty key" as
-// InvalidArgument, another err text as Unknown; an undecodable message as
-// Internal.
-absl::StatusOr<ByteView> ValueOfGetResponse(std::string_view address, std::string_view message);
+// value, with the owner's time to live when it sent one; in-band "key not
+// found" as NotFound, "empty key" as InvalidArgument, another err text as
+// Unknown; an undecodable message as Internal.
+absl::StatusOr<PeerValue> ValueOfGetResponse(std::string_view address, std::string_view message);
 
 // The options' checks, shared by every transport's Start function.
 absl::Status ValidatePeerServerOptions(const PeerServerOptions& options);

@@ -30,9 +30,9 @@ class MonitoredPeer final : public PeerGetter {
                 const EjectionOptions& options, std::shared_ptr<EjectionCounters> counters)
       : peer_(std::move(peer)), health_(address, options, std::move(counters)) {}
 
-  absl::StatusOr<ByteView> Get(std::string_view group, std::string_view key) override {
+  absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
     const uint64_t epoch = health_.epoch();
-    absl::StatusOr<ByteView> v = peer_->Get(group, key);
+    absl::StatusOr<PeerValue> v = peer_->Get(group, key);
     health_.Record(v.status(), epoch);
     return v;
   }
@@ -52,8 +52,8 @@ class ProbeCall final : public PeerGetter {
  public:
   explicit ProbeCall(std::shared_ptr<MonitoredPeer> peer) : peer_(std::move(peer)) {}
 
-  absl::StatusOr<ByteView> Get(std::string_view group, std::string_view key) override {
-    absl::StatusOr<ByteView> v = peer_->peer().Get(group, key);
+  absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
+    absl::StatusOr<PeerValue> v = peer_->peer().Get(group, key);
     peer_->health().RecordProbe(v.status());
     return v;
   }

@@ -60,11 +60,12 @@ class alignas(64) Shard {
  public:
   Shard(int64_t capacity, const StoreOptions& options) : policy_(capacity, options) {}
 
-  // A view of the live value of `key`, or nullopt. The view is made under
-  // the mutex: it reads the entry's flags byte, which policies rewrite (under
-  // the mutex) as the entry moves between their lists.
-  std::optional<ByteView> Get(std::string_view key, uint64_t hash, const Clock& clock,
-                              Removed* out) {
+  // A view of the live value of `key`, or nullopt; with `expire_at` not
+  // null, also its expiry. The view is made under the mutex: it reads the
+  // entry's flags byte, which policies rewrite (under the mutex) as the entry
+  // moves between their lists.
+  std::optional<ByteView> Get(std::string_view key, uint64_t hash, const Clock& clock, Removed* out,
+                              absl::Time* expire_at = nullptr) {
     constexpr bool kHinted = requires { policy_.Hint(key); };
     uint64_t hint = 0;
     if constexpr (kHinted) hint = policy_.Hint(key);
@@ -87,6 +88,10 @@ class alignas(64) Shard {
       grown = policy_.Touch(e);
     }
     if (grown != nullptr) EvictOverflow(*grown, clock, out);
+    if (expire_at != nullptr) {
+      *expire_at =
+          e->has_expiry() ? absl::FromUnixNanos(e->expire_unix_nanos()) : absl::InfiniteFuture();
+    }
     return e->ShareValue();
   }
 
@@ -228,6 +233,16 @@ class ShardedStore final : public Store {
     std::optional<ByteView> v = ShardFor(h).Get(key, h, clock_, &removed);
     Release(removed);
     return v;
+  }
+
+  std::optional<ExpiringValue> GetWithExpiry(std::string_view key) override {
+    const uint64_t h = HashKey(key);
+    Removed removed;
+    absl::Time expire_at;
+    std::optional<ByteView> v = ShardFor(h).Get(key, h, clock_, &removed, &expire_at);
+    Release(removed);
+    if (!v) return std::nullopt;
+    return ExpiringValue(*std::move(v), expire_at);
   }
 
   bool Set(std::string_view key, std::string_view value, absl::Time expire_at) override {

@@ -63,7 +63,7 @@ class AdminHttpTest : public ::testing::Test {
   GroupRegistry registry_;
   // Peers that are never called: the ring is all /peers needs.
   class Unused : public PeerGetter {
-    absl::StatusOr<ByteView> Get(std::string_view, std::string_view) override {
+    absl::StatusOr<PeerValue> Get(std::string_view, std::string_view) override {
       return absl::UnimplementedError("unused");
     }
   };
@@ -200,7 +200,7 @@ namespace {
 
 class DownPeer final : public PeerGetter {
  public:
-  absl::StatusOr<ByteView> Get(std::string_view, std::string_view) override {
+  absl::StatusOr<PeerValue> Get(std::string_view, std::string_view) override {
     return absl::UnavailableError("connection refused");
   }
 };

@@ -83,9 +83,10 @@ TEST(GroupTest, GetIfCachedNeverLoads) {
   EXPECT_FALSE(group->GetIfCached("Tom").has_value());
   EXPECT_EQ(db.loads, 0);
   ASSERT_TRUE(group->Get("Tom").ok());
-  std::optional<ByteView> hit = group->GetIfCached("Tom");
+  std::optional<ExpiringValue> hit = group->GetIfCached("Tom");
   ASSERT_TRUE(hit.has_value());
-  EXPECT_EQ(hit->view(), "630");
+  EXPECT_EQ(hit->value.view(), "630");
+  EXPECT_EQ(hit->expire_at, absl::InfiniteFuture());
   GroupStats s = group->Stats();
   EXPECT_EQ(s.gets, 2);  // the Get, and the GetIfCached hit; not the miss
   EXPECT_EQ(s.cache_hits, 1);
@@ -220,7 +221,7 @@ TEST(GroupTest, PeerCallsAreTimedAnsweredOrFailed) {
   class SlowPeer : public PeerGetter {
    public:
     explicit SlowPeer(ManualClock* clock) : clock_(clock) {}
-    absl::StatusOr<ByteView> Get(std::string_view, std::string_view key) override {
+    absl::StatusOr<PeerValue> Get(std::string_view, std::string_view key) override {
       clock_->Advance(absl::Milliseconds(40));
       if (key == "down") return absl::UnavailableError("peer down");
       return ByteView::Copy("remote");
@@ -303,7 +304,7 @@ TEST(GroupTest, ForwardedAndClientRequestsShareOneLoad) {
 class FakePeer : public PeerGetter {
  public:
   explicit FakePeer(Group* remote) : remote_(remote) {}
-  absl::StatusOr<ByteView> Get(std::string_view group, std::string_view key) override {
+  absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
     ++calls;
     if (fail) return absl::UnavailableError("peer down");
     EXPECT_EQ(group, remote_->name());

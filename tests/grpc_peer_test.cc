@@ -38,7 +38,7 @@ using ::testing::HasSubstr;
 // A PeerPicker that names one fake peer the owner of every key.
 class FakePeer final : public PeerGetter {
  public:
-  absl::StatusOr<ByteView> Get(std::string_view, std::string_view) override {
+  absl::StatusOr<PeerValue> Get(std::string_view, std::string_view) override {
     ++calls;
     return ByteView::Copy("from-peer");
   }
@@ -161,20 +161,20 @@ TEST_P(GrpcPeerTest, ClientGetsValuesAndInBandErrors) {
   StartServer();
   std::shared_ptr<PeerGetter> client = Client();
 
-  absl::StatusOr<ByteView> tom = client->Get("scores", "Tom");
+  absl::StatusOr<PeerValue> tom = client->Get("scores", "Tom");
   ASSERT_TRUE(tom.ok()) << tom.status();
-  EXPECT_EQ(*tom, "630");
+  EXPECT_EQ(tom->value, "630");
 
-  absl::StatusOr<ByteView> missing = client->Get("scores", "Nobody");
+  absl::StatusOr<PeerValue> missing = client->Get("scores", "Nobody");
   EXPECT_EQ(missing.status(), absl::NotFoundError(kKeyNotFoundMessage));
 
-  absl::StatusOr<ByteView> no_group = client->Get("no-such-group", "Tom");
+  absl::StatusOr<PeerValue> no_group = client->Get("no-such-group", "Tom");
   EXPECT_EQ(no_group.status(), absl::NotFoundError(kKeyNotFoundMessage));
 
-  absl::StatusOr<ByteView> empty = client->Get("scores", "");
+  absl::StatusOr<PeerValue> empty = client->Get("scores", "");
   EXPECT_EQ(empty.status(), absl::InvalidArgumentError(kEmptyKeyMessage));
 
-  absl::StatusOr<ByteView> broken = client->Get("scores", "broken");
+  absl::StatusOr<PeerValue> broken = client->Get("scores", "broken");
   EXPECT_EQ(broken.status(), absl::UnknownError("disk on fire"));
 
   // Requests from a client count as server requests of the group.
@@ -246,9 +246,9 @@ TEST_P(GrpcPeerTest, BadInputIsRejectedAndChangesNothing) {
   ASSERT_TRUE(tom.status.ok()) << tom.status.error_message();
   EXPECT_EQ(tom.body, R"({"value":"NjMw"})");
   std::shared_ptr<PeerGetter> client = Client();
-  absl::StatusOr<ByteView> value = client->Get("scores", "Tom");
+  absl::StatusOr<PeerValue> value = client->Get("scores", "Tom");
   ASSERT_TRUE(value.ok()) << value.status();
-  EXPECT_EQ(*value, "630");
+  EXPECT_EQ(value->value, "630");
 }
 
 TEST_P(GrpcPeerTest, UnmarkedRequestsAreRoutedMarkedOnesLoadedLocally) {
@@ -256,15 +256,15 @@ TEST_P(GrpcPeerTest, UnmarkedRequestsAreRoutedMarkedOnesLoadedLocally) {
   std::shared_ptr<PeerGetter> client = Client(/*mark_forwarded=*/false);
   std::shared_ptr<PeerGetter> peer = Client(/*mark_forwarded=*/true);
 
-  absl::StatusOr<ByteView> routed = client->Get("routed", "Tom");
+  absl::StatusOr<PeerValue> routed = client->Get("routed", "Tom");
   ASSERT_TRUE(routed.ok()) << routed.status();
-  EXPECT_EQ(*routed, "from-peer");
+  EXPECT_EQ(routed->value, "from-peer");
   EXPECT_EQ(picker_.peer->calls.load(), 1);
   EXPECT_EQ(loads_.load(), 0);
 
-  absl::StatusOr<ByteView> local = peer->Get("routed", "Jack");
+  absl::StatusOr<PeerValue> local = peer->Get("routed", "Jack");
   ASSERT_TRUE(local.ok()) << local.status();
-  EXPECT_EQ(*local, "589");
+  EXPECT_EQ(local->value, "589");
   EXPECT_EQ(picker_.peer->calls.load(), 1);
   EXPECT_EQ(loads_.load(), 1);
 }
@@ -275,16 +275,16 @@ TEST_P(GrpcPeerTest, SlowLoadDoesNotBlockHits) {
   ASSERT_TRUE(client->Get("scores", "Tom").ok());  // now cached
 
   std::thread slow([&] {
-    absl::StatusOr<ByteView> v = client->Get("scores", "slow-1");
+    absl::StatusOr<PeerValue> v = client->Get("scores", "slow-1");
     ASSERT_TRUE(v.ok()) << v.status();
-    EXPECT_EQ(*v, "value-of-slow-1");
+    EXPECT_EQ(v->value, "value-of-slow-1");
   });
   gate_.AwaitWaiters(1);  // the only load thread is now stuck
 
   // Answered on the polling thread, while the load thread is held.
-  absl::StatusOr<ByteView> hit = client->Get("scores", "Tom");
+  absl::StatusOr<PeerValue> hit = client->Get("scores", "Tom");
   ASSERT_TRUE(hit.ok()) << hit.status();
-  EXPECT_EQ(*hit, "630");
+  EXPECT_EQ(hit->value, "630");
 
   gate_.Open();
   slow.join();
@@ -303,14 +303,14 @@ TEST_P(GrpcPeerTest, FullLoadQueueAnswersResourceExhausted) {
   // second request, the next miss finds the queue full.
   while (scores->Stats().server_requests < 2) std::this_thread::yield();
 
-  absl::StatusOr<ByteView> refused = client->Get("scores", "slow-3");
+  absl::StatusOr<PeerValue> refused = client->Get("scores", "slow-3");
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(refused.status().message(), "lru_cache: server overloaded, 1 loads queued");
 
   gate_.Open();
   running.join();
   queued.join();
-  absl::StatusOr<ByteView> later = client->Get("scores", "slow-3");
+  absl::StatusOr<PeerValue> later = client->Get("scores", "slow-3");
   EXPECT_TRUE(later.ok()) << later.status();
 }
 
@@ -318,7 +318,7 @@ TEST_P(GrpcPeerTest, ClientDeadline) {
   StartServer();
   std::shared_ptr<PeerGetter> client = Client(false, absl::Milliseconds(300));
   const absl::Time start = absl::Now();
-  absl::StatusOr<ByteView> v = client->Get("scores", "slow-1");
+  absl::StatusOr<PeerValue> v = client->Get("scores", "slow-1");
   const absl::Duration took = absl::Now() - start;
   EXPECT_EQ(v.status().code(), absl::StatusCode::kDeadlineExceeded) << v.status();
   EXPECT_GE(took, absl::Milliseconds(300));
@@ -330,7 +330,7 @@ TEST_P(GrpcPeerTest, DeadAddressIsUnavailable) {
   std::shared_ptr<PeerGetter> client =
       NewClientOn(GetParam(), "127.0.0.1:1", {.timeout = absl::Seconds(2)});
   const absl::Time start = absl::Now();
-  absl::StatusOr<ByteView> v = client->Get("scores", "Tom");
+  absl::StatusOr<PeerValue> v = client->Get("scores", "Tom");
   EXPECT_EQ(v.status().code(), absl::StatusCode::kUnavailable) << v.status();
   EXPECT_LT(absl::Now() - start, absl::Seconds(2) + absl::Seconds(1));
   // The channel is reused after a failure and fails the same way.
@@ -341,9 +341,9 @@ TEST_P(GrpcPeerTest, ShutdownLetsACallInFlightFinish) {
   StartServer();
   std::shared_ptr<PeerGetter> client = Client();
   std::thread call([&] {
-    absl::StatusOr<ByteView> v = client->Get("scores", "slow-1");
+    absl::StatusOr<PeerValue> v = client->Get("scores", "slow-1");
     ASSERT_TRUE(v.ok()) << v.status();
-    EXPECT_EQ(*v, "value-of-slow-1");
+    EXPECT_EQ(v->value, "value-of-slow-1");
   });
   gate_.AwaitWaiters(1);
 

@@ -93,7 +93,7 @@ class FakeGetter : public PeerGetter {
     registry_->Destroyed(address_);
   }
 
-  absl::StatusOr<ByteView> Get(std::string_view /*group*/, std::string_view /*key*/) override {
+  absl::StatusOr<PeerValue> Get(std::string_view /*group*/, std::string_view /*key*/) override {
     return ByteView::Copy(address_);
   }
 
@@ -189,9 +189,9 @@ TEST_F(RingPickerTest, PickedGetterIsUsable) {
   picker.SetPeers({kSelf, kPeer2});
   std::shared_ptr<PeerGetter> getter = picker.PickPeer("Sam");
   ASSERT_NE(getter, nullptr);
-  absl::StatusOr<ByteView> v = getter->Get("scores", "Sam");
+  absl::StatusOr<PeerValue> v = getter->Get("scores", "Sam");
   ASSERT_TRUE(v.ok()) << v.status();
-  EXPECT_EQ(v->view(), kPeer2);
+  EXPECT_EQ(v->value.view(), kPeer2);
 }
 
 TEST_F(RingPickerTest, SelfMissingFromTheListIsNotAdded) {
@@ -273,9 +273,9 @@ TEST_F(RingPickerTest, RemovedGetterLivesUntilTheCallHoldingItEnds) {
   EXPECT_THAT(change.removed, ElementsAre(kPeer2));
   EXPECT_EQ(registry_.Of(kPeer2).destroyed, 0);
   EXPECT_TRUE(static_cast<FakeGetter&>(*in_flight).live());
-  absl::StatusOr<ByteView> v = in_flight->Get("scores", "k");
+  absl::StatusOr<PeerValue> v = in_flight->Get("scores", "k");
   ASSERT_TRUE(v.ok()) << v.status();
-  EXPECT_EQ(v->view(), kPeer2);
+  EXPECT_EQ(v->value.view(), kPeer2);
 
   in_flight.reset();
   EXPECT_EQ(registry_.Of(kPeer2).destroyed, 1);
@@ -507,7 +507,7 @@ TEST_F(RingPickerTest, BalancedKindRoutesByTheBalancedRing) {
 // A peer whose answers the test sets: a value, or a failure status.
 class ScriptedGetter : public PeerGetter {
  public:
-  absl::StatusOr<ByteView> Get(std::string_view /*group*/, std::string_view /*key*/) override {
+  absl::StatusOr<PeerValue> Get(std::string_view /*group*/, std::string_view /*key*/) override {
     calls_.fetch_add(1);
     std::lock_guard lock(mu_);
     // A fresh Status per call, not a copy of status_: copies share one

@@ -174,7 +174,7 @@ TEST(SingleFlightTest, ConcurrentCallersShareOneRun) {
   for (auto& future : callers.outcomes()) {
     Outcome outcome = future.get();
     ASSERT_TRUE(outcome.result.ok()) << outcome.result.status();
-    EXPECT_EQ(outcome.result->view(), "value");
+    EXPECT_EQ(outcome.result->value.view(), "value");
     if (!outcome.shared) ++leaders;
   }
   EXPECT_EQ(s->fn_runs.load(), 1);
@@ -241,7 +241,7 @@ TEST(SingleFlightTest, ExceptionReachesEveryCallerAndReleasesKey) {
   // The key is free again: the next call runs its fn.
   Outcome next = s->flight.Do("key", [] { return Result(ByteView::Copy("recovered")); });
   ASSERT_TRUE(next.result.ok()) << next.result.status();
-  EXPECT_EQ(next.result->view(), "recovered");
+  EXPECT_EQ(next.result->value.view(), "recovered");
   EXPECT_FALSE(next.shared);
 }
 
@@ -273,8 +273,8 @@ TEST(SingleFlightTest, DifferentKeysRunConcurrently) {
   Outcome outcome_b = b.outcomes()[0].get();
   ASSERT_TRUE(outcome_a.result.ok()) << outcome_a.result.status();
   ASSERT_TRUE(outcome_b.result.ok()) << outcome_b.result.status();
-  EXPECT_EQ(outcome_a.result->view(), "value a");
-  EXPECT_EQ(outcome_b.result->view(), "value b");
+  EXPECT_EQ(outcome_a.result->value.view(), "value a");
+  EXPECT_EQ(outcome_b.result->value.view(), "value b");
   EXPECT_FALSE(outcome_a.shared);
   EXPECT_FALSE(outcome_b.shared);
   EXPECT_EQ(s->flight.InFlight(), 0u);
@@ -296,8 +296,8 @@ TEST(SingleFlightTest, CallAfterCompletionRunsFnAgain) {
   EXPECT_EQ(runs, 2);
   ASSERT_TRUE(first.result.ok()) << first.result.status();
   ASSERT_TRUE(second.result.ok()) << second.result.status();
-  EXPECT_EQ(first.result->view(), "run 1");
-  EXPECT_EQ(second.result->view(), "run 2");  // not the first run's result
+  EXPECT_EQ(first.result->value.view(), "run 1");
+  EXPECT_EQ(second.result->value.view(), "run 2");  // not the first run's result
   EXPECT_FALSE(first.shared);
   EXPECT_FALSE(second.shared);
   EXPECT_EQ(flight.InFlight(), 0u);

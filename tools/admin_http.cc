@@ -70,8 +70,12 @@ struct Figure {
 // The counters, in the order of the issue; groupcache's meanings.
 constexpr Figure kCounters[] = {
     {"gets", "Get calls, including rejected ones.", [](const GroupStats& s) { return s.gets; }},
-    {"hits", "Gets answered from the local store.",
+    {"hits", "Gets answered from the local store or the hot cache.",
      [](const GroupStats& s) { return s.cache_hits; }},
+    {"hot_hits", "Of the hits, those answered from the hot cache (copies of peers' values).",
+     [](const GroupStats& s) { return s.hot_hits; }},
+    {"hot_keeps", "Values fetched from owner peers that were kept in the hot cache.",
+     [](const GroupStats& s) { return s.hot_keeps; }},
     {"misses", "Gets that missed the local store (each went to the load path).",
      [](const GroupStats& s) { return s.loads; }},
     {"loads", "Misses that entered singleflight (groupcache's Loads; equals misses).",
@@ -90,6 +94,8 @@ constexpr Figure kCounters[] = {
      [](const GroupStats& s) { return s.server_requests; }},
     {"evictions", "Entries evicted to stay within the cache's bytes.",
      [](const GroupStats& s) { return s.store.evictions; }},
+    {"hot_evictions", "Hot cache entries evicted to stay within its bytes.",
+     [](const GroupStats& s) { return s.hot_store.evictions; }},
     {"expirations", "Entries found or swept expired.",
      [](const GroupStats& s) { return s.store.expirations; }},
 };
@@ -100,6 +106,12 @@ constexpr Figure kGauges[] = {
      [](const GroupStats& s) { return s.store.bytes; }},
     {"capacity_bytes", "The local store's budget of len(key) + len(value) (0 = unbounded).",
      [](const GroupStats& s) { return s.store.capacity_bytes; }},
+    {"hot_items", "Entries in the hot cache.",
+     [](const GroupStats& s) { return s.hot_store.items; }},
+    {"hot_bytes", "len(key) + len(value) of the entries in the hot cache.",
+     [](const GroupStats& s) { return s.hot_store.bytes; }},
+    {"hot_capacity_bytes", "The hot cache's budget (0 = no hot cache).",
+     [](const GroupStats& s) { return s.hot_store.capacity_bytes; }},
 };
 
 struct Histogram {
@@ -381,8 +393,8 @@ class AdminHttpServer::Impl {
     // Hits never wait for a load slot. Longer keys cannot be in the store;
     // Group::Get rejects them below.
     if (key.size() <= kMaxStoreKeyBytes) {
-      if (std::optional<ByteView> hit = group->GetIfCached(key)) {
-        res.set_content(std::string(hit->view()), "application/octet-stream");
+      if (std::optional<ExpiringValue> hit = group->GetIfCached(key)) {
+        res.set_content(std::string(hit->value.view()), "application/octet-stream");
         return;
       }
     }

@@ -55,10 +55,10 @@ int main(int argc, char** argv) {
     std::cerr << "-transport must be lean or grpc\n";
     return 2;
   }
-  absl::StatusOr<lcache::ByteView> v =
+  absl::StatusOr<lcache::PeerValue> v =
       peer->Get(absl::GetFlag(FLAGS_group), absl::GetFlag(FLAGS_key));
   if (v.ok()) {
-    std::fwrite(v->data(), 1, v->size(), stdout);
+    std::fwrite(v->value.data(), 1, v->value.size(), stdout);
     return 0;
   }
   std::cerr << v.status().message() << "\n";

@@ -48,6 +48,12 @@ ABSL_FLAG(int64_t, expire_ms, 0, "default entry expiration in ms (0 = none)");
 // Ours.
 ABSL_FLAG(std::string, group, "scores", "the group's name");
 ABSL_FLAG(std::string, store, "lru", "eviction policy: lru, lru2 or tinylfu");
+ABSL_FLAG(int64_t, hot_cache_mb, -1,
+          "hot cache for values fetched from peers, in MiB on top of -cache-mb (-1: -cache-mb / 8; "
+          "0: none)");
+ABSL_FLAG(std::string, hot_promote, "frequency",
+          "which fetched values the hot cache keeps: frequency (keys fetched twice recently) or "
+          "random (1 in 10, groupcache's rule)");
 ABSL_FLAG(int64_t, peer_timeout_ms, 2000, "deadline of each call to a peer");
 ABSL_FLAG(std::string, source, "demo",
           "the group's data: demo (Tom/Jack/Sam) or synthetic:BYTES[:DELAY_MS]");
@@ -98,8 +104,8 @@ class LoggedPeer final : public PeerGetter {
   LoggedPeer(std::string address, std::shared_ptr<PeerGetter> peer)
       : address_(std::move(address)), peer_(std::move(peer)) {}
 
-  absl::StatusOr<ByteView> Get(std::string_view group, std::string_view key) override {
-    absl::StatusOr<ByteView> v = peer_->Get(group, key);
+  absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
+    absl::StatusOr<PeerValue> v = peer_->Get(group, key);
     if (!v.ok() && !absl::IsNotFound(v.status()) && !absl::IsInvalidArgument(v.status())) {
       spdlog::warn("peer {} failed for key={}: {}", address_, key, v.status().ToString());
     }
@@ -189,6 +195,14 @@ int Run() {
   if (absl::GetFlag(FLAGS_grace_ms) < 0 || absl::GetFlag(FLAGS_drain_delay_ms) < 0) {
     return Fail("-grace-ms and -drain-delay-ms must be >= 0");
   }
+  const int64_t hot_cache_mb = absl::GetFlag(FLAGS_hot_cache_mb);
+  if (hot_cache_mb < -1) return Fail("-hot-cache-mb must be >= 0 (or -1: -cache-mb / 8)");
+  const std::optional<HotPromotion> hot_promotion =
+      ParseHotPromotion(absl::GetFlag(FLAGS_hot_promote));
+  if (!hot_promotion) {
+    return Fail("-hot-promote must be frequency or random, got " +
+                absl::GetFlag(FLAGS_hot_promote));
+  }
   absl::StatusOr<Getter> getter = tools::MakeSource(absl::GetFlag(FLAGS_source));
   if (!getter.ok()) return Fail(std::string(getter.status().message()));
 
@@ -200,6 +214,8 @@ int Run() {
       .policy = *policy,
       .default_ttl = absl::Milliseconds(absl::GetFlag(FLAGS_expire_ms)),
       .max_key_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_key_bytes)),
+      .hot_cache_bytes = hot_cache_mb < 0 ? -1 : hot_cache_mb << 20,
+      .hot_promotion = *hot_promotion,
   });
   if (!group.ok()) return Fail(std::string(group.status().message()));
   if (absl::Status s = registry.StartReclaimer(absl::Seconds(1)); !s.ok()) {

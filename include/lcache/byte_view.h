@@ -19,6 +19,8 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/time/time.h"
+
 namespace lcache {
 
 namespace internal {
@@ -98,6 +100,16 @@ class ByteView {
   const internal::SharedBlock* block_ = nullptr;
   const char* data_ = nullptr;
   size_t size_ = 0;
+};
+
+// A value and the time its cached copy expires: what a store holds, a load
+// produces and an owner tells its peers.
+struct ExpiringValue {
+  ExpiringValue(ByteView v) : value(std::move(v)) {}  // NOLINT: never expires; implicit on purpose
+  ExpiringValue(ByteView v, absl::Time expires) : value(std::move(v)), expire_at(expires) {}
+
+  ByteView value;
+  absl::Time expire_at = absl::InfiniteFuture();  // absl::InfiniteFuture(): never
 };
 
 }  // namespace lcache

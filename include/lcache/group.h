@@ -31,6 +31,13 @@
 // InvalidArgument; any other peer error (unreachable, deadline, overload, a
 // failing getter over there) counts in peer_errors and the key is loaded
 // locally, as the Go program does.
+//
+// Hot cache: some values fetched from owner peers are also kept in a second,
+// smaller store (groupcache's hotCache), so that a key every node asks for
+// stops costing a round trip on every node. A hot copy expires when the
+// owner's copy does (the owner sends its remaining time to live, see
+// PeerValue), or, from an owner that sends none (a Go node), after the
+// group's default_ttl if it has one. Which values are kept: HotPromotion.
 
 #ifndef LCACHE_GROUP_H_
 #define LCACHE_GROUP_H_
@@ -57,6 +64,10 @@
 
 namespace lcache {
 
+namespace internal {
+class HotAdmission;
+}  // namespace internal
+
 inline constexpr char kEmptyKeyMessage[] = "lru_cache: empty key";
 inline constexpr char kKeyNotFoundMessage[] = "lru_cache: key not found";
 
@@ -72,6 +83,20 @@ struct Loaded {
   ByteView value;
   std::optional<absl::Duration> ttl;
 };
+
+// Which values fetched from peers the hot cache keeps.
+enum class HotPromotion {
+  // A value whose key was fetched before, recently: a frequency sketch of
+  // the keys fetched from peers (4-bit counters, halved periodically, as in
+  // TinyLFU) keeps keys fetched at least twice, so a key fetched once never
+  // displaces a hot one, and a hot key is kept on its second fetch.
+  kFrequency,
+  // One fetched value in ten, at random: groupcache's rule.
+  kRandom,
+};
+
+// "frequency" / "random"; nullopt for anything else.
+std::optional<HotPromotion> ParseHotPromotion(std::string_view name);
 
 // Loads the value of a key on a miss. Return ByteView::Adopt(std::move(s))
 // to hand over a string without a copy; the store copies it once.
@@ -91,6 +116,13 @@ struct GroupOptions {
   size_t max_key_bytes = 4096;
   // Optional. Not owned; must outlive the group (set it once, before use).
   PeerPicker* peers = nullptr;
+  // Capacity of the hot cache, counted like cache_bytes and in addition to
+  // it (it holds nothing until a peer answers, so a single node keeps its
+  // whole budget). -1: cache_bytes / 8; none when cache_bytes is 0, because
+  // an unbounded hot cache would copy the cluster's data onto every node.
+  // 0: no hot cache.
+  int64_t hot_cache_bytes = -1;
+  HotPromotion hot_promotion = HotPromotion::kFrequency;
   // Store tuning; see StoreOptions.
   int store_shards = 0;
   double lru2_history_fraction = 0.25;
@@ -101,7 +133,9 @@ struct GroupOptions {
 // Counters in the spirit of groupcache's Stats.
 struct GroupStats {
   int64_t gets = 0;             // Get calls, including invalid ones
-  int64_t cache_hits = 0;       // answered from the local store
+  int64_t cache_hits = 0;       // answered from the local store or the hot cache
+  int64_t hot_hits = 0;         // of cache_hits, answered from the hot cache
+  int64_t hot_keeps = 0;        // values fetched from peers put in the hot cache
   int64_t peer_loads = 0;       // loaded from the owner peer
   int64_t peer_errors = 0;      // peer calls that failed (then loaded locally)
   int64_t loads = 0;            // misses that entered singleflight
@@ -110,6 +144,7 @@ struct GroupStats {
   int64_t local_load_errs = 0;  // getter calls that failed
   int64_t server_requests = 0;  // requests that came from peers
   StoreStats store;
+  StoreStats hot_store;  // all zero without a hot cache
   // Latencies, timed with the group's clock. Hits are not timed (a clock read
   // would double the cost of a hot hit; docs/BENCHMARKS.md): the Get
   // histogram covers the Gets that missed, from the miss to the answer.
@@ -135,14 +170,25 @@ class Group {
 
   absl::StatusOr<ByteView> Get(std::string_view key, LoadScope scope = LoadScope::kAnywhere);
 
-  // The value if the local store holds it, counted as a Get and a hit;
-  // nullopt (counting nothing) otherwise. Never loads and never blocks on a
-  // load, so a transport can answer hits on its I/O thread and hand only
-  // misses (Get) to threads that may wait. REQUIRES: a valid key.
-  std::optional<ByteView> GetIfCached(std::string_view key);
+  // Get, with the time this node's copy expires (absl::InfiniteFuture() for
+  // never; for a value it did not keep, when a copy would have expired):
+  // what a server tells the peer that asked.
+  absl::StatusOr<ExpiringValue> GetWithExpiry(std::string_view key,
+                                              LoadScope scope = LoadScope::kAnywhere);
 
-  // Removes `key` from this node's store (not from peers).
+  // The value if the local store or the hot cache holds it, counted as a Get
+  // and a hit; nullopt (counting nothing) otherwise. Never loads and never
+  // blocks on a load, so a transport can answer hits on its I/O thread and
+  // hand only misses (GetWithExpiry) to threads that may wait.
+  // REQUIRES: a valid key.
+  std::optional<ExpiringValue> GetIfCached(std::string_view key);
+
+  // Removes `key` from this node's store and hot cache (not from peers).
   void Remove(std::string_view key);
+
+  // Removes expired entries from the store and the hot cache; see
+  // Store::ReclaimExpired.
+  int64_t ReclaimExpired(int64_t max_entries);
 
   // Sets the peer picker after creation. Not owned; must outlive the group.
   void SetPeerPicker(PeerPicker* peers) { peers_.store(peers, std::memory_order_release); }
@@ -153,16 +199,22 @@ class Group {
   const std::string& name() const { return name_; }
   GroupStats Stats() const;
   Store& store() { return *store_; }
+  Store* hot_store() { return hot_store_.get(); }  // null without a hot cache
+  const Clock& clock() const { return *clock_; }
 
  private:
   class Counters;
 
   explicit Group(GroupOptions options);
   absl::Status ValidateKey(std::string_view key) const;
-  absl::StatusOr<ByteView> Load(std::string_view key, LoadScope scope);
-  absl::StatusOr<ByteView> LoadLocally(std::string_view key);
-  absl::StatusOr<ByteView> LoadFromGetter(std::string_view key);
+  std::optional<ExpiringValue> Cached(std::string_view key);
+  absl::StatusOr<ExpiringValue> Load(std::string_view key, LoadScope scope);
+  absl::StatusOr<ExpiringValue> LoadFromPeer(PeerGetter& peer, std::string_view key, bool* final);
+  absl::StatusOr<ExpiringValue> LoadLocally(std::string_view key);
+  absl::StatusOr<ExpiringValue> LoadFromGetter(std::string_view key);
   absl::Time ExpiryOf(const Loaded& loaded) const;
+  absl::Time ExpiryOf(const PeerValue& fetched, absl::Time asked_at) const;
+  void MaybeKeepHot(std::string_view key, const ExpiringValue& v);
 
   const std::string name_;
   const Getter getter_;
@@ -171,6 +223,8 @@ class Group {
   const Clock* const clock_;
   std::atomic<PeerPicker*> peers_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<Store> hot_store_;                       // null without a hot cache
+  std::unique_ptr<internal::HotAdmission> hot_admission_;  // null without a hot cache
   // Two levels of flights. A load that may ask a peer runs in
   // remote_flights_; every getter call, whether a forwarded request's or a
   // remote flight's fallback, runs in local_flights_, so the owner of a key

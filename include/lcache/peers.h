@@ -9,11 +9,26 @@
 
 #include <memory>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "lcache/byte_view.h"
 
 namespace lcache {
+
+// What an owner peer answered: the value and how long the owner's copy
+// lives, counted from no earlier than when the call was made. A copy kept
+// until (call start + ttl) therefore never outlives the owner's, whatever the
+// two nodes' clocks say. Peers that do not send an expiry (Go nodes, entries
+// without one) give absl::InfiniteDuration().
+struct PeerValue {
+  PeerValue(ByteView v) : value(std::move(v)) {}  // NOLINT: implicit on purpose
+  PeerValue(ByteView v, absl::Duration time_to_live) : value(std::move(v)), ttl(time_to_live) {}
+
+  ByteView value;
+  absl::Duration ttl = absl::InfiniteDuration();
+};
 
 class PeerGetter {
  public:
@@ -23,7 +38,7 @@ class PeerGetter {
   // the getter's own error) come back as the same status codes and messages
   // the owner's Group::Get returned; transport failures as UNAVAILABLE,
   // DEADLINE_EXCEEDED and the like.
-  virtual absl::StatusOr<ByteView> Get(std::string_view group, std::string_view key) = 0;
+  virtual absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) = 0;
 };
 
 class PeerPicker {

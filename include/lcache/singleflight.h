@@ -25,7 +25,7 @@ namespace lcache {
 
 class SingleFlight {
  public:
-  using Result = absl::StatusOr<ByteView>;
+  using Result = absl::StatusOr<ExpiringValue>;
 
   struct Outcome {
     Result result;

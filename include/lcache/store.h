@@ -100,6 +100,10 @@ class Store {
   // The value of `key` if present and not expired.
   virtual std::optional<ByteView> Get(std::string_view key) = 0;
 
+  // Get, with the entry's expiry: what a server needs to tell a peer how
+  // long its copy may live.
+  virtual std::optional<ExpiringValue> GetWithExpiry(std::string_view key) = 0;
+
   // Stores a copy of `value` under `key`, replacing any previous value. The
   // entry expires at `expire_at` (absl::InfiniteFuture() for never). Returns
   // false, storing nothing, when the key is longer than kMaxStoreKeyBytes or
