@@ -34,6 +34,7 @@ namespace {
 using ::lcache::testing::Gate;
 
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
 
 // A PeerPicker that names one fake peer the owner of every key.
 class FakePeer final : public PeerGetter {
@@ -102,6 +103,9 @@ class GrpcPeerTest : public ::testing::TestWithParam<Transport> {
     };
     ASSERT_TRUE(registry_.NewGroup({.name = "scores", .getter = getter}).ok());
     ASSERT_TRUE(registry_.NewGroup({.name = "routed", .getter = getter, .peers = &picker_}).ok());
+    ASSERT_TRUE(
+        registry_.NewGroup({.name = "timed", .getter = getter, .default_ttl = absl::Seconds(60)})
+            .ok());
   }
 
   void TearDown() override {
@@ -208,6 +212,32 @@ TEST_P(GrpcPeerTest, ExactBytesOnTheWire) {
   RawResult broken = RawCall(kGetMethod, R"({"group":"scores","key":"broken"})");
   ASSERT_TRUE(broken.status.ok());
   EXPECT_EQ(broken.body, R"({"err":"disk on fire"})");
+}
+
+// The owner's remaining time to live rides beside the value (ttl_ms), on a
+// load and on a hit, so the asker's hot copy can end no later than ours;
+// values that never expire keep Go's exact bytes.
+TEST_P(GrpcPeerTest, TheOwnersRemainingTtlTravelsWithTheValue) {
+  StartServer();
+  std::shared_ptr<PeerGetter> client = Client();
+  for (const char* when : {"load", "hit"}) {
+    const absl::Time asked_at = absl::Now();
+    absl::StatusOr<PeerValue> v = client->Get("timed", "Tom");
+    ASSERT_TRUE(v.ok()) << when << ": " << v.status();
+    EXPECT_EQ(v->value, "630");
+    EXPECT_LE(v->ttl, absl::Seconds(60)) << when;
+    EXPECT_GT(v->ttl, absl::Seconds(50)) << when;  // loaded at most the test's time ago
+    EXPECT_LE(asked_at + v->ttl, registry_.GetGroup("timed")->GetIfCached("Tom")->expire_at)
+        << when << ": the asker's copy would outlive the owner's";
+  }
+  RawResult raw = RawCall(kGetMethod, R"({"group":"timed","key":"Tom"})");
+  ASSERT_TRUE(raw.status.ok()) << raw.status.error_message();
+  EXPECT_THAT(raw.body, MatchesRegex(R"(\{"value":"NjMw","ttl_ms":[0-9]+\})"));
+
+  absl::StatusOr<PeerValue> forever = client->Get("scores", "Tom");
+  ASSERT_TRUE(forever.ok()) << forever.status();
+  EXPECT_EQ(forever->ttl, absl::InfiniteDuration());
+  EXPECT_EQ(RawCall(kGetMethod, R"({"group":"scores","key":"Tom"})").body, R"({"value":"NjMw"})");
 }
 
 TEST_P(GrpcPeerTest, BadInputIsRejectedAndChangesNothing) {

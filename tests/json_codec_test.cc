@@ -3,6 +3,8 @@
 
 #include "json_codec.h"
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -163,6 +165,52 @@ TEST(RoundTripTest, InvalidUtf8InTextComesBackRepaired) {
   absl::StatusOr<GetRequest> req = DecodeGetRequest(EncodeGetRequest("g", "a\xff"), kMaxKey);
   ASSERT_TRUE(req.ok()) << req.status();
   EXPECT_EQ(req->key, "a\xef\xbf\xbd");
+}
+
+// --- ttl_ms: the owner's remaining time to live, our field beside Go's -------
+
+TEST(TtlTest, WrittenAfterTheValueOnlyWhenGiven) {
+  EXPECT_EQ(EncodeGetResponse("630", "", 1500), R"({"value":"NjMw","ttl_ms":1500})");
+  EXPECT_EQ(EncodeGetResponse("630", "", 0), R"({"value":"NjMw","ttl_ms":0})");
+  EXPECT_EQ(EncodeGetResponse("630", "", -5), R"({"value":"NjMw","ttl_ms":0})");  // clamped
+  EXPECT_EQ(EncodeGetResponse("", "", 7), R"({"ttl_ms":7})");  // an empty value that expires
+  // Without an expiry the bytes are Go's, and an error carries none.
+  EXPECT_EQ(EncodeGetResponse("630", "", std::nullopt), R"({"value":"NjMw"})");
+  EXPECT_EQ(EncodeGetResponse("", "boom", 1500), R"({"err":"boom"})");
+}
+
+TEST(TtlTest, ReadBackWhereverItIs) {
+  for (std::string_view json :
+       {R"({"value":"NjMw","ttl_ms":1500})", R"({"ttl_ms":1500,"value":"NjMw"})",
+        R"({ "value" : "NjMw" , "ttl_ms" : 1500 })",
+        R"({"value":"NjMw","ttl_ms":99,"ttl_ms":1500})"}) {
+    absl::StatusOr<GetResponse> r = DecodeGetResponse(json);
+    ASSERT_TRUE(r.ok()) << json << ": " << r.status();
+    EXPECT_EQ(r->value, "630") << json;
+    EXPECT_EQ(r->ttl_ms, 1500) << json;
+  }
+  EXPECT_EQ(DecodeGetResponse(R"({"value":"NjMw"})")->ttl_ms, std::nullopt);
+  EXPECT_EQ(DecodeGetResponse(R"({"value":"NjMw","ttl_ms":null})")->ttl_ms, std::nullopt);
+  EXPECT_EQ(DecodeGetResponse(R"({"value":"NjMw","ttl_ms":0})")->ttl_ms, 0);
+  EXPECT_EQ(DecodeGetResponse(R"({"value":"NjMw","ttl_ms":9223372036854775807})")->ttl_ms,
+            INT64_MAX);
+  // What we write, we read.
+  EXPECT_EQ(DecodeGetResponse(EncodeGetResponse(AllByteValues(), "", 42))->ttl_ms, 42);
+  EXPECT_EQ(DecodeGetResponse(EncodeGetResponse(AllByteValues(), "", 42))->value, AllByteValues());
+}
+
+TEST(TtlTest, AnythingButANonNegativeIntegerIsRejected) {
+  for (std::string_view json :
+       {R"({"value":"NjMw","ttl_ms":-1})", R"({"value":"NjMw","ttl_ms":1.5})",
+        R"({"value":"NjMw","ttl_ms":1e3})", R"({"value":"NjMw","ttl_ms":"1500"})",
+        R"({"value":"NjMw","ttl_ms":[1]})", R"({"value":"NjMw","ttl_ms":true})",
+        R"({"value":"NjMw","ttl_ms":9223372036854775808})", R"({"value":"NjMw","ttl_ms":})",
+        R"({"value":"NjMw","ttl_ms":01})"}) {
+    absl::StatusOr<GetResponse> r = DecodeGetResponse(json);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << json;
+  }
+  EXPECT_THAT(Message(DecodeGetResponse(R"({"value":"NjMw","ttl_ms":-1})").status()),
+              HasSubstr(R"(field "ttl_ms" must be a non-negative integer, got negative number)"));
 }
 
 // --- Decoding: Go's reading rules ------------------------------------------------

@@ -59,6 +59,24 @@ TYPED_TEST(StoreTest, MissThenHit) {
   EXPECT_EQ(s.items, 1);
 }
 
+TYPED_TEST(StoreTest, GetWithExpiryTellsWhenTheEntryExpires) {
+  auto store = this->Make(0);
+  EXPECT_FALSE(store->GetWithExpiry("k").has_value());
+  ASSERT_TRUE(store->Set("k", "value", this->In(absl::Seconds(5))));
+  ASSERT_TRUE(store->Set("forever", "v"));
+  std::optional<ExpiringValue> v = store->GetWithExpiry("k");
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->value.view(), "value");
+  EXPECT_EQ(v->expire_at, this->In(absl::Seconds(5)));
+  EXPECT_EQ(store->GetWithExpiry("forever")->expire_at, absl::InfiniteFuture());
+  this->clock_.Advance(absl::Seconds(5));
+  EXPECT_FALSE(store->GetWithExpiry("k").has_value());  // expired: a miss, as Get has it
+  StoreStats s = store->Stats();
+  EXPECT_EQ(s.hits, 2);
+  EXPECT_EQ(s.misses, 2);
+  EXPECT_EQ(s.expirations, 1);
+}
+
 TYPED_TEST(StoreTest, HitSharesTheEntryInsteadOfCopying) {
   auto store = this->Make(0);
   ASSERT_TRUE(store->Set("k", "value"));
