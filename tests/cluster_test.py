@@ -1046,6 +1046,49 @@ class LifecycleTest(OpsTest):
         self.assertFalse(self.healthz(hport), "HTTP still served after exit")
 
 
+class HotCacheTest(OpsTest):
+    """Values fetched from an owner are kept in the asking node's hot cache
+    (-hot-promote frequency: on a key's second fetch), so a key asked for
+    again and again through one node stops crossing the network."""
+
+    def owner_and_asker(self, args):
+        (a, ah), (b, bh), (c, ch) = self.start_http_nodes(3, source="synthetic:32", args=args)
+        key = next(k for k in (f"hot-{n}" for n in range(1000)) if ring_owner(a.peers, k) == c.addr)
+        return (a, ah), (c, ch), key
+
+    def counter(self, hport, name):
+        return metric_values(self.metrics(hport))[f'lcache_{name}{{group="scores"}}']
+
+    def test_a_key_asked_for_repeatedly_stops_crossing_the_network(self):
+        (a, ah), (c, ch), key = self.owner_and_asker([])
+        for _ in range(10):
+            self.assertEqual(a.get(key), synthetic_value(key, 32))
+        self.assertEqual(self.counter(ch, "server_requests_total"), 2)  # the 2nd fetch is kept
+        self.assertEqual(self.counter(ah, "hot_hits_total"), 8)
+        self.assertEqual(self.counter(ah, "hot_items"), 1)
+        self.assertEqual(self.counter(ah, "hot_capacity_bytes"), 8 << 20)  # -cache-mb 64 / 8
+        self.assertEqual(self.counter(ah, "items"), 0)  # the owner keeps the value, not a
+        self.assertEqual(self.load_counts(self.nodes), {key: [c.addr]})
+
+    def test_without_the_hot_cache_every_get_crosses(self):
+        (a, ah), (c, ch), key = self.owner_and_asker(["-hot-cache-mb", "0"])
+        for _ in range(10):
+            self.assertEqual(a.get(key), synthetic_value(key, 32))
+        self.assertEqual(self.counter(ch, "server_requests_total"), 10)
+        self.assertEqual(self.counter(ah, "hot_capacity_bytes"), 0)
+
+    def test_bad_hot_cache_flags_are_refused(self):
+        for args, message in (
+                (["-hot-cache-mb", "-2"], "-hot-cache-mb must be >= 0"),
+                (["-hot-promote", "sometimes"],
+                 "-hot-promote must be frequency or random, got sometimes")):
+            proc = subprocess.run([str(BIN_DIR / "lcache-node"), "-addr",
+                                   f"127.0.0.1:{free_port()}"] + args,
+                                  capture_output=True, text=True, timeout=10)
+            self.assertEqual(proc.returncode, 2, f"{args}: {proc.stderr + proc.stdout}")
+            self.assertIn(message, proc.stderr + proc.stdout, args)
+
+
 def run_main(doc, name, add_arguments=None, configure=None):
     """The main of every integration suite here: --bin DIR (where
     lcache-node is), the suite's own arguments, then unittest's; every node

@@ -13,7 +13,9 @@ Debian's python3-h2, as a Go client and a Go server would:
 - a Go-style server (it picks its codec by the content-type subtype and
   fails a request without +json, as Go's gRPC does) gets the C++ node's
   forwarded requests with the subtype it needs: the interop direction gRPC
-  C++ 1.51 cannot serve.
+  C++ 1.51 cannot serve;
+- the owner's remaining TTL (ttl_ms) beside the value, which a Go-style
+  decoder skips.
 
 Run: /usr/bin/python3 tests/h2_wire_test.py --bin build/bin [unittest args]
 """
@@ -163,6 +165,42 @@ class LeanServerWireTest(ct.ClusterTest):
         self.client.close()
         self.assertEqual(self.node.proc.wait(10), 0)
 
+
+def go_decode_response(message):
+    """What Go's json.Unmarshal makes of a reply for the Go program's
+    struct { Value []byte `json:"value"`; Err string `json:"err"` }: unknown
+    fields are skipped, value is base64, a missing field is empty."""
+    doc = json.loads(message)
+    assert isinstance(doc, dict), doc
+    return base64.b64decode(doc.get("value") or "", validate=True), doc.get("err") or ""
+
+
+class ExpiryOnTheWireTest(ct.ClusterTest):
+    """The owner's remaining TTL rides beside the value as ttl_ms; a Go
+    client, which ignores unknown fields, still reads the value."""
+
+    def test_ttl_ms_beside_the_value_and_go_still_decodes_it(self):
+        (node,) = self.start_cluster(1, source="demo", args=["-expire-ms", "60000"])
+        client = H2Client(node.port)
+        self.addCleanup(client.close)
+        request = framed(b'{"group":"scores","key":"Tom"}')
+        for when in ("load", "hit"):
+            reply = client.call(GET, request)
+            self.assertEqual(reply["trailers"], {"grpc-status": "0"}, when)
+            message = unframed(reply["data"])
+            doc = json.loads(message)
+            self.assertEqual(sorted(doc), ["ttl_ms", "value"], message)
+            self.assertIsInstance(doc["ttl_ms"], int)
+            self.assertTrue(50000 < doc["ttl_ms"] <= 60000, message)
+            self.assertEqual(go_decode_response(message), (b"630", ""), message)
+            self.assertRegex(message, rb'^\{"value":"NjMw","ttl_ms":[0-9]+\}$')
+
+    def test_no_expiry_means_the_go_programs_exact_bytes(self):
+        (node,) = self.start_cluster(1, source="demo")
+        client = H2Client(node.port)
+        self.addCleanup(client.close)
+        reply = client.call(GET, framed(b'{"group":"scores","key":"Tom"}'))
+        self.assertEqual(unframed(reply["data"]), b'{"value":"NjMw"}')
 
 class FakeGoServer:
     """An HTTP/2 gRPC server that behaves like Go's with the JSON codec
