@@ -9,6 +9,8 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "lcache/group.h"
@@ -239,6 +241,31 @@ TEST_F(HotCacheTest, TheHotCacheStaysWithinItsBytes) {
   EXPECT_EQ(s.hot_keeps, 400);
   EXPECT_LE(s.hot_store.bytes, 4096);
   EXPECT_GT(s.hot_store.evictions, 0);
+}
+
+// Many threads fetching, promoting, hitting and evicting hot copies at once
+// (run under TSan): every answer is the owner's value, and the budget holds.
+TEST_F(HotCacheTest, ConcurrentGetsSeeOnlyTheOwnersValues) {
+  Start({.hot_cache_bytes = 2048});
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) {
+        const std::string key = "key-" + std::to_string((i * (t + 1)) % 97);
+        absl::StatusOr<ByteView> v = group_->Get(key);
+        if (!v.ok() || v->view() != "value-of-" + key) ++wrong;
+        if (i % 101 == 0) group_->Remove(key);
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(wrong, 0);
+  const GroupStats s = group_->Stats();
+  EXPECT_LE(s.hot_store.bytes, 2048);
+  EXPECT_GT(s.hot_hits, 0);
+  EXPECT_EQ(s.gets, 8000);
+  EXPECT_EQ(s.cache_hits + s.loads, 8000);
 }
 
 TEST(HotCacheOptionsTest, RejectsANegativeBudgetOtherThanTheDefault) {

@@ -1,0 +1,154 @@
+#!/usr/bin/python3
+"""The hot cache's effect: the share of client requests that cross the network.
+
+Three lcache-nodes on one ring, lcache-bench sending Zipf-distributed keys to
+all three (each request to a random node). A request for a key another node
+owns crosses the network (a peer call) unless the asked node answers it from
+its hot cache. For each configuration (no hot cache; groupcache's random 1 in
+10; ours, promotion by frequency) the script starts a fresh cluster, warms it
+up with one bench run, then measures a second: the peer calls the nodes made
+(lcache_peer_loads_total + lcache_peer_errors_total from /metrics, before and
+after) divided by the calls the bench completed, beside QPS and latency.
+RUNS runs per configuration, interleaved; medians and min-max printed.
+
+  bench/net_hot_cache.py                      # 3 runs, 1M keys, Zipf 0.99, 10 s
+  RUNS=1 DURATION=5 bench/net_hot_cache.py
+
+Environment: RUNS (3), DURATION (10), WARMUP (10), KEYS (1000000), ZIPF (0.99),
+CONC (32), VALUE_BYTES (100), CACHE_MB (64: the hot cache gets 8).
+Needs build/bin/lcache-node and build/bin/lcache-bench (release preset).
+"""
+
+import json
+import os
+import pathlib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = ROOT / "build" / "bin"
+RUNS = int(os.environ.get("RUNS", 3))
+DURATION = float(os.environ.get("DURATION", 10))
+WARMUP = float(os.environ.get("WARMUP", 10))
+KEYS = int(os.environ.get("KEYS", 1_000_000))
+ZIPF = float(os.environ.get("ZIPF", 0.99))
+CONC = int(os.environ.get("CONC", 32))
+VALUE_BYTES = int(os.environ.get("VALUE_BYTES", 100))
+CACHE_MB = int(os.environ.get("CACHE_MB", 64))
+
+CONFIGS = {
+    "no hot cache": ["-hot-cache-mb", "0"],
+    "random 1 in 10 (groupcache)": ["-hot-promote", "random"],
+    "frequency (default)": ["-hot-promote", "frequency"],
+}
+_no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metric(hport, name):
+    text = _no_proxy.open(f"http://127.0.0.1:{hport}/metrics", timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(f'{name}{{group="scores"}} '):
+            return float(line.split()[-1])
+    raise KeyError(name)
+
+
+def peer_calls(hports):
+    return sum(metric(h, "lcache_peer_loads_total") + metric(h, "lcache_peer_errors_total")
+               for h in hports)
+
+
+def start_cluster(logdir, extra):
+    ports = [free_port() for _ in range(3)]
+    hports = [free_port() for _ in range(3)]
+    peers = ",".join(f"127.0.0.1:{p}" for p in ports)
+    procs = []
+    for port, hport in zip(ports, hports):
+        log = open(pathlib.Path(logdir) / f"node-{port}.log", "wb")
+        procs.append(subprocess.Popen(
+            [str(BIN / "lcache-node"), "-addr", f"127.0.0.1:{port}", "-peers", peers,
+             "-http", f"127.0.0.1:{hport}", "-source", f"synthetic:{VALUE_BYTES}",
+             "-cache-mb", str(CACHE_MB), *extra],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+    deadline = time.monotonic() + 10
+    for hport in hports:
+        while True:
+            try:
+                if _no_proxy.open(f"http://127.0.0.1:{hport}/readyz", timeout=1).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit(f"node with -http {hport} not ready; logs in {logdir}")
+            time.sleep(0.05)
+    return peers, hports, procs
+
+
+def bench(targets, seconds, seed):
+    r = subprocess.run([str(BIN / "lcache-bench"), "-json", "-targets", targets,
+                        "-concurrency", str(CONC), "-duration-s", str(seconds), "-warmup-s", "0",
+                        "-keys", str(KEYS), "-dist", "zipf", "-zipf-s", str(ZIPF),
+                        "-seed", str(seed)],
+                       capture_output=True, text=True, timeout=seconds + 60)
+    if r.returncode != 0:
+        sys.exit(f"lcache-bench failed: {r.stderr}")
+    return json.loads(r.stdout)
+
+
+def one_run(config, run, logdir):
+    peers, hports, procs = start_cluster(logdir, CONFIGS[config])
+    try:
+        bench(peers, WARMUP, seed=1000 + run)
+        before = peer_calls(hports)
+        out = bench(peers, DURATION, seed=2000 + run)
+        crossed = peer_calls(hports) - before
+        calls = out["ok"] + out["errors"]
+        hot_items = sum(metric(h, "lcache_hot_items") for h in hports)
+        return {"crossed": crossed / calls, "qps": out["qps"], "p50": out["latency_us"]["p50"],
+                "p99": out["latency_us"]["p99"], "errors": out["errors"], "hot_items": hot_items}
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+
+
+def main():
+    for tool in ("lcache-node", "lcache-bench"):
+        if not (BIN / tool).is_file():
+            sys.exit(f"missing {BIN / tool} (cmake --preset release && cmake --build --preset release)")
+    logdir = tempfile.mkdtemp(prefix="lcache-hot-cache.")
+    print(f"3 nodes, -cache-mb {CACHE_MB}, {VALUE_BYTES} B values; lcache-bench over all three, "
+          f"{CONC} in flight, Zipf {ZIPF} over {KEYS} keys; warm-up {WARMUP:g} s, measured "
+          f"{DURATION:g} s; {RUNS} runs per configuration, interleaved; logs in {logdir}")
+    results = {c: [] for c in CONFIGS}
+    for run in range(RUNS):
+        for config in CONFIGS:
+            r = one_run(config, run, logdir)
+            results[config].append(r)
+            print(f"  run {run + 1} {config}: crossed {r['crossed']:.1%}, {r['qps']:.0f} calls/s, "
+                  f"p50 {r['p50']:.0f} us, p99 {r['p99']:.0f} us, hot entries {r['hot_items']:.0f}, "
+                  f"errors {r['errors']}", flush=True)
+    print("\n| configuration | requests that crossed the network | calls/s | p50 µs | p99 µs |")
+    print("|---|---|---|---|---|")
+    for config, rs in results.items():
+        def fig(key, fmt):
+            vals = [r[key] for r in rs]
+            return f"{fmt(statistics.median(vals))} ({fmt(min(vals))}–{fmt(max(vals))})"
+        print(f"| {config} | {fig('crossed', lambda v: f'{v:.1%}')} | "
+              f"{fig('qps', lambda v: f'{v / 1000:.1f}k')} | {fig('p50', lambda v: f'{v:.0f}')} | "
+              f"{fig('p99', lambda v: f'{v:.0f}')} |")
+
+
+if __name__ == "__main__":
+    main()
