@@ -466,9 +466,13 @@ void H2Client::Connection::Submit(PendingCall* call, absl::Time now) {
     if (!reading_) MaybeRecycle();
     return;
   }
-  // grpc-timeout: at most 8 digits; our timeouts fit in milliseconds.
-  const int64_t left_ms =
-      std::clamp<int64_t>(absl::ToInt64Milliseconds(call->deadline - now), 1, 99'999'999);
+  // grpc-timeout: at most 8 digits; our timeouts fit in milliseconds. Rounded
+  // up, so that the server's deadline is not before ours: a server that
+  // enforces it (gRPC C++ does) would otherwise fail the call with
+  // DEADLINE_EXCEEDED up to a millisecond before its deadline.
+  const int64_t left_ms = std::clamp<int64_t>(
+      absl::ToInt64Milliseconds(absl::Ceil(call->deadline - now, absl::Milliseconds(1))), 1,
+      99'999'999);
   char timeout[16];
   char* end = std::to_chars(timeout, timeout + sizeof timeout - 1, left_ms).ptr;
   *end++ = 'm';
