@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <unordered_set>
 
@@ -68,6 +70,97 @@ absl::StatusCode FromHttpStatus(int http) {
 }
 
 }  // namespace
+
+// nghttp2's allocations (a stream, its queued frames, header buffers: about
+// four per call) come in batches as large as the calls in flight, which is
+// more than glibc's per-thread cache keeps per size, so most went to its
+// slower paths. This keeps freed blocks of up to 1 KiB in free lists by
+// 64-byte class, up to a bound per class, for the sessions of one client,
+// all on its loop thread.
+class SessionMemory {
+ public:
+  SessionMemory()
+      : mem_{this, &SessionMemory::Malloc, &SessionMemory::Free, &SessionMemory::Calloc,
+             &SessionMemory::Realloc} {}
+  ~SessionMemory() {
+    for (std::vector<void*>& list : free_) {
+      for (void* block : list) std::free(block);
+    }
+  }
+  SessionMemory(const SessionMemory&) = delete;
+  SessionMemory& operator=(const SessionMemory&) = delete;
+
+  nghttp2_mem* mem() { return &mem_; }
+
+ private:
+  static constexpr size_t kClassBytes = 64;
+  static constexpr size_t kClasses = 16;  // blocks up to 1 KiB
+  static constexpr size_t kMaxFreePerClass = 512;
+  static constexpr uint32_t kLarge = kClasses;  // class of a block malloc'ed as is
+  // Before each block: its class, and for a large block its size. 16 bytes,
+  // so that the block keeps malloc's alignment.
+  struct alignas(16) Header {
+    uint32_t size_class;
+    uint64_t size;
+  };
+
+  void* Allocate(size_t size) {
+    const size_t c = size == 0 ? 0 : (size - 1) / kClassBytes;
+    Header* h;
+    if (c >= kClasses) {
+      h = static_cast<Header*>(std::malloc(sizeof(Header) + size));
+      if (h == nullptr) return nullptr;
+      h->size_class = kLarge;
+      h->size = size;
+    } else if (!free_[c].empty()) {
+      h = static_cast<Header*>(free_[c].back());
+      free_[c].pop_back();
+    } else {
+      h = static_cast<Header*>(std::malloc(sizeof(Header) + (c + 1) * kClassBytes));
+      if (h == nullptr) return nullptr;
+      h->size_class = static_cast<uint32_t>(c);
+    }
+    return h + 1;
+  }
+  void Release(void* p) {
+    if (p == nullptr) return;
+    Header* h = static_cast<Header*>(p) - 1;
+    if (h->size_class == kLarge || free_[h->size_class].size() >= kMaxFreePerClass) {
+      std::free(h);
+      return;
+    }
+    free_[h->size_class].push_back(h);
+  }
+  static size_t Capacity(void* p) {
+    const Header* h = static_cast<Header*>(p) - 1;
+    return h->size_class == kLarge ? h->size : (h->size_class + 1) * kClassBytes;
+  }
+
+  static void* Malloc(size_t size, void* self) {
+    return static_cast<SessionMemory*>(self)->Allocate(size);
+  }
+  static void Free(void* p, void* self) { static_cast<SessionMemory*>(self)->Release(p); }
+  static void* Calloc(size_t n, size_t size, void* self) {
+    if (size != 0 && n > SIZE_MAX / size) return nullptr;
+    void* p = static_cast<SessionMemory*>(self)->Allocate(n * size);
+    if (p != nullptr) std::memset(p, 0, n * size);
+    return p;
+  }
+  static void* Realloc(void* p, size_t size, void* self) {
+    auto* m = static_cast<SessionMemory*>(self);
+    if (p == nullptr) return m->Allocate(size);
+    const size_t capacity = Capacity(p);
+    if (size <= capacity && (size > capacity / 2 || capacity <= kClassBytes)) return p;
+    void* q = m->Allocate(size);
+    if (q == nullptr) return nullptr;
+    std::memcpy(q, p, std::min(size, capacity));
+    m->Release(p);
+    return q;
+  }
+
+  nghttp2_mem mem_;
+  std::vector<void*> free_[kClasses];  // loop thread only
+};
 
 // Links of an intrusive, circular list: a call leaves whichever list holds
 // it in O(1), without knowing which.
@@ -180,6 +273,16 @@ class H2Client::Connection {
   void Submit(PendingCall* call, absl::Time now);
   // Arms the timer for `deadline` if it is armed for later (or not at all).
   void ArmFor(absl::Time deadline, absl::Time now);
+  // The call on `stream_id`, or null. The last one found is remembered: a
+  // response's frames come one after the other.
+  PendingCall* CallOf(nghttp2_session* session, int32_t stream_id) {
+    if (stream_id != found_stream_id_) {
+      found_stream_id_ = stream_id;
+      found_call_ =
+          static_cast<PendingCall*>(nghttp2_session_get_stream_user_data(session, stream_id));
+    }
+    return found_call_;
+  }
   // The stream is gone from the wire (closed, reset, or the session ended).
   void StreamEnded(PendingCall* call) {
     if (call->stream_id > 0) --streams_;
@@ -226,6 +329,8 @@ class H2Client::Connection {
   event* timer_ = nullptr;
   absl::Time armed_for_ = absl::InfiniteFuture();
   std::vector<nghttp2_nv> headers_;  // Submit's, kept for its capacity
+  int32_t found_stream_id_ = -1;     // CallOf's last answer; -1: none
+  PendingCall* found_call_ = nullptr;
 
   friend class H2Client;
   friend class H2Client::Impl;
@@ -240,6 +345,9 @@ class H2Client::Impl {
 
   EventLoop loop;
   nghttp2_session_callbacks* callbacks = nullptr;
+  // Outlives every session: they are deleted on the loop thread before it
+  // stops (Close, from ~H2Client at the latest).
+  SessionMemory session_memory;
   std::unordered_set<std::shared_ptr<Connection>> connections;  // loop thread only
 
   // Frees `e` once the callback running now has returned (it may be e's).
@@ -442,7 +550,8 @@ void H2Client::Connection::OnConnected() {
   }
   backoff_ = kFirstBackoff;
   retry_at_ = absl::InfinitePast();
-  nghttp2_session_client_new(&session_, client_->callbacks, this);
+  nghttp2_session_client_new3(&session_, client_->callbacks, this, nullptr,
+                              client_->session_memory.mem());
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
@@ -470,9 +579,11 @@ void H2Client::Connection::Submit(PendingCall* call, absl::Time now) {
   // up, so that the server's deadline is not before ours: a server that
   // enforces it (gRPC C++ does) would otherwise fail the call with
   // DEADLINE_EXCEEDED up to a millisecond before its deadline.
-  const int64_t left_ms = std::clamp<int64_t>(
-      absl::ToInt64Milliseconds(absl::Ceil(call->deadline - now, absl::Milliseconds(1))), 1,
-      99'999'999);
+  const absl::Duration left = call->deadline - now;
+  const int64_t left_ms =
+      left >= absl::Milliseconds(99'999'999)
+          ? 99'999'999
+          : std::max<int64_t>(1, (absl::ToInt64Nanoseconds(left) + 999'999) / 1'000'000);
   char timeout[16];
   char* end = std::to_chars(timeout, timeout + sizeof timeout - 1, left_ms).ptr;
   *end++ = 'm';
@@ -501,6 +612,7 @@ void H2Client::Connection::Submit(PendingCall* call, absl::Time now) {
   }
   call->stream_id = id;
   ++streams_;
+  if (id == found_stream_id_) found_stream_id_ = -1;
 }
 
 ssize_t H2Client::Connection::ReadRequest(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
@@ -517,6 +629,7 @@ void H2Client::Connection::Finish(PendingCall* call, absl::Status status,
                                   std::string_view message) {
   if (!call->linked()) return;  // finished already
   CallList::Remove(call);
+  if (call == found_call_) found_stream_id_ = -1;
   if (!waiting_.empty()) std::erase(waiting_, call);
   if (call->stream_id > 0 && session_ != nullptr) {
     // Still open on the wire (a deadline): reset it, and forget the call.
@@ -556,6 +669,7 @@ void H2Client::Connection::Close(const absl::Status& status) {
 }
 
 void H2Client::Connection::Disconnect() {
+  found_stream_id_ = -1;  // stream ids start again with the next session
   client_->Bury(read_event_);
   client_->Bury(write_event_);
   read_event_ = write_event_ = nullptr;
@@ -630,9 +744,9 @@ bool H2Client::Connection::Flush() {
 
 int H2Client::Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
                                    const uint8_t* name_bytes, size_t namelen,
-                                   const uint8_t* value_bytes, size_t valuelen, uint8_t, void*) {
-  auto* call =
-      static_cast<PendingCall*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+                                   const uint8_t* value_bytes, size_t valuelen, uint8_t,
+                                   void* self) {
+  PendingCall* call = static_cast<Connection*>(self)->CallOf(session, frame->hd.stream_id);
   if (call == nullptr) return 0;
   const std::string_view name(reinterpret_cast<const char*>(name_bytes), namelen);
   const std::string_view value(reinterpret_cast<const char*>(value_bytes), valuelen);
@@ -649,7 +763,7 @@ int H2Client::Connection::OnHeader(nghttp2_session* session, const nghttp2_frame
 
 int H2Client::Connection::OnDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id,
                                       const uint8_t* data, size_t len, void* self) {
-  auto* call = static_cast<PendingCall*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  PendingCall* call = static_cast<Connection*>(self)->CallOf(session, stream_id);
   if (call == nullptr) return 0;
   if (call->body.size() + len > kMaxResponseBytes) {
     static_cast<Connection*>(self)->Finish(
@@ -664,7 +778,7 @@ int H2Client::Connection::OnDataChunk(nghttp2_session* session, uint8_t, int32_t
 int H2Client::Connection::OnStreamClose(nghttp2_session* session, int32_t stream_id,
                                         uint32_t error_code, void* self) {
   auto* c = static_cast<Connection*>(self);
-  auto* call = static_cast<PendingCall*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  PendingCall* call = c->CallOf(session, stream_id);
   if (call != nullptr) {
     c->StreamEnded(call);  // closed: nothing to reset
     if (call->grpc_status.empty()) {
