@@ -7,7 +7,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <unordered_set>
 
@@ -30,6 +34,12 @@ constexpr size_t kMaxResponseBytes = 256 << 20;
 constexpr int32_t kLastStreamId = (1 << 30);
 constexpr absl::Duration kFirstBackoff = absl::Milliseconds(100);
 constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
+// Call records kept for reuse: about the most calls a client has in flight;
+// beyond that, finished ones are freed.
+constexpr size_t kMaxFreeCalls = 1024;
+// A recycled call keeps its buffers up to this size, so that one large
+// response is not held for the client's lifetime.
+constexpr size_t kMaxKeptBufferBytes = 64 << 10;
 
 nghttp2_nv Header(std::string_view name, std::string_view value) {
   // Names and values live in the Call, which outlives the submit.
@@ -61,7 +71,109 @@ absl::StatusCode FromHttpStatus(int http) {
 
 }  // namespace
 
-struct PendingCall {
+// nghttp2's allocations (a stream, its queued frames, header buffers: about
+// four per call) come in batches as large as the calls in flight, which is
+// more than glibc's per-thread cache keeps per size, so most went to its
+// slower paths. This keeps freed blocks of up to 1 KiB in free lists by
+// 64-byte class, up to a bound per class, for the sessions of one client,
+// all on its loop thread.
+class SessionMemory {
+ public:
+  SessionMemory()
+      : mem_{this, &SessionMemory::Malloc, &SessionMemory::Free, &SessionMemory::Calloc,
+             &SessionMemory::Realloc} {}
+  ~SessionMemory() {
+    for (std::vector<void*>& list : free_) {
+      for (void* block : list) std::free(block);
+    }
+  }
+  SessionMemory(const SessionMemory&) = delete;
+  SessionMemory& operator=(const SessionMemory&) = delete;
+
+  nghttp2_mem* mem() { return &mem_; }
+
+ private:
+  static constexpr size_t kClassBytes = 64;
+  static constexpr size_t kClasses = 16;  // blocks up to 1 KiB
+  static constexpr size_t kMaxFreePerClass = 512;
+  static constexpr uint32_t kLarge = kClasses;  // class of a block malloc'ed as is
+  // Before each block: its class, and for a large block its size. 16 bytes,
+  // so that the block keeps malloc's alignment.
+  struct alignas(16) Header {
+    uint32_t size_class;
+    uint64_t size;
+  };
+
+  void* Allocate(size_t size) {
+    const size_t c = size == 0 ? 0 : (size - 1) / kClassBytes;
+    Header* h;
+    if (c >= kClasses) {
+      h = static_cast<Header*>(std::malloc(sizeof(Header) + size));
+      if (h == nullptr) return nullptr;
+      h->size_class = kLarge;
+      h->size = size;
+    } else if (!free_[c].empty()) {
+      h = static_cast<Header*>(free_[c].back());
+      free_[c].pop_back();
+    } else {
+      h = static_cast<Header*>(std::malloc(sizeof(Header) + (c + 1) * kClassBytes));
+      if (h == nullptr) return nullptr;
+      h->size_class = static_cast<uint32_t>(c);
+    }
+    return h + 1;
+  }
+  void Release(void* p) {
+    if (p == nullptr) return;
+    Header* h = static_cast<Header*>(p) - 1;
+    if (h->size_class == kLarge || free_[h->size_class].size() >= kMaxFreePerClass) {
+      std::free(h);
+      return;
+    }
+    free_[h->size_class].push_back(h);
+  }
+  static size_t Capacity(void* p) {
+    const Header* h = static_cast<Header*>(p) - 1;
+    return h->size_class == kLarge ? h->size : (h->size_class + 1) * kClassBytes;
+  }
+
+  static void* Malloc(size_t size, void* self) {
+    return static_cast<SessionMemory*>(self)->Allocate(size);
+  }
+  static void Free(void* p, void* self) { static_cast<SessionMemory*>(self)->Release(p); }
+  static void* Calloc(size_t n, size_t size, void* self) {
+    if (size != 0 && n > SIZE_MAX / size) return nullptr;
+    void* p = static_cast<SessionMemory*>(self)->Allocate(n * size);
+    if (p != nullptr) std::memset(p, 0, n * size);
+    return p;
+  }
+  static void* Realloc(void* p, size_t size, void* self) {
+    auto* m = static_cast<SessionMemory*>(self);
+    if (p == nullptr) return m->Allocate(size);
+    const size_t capacity = Capacity(p);
+    if (size <= capacity && (size > capacity / 2 || capacity <= kClassBytes)) return p;
+    void* q = m->Allocate(size);
+    if (q == nullptr) return nullptr;
+    std::memcpy(q, p, std::min(size, capacity));
+    m->Release(p);
+    return q;
+  }
+
+  nghttp2_mem mem_;
+  std::vector<void*> free_[kClasses];  // loop thread only
+};
+
+// Links of an intrusive, circular list: a call leaves whichever list holds
+// it in O(1), without knowing which.
+struct CallLink {
+  CallLink* prev = nullptr;
+  CallLink* next = nullptr;
+};
+
+// One call, from Call() until its `done` has run; then recycled (Impl::Release),
+// keeping its strings' capacity for the next call.
+struct PendingCall : CallLink {
+  bool linked() const { return next != nullptr; }  // unfinished
+
   H2Client::Connection* connection = nullptr;
   std::string path;
   std::string content_type;
@@ -70,9 +182,9 @@ struct PendingCall {
   absl::Time deadline;
   std::string request;  // prefixed
   size_t sent = 0;
-  H2Client::Done done;
-  event* timer = nullptr;
-  int32_t stream_id = 0;  // 0: not submitted
+  H2Client::Done done;  // one of the two is set
+  H2Client::DoneView done_view;
+  int32_t stream_id = 0;  // > 0: open on the wire
 
   int http_status = 0;
   std::string grpc_status;
@@ -80,17 +192,69 @@ struct PendingCall {
   std::string body;
 };
 
+// Calls ordered by deadline, earliest first (equal deadlines in the order
+// they came).
+class CallList {
+ public:
+  CallList() { head_.prev = head_.next = &head_; }
+  CallList(const CallList&) = delete;
+  CallList& operator=(const CallList&) = delete;
+
+  bool empty() const { return head_.next == &head_; }
+  PendingCall* front() const { return static_cast<PendingCall*>(head_.next); }
+
+  // After every call whose deadline is not later: O(1) when deadlines come
+  // in order, as they do on a connection whose calls share one timeout.
+  void Insert(PendingCall* call) {
+    CallLink* after = head_.prev;
+    while (after != &head_ && static_cast<PendingCall*>(after)->deadline > call->deadline) {
+      after = after->prev;
+    }
+    call->prev = after;
+    call->next = after->next;
+    after->next->prev = call;
+    after->next = call;
+  }
+  static void Remove(PendingCall* call) {
+    call->prev->next = call->next;
+    call->next->prev = call->prev;
+    call->prev = call->next = nullptr;
+  }
+  // Moves the calls from the front while `take` holds to the (empty) `to`.
+  template <typename Take>
+  void MoveFrontTo(CallList* to, Take take) {
+    CallLink* last = &head_;
+    while (last->next != &head_ && take(static_cast<PendingCall*>(last->next))) last = last->next;
+    if (last == &head_) return;
+    CallLink* first = head_.next;
+    head_.next = last->next;
+    last->next->prev = &head_;
+    first->prev = &to->head_;
+    last->next = &to->head_;
+    to->head_.next = first;
+    to->head_.prev = last;
+  }
+
+ private:
+  CallLink head_;
+};
+
 class H2Client::Connection {
  public:
   Connection(Impl* client, std::string address) : client_(client), address_(std::move(address)) {}
   ~Connection() { Disconnect(); }
 
-  // Loop thread only, from here on.
-  void Start(PendingCall* call);
+  // Loop thread only, from here on. `now`: about now, for the call's
+  // grpc-timeout (saves reading the clock again).
+  void Start(PendingCall* call, absl::Time now);
   // Fails every call with `status` and closes the socket.
   void Fail(const absl::Status& status);
-  void Finish(PendingCall* call, absl::Status status, std::string message = "");
-  void Closed() { closed_ = true; }
+  // Runs the call's `done` (once: a finished call is ignored) and recycles
+  // the call. `message` may point into the call's body.
+  void Finish(PendingCall* call, absl::Status status, std::string_view message = {});
+  // For good: fails every call with `status`, and the calls made on it from
+  // now on with CANCELLED.
+  void Close(const absl::Status& status);
   // Writes what is pending (outside nghttp2's callbacks); fails every call if
   // the connection broke.
   void FlushOrFail() {
@@ -106,7 +270,24 @@ class H2Client::Connection {
 
   void Connect();
   void OnConnected();
-  void Submit(PendingCall* call);
+  void Submit(PendingCall* call, absl::Time now);
+  // Arms the timer for `deadline` if it is armed for later (or not at all).
+  void ArmFor(absl::Time deadline, absl::Time now);
+  // The call on `stream_id`, or null. The last one found is remembered: a
+  // response's frames come one after the other.
+  PendingCall* CallOf(nghttp2_session* session, int32_t stream_id) {
+    if (stream_id != found_stream_id_) {
+      found_stream_id_ = stream_id;
+      found_call_ =
+          static_cast<PendingCall*>(nghttp2_session_get_stream_user_data(session, stream_id));
+    }
+    return found_call_;
+  }
+  // The stream is gone from the wire (closed, reset, or the session ended).
+  void StreamEnded(PendingCall* call) {
+    if (call->stream_id > 0) --streams_;
+    call->stream_id = 0;
+  }
   bool Read();
   // Writes what nghttp2 has; false if the connection broke.
   bool Flush();
@@ -115,6 +296,7 @@ class H2Client::Connection {
   void MaybeRecycle();
 
   static void OnSocket(evutil_socket_t, short what, void* self);
+  static void OnDeadline(evutil_socket_t, short, void* self);
   static int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void*);
   static int OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
@@ -138,8 +320,17 @@ class H2Client::Connection {
   absl::Time retry_at_ = absl::InfinitePast();
   absl::Duration backoff_ = kFirstBackoff;
   std::string last_error_;
-  std::unordered_set<PendingCall*> calls_;  // every unfinished call
-  std::vector<PendingCall*> waiting_;       // not submitted yet (connecting, recycling)
+  CallList calls_;                     // every unfinished call, by deadline
+  size_t streams_ = 0;                 // calls open on the wire
+  std::vector<PendingCall*> waiting_;  // not submitted yet (connecting, recycling)
+  // One timer for the earliest deadline. It may stay armed for a call that
+  // has finished: it then finds the next deadline in the future and re-arms
+  // for it, which costs one wake-up per timeout rather than a timer per call.
+  event* timer_ = nullptr;
+  absl::Time armed_for_ = absl::InfiniteFuture();
+  std::vector<nghttp2_nv> headers_;  // Submit's, kept for its capacity
+  int32_t found_stream_id_ = -1;     // CallOf's last answer; -1: none
+  PendingCall* found_call_ = nullptr;
 
   friend class H2Client;
   friend class H2Client::Impl;
@@ -149,10 +340,14 @@ class H2Client::Impl {
  public:
   ~Impl() {
     for (event* e : graveyard) event_free(e);
+    for (PendingCall* call : free_calls) delete call;
   }
 
   EventLoop loop;
   nghttp2_session_callbacks* callbacks = nullptr;
+  // Outlives every session: they are deleted on the loop thread before it
+  // stops (Close, from ~H2Client at the latest).
+  SessionMemory session_memory;
   std::unordered_set<std::shared_ptr<Connection>> connections;  // loop thread only
 
   // Frees `e` once the callback running now has returned (it may be e's).
@@ -172,39 +367,72 @@ class H2Client::Impl {
   }
   std::vector<event*> graveyard;  // loop thread only
 
-  static void OnTimer(evutil_socket_t, short, void* self) {
-    auto* call = static_cast<PendingCall*>(self);
-    // libevent measures timeouts from the time it cached at the top of the
-    // loop, so a timer may fire a little early: never fail a call before
-    // its deadline.
-    if (const absl::Duration left = call->deadline - absl::Now(); left > absl::ZeroDuration()) {
-      const timeval tv = absl::ToTimeval(left + absl::Microseconds(1));
-      evtimer_add(call->timer, &tv);
+  // A call record, recycled if one is free. Loop thread only.
+  PendingCall* Acquire() {
+    if (free_calls.empty()) return new PendingCall();
+    PendingCall* call = free_calls.back();
+    free_calls.pop_back();
+    return call;
+  }
+  // Takes back a finished call. Loop thread only. The strings keep their
+  // capacity (path, content type and metadata are overwritten by the next
+  // call; the buffers are cleared), unless one large response would be kept.
+  void Release(PendingCall* call) {
+    if (free_calls.size() >= kMaxFreeCalls) {
+      delete call;
       return;
     }
-    Connection* c = call->connection;
-    c->Finish(call, absl::DeadlineExceededError(absl::StrCat("lcache: deadline exceeded calling ",
-                                                             call->path, " on ", c->address())));
-    c->FlushOrFail();  // the stream's reset goes out now
+    call->done = nullptr;  // its captures go now, not when the record is reused
+    call->done_view = nullptr;
+    for (std::string* s : {&call->request, &call->body, &call->grpc_message}) {
+      if (s->capacity() > kMaxKeptBufferBytes) {
+        std::string().swap(*s);
+      } else {
+        s->clear();
+      }
+    }
+    call->grpc_status.clear();
+    free_calls.push_back(call);
+  }
+  std::vector<PendingCall*> free_calls;  // loop thread only
+
+  PendingCall* NewCall(const CallOptions& options, std::string_view message, absl::Time now) {
+    PendingCall* call = loop.InLoop() ? Acquire() : new PendingCall();
+    call->path = options.path;
+    call->content_type = options.content_type;
+    call->metadata = options.metadata;
+    call->deadline = now + options.timeout;
+    call->request.reserve(kGrpcPrefixBytes + message.size());
+    AppendGrpcMessage(message, &call->request);
+    call->sent = 0;
+    call->http_status = 0;
+    return call;
+  }
+  void Start(const std::shared_ptr<Connection>& connection, PendingCall* call, absl::Time now) {
+    call->connection = connection.get();
+    if (loop.InLoop()) {
+      connection->Start(call, now);
+    } else {
+      // The lambda keeps the connection alive until the call has started.
+      loop.Post([connection, call] { connection->Start(call, absl::Now()); });
+    }
   }
 };
 
 // --- Connection -------------------------------------------------------------
 
-void H2Client::Connection::Start(PendingCall* call) {
-  calls_.insert(call);
+void H2Client::Connection::Start(PendingCall* call, absl::Time now) {
+  calls_.Insert(call);
   if (closed_) {
     Finish(call, absl::CancelledError("lcache: connection closed"));
     return;
   }
-  call->timer = evtimer_new(client_->loop.base(), &Impl::OnTimer, call);
-  const absl::Duration left = std::max(call->deadline - absl::Now(), absl::ZeroDuration());
-  const timeval tv = absl::ToTimeval(left);
-  evtimer_add(call->timer, &tv);
+  if (timer_ == nullptr) timer_ = evtimer_new(client_->loop.base(), &OnDeadline, this);
+  ArmFor(call->deadline, now);
   switch (state_) {
     case State::kReady:
       if (!recycle_) {
-        Submit(call);
+        Submit(call, now);
         if (!reading_ && !Flush()) {
           Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", address_, " lost")));
         }
@@ -216,20 +444,49 @@ void H2Client::Connection::Start(PendingCall* call) {
       waiting_.push_back(call);
       return;
     case State::kIdle:
-      if (absl::Now() < retry_at_) {
+      if (now < retry_at_) {
         // A connect failed moments ago: fail at once rather than make every
         // call wait for its own attempt against a peer that is down.
         Finish(
             call,
             absl::UnavailableError(absl::StrCat(
                 "lcache: cannot connect to ", address_, ": ", last_error_, " (next attempt in ",
-                absl::FormatDuration(absl::Trunc(retry_at_ - absl::Now(), absl::Milliseconds(1))),
-                ")")));
+                absl::FormatDuration(absl::Trunc(retry_at_ - now, absl::Milliseconds(1))), ")")));
         return;
       }
       waiting_.push_back(call);
       Connect();
       return;
+  }
+}
+
+void H2Client::Connection::ArmFor(absl::Time deadline, absl::Time now) {
+  if (deadline >= armed_for_ || deadline == absl::InfiniteFuture()) return;
+  armed_for_ = deadline;
+  const absl::Duration left = std::max(deadline - now, absl::ZeroDuration());
+  const timeval tv = absl::ToTimeval(absl::Ceil(left, absl::Microseconds(1)));
+  evtimer_add(timer_, &tv);
+}
+
+void H2Client::Connection::OnDeadline(evutil_socket_t, short, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  c->armed_for_ = absl::InfiniteFuture();
+  // libevent measures timeouts from the time it cached at the top of the
+  // loop, so the timer may fire a little early: a call fails only once the
+  // clock has passed its deadline, and the timer re-arms for the rest.
+  const absl::Time now = absl::Now();
+  // The expired calls move to a list of their own first: calls their `done`
+  // starts join calls_ and wait for their own deadline.
+  CallList expired;
+  c->calls_.MoveFrontTo(&expired, [now](const PendingCall* call) { return call->deadline <= now; });
+  while (!expired.empty()) {
+    PendingCall* call = expired.front();
+    c->Finish(call, absl::DeadlineExceededError(absl::StrCat("lcache: deadline exceeded calling ",
+                                                             call->path, " on ", c->address())));
+  }
+  c->FlushOrFail();  // the streams' resets go out now
+  if (!c->calls_.empty() && c->timer_ != nullptr) {
+    c->ArmFor(c->calls_.front()->deadline, absl::Now());  // the callbacks took time
   }
 }
 
@@ -293,7 +550,8 @@ void H2Client::Connection::OnConnected() {
   }
   backoff_ = kFirstBackoff;
   retry_at_ = absl::InfinitePast();
-  nghttp2_session_client_new(&session_, client_->callbacks, this);
+  nghttp2_session_client_new3(&session_, client_->callbacks, this, nullptr,
+                              client_->session_memory.mem());
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
@@ -304,21 +562,33 @@ void H2Client::Connection::OnConnected() {
   event_add(read_event_, nullptr);
   std::vector<PendingCall*> waiting;
   waiting.swap(waiting_);
-  for (PendingCall* call : waiting) Submit(call);
+  const absl::Time now = absl::Now();
+  for (PendingCall* call : waiting) Submit(call, now);
   if (!Flush())
     Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", address_, " lost")));
 }
 
-void H2Client::Connection::Submit(PendingCall* call) {
+void H2Client::Connection::Submit(PendingCall* call, absl::Time now) {
   if (nghttp2_session_get_next_stream_id(session_) > static_cast<uint32_t>(kLastStreamId)) {
     recycle_ = true;
     waiting_.push_back(call);
     if (!reading_) MaybeRecycle();
     return;
   }
-  const absl::Duration left = std::max(call->deadline - absl::Now(), absl::Milliseconds(1));
-  call->timeout_header = absl::StrCat(absl::ToInt64Milliseconds(left), "m");
-  std::vector<nghttp2_nv> headers = {
+  // grpc-timeout: at most 8 digits; our timeouts fit in milliseconds. Rounded
+  // up, so that the server's deadline is not before ours: a server that
+  // enforces it (gRPC C++ does) would otherwise fail the call with
+  // DEADLINE_EXCEEDED up to a millisecond before its deadline.
+  const absl::Duration left = call->deadline - now;
+  const int64_t left_ms =
+      left >= absl::Milliseconds(99'999'999)
+          ? 99'999'999
+          : std::max<int64_t>(1, (absl::ToInt64Nanoseconds(left) + 999'999) / 1'000'000);
+  char timeout[16];
+  char* end = std::to_chars(timeout, timeout + sizeof timeout - 1, left_ms).ptr;
+  *end++ = 'm';
+  call->timeout_header.assign(timeout, end);
+  headers_ = {
       Header(":method", "POST"),
       Header(":scheme", "http"),
       Header(":path", call->path),
@@ -327,18 +597,22 @@ void H2Client::Connection::Submit(PendingCall* call) {
       Header("te", "trailers"),
       Header("grpc-timeout", call->timeout_header),
   };
-  for (const auto& [name, value] : call->metadata) headers.push_back(Header(name, value));
+  for (const auto& [name, value] : call->metadata) headers_.push_back(Header(name, value));
   nghttp2_data_provider body;
   body.source.ptr = call;
   body.read_callback = &ReadRequest;
+  // nghttp2 copies the array (not the names and values, which the call
+  // keeps until it is done).
   const int32_t id =
-      nghttp2_submit_request(session_, nullptr, headers.data(), headers.size(), &body, call);
+      nghttp2_submit_request(session_, nullptr, headers_.data(), headers_.size(), &body, call);
   if (id < 0) {
     Finish(call, absl::UnavailableError(absl::StrCat("lcache: cannot start a call to ", address_,
                                                      ": ", nghttp2_strerror(id))));
     return;
   }
   call->stream_id = id;
+  ++streams_;
+  if (id == found_stream_id_) found_stream_id_ = -1;
 }
 
 ssize_t H2Client::Connection::ReadRequest(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
@@ -351,30 +625,51 @@ ssize_t H2Client::Connection::ReadRequest(nghttp2_session*, int32_t, uint8_t* bu
   return static_cast<ssize_t>(n);
 }
 
-void H2Client::Connection::Finish(PendingCall* call, absl::Status status, std::string message) {
-  if (calls_.erase(call) == 0) return;  // finished already
-  client_->Bury(call->timer);
-  std::erase(waiting_, call);
+void H2Client::Connection::Finish(PendingCall* call, absl::Status status,
+                                  std::string_view message) {
+  if (!call->linked()) return;  // finished already
+  CallList::Remove(call);
+  if (call == found_call_) found_stream_id_ = -1;
+  if (!waiting_.empty()) std::erase(waiting_, call);
   if (call->stream_id > 0 && session_ != nullptr) {
     // Still open on the wire (a deadline): reset it, and forget the call.
     nghttp2_session_set_stream_user_data(session_, call->stream_id, nullptr);
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_CANCEL);
   }
-  H2Client::Done done = std::move(call->done);
-  delete call;
-  done(std::move(status), std::move(message));
+  StreamEnded(call);
+  // The call is unlinked, so nothing finishes it twice while `done` runs,
+  // and it is recycled only after: `message` may be its body.
+  Impl* const client = client_;
+  if (call->done_view) {
+    call->done_view(std::move(status), message);
+  } else {
+    call->done(std::move(status), std::string(message));
+  }
+  client->Release(call);
 }
 
 void H2Client::Connection::Fail(const absl::Status& status) {
   Disconnect();
-  std::vector<PendingCall*> calls(calls_.begin(), calls_.end());
-  for (PendingCall* call : calls) {
+  // The calls move to a list of their own first: calls their `done` starts
+  // belong to the next connection attempt.
+  CallList failing;
+  calls_.MoveFrontTo(&failing, [](PendingCall* call) {
     call->stream_id = 0;  // the session is gone
-    Finish(call, status);
-  }
+    return true;
+  });
+  streams_ = 0;
+  while (!failing.empty()) Finish(failing.front(), status);
+}
+
+void H2Client::Connection::Close(const absl::Status& status) {
+  closed_ = true;
+  Fail(status);
+  client_->Bury(timer_);
+  timer_ = nullptr;
 }
 
 void H2Client::Connection::Disconnect() {
+  found_stream_id_ = -1;  // stream ids start again with the next session
   client_->Bury(read_event_);
   client_->Bury(write_event_);
   read_event_ = write_event_ = nullptr;
@@ -389,7 +684,7 @@ void H2Client::Connection::Disconnect() {
 }
 
 void H2Client::Connection::MaybeRecycle() {
-  if (!recycle_ || calls_.size() != waiting_.size()) return;  // streams still open
+  if (!recycle_ || streams_ != 0) return;  // streams still open
   std::vector<PendingCall*> waiting;
   waiting.swap(waiting_);
   Disconnect();
@@ -449,9 +744,9 @@ bool H2Client::Connection::Flush() {
 
 int H2Client::Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
                                    const uint8_t* name_bytes, size_t namelen,
-                                   const uint8_t* value_bytes, size_t valuelen, uint8_t, void*) {
-  auto* call =
-      static_cast<PendingCall*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+                                   const uint8_t* value_bytes, size_t valuelen, uint8_t,
+                                   void* self) {
+  PendingCall* call = static_cast<Connection*>(self)->CallOf(session, frame->hd.stream_id);
   if (call == nullptr) return 0;
   const std::string_view name(reinterpret_cast<const char*>(name_bytes), namelen);
   const std::string_view value(reinterpret_cast<const char*>(value_bytes), valuelen);
@@ -468,7 +763,7 @@ int H2Client::Connection::OnHeader(nghttp2_session* session, const nghttp2_frame
 
 int H2Client::Connection::OnDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id,
                                       const uint8_t* data, size_t len, void* self) {
-  auto* call = static_cast<PendingCall*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  PendingCall* call = static_cast<Connection*>(self)->CallOf(session, stream_id);
   if (call == nullptr) return 0;
   if (call->body.size() + len > kMaxResponseBytes) {
     static_cast<Connection*>(self)->Finish(
@@ -483,9 +778,9 @@ int H2Client::Connection::OnDataChunk(nghttp2_session* session, uint8_t, int32_t
 int H2Client::Connection::OnStreamClose(nghttp2_session* session, int32_t stream_id,
                                         uint32_t error_code, void* self) {
   auto* c = static_cast<Connection*>(self);
-  auto* call = static_cast<PendingCall*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  PendingCall* call = c->CallOf(session, stream_id);
   if (call != nullptr) {
-    call->stream_id = 0;  // closed: nothing to reset
+    c->StreamEnded(call);  // closed: nothing to reset
     if (call->grpc_status.empty()) {
       if (error_code == NGHTTP2_REFUSED_STREAM) {
         c->Finish(call, absl::UnavailableError(absl::StrCat("lcache: ", c->address_,
@@ -507,7 +802,7 @@ int H2Client::Connection::OnStreamClose(nghttp2_session* session, int32_t stream
       c->Finish(call, absl::InternalError(absl::StrCat("lcache: bad response from ", c->address_,
                                                        ": ", message.status().message())));
     } else {
-      c->Finish(call, absl::OkStatus(), std::string(*message));
+      c->Finish(call, absl::OkStatus(), *message);
     }
   }
   // Not MaybeRecycle() here: it deletes the session, which is inside
@@ -536,8 +831,7 @@ H2Client::~H2Client() {
   Impl* impl = impl_.get();
   impl->loop.Post([impl] {
     for (const auto& c : impl->connections) {
-      c->Closed();
-      c->Fail(absl::CancelledError("lcache: client shutting down"));
+      c->Close(absl::CancelledError("lcache: client shutting down"));
     }
     impl->connections.clear();
   });
@@ -555,29 +849,25 @@ std::shared_ptr<H2Client::Connection> H2Client::Open(const std::string& address)
 void H2Client::Close(const std::shared_ptr<Connection>& connection) {
   Impl* impl = impl_.get();
   impl->loop.Post([impl, connection] {
-    connection->Closed();
-    connection->Fail(absl::CancelledError("lcache: connection closed"));
+    connection->Close(absl::CancelledError("lcache: connection closed"));
     impl->connections.erase(connection);
   });
 }
 
 void H2Client::Call(const std::shared_ptr<Connection>& connection, const CallOptions& options,
                     std::string message, Done done) {
-  auto* call = new internal::PendingCall();
-  call->connection = connection.get();
-  call->path = options.path;
-  call->content_type = options.content_type;
-  call->metadata = options.metadata;
-  call->deadline = absl::Now() + options.timeout;
-  call->request.reserve(kGrpcPrefixBytes + message.size());
-  AppendGrpcMessage(message, &call->request);
+  const absl::Time now = absl::Now();
+  PendingCall* call = impl_->NewCall(options, message, now);
   call->done = std::move(done);
-  if (impl_->loop.InLoop()) {
-    connection->Start(call);
-  } else {
-    // The lambda keeps the connection alive until the call has started.
-    impl_->loop.Post([connection, call] { connection->Start(call); });
-  }
+  impl_->Start(connection, call, now);
+}
+
+void H2Client::CallView(const std::shared_ptr<Connection>& connection, const CallOptions& options,
+                        std::string_view message, DoneView done) {
+  const absl::Time now = absl::Now();
+  PendingCall* call = impl_->NewCall(options, message, now);
+  call->done_view = std::move(done);
+  impl_->Start(connection, call, now);
 }
 
 void H2Client::RunInLoop(std::function<void()> task) { impl_->loop.Post(std::move(task)); }

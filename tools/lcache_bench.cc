@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
@@ -86,6 +87,47 @@ class KeyChooser {
   std::vector<double> cdf_;
 };
 
+// The requests for keys k0..k{n-1}, as EncodeGetRequest writes them, into one
+// buffer: no string per call. A key is "k" and digits, which JSON writes as
+// they are, so each request is the one for "k" with the digits spliced in
+// after its "k". Checked against EncodeGetRequest at start; if that ever
+// writes something else, every request is encoded by it.
+class RequestWriter {
+ public:
+  explicit RequestWriter(std::string group) : group_(std::move(group)) {
+    const std::string k = internal::EncodeGetRequest(group_, "k");
+    const size_t at = k.rfind("\"k\"");
+    if (at == std::string::npos) return;
+    prefix_ = k.substr(0, at + 2);
+    suffix_ = k.substr(at + 2);
+    for (int64_t key : {0LL, 7LL, 1234567890LL}) {
+      if (std::string(Write(key)) != internal::EncodeGetRequest(group_, absl::StrCat("k", key))) {
+        prefix_.clear();
+        return;
+      }
+    }
+  }
+  // Valid until the next Write.
+  std::string_view Write(int64_t key) {
+    if (prefix_.empty()) {
+      buffer_ = internal::EncodeGetRequest(group_, absl::StrCat("k", key));
+      return buffer_;
+    }
+    char digits[24];
+    const char* end = std::to_chars(digits, digits + sizeof digits, key).ptr;
+    buffer_.assign(prefix_);
+    buffer_.append(digits, static_cast<size_t>(end - digits));
+    buffer_.append(suffix_);
+    return buffer_;
+  }
+
+ private:
+  const std::string group_;
+  std::string prefix_;  // empty: EncodeGetRequest for each
+  std::string suffix_;
+  std::string buffer_;
+};
+
 double CpuSeconds() {
   rusage u;
   getrusage(RUSAGE_SELF, &u);
@@ -101,16 +143,20 @@ class Bench {
       : client_(client),
         connections_(std::move(c)),
         keys_(absl::GetFlag(FLAGS_keys), absl::GetFlag(FLAGS_dist) == "zipf",
-              absl::GetFlag(FLAGS_zipf_s), absl::GetFlag(FLAGS_seed)) {
+              absl::GetFlag(FLAGS_zipf_s), absl::GetFlag(FLAGS_seed)),
+        requests_(absl::GetFlag(FLAGS_group)) {
     options_.path = kGetMethod;
     options_.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
     if (absl::GetFlag(FLAGS_forwarded)) options_.metadata.emplace_back(kForwardedMetadataKey, "1");
-    group_ = absl::GetFlag(FLAGS_group);
   }
 
   // Loop thread: starts the chains.
   void Start(int concurrency) {
-    for (int i = 0; i < concurrency; ++i) Issue(static_cast<size_t>(i) % connections_.size());
+    chains_.resize(static_cast<size_t>(concurrency));
+    for (size_t i = 0; i < chains_.size(); ++i) {
+      chains_[i].target = i % connections_.size();
+      Issue(&chains_[i]);
+    }
   }
   // Loop thread: from now on, completions are counted.
   void BeginMeasuring() {
@@ -134,25 +180,35 @@ class Bench {
   int64_t ok_ = 0;
 
  private:
-  void Issue(size_t target) {
+  // One of the `concurrency` chains of calls: each call's completion
+  // issues the chain's next call.
+  struct Chain {
+    size_t target = 0;
+    absl::Time start;
+  };
+
+  void Issue(Chain* chain) {
     if (stopping_) return;
     const int64_t key = keys_.Next();
-    const absl::Time start = absl::Now();
+    chain->start = absl::Now();
     in_flight.fetch_add(1, std::memory_order_relaxed);
-    client_->Call(connections_[target], options_,
-                  internal::EncodeGetRequest(group_, absl::StrCat("k", key)),
-                  [this, target, start](absl::Status status, std::string) {
-                    Completed(status, absl::Now() - start);
-                    in_flight.fetch_sub(1, std::memory_order_relaxed);
-                    if (status.ok()) {
-                      Issue(target);
-                    } else {
-                      // A failure may come back at once (a node that refuses
-                      // connections): issue the next call from the loop, not
-                      // from inside this callback, or the calls would recurse.
-                      client_->RunInLoop([this, target] { Issue(target); });
-                    }
-                  });
+    // CallView (it copies the request), and a callback of two pointers
+    // (which std::function keeps inline): the client allocates nothing per
+    // call.
+    client_->CallView(connections_[chain->target], options_, requests_.Write(key),
+                      [this, chain](absl::Status status, std::string_view) {
+                        Completed(status, absl::Now() - chain->start);
+                        in_flight.fetch_sub(1, std::memory_order_relaxed);
+                        if (status.ok()) {
+                          Issue(chain);
+                        } else {
+                          // A failure may come back at once (a node that
+                          // refuses connections): issue the next call from
+                          // the loop, not from inside this callback, or the
+                          // calls would recurse.
+                          client_->RunInLoop([this, chain] { Issue(chain); });
+                        }
+                      });
   }
 
   void Completed(const absl::Status& status, absl::Duration latency) {
@@ -171,7 +227,8 @@ class Bench {
   const std::vector<std::shared_ptr<internal::H2Client::Connection>> connections_;
   KeyChooser keys_;
   internal::H2Client::CallOptions options_;
-  std::string group_;
+  RequestWriter requests_;
+  std::vector<Chain> chains_;
   bool measuring_ = false;
   bool stopping_ = false;
 };
