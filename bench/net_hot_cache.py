@@ -100,9 +100,10 @@ def bench(targets, seconds, seed):
                         "-keys", str(KEYS), "-dist", "zipf", "-zipf-s", str(ZIPF),
                         "-seed", str(seed)],
                        capture_output=True, text=True, timeout=seconds + 60)
-    if r.returncode != 0:
-        sys.exit(f"lcache-bench failed: {r.stderr}")
-    return json.loads(r.stdout)
+    try:
+        return json.loads(r.stdout)  # exit 1 with errors counted: reported, not fatal
+    except json.JSONDecodeError:
+        sys.exit(f"lcache-bench failed ({r.returncode}): {r.stderr}{r.stdout}")
 
 
 def one_run(config, run, logdir):
@@ -114,6 +115,8 @@ def one_run(config, run, logdir):
         crossed = peer_calls(hports) - before
         calls = out["ok"] + out["errors"]
         hot_items = sum(metric(h, "lcache_hot_items") for h in hports)
+        if out["errors"]:
+            print(f"    errors: {out['errors_by_code']}", flush=True)
         return {"crossed": crossed / calls, "qps": out["qps"], "p50": out["latency_us"]["p50"],
                 "p99": out["latency_us"]["p99"], "errors": out["errors"], "hot_items": hot_items}
     finally:
