@@ -127,6 +127,7 @@ struct GroupOptions {
   int store_shards = 0;
   double lru2_history_fraction = 0.25;
   const Clock* clock = nullptr;  // null: Clock::Real()
+  // Optional: entries leaving the store or the hot cache (see Store).
   RemovalCallback on_removal = nullptr;
 };
 
