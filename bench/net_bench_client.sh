@@ -44,17 +44,8 @@ done
 mkdir -p "$OUT"
 TCK=$(getconf CLK_TCK)
 
-PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-# shellcheck disable=SC2086  # NODE_ARGS: extra node flags, word-split on purpose
-taskset -c "$SERVER_CPU" "$NODE" -addr "127.0.0.1:$PORT" -source "synthetic:$VALUE_BYTES" $NODE_ARGS \
-  >"$OUT/node.log" 2>&1 &
-NODE_PID=$!
-stop_node() { kill -TERM "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null || true; }
-trap stop_node EXIT
-for _ in $(seq 100); do
-  grep -q 'serving group' "$OUT/node.log" && break
-  sleep 0.1
-done
+# shellcheck source=bench/one_node.sh
+source bench/one_node.sh
 
 ticks() { awk '{print $14 + $15}' "/proc/$NODE_PID/stat"; }
 busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }  # user nice system irq softirq

@@ -61,20 +61,10 @@ m = json.dumps({"group": "scores", "key": sys.argv[1]}, separators=(",", ":")).e
 open(sys.argv[2], "wb").write(b"\0" + struct.pack(">I", len(m)) + m)
 EOF
 
-PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# shellcheck source=bench/one_node.sh
+source bench/one_node.sh
 URL=http://127.0.0.1:$PORT/lcache.LCache/Get
 HDRS=(-H 'content-type: application/grpc+json' -H 'te: trailers')
-
-# shellcheck disable=SC2086  # NODE_ARGS: extra node flags, word-split on purpose
-taskset -c "$SERVER_CPU" "$NODE" -addr "127.0.0.1:$PORT" -source "synthetic:$VALUE_BYTES" $NODE_ARGS \
-  >"$OUT/node.log" 2>&1 &
-NODE_PID=$!
-stop_node() { kill -TERM "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null || true; }
-trap stop_node EXIT
-for _ in $(seq 100); do
-  grep -q 'serving group' "$OUT/node.log" && break
-  sleep 0.1
-done
 
 # One response by hand: HTTP 200, grpc-status 0, the value the synthetic source
 # computes (re-implemented here from tools/node_source.cc), no err.
