@@ -412,20 +412,21 @@ TEST_P(GrpcPeerTest, LeanClientDeadlinesOnOneConnection) {
     cv.wait(lock, [&] { return finished.size() == calls.size(); });
   }
 
-  std::vector<std::string> order;
+  std::vector<std::string> order;  // of the calls that expired
   for (const Outcome& o : finished) {
-    order.push_back(o.key);
     if (o.key == "Tom") {
+      // When it is answered depends on the server's threads; that it is
+      // answered, and the others still fail at their deadlines, does not.
       EXPECT_EQ(o.code, absl::StatusCode::kOk);
       continue;
     }
+    order.push_back(o.key);
     EXPECT_EQ(o.code, absl::StatusCode::kDeadlineExceeded) << o.key;
     EXPECT_GE(o.done - o.issued, o.timeout) << o.key << " failed before its deadline";
     EXPECT_LT(o.done - o.issued, o.timeout + absl::Seconds(2)) << o.key;
   }
   // Equal deadlines keep the order the calls were made in.
-  EXPECT_THAT(order,
-              ::testing::ElementsAre("Tom", "slow-4", "slow-2", "slow-3", "slow-5", "slow-1"));
+  EXPECT_THAT(order, ::testing::ElementsAre("slow-4", "slow-2", "slow-3", "slow-5", "slow-1"));
 }
 
 TEST_P(GrpcPeerTest, DeadAddressIsUnavailable) {
