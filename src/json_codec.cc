@@ -493,16 +493,15 @@ absl::StatusOr<GetRequest> DecodeGetRequest(std::string_view json, size_t max_ke
 std::string EncodeGetResponse(std::string_view value, std::string_view err,
                               std::optional<int64_t> ttl_ms) {
   if (err.empty()) {
-    // The hot path: base64 is plain ASCII, so the message is written directly.
-    std::string out = "{";
-    if (!value.empty())
-      absl::StrAppend(&out, R"("value":")", absl::Base64Escape(ToAbsl(value)), "\"");
-    if (ttl_ms) {
-      absl::StrAppend(&out, value.empty() ? "" : ",", R"("ttl_ms":)",
-                      std::max<int64_t>(*ttl_ms, 0));
-    }
-    out += '}';
-    return out;
+    // The hot path: base64 is plain ASCII, so the message is written
+    // directly, in one allocation.
+    if (value.empty() && !ttl_ms) return "{}";
+    const std::string b64 = absl::Base64Escape(ToAbsl(value));
+    const absl::string_view open = value.empty() ? "{" : R"({"value":")";
+    const absl::string_view close = value.empty() ? "" : "\"";
+    if (!ttl_ms) return absl::StrCat(open, b64, close, "}");
+    return absl::StrCat(open, b64, close, value.empty() ? "" : ",", R"("ttl_ms":)",
+                        std::max<int64_t>(*ttl_ms, 0), "}");
   }
   GoStrings go;
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
