@@ -145,6 +145,8 @@ absl::StatusOr<ByteView> Group::Get(std::string_view key, LoadScope scope) {
     counters_->Add(Counters::kRejected);
     return s;
   }
+  // GetIfCached's lookups, without the expiry nobody asked for here: this is
+  // the hit path every embedded Get takes.
   if (std::optional<ByteView> hit = store_->Get(key)) {
     counters_->Add(Counters::kCacheHits);
     return *std::move(hit);
