@@ -182,8 +182,7 @@ struct PendingCall : CallLink {
   absl::Time deadline;
   std::string request;  // prefixed
   size_t sent = 0;
-  H2Client::Done done;  // one of the two is set
-  H2Client::DoneView done_view;
+  H2Client::Done done;
   int32_t stream_id = 0;  // > 0: open on the wire
 
   int http_status = 0;
@@ -383,7 +382,6 @@ class H2Client::Impl {
       return;
     }
     call->done = nullptr;  // its captures go now, not when the record is reused
-    call->done_view = nullptr;
     for (std::string* s : {&call->request, &call->body, &call->grpc_message}) {
       if (s->capacity() > kMaxKeptBufferBytes) {
         std::string().swap(*s);
@@ -640,11 +638,7 @@ void H2Client::Connection::Finish(PendingCall* call, absl::Status status,
   // The call is unlinked, so nothing finishes it twice while `done` runs,
   // and it is recycled only after: `message` may be its body.
   Impl* const client = client_;
-  if (call->done_view) {
-    call->done_view(std::move(status), message);
-  } else {
-    call->done(std::move(status), std::string(message));
-  }
+  call->done(std::move(status), message);
   client->Release(call);
 }
 
@@ -855,18 +849,10 @@ void H2Client::Close(const std::shared_ptr<Connection>& connection) {
 }
 
 void H2Client::Call(const std::shared_ptr<Connection>& connection, const CallOptions& options,
-                    std::string message, Done done) {
+                    std::string_view message, Done done) {
   const absl::Time now = absl::Now();
   PendingCall* call = impl_->NewCall(options, message, now);
   call->done = std::move(done);
-  impl_->Start(connection, call, now);
-}
-
-void H2Client::CallView(const std::shared_ptr<Connection>& connection, const CallOptions& options,
-                        std::string_view message, DoneView done) {
-  const absl::Time now = absl::Now();
-  PendingCall* call = impl_->NewCall(options, message, now);
-  call->done_view = std::move(done);
   impl_->Start(connection, call, now);
 }
 

@@ -46,10 +46,8 @@ class H2Client {
  public:
   // The outcome of a call: OK with the response message (prefix removed), or
   // the call's status (grpc-status and grpc-message, or a transport error).
-  using Done = std::function<void(absl::Status status, std::string message)>;
-  // The same, with the response lent rather than copied: `message` is valid
-  // only while the callback runs.
-  using DoneView = std::function<void(absl::Status status, std::string_view message)>;
+  // The message is lent, not copied: it is valid only while the callback runs.
+  using Done = std::function<void(absl::Status status, std::string_view message)>;
 
   struct CallOptions {
     std::string path;
@@ -73,15 +71,11 @@ class H2Client {
 
   // Sends `message` (prefixed here) as one unary call; `done` runs exactly
   // once, on the loop thread.
-  void Call(const std::shared_ptr<Connection>& connection, const CallOptions& options,
-            std::string message, Done done);
-  // The same call, for callers that only look at the response (the load
-  // generator): `message` is copied here (prefixed), and `done` sees the
-  // response in the client's buffer. With a `done` that std::function keeps
-  // inline (a capture of two pointers), a call made on the loop thread
+  // `message` is copied here (prefixed). With a `done` that std::function
+  // keeps inline (a capture of two pointers), a call made on the loop thread
   // allocates nothing of ours once warm.
-  void CallView(const std::shared_ptr<Connection>& connection, const CallOptions& options,
-                std::string_view message, DoneView done);
+  void Call(const std::shared_ptr<Connection>& connection, const CallOptions& options,
+            std::string_view message, Done done);
 
   // Runs `task` on the loop thread (soon). Any thread.
   void RunInLoop(std::function<void()> task);

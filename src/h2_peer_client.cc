@@ -70,11 +70,11 @@ absl::StatusOr<PeerValue> H2PeerGetter::Get(std::string_view group, std::string_
   };
   auto outcome = std::make_shared<Outcome>();
   client_->client().Call(connection_, call_, internal::EncodeGetRequest(group, key),
-                         [outcome](absl::Status status, std::string message) {
+                         [outcome](absl::Status status, std::string_view message) {
                            {
                              std::lock_guard lock(outcome->mu);
                              outcome->status = std::move(status);
-                             outcome->message = std::move(message);
+                             outcome->message.assign(message);  // lent: copied before it goes
                              outcome->done = true;
                            }
                            outcome->cv.notify_one();

@@ -398,7 +398,7 @@ TEST_P(GrpcPeerTest, LeanClientDeadlinesOnOneConnection) {
       outcome.timeout = timeout;
       outcome.issued = absl::Now();
       (*client)->Call(connection, options, internal::EncodeGetRequest("scores", key),
-                      [&, outcome](absl::Status status, std::string) mutable {
+                      [&, outcome](absl::Status status, std::string_view) mutable {
                         outcome.done = absl::Now();
                         outcome.code = status.code();
                         std::lock_guard lock(mu);

@@ -192,23 +192,23 @@ class Bench {
     const int64_t key = keys_.Next();
     chain->start = absl::Now();
     in_flight.fetch_add(1, std::memory_order_relaxed);
-    // CallView (it copies the request), and a callback of two pointers
+    // The client copies the request, and a callback of two pointers
     // (which std::function keeps inline): the client allocates nothing per
     // call.
-    client_->CallView(connections_[chain->target], options_, requests_.Write(key),
-                      [this, chain](absl::Status status, std::string_view) {
-                        Completed(status, absl::Now() - chain->start);
-                        in_flight.fetch_sub(1, std::memory_order_relaxed);
-                        if (status.ok()) {
-                          Issue(chain);
-                        } else {
-                          // A failure may come back at once (a node that
-                          // refuses connections): issue the next call from
-                          // the loop, not from inside this callback, or the
-                          // calls would recurse.
-                          client_->RunInLoop([this, chain] { Issue(chain); });
-                        }
-                      });
+    client_->Call(connections_[chain->target], options_, requests_.Write(key),
+                  [this, chain](absl::Status status, std::string_view) {
+                    Completed(status, absl::Now() - chain->start);
+                    in_flight.fetch_sub(1, std::memory_order_relaxed);
+                    if (status.ok()) {
+                      Issue(chain);
+                    } else {
+                      // A failure may come back at once (a node that
+                      // refuses connections): issue the next call from
+                      // the loop, not from inside this callback, or the
+                      // calls would recurse.
+                      client_->RunInLoop([this, chain] { Issue(chain); });
+                    }
+                  });
   }
 
   void Completed(const absl::Status& status, absl::Duration latency) {
