@@ -1,5 +1,7 @@
 #include "grpc_wire.h"
 
+#include <algorithm>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
@@ -52,6 +54,34 @@ std::optional<absl::Duration> ParseGrpcTimeout(std::string_view value) {
       return absl::Nanoseconds(n);
     default:
       return std::nullopt;
+  }
+}
+
+std::string GrpcTimeoutHeader(absl::Duration timeout) {
+  const int64_t ms = timeout >= absl::Milliseconds(99'999'999)
+                         ? 99'999'999
+                         : std::max<int64_t>(1, (absl::ToInt64Nanoseconds(timeout) + 999'999) /
+                                                    1'000'000);
+  return absl::StrCat(ms, "m");
+}
+
+absl::StatusCode GrpcStatusFromHttp(int http_status) {
+  switch (http_status) {
+    case 400:
+      return absl::StatusCode::kInternal;
+    case 401:
+      return absl::StatusCode::kUnauthenticated;
+    case 403:
+      return absl::StatusCode::kPermissionDenied;
+    case 404:
+      return absl::StatusCode::kUnimplemented;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return absl::StatusCode::kUnavailable;
+    default:
+      return absl::StatusCode::kUnknown;
   }
 }
 

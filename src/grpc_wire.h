@@ -32,6 +32,15 @@ absl::StatusOr<std::string_view> SingleGrpcMessage(std::string_view body);
 // digits and one of H M S m u n); nullopt if it is malformed.
 std::optional<absl::Duration> ParseGrpcTimeout(std::string_view value);
 
+// A grpc-timeout header value for `timeout`: whole milliseconds, rounded up
+// so that a server enforcing it (gRPC C++ does) does not fail the call before
+// the client's own deadline; at least 1 ms, at most 8 digits.
+std::string GrpcTimeoutHeader(absl::Duration timeout);
+
+// gRPC's status for an answer whose HTTP status is not 200 and that carries
+// no grpc-status (PROTOCOL-HTTP2.md).
+absl::StatusCode GrpcStatusFromHttp(int http_status);
+
 // grpc-message: bytes outside printable ASCII, and '%', as %XX.
 std::string PercentEncode(std::string_view message);
 // The inverse; a malformed %XX is kept as it is (gRPC's rule).

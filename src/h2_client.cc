@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -46,27 +45,6 @@ nghttp2_nv Header(std::string_view name, std::string_view value) {
   return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
           reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
           NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
-}
-
-// gRPC's mapping of an HTTP status without grpc-status (PROTOCOL-HTTP2.md).
-absl::StatusCode FromHttpStatus(int http) {
-  switch (http) {
-    case 400:
-      return absl::StatusCode::kInternal;
-    case 401:
-      return absl::StatusCode::kUnauthenticated;
-    case 403:
-      return absl::StatusCode::kPermissionDenied;
-    case 404:
-      return absl::StatusCode::kUnimplemented;
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-      return absl::StatusCode::kUnavailable;
-    default:
-      return absl::StatusCode::kUnknown;
-  }
 }
 
 }  // namespace
@@ -573,19 +551,7 @@ void H2Client::Connection::Submit(PendingCall* call, absl::Time now) {
     if (!reading_) MaybeRecycle();
     return;
   }
-  // grpc-timeout: at most 8 digits; our timeouts fit in milliseconds. Rounded
-  // up, so that the server's deadline is not before ours: a server that
-  // enforces it (gRPC C++ does) would otherwise fail the call with
-  // DEADLINE_EXCEEDED up to a millisecond before its deadline.
-  const absl::Duration left = call->deadline - now;
-  const int64_t left_ms =
-      left >= absl::Milliseconds(99'999'999)
-          ? 99'999'999
-          : std::max<int64_t>(1, (absl::ToInt64Nanoseconds(left) + 999'999) / 1'000'000);
-  char timeout[16];
-  char* end = std::to_chars(timeout, timeout + sizeof timeout - 1, left_ms).ptr;
-  *end++ = 'm';
-  call->timeout_header.assign(timeout, end);
+  call->timeout_header = GrpcTimeoutHeader(call->deadline - now);
   headers_ = {
       Header(":method", "POST"),
       Header(":scheme", "http"),
@@ -780,7 +746,7 @@ int H2Client::Connection::OnStreamClose(nghttp2_session* session, int32_t stream
         c->Finish(call, absl::UnavailableError(absl::StrCat("lcache: ", c->address_,
                                                             " refused the call (going away)")));
       } else if (call->http_status != 200 && call->http_status != 0) {
-        c->Finish(call, absl::Status(FromHttpStatus(call->http_status),
+        c->Finish(call, absl::Status(GrpcStatusFromHttp(call->http_status),
                                      absl::StrCat("lcache: HTTP status ", call->http_status,
                                                   " from ", c->address_)));
       } else {

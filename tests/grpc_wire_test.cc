@@ -62,5 +62,22 @@ TEST(GrpcWireTest, StatusCodes) {
   EXPECT_EQ(GrpcStatusCode("x"), absl::StatusCode::kUnknown);
 }
 
+TEST(GrpcWireTest, TimeoutHeaderRoundsUpToTheMillisecond) {
+  EXPECT_EQ(GrpcTimeoutHeader(absl::Seconds(2)), "2000m");
+  // Never shorter than the client's own deadline.
+  EXPECT_EQ(GrpcTimeoutHeader(absl::Microseconds(1500)), "2m");
+  EXPECT_EQ(GrpcTimeoutHeader(absl::Nanoseconds(1)), "1m");
+  EXPECT_EQ(GrpcTimeoutHeader(absl::ZeroDuration()), "1m");
+  EXPECT_EQ(GrpcTimeoutHeader(absl::Hours(1000)), "99999999m");  // 8 digits at most
+  EXPECT_EQ(ParseGrpcTimeout(GrpcTimeoutHeader(absl::Milliseconds(250))), absl::Milliseconds(250));
+}
+
+TEST(GrpcWireTest, StatusOfAnHttpErrorWithoutGrpcStatus) {
+  EXPECT_EQ(GrpcStatusFromHttp(404), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(GrpcStatusFromHttp(503), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(GrpcStatusFromHttp(401), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(GrpcStatusFromHttp(500), absl::StatusCode::kUnknown);
+}
+
 }  // namespace
 }  // namespace lcache::internal

@@ -10,30 +10,29 @@
 // mark, so each node routes them by its ring like any client's. The node
 // serves whatever values its -source gives (synthetic:BYTES for a size).
 //
-// Everything runs on one event-loop thread (src/h2_client.h: nghttp2 on
-// libevent, the lean transport's client), so the generator costs little CPU
-// per request; it reports its own (getrusage over the measured window), so
-// a reader can check it stayed far below the server's.
+// Everything runs on one thread, on GrpcLoadClient (grpc_load_client.h):
+// pre-encoded request frames out, nghttp2's HPACK decoder for the answers,
+// so the generator costs far less CPU per call than the node it measures.
+// It reports its own (getrusage over the measured window), so a reader can
+// check that.
 //
 // Output: QPS, latency p50/p90/p99/p99.9/max over the calls that completed
-// in the measured window, errors by status; -json for scripts. A progress
+// in the measured window, errors by gRPC status (and in-band `err` answers
+// by their text); -json for scripts. A progress
 // line on stderr when it is a terminal.
 
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -41,7 +40,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "go_flags.h"
-#include "h2_client.h"
+#include "grpc_load_client.h"
 #include "json_codec.h"
 #include "lcache/grpc_peer.h"
 #include "nlohmann/json.hpp"
@@ -135,118 +134,74 @@ double CpuSeconds() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
-// The closed loop. Everything but the atomics is touched by the client's
-// loop thread only.
+// The closed loop: `concurrency` chains of calls, each call's completion
+// starting its chain's next. Runs on the caller's thread, inside Poll.
 class Bench {
  public:
-  Bench(internal::H2Client* client, std::vector<std::shared_ptr<internal::H2Client::Connection>> c)
-      : client_(client),
-        connections_(std::move(c)),
-        keys_(absl::GetFlag(FLAGS_keys), absl::GetFlag(FLAGS_dist) == "zipf",
-              absl::GetFlag(FLAGS_zipf_s), absl::GetFlag(FLAGS_seed)),
-        requests_(absl::GetFlag(FLAGS_group)) {
-    options_.path = kGetMethod;
-    options_.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
-    if (absl::GetFlag(FLAGS_forwarded)) options_.metadata.emplace_back(kForwardedMetadataKey, "1");
-  }
+  Bench() : keys_(absl::GetFlag(FLAGS_keys), absl::GetFlag(FLAGS_dist) == "zipf",
+                  absl::GetFlag(FLAGS_zipf_s), absl::GetFlag(FLAGS_seed)),
+            requests_(absl::GetFlag(FLAGS_group)) {}
 
-  // Loop thread: starts the chains.
-  void Start(int concurrency) {
-    chains_.resize(static_cast<size_t>(concurrency));
-    for (size_t i = 0; i < chains_.size(); ++i) {
-      chains_[i].target = i % connections_.size();
-      Issue(&chains_[i]);
-    }
+  // Starts the chains, spread round-robin over the targets.
+  void Start(GrpcLoadClient* client, int concurrency) {
+    client_ = client;
+    calls_ = std::vector<GrpcLoadClient::Call>(static_cast<size_t>(concurrency));
+    for (size_t i = 0; i < calls_.size(); ++i) Issue(&calls_[i], i);
   }
-  // Loop thread: from now on, completions are counted.
+  // From now on, completions are counted.
   void BeginMeasuring() {
     latencies_us_.clear();
     errors_.clear();
     ok_ = 0;
     measuring_ = true;
   }
-  // Loop thread: stop counting and stop issuing.
+  // Stop counting and stop issuing.
   void EndMeasuring() {
     measuring_ = false;
     stopping_ = true;
   }
 
-  std::atomic<int64_t> completed{0};  // all completions, for the progress line
-  std::atomic<int> in_flight{0};
+  // A call is counted ok only if its answer decodes and carries no `err`:
+  // the protocol answers application errors (key not found, unknown group)
+  // with gRPC status OK and the text in `err`.
+  void Completed(GrpcLoadClient::Call* call, const absl::Status& status, std::string_view message,
+                 absl::Duration latency) {
+    ++completed_;
+    if (measuring_) {
+      if (!status.ok()) {
+        ++errors_[std::string(absl::StatusCodeToString(status.code()))];
+      } else if (absl::StatusOr<internal::GetResponse> answer =
+                     internal::DecodeGetResponse(message);
+                 !answer.ok()) {
+        ++errors_["bad answer"];
+      } else if (!answer->err.empty()) {
+        ++errors_[absl::StrCat("err: ", answer->err.substr(0, 100))];
+      } else {
+        ++ok_;
+        latencies_us_.push_back(static_cast<uint32_t>(
+            std::min<int64_t>(absl::ToInt64Microseconds(latency), UINT32_MAX)));
+      }
+    }
+    Issue(call, static_cast<size_t>(call - calls_.data()));
+  }
 
-  // Results (read after the loop thread is done with them).
+  int64_t completed_ = 0;  // all completions, for the progress line
   std::vector<uint32_t> latencies_us_;
   std::map<std::string, int64_t> errors_;
   int64_t ok_ = 0;
 
  private:
-  // One of the `concurrency` chains of calls: each call's completion
-  // issues the chain's next call.
-  struct Chain {
-    size_t target = 0;
-    absl::Time start;
-  };
-
-  void Issue(Chain* chain) {
-    if (stopping_) return;
-    const int64_t key = keys_.Next();
-    chain->start = absl::Now();
-    in_flight.fetch_add(1, std::memory_order_relaxed);
-    // The client copies the request, and a callback of two pointers
-    // (which std::function keeps inline): the client allocates nothing per
-    // call.
-    client_->Call(connections_[chain->target], options_, requests_.Write(key),
-                  [this, chain](absl::Status status, std::string_view) {
-                    Completed(status, absl::Now() - chain->start);
-                    in_flight.fetch_sub(1, std::memory_order_relaxed);
-                    if (status.ok()) {
-                      Issue(chain);
-                    } else {
-                      // A failure may come back at once (a node that
-                      // refuses connections): issue the next call from
-                      // the loop, not from inside this callback, or the
-                      // calls would recurse.
-                      client_->RunInLoop([this, chain] { Issue(chain); });
-                    }
-                  });
+  void Issue(GrpcLoadClient::Call* call, size_t chain) {
+    if (!stopping_) client_->Start(call, chain, requests_.Write(keys_.Next()));
   }
 
-  void Completed(const absl::Status& status, absl::Duration latency) {
-    completed.fetch_add(1, std::memory_order_relaxed);
-    if (!measuring_) return;
-    if (status.ok()) {
-      ++ok_;
-      latencies_us_.push_back(
-          static_cast<uint32_t>(std::min<int64_t>(absl::ToInt64Microseconds(latency), UINT32_MAX)));
-    } else {
-      ++errors_[std::string(absl::StatusCodeToString(status.code()))];
-    }
-  }
-
-  internal::H2Client* const client_;
-  const std::vector<std::shared_ptr<internal::H2Client::Connection>> connections_;
   KeyChooser keys_;
-  internal::H2Client::CallOptions options_;
   RequestWriter requests_;
-  std::vector<Chain> chains_;
+  GrpcLoadClient* client_ = nullptr;
+  std::vector<GrpcLoadClient::Call> calls_;
   bool measuring_ = false;
   bool stopping_ = false;
 };
-
-// Runs `task` on the client's loop thread and waits for it.
-void RunOnLoop(internal::H2Client& client, std::function<void()> task) {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  client.RunInLoop([&] {
-    task();
-    std::lock_guard lock(mu);
-    done = true;
-    cv.notify_one();
-  });
-  std::unique_lock lock(mu);
-  cv.wait(lock, [&] { return done; });
-}
 
 double Percentile(std::vector<uint32_t>& v, double p) {
   if (v.empty()) return 0;
@@ -270,49 +225,52 @@ int Run() {
                  "0, -keys >= 1, -timeout-ms > 0, -dist uniform|zipf\n");
     return 2;
   }
-  absl::StatusOr<std::unique_ptr<internal::H2Client>> client = internal::H2Client::Create();
+  GrpcLoadClient::Options options;
+  options.path = kGetMethod;
+  options.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
+  if (absl::GetFlag(FLAGS_forwarded)) options.metadata.emplace_back(kForwardedMetadataKey, "1");
+  Bench bench;
+  absl::StatusOr<std::unique_ptr<GrpcLoadClient>> client = GrpcLoadClient::Create(
+      targets, options,
+      [&bench](GrpcLoadClient::Call* call, const absl::Status& status, std::string_view message,
+               absl::Duration latency) { bench.Completed(call, status, message, latency); });
   if (!client.ok()) {
-    std::fprintf(stderr, "lcache-bench: %s\n", std::string(client.status().message()).c_str());
+    std::fprintf(stderr, "%s\n", std::string(client.status().message()).c_str());
     return 2;
   }
-  std::vector<std::shared_ptr<internal::H2Client::Connection>> connections;
-  for (const std::string& t : targets) connections.push_back((*client)->Open(t));
-  Bench bench(client->get(), connections);
   const bool progress = isatty(STDERR_FILENO) && !absl::GetFlag(FLAGS_json);
+  using Clock = GrpcLoadClient::Clock;
+  const auto seconds_from_now = [](double s) {
+    return Clock::now() + std::chrono::nanoseconds(static_cast<int64_t>(s * 1e9));
+  };
 
-  RunOnLoop(**client, [&] { bench.Start(concurrency); });
-  absl::SleepFor(absl::Seconds(warmup));
-  double cpu0 = 0;
-  absl::Time t0;
-  RunOnLoop(**client, [&] {
-    bench.BeginMeasuring();
-    cpu0 = CpuSeconds();
-    t0 = absl::Now();
-  });
-  const int64_t completed0 = bench.completed.load();
-  for (absl::Time end = t0 + absl::Seconds(duration); absl::Now() < end;) {
-    absl::SleepFor(std::min(absl::Seconds(1), end - absl::Now()));
+  bench.Start(client->get(), concurrency);
+  (*client)->Poll(seconds_from_now(warmup));
+  bench.BeginMeasuring();
+  const double cpu0 = CpuSeconds();
+  const Clock::time_point t0 = Clock::now();
+  const Clock::time_point end = seconds_from_now(duration);
+  const int64_t completed0 = bench.completed_;
+  for (Clock::time_point next = t0; next < end;) {
+    next = std::min(end, next + std::chrono::seconds(1));
+    (*client)->Poll(next);
     if (progress) {
-      const double s = absl::ToDoubleSeconds(absl::Now() - t0);
-      std::fprintf(stderr, "\r%5.1f s  %9.0f calls/s  %d in flight ", s,
-                   static_cast<double>(bench.completed.load() - completed0) / s,
-                   bench.in_flight.load());
+      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      std::fprintf(stderr, "\r%5.1f s  %9.0f calls/s  %zu in flight ", s,
+                   static_cast<double>(bench.completed_ - completed0) / s,
+                   (*client)->in_flight());
     }
   }
-  double cpu1 = 0;
-  absl::Duration elapsed;
-  RunOnLoop(**client, [&] {
-    bench.EndMeasuring();
-    cpu1 = CpuSeconds();
-    elapsed = absl::Now() - t0;
-  });
+  bench.EndMeasuring();
+  const double cpu1 = CpuSeconds();
+  const absl::Duration elapsed = absl::FromChrono(Clock::now() - t0);
   if (progress) std::fprintf(stderr, "\n");
   // Let the calls in flight finish (within their deadline) before closing.
-  const absl::Time drain_until = absl::Now() + absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
-  while (bench.in_flight.load() > 0 && absl::Now() < drain_until) {
-    absl::SleepFor(absl::Milliseconds(5));
+  const Clock::time_point drain_until = seconds_from_now(absl::GetFlag(FLAGS_timeout_ms) / 1e3);
+  while ((*client)->in_flight() > 0 && Clock::now() < drain_until) {
+    (*client)->Poll(std::min(drain_until, seconds_from_now(0.005)));
   }
-  client->reset();  // joins the loop thread: the results are ours now
+  client->reset();
 
   const double seconds = absl::ToDoubleSeconds(elapsed);
   const int64_t errors = [&] {
