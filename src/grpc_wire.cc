@@ -58,10 +58,10 @@ std::optional<absl::Duration> ParseGrpcTimeout(std::string_view value) {
 }
 
 std::string GrpcTimeoutHeader(absl::Duration timeout) {
-  const int64_t ms = timeout >= absl::Milliseconds(99'999'999)
-                         ? 99'999'999
-                         : std::max<int64_t>(1, (absl::ToInt64Nanoseconds(timeout) + 999'999) /
-                                                    1'000'000);
+  const int64_t ms =
+      timeout >= absl::Milliseconds(99'999'999)
+          ? 99'999'999
+          : std::max<int64_t>(1, (absl::ToInt64Nanoseconds(timeout) + 999'999) / 1'000'000);
   return absl::StrCat(ms, "m");
 }
 

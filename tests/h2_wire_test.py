@@ -319,6 +319,18 @@ class LoadGeneratorTest(ct.ClusterTest):
         self.assertTrue(all(len(v) == 1 for v in counts.values()), counts)
         self.assertLessEqual(len(counts), 50)
 
+    def test_keeps_a_go_style_servers_stream_limit_and_window(self):
+        # python-h2 as the server: at most 100 streams at once and a 64 KiB
+        # connection window, both enforced (a client that goes over has its
+        # connection closed). 300 calls of 2 KB requests go over both.
+        go = FakeGoServer()
+        self.addCleanup(go.stop)
+        rc, out, err = self.bench("-targets", go.addr, "-group", "g" * 2000, "-concurrency", "300",
+                                  "-duration-s", "1", "-warmup-s", "0", "-keys", "50")
+        self.assertEqual(rc, 0, (out, err))
+        self.assertEqual(out["errors"], 0, out)
+        self.assertGreater(out["ok"], 300, out)
+
     def test_dead_target_is_errors(self):
         dead = f"127.0.0.1:{ct.free_port()}"
         rc, out, _ = self.bench("-targets", dead, "-duration-s", "0.5", "-warmup-s", "0")

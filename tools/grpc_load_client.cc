@@ -39,6 +39,10 @@ constexpr size_t kOurMaxFrameBytes = 16384;
 constexpr uint32_t kOurWindow = (1u << 31) - 1;
 constexpr uint32_t kDefaultWindow = 65535;
 constexpr uint32_t kDefaultHeaderTableBytes = 4096;
+// Streams we open before the server's SETTINGS say how many it takes: as
+// nghttp2 does, a number every server allows (RFC 9113 recommends that
+// servers allow at least 100), so a first burst is not refused.
+constexpr uint32_t kStreamsBeforeSettings = 100;
 constexpr uint64_t kWindowTopUpBytes = 1u << 30;
 constexpr size_t kMaxResponseBytes = 256 << 20;
 constexpr size_t kReadBytes = 256 << 10;
@@ -118,9 +122,8 @@ absl::StatusOr<HeaderBlocks> EncodeHeaderBlocks(const GrpcLoadClient::Options& o
     }
     block.resize(static_cast<size_t>(n));
     if (block.size() > kOurMaxFrameBytes) {
-      return absl::InvalidArgumentError(absl::StrCat("lcache-bench: request headers of ",
-                                                     block.size(),
-                                                     " bytes do not fit one HTTP/2 frame"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "lcache-bench: request headers of ", block.size(), " bytes do not fit one HTTP/2 frame"));
     }
     return block;
   };
@@ -243,7 +246,8 @@ class GrpcLoadClient::Connection {
   uint32_t next_stream_id_ = 1;
 
   // The server's settings, and what its flow control lets us send.
-  uint32_t peer_max_streams_ = UINT32_MAX;
+  uint32_t peer_max_streams_ = kStreamsBeforeSettings;
+  bool got_settings_ = false;
   uint32_t peer_stream_window_ = kDefaultWindow;
   uint32_t peer_max_frame_ = kOurMaxFrameBytes;
   bool table_free_ = false;  // the server's HPACK table is smaller than the default
@@ -287,7 +291,8 @@ void GrpcLoadClient::Connection::Opened() {
   state_ = State::kOpen;
   answered_ = false;
   next_stream_id_ = 1;
-  peer_max_streams_ = UINT32_MAX;
+  peer_max_streams_ = kStreamsBeforeSettings;
+  got_settings_ = false;
   peer_stream_window_ = kDefaultWindow;
   peer_max_frame_ = kOurMaxFrameBytes;
   table_free_ = false;
@@ -377,9 +382,9 @@ void GrpcLoadClient::Connection::SendWaiting() {
     const size_t data_bytes = call->request_.size();
     if (data_bytes > peer_max_frame_ || data_bytes > peer_stream_window_) {
       waiting_.Remove(call);
-      client_->Finish(call, absl::InternalError(absl::StrCat(
-                                "lcache-bench: a request of ", data_bytes,
-                                " bytes is over what ", address_, " takes in one frame")));
+      client_->Finish(call, absl::InternalError(absl::StrCat("lcache-bench: a request of ",
+                                                             data_bytes, " bytes is over what ",
+                                                             address_, " takes in one frame")));
       continue;
     }
     if (static_cast<int64_t>(data_bytes) > send_window_) return;  // until a WINDOW_UPDATE
@@ -487,8 +492,7 @@ std::optional<size_t> GrpcLoadClient::Connection::HandleFrames(const uint8_t* da
     const uint8_t* h = data + at;
     const size_t length = static_cast<size_t>(h[0]) << 16 | static_cast<size_t>(h[1]) << 8 | h[2];
     if (length > kOurMaxFrameBytes) {
-      Lost(absl::StrCat("a frame of ", length, " bytes, over the ", kOurMaxFrameBytes,
-                        " we take"),
+      Lost(absl::StrCat("a frame of ", length, " bytes, over the ", kOurMaxFrameBytes, " we take"),
            now);
       return std::nullopt;
     }
@@ -606,8 +610,8 @@ bool GrpcLoadClient::Connection::HandleFrame(uint8_t type, uint8_t flags, uint32
       for (Call* call : refused) {
         streams_.erase(call->stream_id_);
         call->stream_id_ = 0;
-        client_->Finish(call, absl::UnavailableError(absl::StrCat(
-                                  "lcache-bench: ", address_, " is going away (GOAWAY)")));
+        client_->Finish(call, absl::UnavailableError(absl::StrCat("lcache-bench: ", address_,
+                                                                  " is going away (GOAWAY)")));
       }
       return true;
     }
@@ -624,6 +628,8 @@ bool GrpcLoadClient::Connection::HandleFrame(uint8_t type, uint8_t flags, uint32
 }
 
 void GrpcLoadClient::Connection::HandleSettings(const uint8_t* payload, size_t length) {
+  if (!got_settings_) peer_max_streams_ = UINT32_MAX;  // HTTP/2's default: no limit
+  got_settings_ = true;
   for (size_t at = 0; at < length; at += 6) {
     const uint16_t id = static_cast<uint16_t>(payload[at] << 8 | payload[at + 1]);
     const uint32_t value = Read32(payload + at + 2);
@@ -694,9 +700,9 @@ void GrpcLoadClient::Connection::EndStream(Call* call) {
     }
     absl::StatusOr<std::string_view> message = SingleGrpcMessage(call->body_);
     if (!message.ok()) {
-      client_->Finish(call, absl::InternalError(absl::StrCat("lcache-bench: bad answer from ",
-                                                             address_, ": ",
-                                                             message.status().message())));
+      client_->Finish(
+          call, absl::InternalError(absl::StrCat("lcache-bench: bad answer from ", address_, ": ",
+                                                 message.status().message())));
       return;
     }
     answered_ = true;
@@ -737,8 +743,8 @@ absl::StatusOr<std::unique_ptr<GrpcLoadClient>> GrpcLoadClient::Create(
     addrinfo* found = nullptr;
     if (const int rc = getaddrinfo(host.c_str(), target.c_str() + colon + 1, &hints, &found);
         rc != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("lcache-bench: cannot resolve \"", target,
-                                                      "\": ", gai_strerror(rc)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("lcache-bench: cannot resolve \"", target, "\": ", gai_strerror(rc)));
     }
     sockaddr_storage address{};
     std::memcpy(&address, found->ai_addr, found->ai_addrlen);
@@ -746,8 +752,8 @@ absl::StatusOr<std::unique_ptr<GrpcLoadClient>> GrpcLoadClient::Create(
     freeaddrinfo(found);
     absl::StatusOr<HeaderBlocks> blocks = EncodeHeaderBlocks(client->options_, target, timeout);
     if (!blocks.ok()) return blocks.status();
-    client->connections_.push_back(std::make_unique<Connection>(
-        client.get(), target, address, address_bytes, *std::move(blocks)));
+    client->connections_.push_back(std::make_unique<Connection>(client.get(), target, address,
+                                                                address_bytes, *std::move(blocks)));
   }
   return client;
 }
@@ -767,8 +773,8 @@ GrpcLoadClient::~GrpcLoadClient() {
 void GrpcLoadClient::Start(Call* call, size_t target, std::string_view message) {
   call->target_ = target % connections_.size();
   call->start_ = polling_ ? now_ : Clock::now();
-  call->deadline_ = call->start_ + std::chrono::nanoseconds(
-                                       absl::ToInt64Nanoseconds(options_.timeout));
+  call->deadline_ =
+      call->start_ + std::chrono::nanoseconds(absl::ToInt64Nanoseconds(options_.timeout));
   call->request_.clear();
   internal::AppendGrpcMessage(message, &call->request_);
   call->stream_id_ = 0;

@@ -89,8 +89,8 @@ class GrpcLoadClient {
   // The call's outcome: OK and the answer's message (prefix removed, lent
   // until `done` returns), or its status; and its latency, from Start to the
   // poll that saw it end.
-  using Done = std::function<void(Call* call, const absl::Status& status,
-                                  std::string_view message, absl::Duration latency)>;
+  using Done = std::function<void(Call* call, const absl::Status& status, std::string_view message,
+                                  absl::Duration latency)>;
 
   // A client of `targets` (host:port each, resolved here). Connects on the
   // first call to each. Errors: a target that does not resolve, options a

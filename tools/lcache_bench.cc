@@ -138,9 +138,10 @@ double CpuSeconds() {
 // starting its chain's next. Runs on the caller's thread, inside Poll.
 class Bench {
  public:
-  Bench() : keys_(absl::GetFlag(FLAGS_keys), absl::GetFlag(FLAGS_dist) == "zipf",
-                  absl::GetFlag(FLAGS_zipf_s), absl::GetFlag(FLAGS_seed)),
-            requests_(absl::GetFlag(FLAGS_group)) {}
+  Bench()
+      : keys_(absl::GetFlag(FLAGS_keys), absl::GetFlag(FLAGS_dist) == "zipf",
+              absl::GetFlag(FLAGS_zipf_s), absl::GetFlag(FLAGS_seed)),
+        requests_(absl::GetFlag(FLAGS_group)) {}
 
   // Starts the chains, spread round-robin over the targets.
   void Start(GrpcLoadClient* client, int concurrency) {
@@ -257,8 +258,7 @@ int Run() {
     if (progress) {
       const double s = std::chrono::duration<double>(Clock::now() - t0).count();
       std::fprintf(stderr, "\r%5.1f s  %9.0f calls/s  %zu in flight ", s,
-                   static_cast<double>(bench.completed_ - completed0) / s,
-                   (*client)->in_flight());
+                   static_cast<double>(bench.completed_ - completed0) / s, (*client)->in_flight());
     }
   }
   bench.EndMeasuring();
