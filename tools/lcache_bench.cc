@@ -127,11 +127,18 @@ class RequestWriter {
   std::string buffer_;
 };
 
-double CpuSeconds() {
+// This process's CPU time, user and kernel, in seconds.
+struct Cpu {
+  double user = 0;
+  double system = 0;
+};
+Cpu CpuSeconds() {
   rusage u;
   getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return {seconds(u.ru_utime), seconds(u.ru_stime)};
 }
 
 // The closed loop: `concurrency` chains of calls, each call's completion
@@ -248,7 +255,7 @@ int Run() {
   bench.Start(client->get(), concurrency);
   (*client)->Poll(seconds_from_now(warmup));
   bench.BeginMeasuring();
-  const double cpu0 = CpuSeconds();
+  const Cpu cpu0 = CpuSeconds();
   const Clock::time_point t0 = Clock::now();
   const Clock::time_point end = seconds_from_now(duration);
   const int64_t completed0 = bench.completed_;
@@ -262,7 +269,7 @@ int Run() {
     }
   }
   bench.EndMeasuring();
-  const double cpu1 = CpuSeconds();
+  const Cpu cpu1 = CpuSeconds();
   const absl::Duration elapsed = absl::FromChrono(Clock::now() - t0);
   if (progress) std::fprintf(stderr, "\n");
   // Let the calls in flight finish (within their deadline) before closing.
@@ -279,6 +286,10 @@ int Run() {
     return n;
   }();
   const int64_t calls = bench.ok_ + errors;
+  const double user = cpu1.user - cpu0.user, system = cpu1.system - cpu0.system;
+  const auto per_call = [&](double cpu) {
+    return calls ? cpu * 1e6 / static_cast<double>(calls) : 0.0;
+  };
   nlohmann::json out = {
       {"targets", targets},
       {"concurrency", concurrency},
@@ -289,8 +300,10 @@ int Run() {
       {"errors", errors},
       {"errors_by_code", bench.errors_},
       {"qps", static_cast<double>(bench.ok_) / seconds},
-      {"client_cpu_us_per_call", calls ? (cpu1 - cpu0) * 1e6 / static_cast<double>(calls) : 0},
-      {"client_cpu_pct", (cpu1 - cpu0) / seconds * 100},
+      {"client_cpu_us_per_call", per_call(user + system)},
+      {"client_user_us_per_call", per_call(user)},
+      {"client_system_us_per_call", per_call(system)},
+      {"client_cpu_pct", (user + system) / seconds * 100},
   };
   std::vector<uint32_t>& lat = bench.latencies_us_;
   const double p50 = Percentile(lat, 50), p90 = Percentile(lat, 90), p99 = Percentile(lat, 99),
@@ -304,8 +317,9 @@ int Run() {
                 seconds, static_cast<long long>(bench.ok_), static_cast<long long>(errors));
     std::printf("latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", p50, p90, p99,
                 p999, max);
-    std::printf("client CPU: %.2f us per call (%.0f%% of a core)\n",
-                out["client_cpu_us_per_call"].get<double>(), out["client_cpu_pct"].get<double>());
+    std::printf("client CPU: %.2f us per call (user %.2f, kernel %.2f; %.0f%% of a core)\n",
+                out["client_cpu_us_per_call"].get<double>(), per_call(user), per_call(system),
+                out["client_cpu_pct"].get<double>());
     for (const auto& [code, count] : bench.errors_) {
       std::printf("errors %s: %lld\n", code.c_str(), static_cast<long long>(count));
     }
