@@ -206,7 +206,9 @@ class GrpcLoadClient::Connection {
   enum class State { kIdle, kConnecting, kOpen, kGoingAway };
 
   void Connect(Clock::time_point now);
-  void Opened();
+  // The socket is connected: the preface and our settings go out first.
+  // False if there is no memory for the HPACK decoder.
+  bool Opened();
   // The connection failed (`why`): every call on it fails with UNAVAILABLE;
   // the next attempt waits for the backoff unless the connection had worked.
   void Lost(const std::string& why, Clock::time_point now);
@@ -287,7 +289,7 @@ void GrpcLoadClient::Connection::Connect(Clock::time_point now) {
   state_ = State::kConnecting;
 }
 
-void GrpcLoadClient::Connection::Opened() {
+bool GrpcLoadClient::Connection::Opened() {
   state_ = State::kOpen;
   answered_ = false;
   next_stream_id_ = 1;
@@ -298,7 +300,10 @@ void GrpcLoadClient::Connection::Opened() {
   table_free_ = false;
   send_window_ = kDefaultWindow;
   received_since_top_up_ = 0;
-  nghttp2_hd_inflate_new(&inflater_);
+  if (nghttp2_hd_inflate_new(&inflater_) != 0) {
+    inflater_ = nullptr;
+    return false;
+  }
   out_.assign(kPreface);
   const std::pair<uint16_t, uint32_t> settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
@@ -311,6 +316,7 @@ void GrpcLoadClient::Connection::Opened() {
     Append32(&out_, value);
   }
   AppendWindowUpdate(&out_, 0, kOurWindow - kDefaultWindow);
+  return true;
 }
 
 void GrpcLoadClient::Connection::Close() {
@@ -446,7 +452,7 @@ void GrpcLoadClient::Connection::OnEvent(uint32_t events, Clock::time_point now)
       Lost(absl::StrCat("cannot connect: ", std::strerror(error)), now);
       return;
     }
-    Opened();
+    if (!Opened()) Lost("no memory for an HPACK decoder", now);
     return;  // Pump sends the preface and the calls
   }
   if (fd_ < 0) return;

@@ -101,7 +101,7 @@ class GrpcLoadClient {
   // does not run.
   ~GrpcLoadClient();
 
-  // Starts a unary call with `message` to targets[target]. It goes out at the
+  // Starts a unary call with `message` to targets[target % targets.size()]. It goes out at the
   // end of the current Poll round (or the next Poll), and its `done` runs
   // inside a later Poll. REQUIRES: `call` is not in flight.
   void Start(Call* call, size_t target, std::string_view message);
