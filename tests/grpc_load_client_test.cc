@@ -124,6 +124,17 @@ class GrpcLoadClientTest : public ::testing::TestWithParam<Transport> {
     return answer->value;
   }
 
+  // Every call ended with `value` (compared without printing it: it may be
+  // a megabyte).
+  void ExpectEveryValueIs(const std::string& value) const {
+    for (const Outcome& o : outcomes_) {
+      absl::StatusOr<std::string> v = ValueOf(o);
+      ASSERT_TRUE(v.ok()) << v.status();
+      EXPECT_TRUE(*v == value) << "got " << v->size() << " bytes, not the " << value.size()
+                               << " expected";
+    }
+  }
+
   GroupRegistry registry_;
   Gate gate_;
   std::unique_ptr<PeerServer> server_;
@@ -203,11 +214,7 @@ TEST_P(GrpcLoadClientTest, ManyLargeRequestsAtOnce) {
   }
   ASSERT_TRUE(PollUntilDone(*client));
   ASSERT_EQ(outcomes_.size(), calls.size());
-  for (const Outcome& o : outcomes_) {
-    absl::StatusOr<std::string> v = ValueOf(o);
-    ASSERT_TRUE(v.ok()) << v.status();
-    EXPECT_EQ(*v, "for-a-big-key");
-  }
+  ExpectEveryValueIs("for-a-big-key");
 }
 
 TEST_P(GrpcLoadClientTest, LargeAnswersArriveWhole) {
@@ -217,12 +224,7 @@ TEST_P(GrpcLoadClientTest, LargeAnswersArriveWhole) {
   for (GrpcLoadClient::Call& call : calls) client->Start(&call, 0, Get("large"));
   ASSERT_TRUE(PollUntilDone(*client));
   ASSERT_EQ(outcomes_.size(), 6u);
-  const std::string expected = LargeValue();
-  for (const Outcome& o : outcomes_) {
-    absl::StatusOr<std::string> v = ValueOf(o);
-    ASSERT_TRUE(v.ok()) << v.status();
-    EXPECT_TRUE(*v == expected) << "a 1 MiB value came back changed (" << v->size() << " bytes)";
-  }
+  ExpectEveryValueIs(LargeValue());
 }
 
 TEST_P(GrpcLoadClientTest, KeepsWithinTheServersStreamLimit) {
@@ -241,11 +243,7 @@ TEST_P(GrpcLoadClientTest, KeepsWithinTheServersStreamLimit) {
   gate_.Open();
   ASSERT_TRUE(PollUntilDone(*client));
   ASSERT_EQ(outcomes_.size(), kCalls);
-  for (const Outcome& o : outcomes_) {
-    absl::StatusOr<std::string> v = ValueOf(o);
-    ASSERT_TRUE(v.ok()) << v.status();
-    EXPECT_EQ(*v, "value-of-slow-1");
-  }
+  ExpectEveryValueIs("value-of-slow-1");
 }
 
 TEST_P(GrpcLoadClientTest, DeadlineEndsTheCallNotTheConnection) {
