@@ -467,12 +467,7 @@ void H2Client::Connection::OnDeadline(evutil_socket_t, short, void* self) {
 }
 
 void H2Client::Connection::Connect() {
-  const size_t colon = address_.rfind(':');
-  std::string host = colon == std::string::npos ? address_ : address_.substr(0, colon);
-  const std::string port = colon == std::string::npos ? "" : address_.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
+  const std::optional<HostPort> host_port = SplitHostPort(address_);
   const auto fail = [this](std::string why) {
     last_error_ = std::move(why);
     retry_at_ = absl::Now() + backoff_;
@@ -480,6 +475,10 @@ void H2Client::Connection::Connect() {
     Fail(absl::UnavailableError(
         absl::StrCat("lcache: cannot connect to ", address_, ": ", last_error_)));
   };
+  if (!host_port) {
+    fail("no port (expected host:port)");
+    return;
+  }
   addrinfo hints = {};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -487,7 +486,8 @@ void H2Client::Connection::Connect() {
   addrinfo* found = nullptr;
   // A host name blocks the loop while it resolves; peers are addresses in
   // practice (the ring's identities), which resolve at once.
-  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+  if (int rc = getaddrinfo(host_port->host.c_str(), host_port->port.c_str(), &hints, &found);
+      rc != 0) {
     fail(gai_strerror(rc));
     return;
   }

@@ -530,13 +530,10 @@ absl::StatusOr<int> Listen(const std::string& address) {
                                                "; expected a free host:port, e.g. "
                                                "127.0.0.1:9001 or 0.0.0.0:0)"));
   };
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) return fail("no port");
-  std::string host = address.substr(0, colon);
-  const std::string port = address.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
+  const std::optional<internal::HostPort> host_port = internal::SplitHostPort(address);
+  if (!host_port) return fail("no port");
+  const std::string& host = host_port->host;
+  const std::string& port = host_port->port;
   addrinfo hints = {};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

@@ -1,6 +1,7 @@
 // The plumbing between a non-blocking socket and an nghttp2 session that the
 // lean transport's server and client share: feed what the socket has to the
-// session, and write what the session has to send.
+// session, and write what the session has to send; and the host:port split
+// of their addresses.
 
 #ifndef LCACHE_SRC_H2_SOCKET_H_
 #define LCACHE_SRC_H2_SOCKET_H_
@@ -8,9 +9,18 @@
 #include <nghttp2/nghttp2.h>
 
 #include <cstddef>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace lcache::internal {
+
+struct HostPort {
+  std::string host;  // brackets of "[v6]" removed; may be empty ("any", for a listener)
+  std::string port;  // as written; may be empty
+};
+// "host:port" or "[v6]:port" split at the last ':'; nullopt without one.
+std::optional<HostPort> SplitHostPort(std::string_view address);
 
 // Reads what `fd` has now and hands it to `session` (whose callbacks run
 // inside). False on EOF, a socket error or an HTTP/2 protocol error.

@@ -18,6 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "grpc_wire.h"
+#include "h2_socket.h"
 
 namespace lcache::tools {
 namespace {
@@ -735,19 +736,16 @@ absl::StatusOr<std::unique_ptr<GrpcLoadClient>> GrpcLoadClient::Create(
     return absl::InternalError(absl::StrCat("lcache-bench: epoll: ", std::strerror(errno)));
   }
   for (const std::string& target : targets) {
-    const size_t colon = target.rfind(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 == target.size()) {
+    const std::optional<internal::HostPort> host_port = internal::SplitHostPort(target);
+    if (!host_port || host_port->host.empty() || host_port->port.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("lcache-bench: target \"", target, "\" is not host:port"));
-    }
-    std::string host = target.substr(0, colon);
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-      host = host.substr(1, host.size() - 2);
     }
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* found = nullptr;
-    if (const int rc = getaddrinfo(host.c_str(), target.c_str() + colon + 1, &hints, &found);
+    if (const int rc =
+            getaddrinfo(host_port->host.c_str(), host_port->port.c_str(), &hints, &found);
         rc != 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("lcache-bench: cannot resolve \"", target, "\": ", gai_strerror(rc)));
