@@ -12,14 +12,15 @@
 //
 // Everything runs on one thread, on GrpcLoadClient (grpc_load_client.h):
 // pre-encoded request frames out, nghttp2's HPACK decoder for the answers,
-// so the generator costs far less CPU per call than the node it measures.
-// It reports its own (getrusage over the measured window), so a reader can
-// check that.
+// so the generator costs about half the CPU per call of the node it
+// measures, most of it the kernel's (docs/BENCHMARKS.md). It reports its
+// own, user and kernel (getrusage over the measured window), so a reader
+// can check that.
 //
 // Output: QPS, latency p50/p90/p99/p99.9/max over the calls that completed
 // in the measured window, errors by gRPC status (and in-band `err` answers
-// by their text); -json for scripts. A progress
-// line on stderr when it is a terminal.
+// by their text); -json for scripts. A progress line on stderr when it is a
+// terminal.
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -38,7 +39,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "go_flags.h"
 #include "grpc_load_client.h"
 #include "json_codec.h"
