@@ -1,6 +1,6 @@
 // H2Client: unary gRPC calls over HTTP/2 with nghttp2 on one libevent loop,
-// for the lean peer client (h2_peer_client.cc) and the load generator
-// (tools/lcache_bench.cc). We write the gRPC parts ourselves: the message
+// for the lean peer client (h2_peer_client.cc). (lcache-bench has a leaner
+// client of its own, tools/grpc_load_client.h.) We write the gRPC parts ourselves: the message
 // prefix, content-type (with its subtype: application/grpc+json, which a Go
 // server needs to pick its JSON codec and gRPC C++ cannot send), te,
 // grpc-timeout, and reading grpc-status / grpc-message.
@@ -24,7 +24,7 @@
 //
 // Threads: the client owns one loop thread; `done` callbacks run on it and
 // must not block. Call() may be called from any thread, including from a
-// `done` callback (the load generator chains calls that way).
+// `done` callback.
 
 #ifndef LCACHE_SRC_H2_CLIENT_H_
 #define LCACHE_SRC_H2_CLIENT_H_
