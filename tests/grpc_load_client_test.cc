@@ -255,7 +255,13 @@ TEST_P(GrpcLoadClientTest, DeadlineEndsTheCallNotTheConnection) {
   ASSERT_TRUE(PollUntilDone(*client));
   ASSERT_EQ(outcomes_.size(), 1u);
   EXPECT_EQ(outcomes_[0].status.code(), absl::StatusCode::kDeadlineExceeded) << outcomes_[0].status;
-  EXPECT_GE(outcomes_[0].latency, kTimeout);  // never before the deadline
+  if (outcomes_[0].status.message() == "lcache-bench: deadline exceeded") {
+    EXPECT_GE(outcomes_[0].latency, kTimeout);  // the client's timer: never early
+  } else {
+    // The server ended it at its grpc-timeout: gRPC C++ counts from a cached
+    // clock, so it may answer a little before the client's deadline.
+    EXPECT_GE(outcomes_[0].latency, kTimeout - absl::Milliseconds(20));
+  }
   // The stream was reset; the connection still carries calls.
   client->Start(&fast, 0, Get("Tom"));
   ASSERT_TRUE(PollUntilDone(*client));

@@ -341,6 +341,7 @@ void GrpcLoadClient::Connection::Lost(const std::string& why, Clock::time_point 
   Close();
   retry_at_ = answered_ ? now : now + backoff_;
   backoff_ = answered_ ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
+  answered_ = false;  // a failed reconnect waits for the backoff
   // Fail the calls from lists of their own: the calls their `done` starts
   // wait for the next attempt.
   std::vector<Call*> failing;
@@ -380,21 +381,22 @@ void GrpcLoadClient::Connection::Pump(Clock::time_point now) {
 }
 
 void GrpcLoadClient::Connection::SendWaiting() {
+  // Requests too large to send fail after the loop: their `done` may start
+  // calls, which join the waiting list this loop walks.
+  std::vector<Call*> too_large;
   while (!waiting_.empty() && streams_.size() < peer_max_streams_) {
     if (next_stream_id_ > kLastStreamId) {
       state_ = State::kGoingAway;
-      return;
+      break;
     }
     Call* call = waiting_.head;
     const size_t data_bytes = call->request_.size();
     if (data_bytes > peer_max_frame_ || data_bytes > peer_stream_window_) {
       waiting_.Remove(call);
-      client_->Finish(call, absl::InternalError(absl::StrCat("lcache-bench: a request of ",
-                                                             data_bytes, " bytes is over what ",
-                                                             address_, " takes in one frame")));
+      too_large.push_back(call);
       continue;
     }
-    if (static_cast<int64_t>(data_bytes) > send_window_) return;  // until a WINDOW_UPDATE
+    if (static_cast<int64_t>(data_bytes) > send_window_) break;  // until a WINDOW_UPDATE
     waiting_.Remove(call);
     const uint32_t id = next_stream_id_;
     next_stream_id_ += 2;
@@ -412,6 +414,11 @@ void GrpcLoadClient::Connection::SendWaiting() {
     call->grpc_message_.clear();
     call->body_.clear();
     streams_.emplace(id, call);
+  }
+  for (Call* call : too_large) {
+    client_->Finish(call, absl::InternalError(absl::StrCat(
+                              "lcache-bench: a request of ", call->request_.size(),
+                              " bytes is over what ", address_, " takes in one frame")));
   }
 }
 
