@@ -1,7 +1,5 @@
 #include "grpc_load_client.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -25,7 +23,6 @@ namespace {
 
 using internal::GrpcStatusCode;
 using internal::GrpcStatusFromHttp;
-using internal::kGrpcPrefixBytes;
 using internal::PercentDecode;
 using internal::SingleGrpcMessage;
 using Clock = GrpcLoadClient::Clock;
@@ -182,8 +179,6 @@ class GrpcLoadClient::Connection {
         socket_address_bytes_(socket_address_bytes),
         header_blocks_(std::move(header_blocks)) {}
   ~Connection() { Close(); }
-
-  const std::string& address() const { return address_; }
 
   // Queues `call`; Pump sends it.
   void Enqueue(Call* call) { waiting_.PushBack(call); }
