@@ -1,7 +1,7 @@
 // EntryTable: the chained index of a shard. Growth and erasure from any
 // place in a chain must keep every other entry findable.
 
-#include "entry_table.h"
+#include "store/entry_table.h"
 
 #include <string>
 #include <vector>

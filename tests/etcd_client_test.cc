@@ -2,7 +2,7 @@
 // prefix arithmetic. Everything that talks to etcd is in tests/etcd_test.py,
 // against a real etcd server.
 
-#include "etcd_client.h"
+#include "etcd/etcd_client.h"
 
 #include <string>
 

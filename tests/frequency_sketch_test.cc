@@ -1,6 +1,6 @@
 // FrequencySketch: counts, saturation, never underestimating, aging, growth.
 
-#include "frequency_sketch.h"
+#include "store/frequency_sketch.h"
 
 #include <string>
 

@@ -19,7 +19,7 @@
 #include "gate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "json_codec.h"
+#include "lcache/json_codec.h"
 #include "lcache/grpc_peer.h"
 #include "lcache/h2_peer.h"
 
@@ -114,11 +114,11 @@ class GrpcLoadClientTest : public ::testing::TestWithParam<Transport> {
     return client.in_flight() == 0;
   }
 
-  static std::string Get(std::string_view key) { return internal::EncodeGetRequest("scores", key); }
+  static std::string Get(std::string_view key) { return wire::EncodeGetRequest("scores", key); }
   // The value of an answer, or its `err` as an error.
   static absl::StatusOr<std::string> ValueOf(const Outcome& o) {
     if (!o.status.ok()) return o.status;
-    absl::StatusOr<internal::GetResponse> answer = internal::DecodeGetResponse(o.message);
+    absl::StatusOr<wire::GetResponse> answer = wire::DecodeGetResponse(o.message);
     if (!answer.ok()) return answer.status();
     if (!answer->err.empty()) return absl::NotFoundError(answer->err);
     return answer->value;

@@ -26,8 +26,8 @@
 #include "gate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "h2_client.h"
-#include "json_codec.h"
+#include "peer/h2/h2_client.h"
+#include "lcache/json_codec.h"
 #include "lcache/h2_peer.h"
 
 namespace lcache {
@@ -397,7 +397,7 @@ TEST_P(GrpcPeerTest, LeanClientDeadlinesOnOneConnection) {
       outcome.key = key;
       outcome.timeout = timeout;
       outcome.issued = absl::Now();
-      (*client)->Call(connection, options, internal::EncodeGetRequest("scores", key),
+      (*client)->Call(connection, options, wire::EncodeGetRequest("scores", key),
                       [&, outcome](absl::Status status, std::string_view) mutable {
                         outcome.done = absl::Now();
                         outcome.code = status.code();

@@ -4,7 +4,7 @@
 // process behind a fake PeerGetter that answers as the real server does: the
 // value and the owner's remaining time to live, rounded down to milliseconds.
 
-#include "hot_admission.h"
+#include "core/hot_admission.h"
 
 #include <atomic>
 #include <memory>

@@ -1,7 +1,7 @@
 // The Get RPC's JSON codec: the exact bytes Go's json.Marshal writes, and
 // json.Unmarshal's reading rules, errors included.
 
-#include "json_codec.h"
+#include "lcache/json_codec.h"
 
 #include <cstdint>
 #include <optional>
@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "lcache/group.h"
 
-namespace lcache::internal {
+namespace lcache::wire {
 namespace {
 
 using ::testing::HasSubstr;
@@ -545,4 +545,4 @@ TEST(DecodeErrorTest, KnownNamesInsideIgnoredFieldsAreNotChecked) {
 }
 
 }  // namespace
-}  // namespace lcache::internal
+}  // namespace lcache::wire

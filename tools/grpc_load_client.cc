@@ -15,16 +15,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "grpc_wire.h"
-#include "h2_socket.h"
+#include "lcache/grpc_wire.h"
 
 namespace lcache::tools {
 namespace {
 
-using internal::GrpcStatusCode;
-using internal::GrpcStatusFromHttp;
-using internal::PercentDecode;
-using internal::SingleGrpcMessage;
 using Clock = GrpcLoadClient::Clock;
 
 constexpr size_t kFrameHeaderBytes = 9;
@@ -684,9 +679,9 @@ bool GrpcLoadClient::Connection::HandleHeaderBlock(uint32_t stream_id, const uin
         for (char c : value) call->http_status_ = call->http_status_ * 10 + (c - '0');
       } else if (name == "grpc-status") {
         call->has_grpc_status_ = true;
-        call->grpc_status_ = GrpcStatusCode(value);
+        call->grpc_status_ = wire::GrpcStatusCode(value);
       } else if (name == "grpc-message") {
-        call->grpc_message_ = PercentDecode(value);
+        call->grpc_message_ = wire::PercentDecode(value);
       }
     }
     if (inflate_flags & NGHTTP2_HD_INFLATE_FINAL) {
@@ -707,7 +702,7 @@ void GrpcLoadClient::Connection::EndStream(Call* call) {
       client_->Finish(call, absl::Status(call->grpc_status_, call->grpc_message_));
       return;
     }
-    absl::StatusOr<std::string_view> message = SingleGrpcMessage(call->body_);
+    absl::StatusOr<std::string_view> message = wire::SingleGrpcMessage(call->body_);
     if (!message.ok()) {
       client_->Finish(
           call, absl::InternalError(absl::StrCat("lcache-bench: bad answer from ", address_, ": ",
@@ -720,7 +715,7 @@ void GrpcLoadClient::Connection::EndStream(Call* call) {
     return;
   }
   if (call->http_status_ != 200 && call->http_status_ != 0) {
-    client_->Finish(call, absl::Status(GrpcStatusFromHttp(call->http_status_),
+    client_->Finish(call, absl::Status(wire::GrpcStatusFromHttp(call->http_status_),
                                        absl::StrCat("lcache-bench: HTTP status ",
                                                     call->http_status_, " from ", address_)));
     return;
@@ -732,13 +727,13 @@ void GrpcLoadClient::Connection::EndStream(Call* call) {
 absl::StatusOr<std::unique_ptr<GrpcLoadClient>> GrpcLoadClient::Create(
     const std::vector<std::string>& targets, Options options, Done done) {
   if (targets.empty()) return absl::InvalidArgumentError("lcache-bench: no targets");
-  const std::string timeout = internal::GrpcTimeoutHeader(options.timeout);
+  const std::string timeout = wire::GrpcTimeoutHeader(options.timeout);
   std::unique_ptr<GrpcLoadClient> client(new GrpcLoadClient(std::move(options), std::move(done)));
   if (client->epoll_fd_ < 0) {
     return absl::InternalError(absl::StrCat("lcache-bench: epoll: ", std::strerror(errno)));
   }
   for (const std::string& target : targets) {
-    const std::optional<internal::HostPort> host_port = internal::SplitHostPort(target);
+    const std::optional<wire::HostPort> host_port = wire::SplitHostPort(target);
     if (!host_port || host_port->host.empty() || host_port->port.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("lcache-bench: target \"", target, "\" is not host:port"));
@@ -782,7 +777,7 @@ void GrpcLoadClient::Start(Call* call, size_t target, std::string_view message) 
   call->deadline_ =
       call->start_ + std::chrono::nanoseconds(absl::ToInt64Nanoseconds(options_.timeout));
   call->request_.clear();
-  internal::AppendGrpcMessage(message, &call->request_);
+  wire::AppendGrpcMessage(message, &call->request_);
   call->stream_id_ = 0;
   deadlines_.PushBack(call);
   ++in_flight_;

@@ -42,7 +42,7 @@
 #include "absl/time/time.h"
 #include "go_flags.h"
 #include "grpc_load_client.h"
-#include "json_codec.h"
+#include "lcache/json_codec.h"
 #include "lcache/grpc_peer.h"
 #include "nlohmann/json.hpp"
 
@@ -87,21 +87,21 @@ class KeyChooser {
   std::vector<double> cdf_;
 };
 
-// The requests for keys k0..k{n-1}, as EncodeGetRequest writes them, into one
+// The requests for keys k0..k{n-1}, as wire::EncodeGetRequest writes them, into one
 // buffer: no string per call. A key is "k" and digits, which JSON writes as
 // they are, so each request is the one for "k" with the digits spliced in
-// after its "k". Checked against EncodeGetRequest at start; if that ever
+// after its "k". Checked against wire::EncodeGetRequest at start; if that ever
 // writes something else, every request is encoded by it.
 class RequestWriter {
  public:
   explicit RequestWriter(std::string group) : group_(std::move(group)) {
-    const std::string k = internal::EncodeGetRequest(group_, "k");
+    const std::string k = wire::EncodeGetRequest(group_, "k");
     const size_t at = k.rfind("\"k\"");
     if (at == std::string::npos) return;
     prefix_ = k.substr(0, at + 2);
     suffix_ = k.substr(at + 2);
     for (int64_t key : {0LL, 7LL, 1234567890LL}) {
-      if (std::string(Write(key)) != internal::EncodeGetRequest(group_, absl::StrCat("k", key))) {
+      if (std::string(Write(key)) != wire::EncodeGetRequest(group_, absl::StrCat("k", key))) {
         prefix_.clear();
         return;
       }
@@ -110,7 +110,7 @@ class RequestWriter {
   // Valid until the next Write.
   std::string_view Write(int64_t key) {
     if (prefix_.empty()) {
-      buffer_ = internal::EncodeGetRequest(group_, absl::StrCat("k", key));
+      buffer_ = wire::EncodeGetRequest(group_, absl::StrCat("k", key));
       return buffer_;
     }
     char digits[24];
@@ -123,7 +123,7 @@ class RequestWriter {
 
  private:
   const std::string group_;
-  std::string prefix_;  // empty: EncodeGetRequest for each
+  std::string prefix_;  // empty: wire::EncodeGetRequest for each
   std::string suffix_;
   std::string buffer_;
 };
@@ -179,8 +179,8 @@ class Bench {
     if (measuring_) {
       if (!status.ok()) {
         ++errors_[std::string(absl::StatusCodeToString(status.code()))];
-      } else if (absl::StatusOr<internal::GetResponse> answer =
-                     internal::DecodeGetResponse(message);
+      } else if (absl::StatusOr<wire::GetResponse> answer =
+                     wire::DecodeGetResponse(message);
                  !answer.ok()) {
         ++errors_["bad answer"];
       } else if (!answer->err.empty()) {

@@ -1,13 +1,10 @@
-// The lean transport of the peer protocol: the same wire as grpc_peer.h
-// (gRPC over HTTP/2, /lcache.LCache/Get with JSON messages), served by our
+// The lean transport of the peer protocol (peer_server.h): the same wire as
+// grpc_peer.h (gRPC over HTTP/2, /lcache.LCache/Get with JSON messages), by our
 // own small server on libnghttp2 and libevent instead of gRPC C++. HTTP/2
 // and HPACK are nghttp2's job; ours are the gRPC framing, grpc-timeout,
 // status trailers, size limits, flow-control settings and GOAWAY on
 // shutdown. What a request gets is decided by the same code as on the gRPC
-// server (src/peer_service.h), and the same tests run against both.
-//
-// It also answers grpc.health.v1.Health/Check as the gRPC server does
-// (grpc_peer.h), so gRPC health probes work on the peer port.
+// server (src/peer/peer_service.h), and the same tests run against both.
 //
 // Why: gRPC C++ costs about 15 µs of server CPU per call here, as much as
 // the whole Go node; HTTP/2 itself (nghttpd) about 3 µs. docs/BENCHMARKS.md.
@@ -19,7 +16,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "lcache/grpc_peer.h"
+#include "lcache/peer_server.h"
+#include "lcache/peers.h"
 
 namespace lcache {
 

@@ -1,0 +1,83 @@
+// The peer protocol's server and client options, shared by both transports
+// (grpc_peer.h: gRPC C++; h2_peer.h: the lean one on nghttp2). The wire is
+// docs/PROTOCOL.md: gRPC over HTTP/2 with JSON messages (json_codec.h),
+// byte-compatible with the Go lru_cache, so Go and C++ nodes share one ring.
+//
+// Method: /lcache.LCache/Get. A server serves every group of a
+// GroupRegistry; a client is a PeerGetter per peer address (peers.h).
+//
+// Health: a server also answers grpc.health.v1.Health/Check (Kubernetes'
+// gRPC probes, grpc_health_probe) for the services "" and "lcache.LCache":
+// SERVING while PeerServerOptions::serving says so, else NOT_SERVING; other
+// services get NOT_FOUND. Health/Watch is UNIMPLEMENTED.
+//
+// Forwarding: a C++ node marks the requests it forwards with the metadata
+// kForwardedMetadataKey. The receiving node serves a marked request from its
+// store, else its getter (LoadScope::kLocalOnly), and never forwards it
+// again, so C++ nodes cannot bounce a key between them whatever their views
+// of the ring. Requests without the mark (clients, Go nodes) are routed by
+// the ring.
+
+#ifndef LCACHE_PEER_SERVER_H_
+#define LCACHE_PEER_SERVER_H_
+
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include "absl/time/time.h"
+#include "lcache/group.h"
+
+namespace lcache {
+
+inline constexpr char kGetMethod[] = "/lcache.LCache/Get";
+inline constexpr char kForwardedMetadataKey[] = "lcache-forwarded";
+inline constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
+
+struct PeerServerOptions {
+  // host:port to listen on; port 0 picks a free one (see PeerServer::port()).
+  std::string address = {};
+  // The groups to serve. Not owned; must outlive the server.
+  GroupRegistry* registry = nullptr;
+  // Requests with a longer key get INVALID_ARGUMENT.
+  size_t max_key_bytes = 4096;
+  // Larger request messages get INVALID_ARGUMENT; those over four times the
+  // limit are refused by gRPC itself, as RESOURCE_EXHAUSTED, unread.
+  int max_request_bytes = 64 << 10;
+  // Threads that run loads (misses). Hits are answered without them.
+  int load_threads = 8;
+  // Loads waiting for a thread beyond this get RESOURCE_EXHAUSTED, so a slow
+  // getter cannot make the queue grow without bound.
+  int max_queued_loads = 1024;
+  // Whether Health/Check answers SERVING; null: always while the server runs.
+  // Called on the polling thread for each health check: must be cheap and
+  // must not block. A node returns false once it drains (and until it has
+  // joined the cluster).
+  std::function<bool()> serving = nullptr;
+};
+
+// A running server. Thread-safe.
+class PeerServer {
+ public:
+  virtual ~PeerServer() = default;
+
+  // The port it listens on.
+  virtual int port() const = 0;
+
+  // Stops accepting calls, lets the calls in flight finish within `grace`,
+  // cancels the rest, and returns when everything has stopped. Idempotent;
+  // the destructor calls it with no grace.
+  virtual void Shutdown(absl::Duration grace) = 0;
+};
+
+struct PeerClientOptions {
+  // Deadline of each call (the Go client uses 2 s).
+  absl::Duration timeout = absl::Seconds(2);
+  // Whether calls carry kForwardedMetadataKey. True for peers; false for
+  // clients (the CLI), whose requests the receiving node routes by the ring.
+  bool mark_forwarded = true;
+};
+
+}  // namespace lcache
+
+#endif  // LCACHE_PEER_SERVER_H_

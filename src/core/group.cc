@@ -1,0 +1,347 @@
+// The path of a Get: ValidateKey -> local store -> hot cache -> singleflight
+// Load -> owner peer (PeerPicker; some answers kept in the hot cache) ->
+// getter -> populate the store.
+
+#include "lcache/group.h"
+
+#include <algorithm>
+#include <array>
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+#include "core/hot_admission.h"
+
+namespace lcache {
+
+absl::Status KeyNotFoundError() { return absl::NotFoundError(kKeyNotFoundMessage); }
+
+std::optional<HotPromotion> ParseHotPromotion(std::string_view name) {
+  if (name == "frequency") return HotPromotion::kFrequency;
+  if (name == "random") return HotPromotion::kRandom;
+  return std::nullopt;
+}
+
+namespace {
+
+// The hot cache's capacity for the options (0: none); see GroupOptions.
+int64_t HotCacheBytes(const GroupOptions& options) {
+  return options.hot_cache_bytes >= 0 ? options.hot_cache_bytes : options.cache_bytes / 8;
+}
+
+}  // namespace
+
+// Per-group counters, striped by thread so that two cores counting hits do
+// not fight over one cache line. Reads sum the stripes.
+class Group::Counters {
+ public:
+  enum Field {
+    kCacheHits,
+    kHotHits,
+    kHotKeeps,
+    kRejected,  // invalid keys
+    kPeerLoads,
+    kPeerErrors,
+    kLoads,
+    kLoadsDeduped,
+    kLocalLoads,
+    kLocalLoadErrs,
+    kServerRequests,
+    kNumFields
+  };
+
+  void Add(Field f) { stripes_[ThreadStripe()].v[f].fetch_add(1, std::memory_order_relaxed); }
+
+  int64_t Sum(Field f) const {
+    int64_t n = 0;
+    for (const Stripe& s : stripes_) n += s.v[f].load(std::memory_order_relaxed);
+    return n;
+  }
+
+ private:
+  static constexpr size_t kStripes = 16;
+
+  struct alignas(64) Stripe {
+    std::array<std::atomic<int64_t>, kNumFields> v{};
+  };
+
+  static size_t ThreadStripe() {
+    static std::atomic<size_t> next{0};
+    thread_local const size_t stripe = next.fetch_add(1, std::memory_order_relaxed) % kStripes;
+    return stripe;
+  }
+
+  std::array<Stripe, kStripes> stripes_;
+};
+
+absl::StatusOr<std::unique_ptr<Group>> Group::Create(GroupOptions options) {
+  if (options.name.empty()) return absl::InvalidArgumentError("lru_cache: group name is empty");
+  if (!options.getter) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lru_cache: group \"", options.name, "\" has no getter"));
+  }
+  if (options.cache_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lru_cache: cache_bytes must be >= 0, got ", options.cache_bytes));
+  }
+  if (options.hot_cache_bytes < -1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lru_cache: hot_cache_bytes must be >= 0 (or -1: cache_bytes / 8), got ",
+                     options.hot_cache_bytes));
+  }
+  if (!(options.lru2_history_fraction > 0 && options.lru2_history_fraction < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lru_cache: lru2_history_fraction must be in (0, 1), got ", options.lru2_history_fraction));
+  }
+  if (options.max_key_bytes == 0 || options.max_key_bytes > kMaxStoreKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("lru_cache: max_key_bytes must be in [1, ",
+                                                   kMaxStoreKeyBytes, "], got ",
+                                                   options.max_key_bytes));
+  }
+  return std::unique_ptr<Group>(new Group(std::move(options)));
+}
+
+Group::Group(GroupOptions options)
+    : name_(std::move(options.name)),
+      getter_(std::move(options.getter)),
+      default_ttl_(options.default_ttl),
+      max_key_bytes_(options.max_key_bytes),
+      clock_(options.clock != nullptr ? options.clock : Clock::Real()),
+      peers_(options.peers),
+      store_(NewStore({.policy = options.policy,
+                       .capacity_bytes = options.cache_bytes,
+                       .shards = options.store_shards,
+                       .lru2_history_fraction = options.lru2_history_fraction,
+                       .clock = clock_,
+                       .on_removal = options.on_removal})),
+      counters_(std::make_unique<Counters>()) {
+  if (const int64_t hot_bytes = HotCacheBytes(options); hot_bytes > 0) {
+    // Plain LRU: the admission rule already filters what comes in. The
+    // removal callback sees hot copies leave too: they are entries of this
+    // node's memory like any other.
+    hot_store_ = NewStore({.policy = StorePolicy::kLru,
+                           .capacity_bytes = hot_bytes,
+                           .clock = clock_,
+                           .on_removal = std::move(options.on_removal)});
+    // Sized for values of ~256 bytes: 1/32 of the hot cache's budget in
+    // sketch words, enough to tell hot keys from one-hit wonders.
+    hot_admission_ = std::make_unique<internal::HotAdmission>(
+        options.hot_promotion, std::clamp<int64_t>(hot_bytes / 256, 1024, int64_t{1} << 20));
+  }
+}
+
+Group::~Group() = default;
+
+absl::Status Group::ValidateKey(std::string_view key) const {
+  if (key.empty()) return absl::InvalidArgumentError(kEmptyKeyMessage);
+  if (key.size() > max_key_bytes_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lru_cache: key too long (", key.size(), " bytes, max ", max_key_bytes_, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ByteView> Group::Get(std::string_view key, LoadScope scope) {
+  if (absl::Status s = ValidateKey(key); !s.ok()) {
+    counters_->Add(Counters::kRejected);
+    return s;
+  }
+  // GetIfCached's lookups, without the expiry nobody asked for here: this is
+  // the hit path every embedded Get takes.
+  if (std::optional<ByteView> hit = store_->Get(key)) {
+    counters_->Add(Counters::kCacheHits);
+    return *std::move(hit);
+  }
+  if (hot_store_ != nullptr) {
+    if (std::optional<ByteView> hit = hot_store_->Get(key)) {
+      counters_->Add(Counters::kCacheHits);
+      counters_->Add(Counters::kHotHits);
+      return *std::move(hit);
+    }
+  }
+  // Only misses are timed: two clock reads would double a hot hit's cost.
+  const absl::Time t0 = clock_->Now();
+  absl::StatusOr<ExpiringValue> v = Load(key, scope);
+  get_miss_latency_.Record(clock_->Now() - t0);
+  if (!v.ok()) return std::move(v).status();
+  return std::move(v->value);
+}
+
+absl::StatusOr<ExpiringValue> Group::GetWithExpiry(std::string_view key, LoadScope scope) {
+  if (absl::Status s = ValidateKey(key); !s.ok()) {
+    counters_->Add(Counters::kRejected);
+    return s;
+  }
+  if (std::optional<ExpiringValue> hit = GetIfCached(key)) return *std::move(hit);
+  const absl::Time t0 = clock_->Now();
+  absl::StatusOr<ExpiringValue> v = Load(key, scope);
+  get_miss_latency_.Record(clock_->Now() - t0);
+  return v;
+}
+
+std::optional<ExpiringValue> Group::GetIfCached(std::string_view key) {
+  if (std::optional<ExpiringValue> hit = store_->GetWithExpiry(key)) {
+    counters_->Add(Counters::kCacheHits);
+    return hit;
+  }
+  if (hot_store_ != nullptr) {
+    if (std::optional<ExpiringValue> hit = hot_store_->GetWithExpiry(key)) {
+      counters_->Add(Counters::kCacheHits);
+      counters_->Add(Counters::kHotHits);
+      return hit;
+    }
+  }
+  return std::nullopt;
+}
+
+// For loads: a flight that finished between our miss and this one populated
+// a store; loading again would be a duplicate load. Not counted as a hit (the
+// Get was counted as a load).
+std::optional<ExpiringValue> Group::Cached(std::string_view key) {
+  if (std::optional<ExpiringValue> hit = store_->GetWithExpiry(key)) return hit;
+  if (hot_store_ != nullptr) return hot_store_->GetWithExpiry(key);
+  return std::nullopt;
+}
+
+absl::StatusOr<ExpiringValue> Group::Load(std::string_view key, LoadScope scope) {
+  counters_->Add(Counters::kLoads);
+  if (scope == LoadScope::kLocalOnly) return LoadLocally(key);
+  return remote_flights_
+      .Do(key,
+          [&]() -> absl::StatusOr<ExpiringValue> {
+            if (std::optional<ExpiringValue> hit = Cached(key)) return *std::move(hit);
+            if (PeerPicker* picker = peers_.load(std::memory_order_acquire)) {
+              if (std::shared_ptr<PeerGetter> peer = picker->PickPeer(key)) {
+                bool final = false;
+                absl::StatusOr<ExpiringValue> v = LoadFromPeer(*peer, key, &final);
+                if (final) return v;
+              }
+            }
+            return LoadLocally(key);
+          })
+      .result;
+}
+
+// The owner's answer is final, found or not (`*final`); only a failure to
+// reach it falls back to a local load, as the Go program does.
+absl::StatusOr<ExpiringValue> Group::LoadFromPeer(PeerGetter& peer, std::string_view key,
+                                                  bool* final) {
+  counters_->Add(Counters::kLoadsDeduped);
+  const absl::Time asked_at = clock_->Now();
+  absl::StatusOr<PeerValue> v = peer.Get(name_, key);
+  peer_latency_.Record(clock_->Now() - asked_at);
+  if (v.ok()) {
+    *final = true;
+    counters_->Add(Counters::kPeerLoads);
+    ExpiringValue fetched(std::move(v->value), ExpiryOf(*v, asked_at));
+    MaybeKeepHot(key, fetched);
+    return fetched;
+  }
+  if (absl::IsNotFound(v.status()) || absl::IsInvalidArgument(v.status())) {
+    *final = true;
+    counters_->Add(Counters::kPeerLoads);
+    return std::move(v).status();
+  }
+  counters_->Add(Counters::kPeerErrors);
+  return std::move(v).status();
+}
+
+void Group::MaybeKeepHot(std::string_view key, const ExpiringValue& v) {
+  if (hot_store_ == nullptr) return;
+  // A copy already due would only displace a live one.
+  if (v.expire_at != absl::InfiniteFuture() && v.expire_at <= clock_->Now()) return;
+  if (!hot_admission_->Admit(key)) return;
+  if (hot_store_->Set(key, v.value.view(), v.expire_at)) counters_->Add(Counters::kHotKeeps);
+}
+
+absl::StatusOr<ExpiringValue> Group::LoadLocally(std::string_view key) {
+  return local_flights_
+      .Do(key,
+          [&]() -> absl::StatusOr<ExpiringValue> {
+            if (std::optional<ExpiringValue> hit = store_->GetWithExpiry(key)) {
+              return *std::move(hit);
+            }
+            counters_->Add(Counters::kLoadsDeduped);
+            return LoadFromGetter(key);
+          })
+      .result;
+}
+
+absl::StatusOr<ExpiringValue> Group::LoadFromGetter(std::string_view key) {
+  absl::StatusOr<Loaded> loaded;
+  const absl::Time t0 = clock_->Now();
+  try {
+    loaded = getter_(key);
+  } catch (const std::exception& e) {
+    loaded = absl::InternalError(absl::StrCat("lru_cache: getter threw: ", e.what()));
+  } catch (...) {
+    loaded = absl::InternalError("lru_cache: getter threw a non-std exception");
+  }
+  getter_latency_.Record(clock_->Now() - t0);
+  if (!loaded.ok()) {
+    counters_->Add(Counters::kLocalLoadErrs);
+    return std::move(loaded).status();
+  }
+  counters_->Add(Counters::kLocalLoads);
+  const absl::Time expire_at = ExpiryOf(*loaded);
+  store_->Set(key, loaded->value.view(), expire_at);
+  // This node is the owner now: a hot copy from when another node was would
+  // be a second, possibly older, value of the key.
+  if (hot_store_ != nullptr) hot_store_->Remove(key);
+  return ExpiringValue(std::move(loaded->value), expire_at);
+}
+
+absl::Time Group::ExpiryOf(const Loaded& loaded) const {
+  const absl::Duration ttl = loaded.ttl.value_or(default_ttl_);
+  if (ttl <= absl::ZeroDuration() || ttl == absl::InfiniteDuration()) {
+    return absl::InfiniteFuture();
+  }
+  return clock_->Now() + ttl;
+}
+
+// The owner's copy lives `ttl` from no earlier than `asked_at`, so ours ends
+// no later. An owner that sends no expiry (a Go node) gets ours: the group's
+// default_ttl bounds how stale a copy may be, if the user set one.
+absl::Time Group::ExpiryOf(const PeerValue& fetched, absl::Time asked_at) const {
+  absl::Duration ttl = fetched.ttl;
+  if (ttl == absl::InfiniteDuration() && default_ttl_ > absl::ZeroDuration()) ttl = default_ttl_;
+  if (ttl == absl::InfiniteDuration()) return absl::InfiniteFuture();
+  return asked_at + ttl;
+}
+
+void Group::Remove(std::string_view key) {
+  store_->Remove(key);
+  if (hot_store_ != nullptr) hot_store_->Remove(key);
+}
+
+int64_t Group::ReclaimExpired(int64_t max_entries) {
+  int64_t n = store_->ReclaimExpired(max_entries);
+  if (hot_store_ != nullptr) n += hot_store_->ReclaimExpired(max_entries);
+  return n;
+}
+
+void Group::CountServerRequest() { counters_->Add(Counters::kServerRequests); }
+
+GroupStats Group::Stats() const {
+  GroupStats s;
+  s.cache_hits = counters_->Sum(Counters::kCacheHits);
+  s.hot_hits = counters_->Sum(Counters::kHotHits);
+  s.hot_keeps = counters_->Sum(Counters::kHotKeeps);
+  s.loads = counters_->Sum(Counters::kLoads);
+  // Every Get ends in exactly one of: rejected, hit, load. Deriving gets
+  // saves the hit path an atomic add.
+  s.gets = counters_->Sum(Counters::kRejected) + s.cache_hits + s.loads;
+  s.peer_loads = counters_->Sum(Counters::kPeerLoads);
+  s.peer_errors = counters_->Sum(Counters::kPeerErrors);
+  s.loads_deduped = counters_->Sum(Counters::kLoadsDeduped);
+  s.local_loads = counters_->Sum(Counters::kLocalLoads);
+  s.local_load_errs = counters_->Sum(Counters::kLocalLoadErrs);
+  s.server_requests = counters_->Sum(Counters::kServerRequests);
+  s.store = store_->Stats();
+  if (hot_store_ != nullptr) s.hot_store = hot_store_->Stats();
+  s.get_miss_latency = get_miss_latency_.Snapshot();
+  s.peer_latency = peer_latency_.Snapshot();
+  s.getter_latency = getter_latency_.Snapshot();
+  return s;
+}
+
+}  // namespace lcache

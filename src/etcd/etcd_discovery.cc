@@ -1,0 +1,385 @@
+// Two threads: the keeper holds the registration (grant, put, keep-alive
+// stream, and a new lease when the old one is lost); the watcher holds the
+// peer set (list, then watch from the listing's revision + 1, applying every
+// event). Both back off between failures and wake at once on Stop(), which
+// cancels their streams.
+
+#include "lcache/etcd_discovery.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "etcd/etcd_client.h"
+#include "spdlog/spdlog.h"
+
+namespace lcache {
+namespace {
+
+// Exponential backoff with jitter: 100 ms doubling to 2 s.
+class Backoff {
+ public:
+  absl::Duration Next() {
+    const absl::Duration d = next_;
+    next_ = std::min(next_ * 2, kMax);
+    std::uniform_real_distribution<double> jitter(0.8, 1.2);
+    return d * jitter(random_);
+  }
+  void Reset() { next_ = kInitial; }
+
+ private:
+  static constexpr absl::Duration kInitial = absl::Milliseconds(100);
+  static constexpr absl::Duration kMax = absl::Seconds(2);
+  absl::Duration next_ = kInitial;
+  std::minstd_rand random_{std::random_device{}()};
+};
+
+std::string Message(const absl::Status& s) { return std::string(s.message()); }
+
+}  // namespace
+
+class EtcdDiscovery::Impl {
+ public:
+  Impl(EtcdOptions options, std::unique_ptr<EtcdClient> client, std::string self,
+       PeersCallback on_peers)
+      : options_(std::move(options)),
+        client_(std::move(client)),
+        self_(std::move(self)),
+        prefix_(options_.service + "/"),
+        key_(prefix_ + self_),
+        on_peers_(std::move(on_peers)) {}
+
+  ~Impl() { Stop(); }
+
+  absl::Status Start();
+  void Stop();
+
+ private:
+  enum class StreamEnd { kBroken, kLeaseGone, kStopping };
+
+  absl::Status Register();
+  void KeepRegistered();
+  StreamEnd KeepAlive(Backoff& backoff);
+
+  absl::Status List();
+  void KeepWatching();
+  StreamEnd Watch(Backoff& backoff);
+  void Publish();
+
+  // Waits `d` or until Stop(); false if stopping.
+  bool Sleep(absl::Duration d);
+  bool stopping() {
+    std::lock_guard lock(mu_);
+    return stopping_;
+  }
+  // Makes `context` cancellable by Stop(); false if already stopping.
+  bool Track(grpc::ClientContext* context);
+  void Untrack(grpc::ClientContext* context);
+
+  const EtcdOptions options_;
+  const std::unique_ptr<EtcdClient> client_;
+  const std::string self_;
+  const std::string prefix_;
+  const std::string key_;
+  const PeersCallback on_peers_;
+
+  // The keeper's state (Start() before the thread, then the thread alone).
+  int64_t lease_id_ = 0;
+  int64_t lease_ttl_s_ = 0;
+  absl::Time last_keepalive_ = absl::InfinitePast();
+
+  // The watcher's state (Start() before the thread, then the thread alone).
+  std::map<std::string, std::string> members_;  // etcd key -> value
+  int64_t revision_ = 0;                        // of the last listing or event seen
+  std::vector<std::string> published_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;                      // guarded by mu_
+  bool stopped_ = false;                       // guarded by mu_
+  std::vector<grpc::ClientContext*> streams_;  // guarded by mu_
+  std::thread keeper_;
+  std::thread watcher_;
+};
+
+absl::Status EtcdDiscovery::Impl::Start() {
+  const absl::Time deadline = absl::Now() + options_.start_timeout;
+  Backoff backoff;
+  auto retry = [&](auto step, const char* what) -> absl::Status {
+    while (true) {
+      absl::Status s = step();
+      if (s.ok()) return s;
+      if (absl::Now() >= deadline) {
+        return absl::UnavailableError(absl::StrCat(
+            "etcd [", absl::StrJoin(options_.endpoints, ","), "] unreachable for ",
+            absl::FormatDuration(options_.start_timeout), " (", what, "): ", s.message()));
+      }
+      Sleep(backoff.Next());
+    }
+  };
+  if (!self_.empty()) {
+    if (absl::Status s = retry([&] { return Register(); }, "register"); !s.ok()) return s;
+  }
+  if (absl::Status s = retry([&] { return List(); }, "list"); !s.ok()) {
+    if (lease_id_ != 0) (void)client_->RevokeLease(lease_id_);  // best effort
+    lease_id_ = 0;
+    return s;
+  }
+  Publish();
+  if (!self_.empty()) keeper_ = std::thread([this] { KeepRegistered(); });
+  watcher_ = std::thread([this] { KeepWatching(); });
+  return absl::OkStatus();
+}
+
+void EtcdDiscovery::Impl::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    stopping_ = true;
+    for (grpc::ClientContext* c : streams_) c->TryCancel();
+  }
+  wake_.notify_all();
+  if (keeper_.joinable()) keeper_.join();
+  if (lease_id_ != 0) {
+    if (absl::Status s = client_->RevokeLease(lease_id_); s.ok()) {
+      spdlog::info("etcd: revoked lease {:x}, {} deregistered", lease_id_, key_);
+    } else {
+      spdlog::warn("etcd: cannot revoke lease {:x} ({}); {} goes when it expires", lease_id_,
+                   Message(s), key_);
+    }
+    lease_id_ = 0;
+  }
+  if (watcher_.joinable()) watcher_.join();
+}
+
+bool EtcdDiscovery::Impl::Sleep(absl::Duration d) {
+  std::unique_lock lock(mu_);
+  wake_.wait_for(lock, absl::ToChronoNanoseconds(d), [this] { return stopping_; });
+  return !stopping_;
+}
+
+bool EtcdDiscovery::Impl::Track(grpc::ClientContext* context) {
+  std::lock_guard lock(mu_);
+  if (stopping_) return false;
+  streams_.push_back(context);
+  return true;
+}
+
+void EtcdDiscovery::Impl::Untrack(grpc::ClientContext* context) {
+  std::lock_guard lock(mu_);
+  std::erase(streams_, context);
+}
+
+// --- registration -----------------------------------------------------------
+
+absl::Status EtcdDiscovery::Impl::Register() {
+  absl::StatusOr<EtcdClient::Lease> lease = client_->GrantLease(options_.lease_ttl);
+  if (!lease.ok()) return lease.status();
+  if (absl::Status s = client_->Put(key_, self_, lease->id); !s.ok()) {
+    (void)client_->RevokeLease(lease->id);  // best effort; it expires anyway
+    return s;
+  }
+  lease_id_ = lease->id;
+  lease_ttl_s_ = lease->ttl_seconds;
+  last_keepalive_ = absl::Now();
+  spdlog::info("etcd: registered {} under lease {:x} (TTL {} s) at {}", key_, lease_id_,
+               lease_ttl_s_, client_->CurrentEndpoint());
+  return absl::OkStatus();
+}
+
+void EtcdDiscovery::Impl::KeepRegistered() {
+  Backoff backoff;
+  while (!stopping()) {
+    if (lease_id_ == 0) {
+      if (absl::Status s = Register(); !s.ok()) {
+        const absl::Duration wait = backoff.Next();
+        spdlog::warn("etcd: cannot register {} ({}); retrying in {}", key_, Message(s),
+                     absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(1))));
+        Sleep(wait);
+        continue;
+      }
+      backoff.Reset();
+    }
+    switch (KeepAlive(backoff)) {
+      case StreamEnd::kStopping:
+        return;
+      case StreamEnd::kLeaseGone:
+        spdlog::warn("etcd: lease {:x} is gone; registering {} again", lease_id_, key_);
+        lease_id_ = 0;
+        break;
+      case StreamEnd::kBroken:
+        if (absl::Now() - last_keepalive_ > absl::Seconds(lease_ttl_s_)) {
+          spdlog::warn(
+              "etcd: no keep-alive for lease {:x} in its TTL ({} s); presumed lost, "
+              "registering {} again",
+              lease_id_, lease_ttl_s_, key_);
+          lease_id_ = 0;
+        }
+        Sleep(backoff.Next());
+        break;
+    }
+  }
+}
+
+EtcdDiscovery::Impl::StreamEnd EtcdDiscovery::Impl::KeepAlive(Backoff& backoff) {
+  grpc::ClientContext context;
+  if (!Track(&context)) return StreamEnd::kStopping;
+  int endpoint = 0;
+  std::unique_ptr<EtcdClient::KeepAliveStream> stream = client_->OpenKeepAlive(&context, &endpoint);
+  // Renew at a third of the TTL, as etcd's own client does, so that two
+  // lost renewals in a row still leave the lease alive.
+  const absl::Duration period = std::max(absl::Seconds(lease_ttl_s_) / 3, absl::Milliseconds(500));
+  StreamEnd end = StreamEnd::kBroken;
+  etcdserverpb::LeaseKeepAliveRequest request;
+  request.set_id(lease_id_);
+  etcdserverpb::LeaseKeepAliveResponse response;
+  while (true) {
+    if (!stream->Write(request) || !stream->Read(&response)) break;
+    if (response.ttl() <= 0) {
+      end = StreamEnd::kLeaseGone;
+      break;
+    }
+    last_keepalive_ = absl::Now();
+    backoff.Reset();
+    if (!Sleep(period)) {
+      end = StreamEnd::kStopping;
+      break;
+    }
+  }
+  context.TryCancel();
+  const grpc::Status status = stream->Finish();
+  Untrack(&context);
+  if (stopping()) return StreamEnd::kStopping;
+  if (end == StreamEnd::kBroken) {
+    client_->StreamFailed(endpoint, status);
+    spdlog::warn("etcd: keep-alive stream for lease {:x} broke: {}", lease_id_,
+                 status.error_message());
+  }
+  return end;
+}
+
+// --- discovery ----------------------------------------------------------------
+
+absl::Status EtcdDiscovery::Impl::List() {
+  absl::StatusOr<EtcdClient::Listing> listing = client_->ListPrefix(prefix_);
+  if (!listing.ok()) return listing.status();
+  members_ = std::move(listing->kvs);
+  revision_ = listing->revision;
+  return absl::OkStatus();
+}
+
+void EtcdDiscovery::Impl::Publish() {
+  // The address is the key without the prefix (as the Go program reads it);
+  // members_ is in key order, the order a listing returns, so every node
+  // builds its ring from the same sequence.
+  std::vector<std::string> peers;
+  peers.reserve(members_.size());
+  for (const auto& [key, value] : members_) peers.push_back(key.substr(prefix_.size()));
+  if (peers == published_) return;
+  published_ = peers;
+  on_peers_(published_);
+}
+
+void EtcdDiscovery::Impl::KeepWatching() {
+  Backoff backoff;
+  bool listed = true;  // Start() listed
+  while (!stopping()) {
+    if (!listed) {
+      if (absl::Status s = List(); !s.ok()) {
+        const absl::Duration wait = backoff.Next();
+        spdlog::warn("etcd: cannot list {} ({}); keeping {} known peers, retrying in {}", prefix_,
+                     Message(s), published_.size(),
+                     absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(1))));
+        Sleep(wait);
+        continue;
+      }
+      Publish();
+    }
+    if (Watch(backoff) == StreamEnd::kStopping) return;
+    listed = false;
+    Sleep(backoff.Next());
+  }
+}
+
+EtcdDiscovery::Impl::StreamEnd EtcdDiscovery::Impl::Watch(Backoff& backoff) {
+  grpc::ClientContext context;
+  if (!Track(&context)) return StreamEnd::kStopping;
+  int endpoint = 0;
+  std::unique_ptr<EtcdClient::WatchStream> stream = client_->OpenWatch(&context, &endpoint);
+  etcdserverpb::WatchRequest request;
+  etcdserverpb::WatchCreateRequest* create = request.mutable_create_request();
+  create->set_key(prefix_);
+  create->set_range_end(EtcdClient::PrefixEnd(prefix_));
+  create->set_start_revision(revision_ + 1);
+  std::string why = "stream ended";
+  if (stream->Write(request)) {
+    etcdserverpb::WatchResponse response;
+    while (stream->Read(&response)) {
+      if (response.created()) {
+        backoff.Reset();
+        spdlog::info("etcd: watching {} from revision {} at {}", prefix_, revision_ + 1,
+                     client_->CurrentEndpoint());
+      }
+      for (const mvccpb::Event& event : response.events()) {
+        if (event.type() == mvccpb::Event::PUT) {
+          members_[event.kv().key()] = event.kv().value();
+        } else {
+          members_.erase(event.kv().key());
+        }
+        revision_ = std::max(revision_, event.kv().mod_revision());
+      }
+      if (!response.events().empty()) Publish();
+      if (response.canceled()) {
+        why = response.compact_revision() != 0
+                  ? absl::StrCat("revision ", revision_ + 1, " compacted (now ",
+                                 response.compact_revision(), ")")
+                  : absl::StrCat("cancelled: ", response.cancel_reason());
+        break;
+      }
+    }
+  }
+  context.TryCancel();
+  const grpc::Status status = stream->Finish();
+  Untrack(&context);
+  if (stopping()) return StreamEnd::kStopping;
+  if (!status.ok()) {
+    client_->StreamFailed(endpoint, status);
+    why = status.error_message();
+  }
+  spdlog::warn("etcd: watch on {} broke ({}); keeping {} known peers, re-listing", prefix_, why,
+               published_.size());
+  return StreamEnd::kBroken;
+}
+
+// --- EtcdDiscovery ------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<EtcdDiscovery>> EtcdDiscovery::Start(EtcdOptions options,
+                                                                    std::string self,
+                                                                    PeersCallback on_peers) {
+  if (!on_peers) return absl::InvalidArgumentError("EtcdDiscovery needs a peers callback");
+  if (options.service.empty()) return absl::InvalidArgumentError("empty etcd service name");
+  if (options.lease_ttl <= absl::ZeroDuration() || options.call_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("etcd lease TTL and call timeout must be positive");
+  }
+  // No call may outlast the start timeout (a call waits for etcd to connect).
+  options.call_timeout = std::min(options.call_timeout, options.start_timeout);
+  absl::StatusOr<std::unique_ptr<EtcdClient>> client = EtcdClient::Create(options);
+  if (!client.ok()) return client.status();
+  auto impl = std::make_unique<Impl>(std::move(options), *std::move(client), std::move(self),
+                                     std::move(on_peers));
+  if (absl::Status s = impl->Start(); !s.ok()) return s;
+  return std::unique_ptr<EtcdDiscovery>(new EtcdDiscovery(std::move(impl)));
+}
+
+EtcdDiscovery::EtcdDiscovery(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+EtcdDiscovery::~EtcdDiscovery() = default;
+void EtcdDiscovery::Stop() { impl_->Stop(); }
+
+}  // namespace lcache

@@ -1,0 +1,674 @@
+// The lean server of the peer protocol (h2_peer.h): gRPC's wire over
+// HTTP/2, written with nghttp2 (HTTP/2, HPACK, flow control) on libevent
+// loops. What a request gets is PeerService's decision, as on the gRPC
+// server; this file only carries bytes.
+//
+// Threads: `io_threads` loops, each an event_base on its own thread owning
+// its connections outright (no locks on the request path). Loop 0 also
+// accepts and hands connections round-robin to the loops. Other threads talk
+// to a loop only by posting a task (Loop::Post: a queue and an eventfd): a
+// load thread posts the reply of a miss; Shutdown posts the drain.
+//
+// A request: HEADERS (:path, content-type, grpc-timeout, lcache-forwarded)
+// and DATA (the prefixed message, buffered up to the size limit) arrive
+// through nghttp2's callbacks into a Stream; at END_STREAM the stream is
+// answered at once (errors, hits, health) or when its load completes. A
+// reply is HEADERS, one DATA (the prefixed JSON) and trailers (grpc-status),
+// or a trailers-only HEADERS for an error. A stream the client reset before
+// its load completed is gone from nghttp2; the reply then finds no stream
+// and is dropped.
+//
+// Shutdown: health turns NOT_SERVING, the listener closes, each connection
+// gets GOAWAY (streams already received are still answered, new ones are
+// refused, so gRPC clients retry them elsewhere) and closes when its last
+// stream is done; after the grace the rest are closed.
+
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "peer/h2/event_loop.h"
+#include "lcache/grpc_wire.h"
+#include "peer/h2/h2_socket.h"
+#include "lcache/h2_peer.h"
+#include "peer/peer_service.h"
+
+namespace lcache {
+namespace {
+
+using internal::PeerReply;
+
+// HTTP/2 settings: enough concurrent streams and window that a peer with
+// many calls in flight is never throttled by flow control on loopback or LAN.
+constexpr uint32_t kMaxConcurrentStreams = 1024;
+constexpr int32_t kStreamWindow = 1 << 20;
+constexpr int32_t kConnectionWindow = 16 << 20;
+
+class H2PeerServer;
+class Loop;
+
+nghttp2_nv Header(std::string_view name, std::string_view value, uint8_t flags) {
+  return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+          reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+          flags};
+}
+// A header whose name and value outlive the submit call (static strings, or
+// strings in the Stream, which nghttp2 keeps until the stream closes).
+nghttp2_nv StaticHeader(std::string_view name, std::string_view value) {
+  return Header(name, value, NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE);
+}
+
+struct Stream {
+  int32_t id = 0;
+  std::string path;
+  std::string content_type;
+  bool forwarded = false;
+  absl::Time deadline = absl::InfiniteFuture();
+  std::string body;       // the request body, up to the limit
+  size_t body_bytes = 0;  // the whole body's size, kept past the limit
+  bool answered = false;  // a reply was submitted
+  std::string out;        // the response's DATA (prefixed message)
+  size_t sent = 0;        // of `out`, taken by nghttp2
+  // The connection's open streams, for its destructor: nghttp2 does not
+  // report the streams it drops with a deleted session.
+  Stream* prev = nullptr;
+  Stream* next = nullptr;
+};
+
+class Connection {
+ public:
+  Connection(H2PeerServer* server, Loop* loop, int fd, uint64_t id)
+      : server_(server), loop_(loop), fd_(fd), id_(id) {}
+  ~Connection();
+
+  // False if it could not be set up (the fd is then closed by the destructor).
+  bool Start(event_base* base, const nghttp2_session_callbacks* callbacks);
+  // Sends GOAWAY: streams received so far are answered, new ones refused.
+  void Drain();
+  // Answers `stream_id` if it is still open.
+  void Deliver(int32_t stream_id, PeerReply reply);
+  // Writes what nghttp2 has to send. False: the connection is finished.
+  bool Flush();
+
+  uint64_t id() const { return id_; }
+
+  // nghttp2 callbacks (user_data is the Connection).
+  static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
+                      void* self);
+  static int OnDataChunk(nghttp2_session*, uint8_t flags, int32_t stream_id, const uint8_t* data,
+                         size_t len, void* self);
+  static int OnFrame(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self);
+  static ssize_t ReadBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf, size_t length,
+                          uint32_t* flags, nghttp2_data_source* source, void*);
+
+ private:
+  static void OnEvent(evutil_socket_t, short what, void* self);
+  // Reads what the socket has; false on EOF or error.
+  bool Read();
+  void Process(Stream* s);
+  void Reply(Stream* s, PeerReply reply);
+  std::string_view ResponseContentType(const Stream& s) const;
+
+  H2PeerServer* const server_;
+  Loop* const loop_;
+  const int fd_;
+  const uint64_t id_;
+  nghttp2_session* session_ = nullptr;
+  event* read_event_ = nullptr;
+  event* write_event_ = nullptr;
+  std::string out_;  // bytes for the socket, from out_offset_ on
+  size_t out_offset_ = 0;
+  Stream* streams_ = nullptr;  // open streams, linked through Stream::next
+};
+
+// One event loop and the connections it owns.
+class Loop {
+ public:
+  Loop(H2PeerServer* server, const nghttp2_session_callbacks* callbacks)
+      : server_(server), callbacks_(callbacks) {}
+  ~Loop();
+
+  bool ok() const { return loop_.ok(); }
+  void Start() { loop_.Start(); }
+  void Stop() { loop_.Stop(); }
+  void Post(std::function<void()> task) { loop_.Post(std::move(task)); }
+  event_base* base() const { return loop_.base(); }
+
+  // Loop thread only.
+  void AddConnection(int fd);
+  void Deliver(uint64_t connection, int32_t stream, PeerReply reply);
+  void Close(Connection* c);
+  void BeginDrain();
+  // Closes every connection. Only once the loop has stopped.
+  void CloseAll() {
+    connections_.clear();
+    closed_.clear();
+    connection_count_.store(0, std::memory_order_release);
+  }
+
+  size_t connections() const { return connection_count_.load(std::memory_order_acquire); }
+
+ private:
+  static void OnReap(evutil_socket_t, short, void* self);
+
+  H2PeerServer* const server_;
+  const nghttp2_session_callbacks* const callbacks_;
+  internal::EventLoop loop_;
+
+  // Loop thread only.
+  std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
+  std::vector<std::unique_ptr<Connection>> closed_;  // freed outside their callbacks
+  bool draining_ = false;
+  uint64_t next_id_ = 1;
+  std::atomic<size_t> connection_count_{0};
+};
+
+class H2PeerServer final : public PeerServer {
+ public:
+  H2PeerServer(const PeerServerOptions& options, int io_threads);
+  ~H2PeerServer() override;
+
+  absl::Status Start(const std::string& address);
+  int port() const override { return port_; }
+  void Shutdown(absl::Duration grace) override;
+
+  internal::PeerService& service() { return service_; }
+  size_t max_body_bytes() const {
+    return service_.max_request_bytes() + wire::kGrpcPrefixBytes;
+  }
+  // Called by a loop when a connection closed while draining.
+  void ConnectionClosed() {
+    std::lock_guard lock(idle_mu_);
+    idle_cv_.notify_all();
+  }
+
+ private:
+  static void OnAccept(evutil_socket_t fd, short, void* self);
+
+  internal::PeerService service_;
+  const int io_threads_;
+  nghttp2_session_callbacks* callbacks_ = nullptr;
+  std::vector<std::unique_ptr<Loop>> loops_;
+  int listen_fd_ = -1;
+  event* accept_event_ = nullptr;  // on loop 0
+  size_t next_loop_ = 0;           // loop 0's thread only
+  int port_ = 0;
+
+  std::mutex idle_mu_;
+  std::condition_variable idle_cv_;
+  std::mutex shutdown_mu_;
+  bool shut_down_ = false;  // guarded by shutdown_mu_
+};
+
+// --- Connection -------------------------------------------------------------
+
+Connection::~Connection() {
+  while (streams_ != nullptr) {
+    Stream* s = streams_;
+    streams_ = s->next;
+    delete s;
+  }
+  if (read_event_ != nullptr) event_free(read_event_);
+  if (write_event_ != nullptr) event_free(write_event_);
+  nghttp2_session_del(session_);
+  close(fd_);
+}
+
+bool Connection::Start(event_base* base, const nghttp2_session_callbacks* callbacks) {
+  read_event_ = event_new(base, fd_, EV_READ | EV_PERSIST, &Connection::OnEvent, this);
+  write_event_ = event_new(base, fd_, EV_WRITE, &Connection::OnEvent, this);
+  if (read_event_ == nullptr || write_event_ == nullptr) return false;
+  if (nghttp2_session_server_new(&session_, callbacks, this) != 0) return false;
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
+  };
+  if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings)) != 0 ||
+      nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow) !=
+          0) {
+    return false;
+  }
+  event_add(read_event_, nullptr);
+  return Flush();
+}
+
+void Connection::OnEvent(evutil_socket_t, short what, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  if ((what & EV_READ) && !c->Read()) {
+    c->loop_->Close(c);
+    return;
+  }
+  if (!c->Flush()) c->loop_->Close(c);
+}
+
+bool Connection::Read() { return internal::ReadIntoSession(fd_, session_); }
+
+bool Connection::Flush() {
+  switch (internal::WriteFromSession(fd_, session_, &out_, &out_offset_)) {
+    case internal::WriteResult::kFailed:
+      return false;
+    case internal::WriteResult::kBlocked:
+      event_add(write_event_, nullptr);  // the rest when the socket can take it
+      return true;
+    case internal::WriteResult::kWritten:
+      break;
+  }
+  // Neither: GOAWAY went out (or came in) and no stream is left.
+  return nghttp2_session_want_read(session_) != 0 || nghttp2_session_want_write(session_) != 0;
+}
+
+void Connection::Drain() {
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
+                        nullptr, 0);
+  if (!Flush()) loop_->Close(this);
+}
+
+int Connection::OnBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void* self) {
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  auto* c = static_cast<Connection*>(self);
+  auto* s = new Stream();
+  s->id = frame->hd.stream_id;
+  s->next = c->streams_;
+  if (c->streams_ != nullptr) c->streams_->prev = s;
+  c->streams_ = s;
+  nghttp2_session_set_stream_user_data(session, s->id, s);
+  return 0;
+}
+
+int Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
+                         const uint8_t* name_bytes, size_t namelen, const uint8_t* value_bytes,
+                         size_t valuelen, uint8_t, void*) {
+  auto* s =
+      static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+  if (s == nullptr || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  const std::string_view name(reinterpret_cast<const char*>(name_bytes), namelen);
+  const std::string_view value(reinterpret_cast<const char*>(value_bytes), valuelen);
+  if (name == ":path") {
+    s->path = value;
+  } else if (name == "content-type") {
+    s->content_type = value;
+  } else if (name == "grpc-timeout") {
+    if (std::optional<absl::Duration> t = wire::ParseGrpcTimeout(value)) {
+      s->deadline = absl::Now() + *t;
+    }
+  } else if (name == kForwardedMetadataKey) {
+    s->forwarded = true;
+  }
+  return 0;
+}
+
+int Connection::OnDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id,
+                            const uint8_t* data, size_t len, void* self) {
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  if (s == nullptr) return 0;
+  s->body_bytes += len;
+  // Past the limit the bytes are counted, not kept: the answer is an error
+  // that says how large the message was.
+  if (s->body_bytes <= static_cast<Connection*>(self)->server_->max_body_bytes()) {
+    s->body.append(reinterpret_cast<const char*>(data), len);
+  } else {
+    s->body.clear();
+  }
+  return 0;
+}
+
+int Connection::OnFrame(nghttp2_session* session, const nghttp2_frame* frame, void* self) {
+  const bool request_done = (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
+                            (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  if (!request_done) return 0;
+  auto* s =
+      static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+  if (s != nullptr && !s->answered) static_cast<Connection*>(self)->Process(s);
+  return 0;
+}
+
+int Connection::OnStreamClose(nghttp2_session* session, int32_t stream_id, uint32_t, void* self) {
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  if (s == nullptr) return 0;
+  auto* c = static_cast<Connection*>(self);
+  if (s->prev != nullptr) s->prev->next = s->next;
+  if (s->next != nullptr) s->next->prev = s->prev;
+  if (c->streams_ == s) c->streams_ = s->next;
+  delete s;
+  nghttp2_session_set_stream_user_data(session, stream_id, nullptr);
+  return 0;
+}
+
+ssize_t Connection::ReadBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
+                             size_t length, uint32_t* flags, nghttp2_data_source* source, void*) {
+  auto* s = static_cast<Stream*>(source->ptr);
+  const size_t n = std::min(length, s->out.size() - s->sent);
+  std::memcpy(buf, s->out.data() + s->sent, n);
+  s->sent += n;
+  if (s->sent == s->out.size()) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    const nghttp2_nv trailers[] = {StaticHeader("grpc-status", "0")};
+    if (nghttp2_submit_trailer(session, stream_id, trailers, std::size(trailers)) != 0) {
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets the stream
+    }
+  }
+  return static_cast<ssize_t>(n);
+}
+
+std::string_view Connection::ResponseContentType(const Stream& s) const {
+  // Answer in the client's own subtype (application/grpc+json from a Go
+  // client), as Go's server does.
+  if (s.content_type.starts_with("application/grpc")) return s.content_type;
+  return "application/grpc";
+}
+
+void Connection::Process(Stream* s) {
+  if (!s->content_type.starts_with("application/grpc")) {
+    s->answered = true;
+    const nghttp2_nv headers[] = {StaticHeader(":status", "415")};
+    nghttp2_submit_response(session_, s->id, headers, std::size(headers), nullptr);
+    return;
+  }
+  const bool get = s->path == kGetMethod;
+  if (!get && s->path != kHealthCheckMethod) {
+    Reply(s,
+          PeerReply::Error(absl::StatusCode::kUnimplemented,
+                           absl::StrCat("lcache: unknown method ", s->path, "; this server serves ",
+                                        kGetMethod, " and ", kHealthCheckMethod)));
+    return;
+  }
+  if (s->body_bytes > 4 * server_->max_body_bytes()) {
+    // As gRPC C++ does for a message far over its limit.
+    Reply(s, PeerReply::Error(
+                 absl::StatusCode::kResourceExhausted,
+                 absl::StrCat("lcache: request of ", s->body_bytes - wire::kGrpcPrefixBytes,
+                              " bytes is over 4 times the limit of ",
+                              server_->service().max_request_bytes())));
+    return;
+  }
+  if (s->body_bytes > server_->max_body_bytes()) {
+    Reply(s, PeerReply::Error(
+                 absl::StatusCode::kInvalidArgument,
+                 absl::StrCat("lru_cache: request of ", s->body_bytes - wire::kGrpcPrefixBytes,
+                              " bytes is over the limit of ",
+                              server_->service().max_request_bytes())));
+    return;
+  }
+  absl::StatusOr<std::string_view> message = wire::SingleGrpcMessage(s->body);
+  if (!message.ok()) {
+    Reply(s, PeerReply::Error(absl::StatusCode::kInvalidArgument,
+                              std::string(message.status().message())));
+    return;
+  }
+  if (!get) {
+    Reply(s, server_->service().HealthCheck(*message));
+    return;
+  }
+  std::optional<PeerReply> reply =
+      server_->service().Get(*message, s->forwarded, s->deadline,
+                             [loop = loop_, connection = id_, stream = s->id](PeerReply r) {
+                               loop->Post([loop, connection, stream, r = std::move(r)]() mutable {
+                                 loop->Deliver(connection, stream, std::move(r));
+                               });
+                             });
+  if (reply) {
+    Reply(s, *std::move(reply));
+  } else {
+    s->body = std::string();  // not needed any more while the load runs
+  }
+}
+
+void Connection::Deliver(int32_t stream_id, PeerReply reply) {
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(session_, stream_id));
+  if (s == nullptr) return;  // the client gave up on it
+  Reply(s, std::move(reply));
+}
+
+void Connection::Reply(Stream* s, PeerReply reply) {
+  s->answered = true;
+  const std::string_view content_type = ResponseContentType(*s);
+  if (reply.code != absl::StatusCode::kOk) {
+    // Trailers-only: one HEADERS frame that ends the stream.
+    const std::string code = absl::StrCat(static_cast<int>(reply.code));
+    const std::string message = wire::PercentEncode(reply.message);
+    const nghttp2_nv headers[] = {
+        StaticHeader(":status", "200"),
+        StaticHeader("content-type", content_type),
+        Header("grpc-status", code, NGHTTP2_NV_FLAG_NO_COPY_NAME),
+        Header("grpc-message", message, NGHTTP2_NV_FLAG_NO_COPY_NAME),
+    };
+    nghttp2_submit_response(session_, s->id, headers, std::size(headers), nullptr);
+    return;
+  }
+  s->out.reserve(wire::kGrpcPrefixBytes + reply.body.size());
+  wire::AppendGrpcMessage(reply.body, &s->out);
+  const nghttp2_nv headers[] = {StaticHeader(":status", "200"),
+                                StaticHeader("content-type", content_type)};
+  nghttp2_data_provider body;
+  body.source.ptr = s;
+  body.read_callback = &Connection::ReadBody;
+  nghttp2_submit_response(session_, s->id, headers, std::size(headers), &body);
+}
+
+// --- Loop ---------------------------------------------------------------------
+
+Loop::~Loop() {
+  loop_.Stop();  // before the connections go: their events are on its base
+  connections_.clear();
+  closed_.clear();
+}
+
+void Loop::AddConnection(int fd) {
+  if (draining_) {
+    close(fd);
+    return;
+  }
+  const uint64_t id = next_id_++;
+  auto c = std::make_unique<Connection>(server_, this, fd, id);
+  if (!c->Start(base(), callbacks_)) return;  // the destructor closes fd
+  connections_.emplace(id, std::move(c));
+  connection_count_.fetch_add(1, std::memory_order_release);
+}
+
+void Loop::Deliver(uint64_t connection, int32_t stream, PeerReply reply) {
+  auto it = connections_.find(connection);
+  if (it == connections_.end()) return;
+  Connection* c = it->second.get();
+  c->Deliver(stream, std::move(reply));
+  if (!c->Flush()) Close(c);
+}
+
+void Loop::Close(Connection* c) {
+  auto it = connections_.find(c->id());
+  if (it == connections_.end()) return;
+  // Freed after the current callback returns: `c` may be on the stack.
+  closed_.push_back(std::move(it->second));
+  connections_.erase(it);
+  if (closed_.size() == 1) {
+    const timeval now = {0, 0};
+    event_base_once(base(), -1, EV_TIMEOUT, &Loop::OnReap, this, &now);
+  }
+  connection_count_.fetch_sub(1, std::memory_order_release);
+  if (draining_) server_->ConnectionClosed();
+}
+
+void Loop::OnReap(evutil_socket_t, short, void* self) { static_cast<Loop*>(self)->closed_.clear(); }
+
+void Loop::BeginDrain() {
+  draining_ = true;
+  std::vector<Connection*> all;
+  for (auto& [id, c] : connections_) all.push_back(c.get());
+  for (Connection* c : all) c->Drain();
+  server_->ConnectionClosed();  // in case there was none
+}
+
+// --- H2PeerServer ---------------------------------------------------------------
+
+absl::StatusOr<int> Listen(const std::string& address) {
+  const auto fail = [&](absl::string_view why) {
+    return absl::UnavailableError(absl::StrCat("lcache: cannot listen on \"", address, "\" (", why,
+                                               "; expected a free host:port, e.g. "
+                                               "127.0.0.1:9001 or 0.0.0.0:0)"));
+  };
+  const std::optional<wire::HostPort> host_port = wire::SplitHostPort(address);
+  if (!host_port) return fail("no port");
+  const std::string& host = host_port->host;
+  const std::string& port = host_port->port;
+  addrinfo hints = {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
+      rc != 0) {
+    return fail(gai_strerror(rc));
+  }
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> list(found, &freeaddrinfo);
+  std::string last_error = "no address";
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    const int on = 1;
+    // SO_REUSEADDR only (rebinding after a restart); no SO_REUSEPORT, so a
+    // port another process serves is an error, not a silent share.
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 1024) == 0) return fd;
+    last_error = std::strerror(errno);
+    close(fd);
+  }
+  return fail(last_error);
+}
+
+H2PeerServer::H2PeerServer(const PeerServerOptions& options, int io_threads)
+    : service_(options), io_threads_(io_threads) {
+  nghttp2_session_callbacks_new(&callbacks_);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks_, &Connection::OnBeginHeaders);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks_, &Connection::OnHeader);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks_, &Connection::OnDataChunk);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks_, &Connection::OnFrame);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks_, &Connection::OnStreamClose);
+}
+
+H2PeerServer::~H2PeerServer() {
+  Shutdown(absl::ZeroDuration());
+  nghttp2_session_callbacks_del(callbacks_);
+}
+
+absl::Status H2PeerServer::Start(const std::string& address) {
+  absl::StatusOr<int> fd = Listen(address);
+  if (!fd.ok()) {
+    std::lock_guard lock(shutdown_mu_);
+    shut_down_ = true;
+    service_.Stop(absl::Now());
+    return fd.status();
+  }
+  listen_fd_ = *fd;
+  sockaddr_storage bound = {};
+  socklen_t len = sizeof bound;
+  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &len);
+  port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  for (int i = 0; i < io_threads_; ++i) {
+    loops_.push_back(std::make_unique<Loop>(this, callbacks_));
+    if (!loops_.back()->ok()) {
+      Shutdown(absl::ZeroDuration());
+      return absl::InternalError("lcache: cannot create an event loop");
+    }
+  }
+  accept_event_ =
+      event_new(loops_[0]->base(), listen_fd_, EV_READ | EV_PERSIST, &H2PeerServer::OnAccept, this);
+  event_add(accept_event_, nullptr);
+  for (auto& loop : loops_) loop->Start();
+  return absl::OkStatus();
+}
+
+void H2PeerServer::OnAccept(evutil_socket_t listen_fd, short, void* self) {
+  auto* server = static_cast<H2PeerServer*>(self);
+  while (true) {
+    const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;  // EAGAIN, or an error the next accept may not have
+    const int on = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    Loop* loop = server->loops_[server->next_loop_++ % server->loops_.size()].get();
+    if (loop == server->loops_[0].get()) {
+      loop->AddConnection(fd);
+    } else {
+      loop->Post([loop, fd] { loop->AddConnection(fd); });
+    }
+  }
+}
+
+void H2PeerServer::Shutdown(absl::Duration grace) {
+  std::lock_guard lock(shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  service_.SetDraining();
+  const absl::Time deadline = absl::Now() + grace;
+  service_.SkipLoadsAfter(deadline);
+  if (!loops_.empty()) {
+    Loop* first = loops_[0].get();
+    first->Post([this] {
+      if (accept_event_ != nullptr) event_free(accept_event_);
+      accept_event_ = nullptr;
+      close(listen_fd_);
+      listen_fd_ = -1;
+    });
+    for (auto& loop : loops_) loop->Post([l = loop.get()] { l->BeginDrain(); });
+    std::unique_lock idle(idle_mu_);
+    idle_cv_.wait_until(idle, absl::ToChronoTime(deadline), [this] {
+      for (auto& loop : loops_) {
+        if (loop->connections() != 0) return false;
+      }
+      return true;
+    });
+  }
+  // The grace is over: close what is left, so that its clients see their
+  // calls fail now rather than when a stuck getter returns. Load threads may
+  // still post replies: the loops exist (stopped) until they are joined.
+  for (auto& loop : loops_) {
+    loop->Stop();
+    loop->CloseAll();
+  }
+  service_.Stop(deadline);
+  if (accept_event_ != nullptr) event_free(accept_event_);
+  accept_event_ = nullptr;
+  if (listen_fd_ >= 0) close(listen_fd_);
+  listen_fd_ = -1;
+  loops_.clear();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PeerServer>> StartH2PeerServer(PeerServerOptions options,
+                                                              int io_threads) {
+  if (absl::Status s = internal::ValidatePeerServerOptions(options); !s.ok()) return s;
+  if (io_threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: io_threads must be >= 1, got ", io_threads));
+  }
+  auto server = std::make_unique<H2PeerServer>(options, io_threads);
+  if (absl::Status s = server->Start(options.address); !s.ok()) return s;
+  return server;
+}
+
+}  // namespace lcache

@@ -1,0 +1,146 @@
+#include "peer/peer_service.h"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "lcache/json_codec.h"
+#include "lcache/store.h"
+#include "peer/health_check.h"
+
+namespace lcache::internal {
+namespace {
+
+// The owner's remaining time to live of a value, in whole milliseconds
+// rounded down (so the asker's copy cannot outlive ours); nullopt when it
+// does not expire, so that answers without a TTL are the Go program's bytes.
+std::optional<int64_t> RemainingMillis(const Group& group, absl::Time expire_at) {
+  if (expire_at == absl::InfiniteFuture()) return std::nullopt;
+  return std::max<int64_t>(
+      0, absl::ToInt64Milliseconds(expire_at - group.clock().Now()));  // truncates towards 0
+}
+
+std::string EncodeValue(const Group& group, const ExpiringValue& v) {
+  return wire::EncodeGetResponse(v.value.view(), "", RemainingMillis(group, v.expire_at));
+}
+
+// The in-band answer of a Group::Get result. An error whose message is empty
+// still needs a non-empty `err`, or the client would read it as an empty value.
+std::string EncodeResult(const Group& group, const absl::StatusOr<ExpiringValue>& v) {
+  if (v.ok()) return EncodeValue(group, *v);
+  const absl::string_view message = v.status().message();
+  if (message.empty()) return wire::EncodeGetResponse("", v.status().ToString());
+  return wire::EncodeGetResponse("", std::string_view(message.data(), message.size()));
+}
+
+PeerReply Ok(std::string body) { return {.body = std::move(body)}; }
+
+}  // namespace
+
+// --- PeerService --------------------------------------------------------------
+
+PeerService::PeerService(const PeerServerOptions& options)
+    : registry_(options.registry),
+      max_key_bytes_(options.max_key_bytes),
+      max_request_bytes_(static_cast<size_t>(options.max_request_bytes)),
+      serving_(options.serving),
+      skip_loads_after_ns_(std::numeric_limits<int64_t>::max()),
+      executor_(options.load_threads, options.max_queued_loads) {}
+
+std::optional<PeerReply> PeerService::Get(std::string_view message, bool forwarded,
+                                          absl::Time deadline,
+                                          std::function<void(PeerReply)> done) {
+  if (message.size() > max_request_bytes_) {
+    return PeerReply::Error(absl::StatusCode::kInvalidArgument,
+                            absl::StrCat("lru_cache: request of ", message.size(),
+                                         " bytes is over the limit of ", max_request_bytes_));
+  }
+  absl::StatusOr<wire::GetRequest> request = wire::DecodeGetRequest(message, max_key_bytes_);
+  if (!request.ok()) {
+    return PeerReply::Error(absl::StatusCode::kInvalidArgument,
+                            std::string(request.status().message()));
+  }
+  // Unknown group and empty key: the Go program's in-band answers.
+  Group* group = registry_->GetGroup(request->group);
+  if (group == nullptr) return Ok(wire::EncodeGetResponse("", kKeyNotFoundMessage));
+  group->CountServerRequest();
+  if (request->key.empty()) return Ok(wire::EncodeGetResponse("", kEmptyKeyMessage));
+  if (std::optional<ExpiringValue> hit = group->GetIfCached(request->key)) {
+    return Ok(EncodeValue(*group, *hit));
+  }
+  const LoadScope scope = forwarded ? LoadScope::kLocalOnly : LoadScope::kAnywhere;
+  size_t queued = 0;
+  const bool accepted = executor_.TrySubmit(
+      [this, group, scope, deadline, done, key = std::move(request->key)] {
+        const int64_t now = absl::GetCurrentTimeNanos();
+        if (now > skip_loads_after_ns_.load(std::memory_order_relaxed)) {
+          done(PeerReply::Error(absl::StatusCode::kUnavailable, "lcache: server shutting down"));
+        } else if (now > absl::ToUnixNanos(deadline)) {
+          done(PeerReply::Error(absl::StatusCode::kDeadlineExceeded,
+                                "lcache: deadline passed before the load started"));
+        } else {
+          done(Ok(EncodeResult(*group, group->GetWithExpiry(key, scope))));
+        }
+      },
+      &queued);
+  if (!accepted) {
+    return PeerReply::Error(
+        absl::StatusCode::kResourceExhausted,
+        absl::StrCat("lru_cache: server overloaded, ", queued, " loads queued"));
+  }
+  return std::nullopt;
+}
+
+PeerReply PeerService::HealthCheck(std::string_view message) const {
+  std::optional<std::string> service = HealthCheckService(message);
+  if (!service) {
+    return PeerReply::Error(absl::StatusCode::kInvalidArgument,
+                            "lcache: not a grpc.health.v1.HealthCheckRequest");
+  }
+  if (!service->empty() && *service != "lcache.LCache") {
+    return PeerReply::Error(absl::StatusCode::kNotFound,
+                            absl::StrCat("lcache: unknown service \"", *service,
+                                         "\" (this server has \"\" and \"lcache.LCache\")"));
+  }
+  const bool serving =
+      !draining_.load(std::memory_order_acquire) && (serving_ == nullptr || serving_());
+  return Ok(HealthCheckResponse(serving));
+}
+
+void PeerService::Stop(absl::Time skip_after) {
+  SkipLoadsAfter(skip_after);
+  executor_.Stop();
+}
+
+absl::Status ValidatePeerServerOptions(const PeerServerOptions& options) {
+  if (options.registry == nullptr) {
+    return absl::InvalidArgumentError("lcache: PeerServerOptions.registry is null");
+  }
+  if (options.address.empty()) {
+    return absl::InvalidArgumentError(
+        "lcache: PeerServerOptions.address is empty (expected host:port)");
+  }
+  if (options.max_key_bytes == 0 || options.max_key_bytes > kMaxStoreKeyBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: PeerServerOptions.max_key_bytes must be in [1, ", kMaxStoreKeyBytes,
+                     "], got ", options.max_key_bytes));
+  }
+  if (options.max_request_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: PeerServerOptions.max_request_bytes must be > 0, got ",
+                     options.max_request_bytes));
+  }
+  if (options.load_threads < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lcache: PeerServerOptions.load_threads must be >= 1, got ", options.load_threads));
+  }
+  if (options.max_queued_loads < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lcache: PeerServerOptions.max_queued_loads must be >= 0, got ", options.max_queued_loads));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace lcache::internal

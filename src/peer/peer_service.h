@@ -1,0 +1,88 @@
+// PeerService: what a server of the peer protocol does with one Get request
+// message, whatever transport carried it (grpc_peer_server.cc on gRPC C++,
+// h2_peer_server.cc on nghttp2). Both transports answer alike because the
+// decisions live here: bad input is INVALID_ARGUMENT, an unknown group and an
+// empty key are the Go program's in-band errors, a hit is answered on the
+// caller's thread, a miss runs on a bounded pool of load threads
+// (RESOURCE_EXHAUSTED when it is full), and a forwarded request is loaded
+// here, never forwarded again.
+//
+// Thread-safety: Get may be called from any thread; Stop from one.
+
+#ifndef LCACHE_SRC_PEER_PEER_SERVICE_H_
+#define LCACHE_SRC_PEER_PEER_SERVICE_H_
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "lcache/peer_server.h"
+#include "peer/load_executor.h"
+
+namespace lcache::internal {
+
+// A reply: OK with the JSON response message, or an error status for the
+// call (a gRPC status code and message).
+struct PeerReply {
+  absl::StatusCode code = absl::StatusCode::kOk;
+  std::string message = "";  // the error's text (grpc-message)
+  std::string body = "";     // with kOk: the response message
+
+  static PeerReply Error(absl::StatusCode code, std::string message) {
+    return {.code = code, .message = std::move(message)};
+  }
+};
+
+class PeerService {
+ public:
+  // REQUIRES: options were validated (ValidatePeerServerOptions).
+  explicit PeerService(const PeerServerOptions& options);
+
+  // Answers `message` (one request message, without framing) at once, or,
+  // for a miss, returns nullopt and later calls `done` exactly once, on a
+  // load thread. `forwarded`: the request carries the forwarding mark.
+  // `deadline`: the caller's; a load that has not started by then is
+  // skipped and answered DEADLINE_EXCEEDED.
+  std::optional<PeerReply> Get(std::string_view message, bool forwarded, absl::Time deadline,
+                               std::function<void(PeerReply)> done);
+
+  // Answers a grpc.health.v1.Health/Check request message (protobuf): for
+  // the service "" or "lcache.LCache", SERVING while the options' `serving`
+  // says so (always if it is null) and the server is not draining, else
+  // NOT_SERVING; another service is NOT_FOUND, bytes that are not a
+  // HealthCheckRequest INVALID_ARGUMENT. Any thread; cheap.
+  PeerReply HealthCheck(std::string_view message) const;
+  // Health checks answer NOT_SERVING from now on (a server that stops).
+  void SetDraining() { draining_.store(true, std::memory_order_release); }
+
+  // From `t` on, loads still queued are answered UNAVAILABLE without
+  // running (a server that stops calls it when its grace period begins).
+  void SkipLoadsAfter(absl::Time t) {
+    skip_loads_after_ns_.store(absl::ToUnixNanos(t), std::memory_order_relaxed);
+  }
+  // SkipLoadsAfter(skip_after), then joins the load threads once the loads
+  // queued have been run or skipped. Idempotent.
+  void Stop(absl::Time skip_after);
+
+  size_t max_request_bytes() const { return max_request_bytes_; }
+
+ private:
+  GroupRegistry* const registry_;
+  const size_t max_key_bytes_;
+  const size_t max_request_bytes_;
+  const std::function<bool()> serving_;
+  std::atomic<bool> draining_{false};
+  std::atomic<int64_t> skip_loads_after_ns_;
+  LoadExecutor executor_;
+};
+
+// The options' checks, shared by every transport's Start function.
+absl::Status ValidatePeerServerOptions(const PeerServerOptions& options);
+
+}  // namespace lcache::internal
+
+#endif  // LCACHE_SRC_PEER_PEER_SERVICE_H_

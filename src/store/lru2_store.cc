@@ -1,0 +1,69 @@
+// LRU-2, as in the Go lru_cache: a key seen once lives in a history list
+// that gets a fraction (default a quarter) of the shard's bytes; a second
+// access, a Get hit or a Set of a key already present, promotes it into the
+// main list with the rest. One-off keys (scans) thus churn only the history
+// and cannot flush the keys that earned their place in main. A hit in the
+// history counts as a hit. Entries evicted from main leave the store.
+
+#include "store/lru2_store.h"
+
+#include <cmath>
+
+#include "store/sharded_store.h"
+
+namespace lcache::internal {
+namespace {
+
+class Lru2Policy {
+ public:
+  Lru2Policy(int64_t capacity, const StoreOptions& options)
+      : history_(HistoryCapacity(capacity, options.lru2_history_fraction)),
+        main_(capacity - history_.capacity()) {}
+
+  LruList& QueueOf(const Entry* e) { return e->in_main() ? main_ : history_; }
+
+  LruList* Admit(Entry* e, const Entry* old) {
+    // Adding a key that is already present is its second access.
+    const bool to_main = old != nullptr && main_.Fits(e->charge());
+    e->set_in_main(to_main);
+    LruList& q = to_main ? main_ : history_;
+    return q.Fits(e->charge()) ? &q : nullptr;
+  }
+
+  LruList* Touch(Entry* e) {
+    if (e->in_main() || !main_.Fits(e->charge())) {
+      QueueOf(e).MoveToFront(e);
+      return nullptr;
+    }
+    history_.Unlink(e);
+    e->set_in_main(true);
+    main_.PushFront(e);
+    return &main_;
+  }
+
+  template <typename F>
+  void ForEachQueue(F f) {
+    f(history_);
+    f(main_);
+  }
+
+ private:
+  // An unbounded store has unbounded lists; otherwise each list gets at
+  // least a byte so that "0 = unbounded" never applies by accident.
+  static int64_t HistoryCapacity(int64_t capacity, double fraction) {
+    if (capacity == 0) return 0;
+    const auto h = static_cast<int64_t>(std::llround(static_cast<double>(capacity) * fraction));
+    return std::clamp<int64_t>(h, 1, capacity - 1);
+  }
+
+  LruList history_;
+  LruList main_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> NewLru2Store(const StoreOptions& options) {
+  return std::make_unique<ShardedStore<Lru2Policy>>(options);
+}
+
+}  // namespace lcache::internal

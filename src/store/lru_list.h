@@ -1,0 +1,77 @@
+// LruList: an intrusive, byte-counting recency list of entries.
+//
+// Head is the most recently used entry, tail the least. Links live in the
+// entries themselves, so the list allocates nothing. The list also keeps a
+// sweep cursor for incremental expiry reclaim: Sweep() walks from the tail
+// towards the head a few entries at a time, and Unlink() moves the cursor
+// off an entry before it leaves, so the walk survives any mix of operations.
+//
+// Not thread-safe: the owning shard's mutex guards it.
+
+#ifndef LCACHE_SRC_STORE_LRU_LIST_H_
+#define LCACHE_SRC_STORE_LRU_LIST_H_
+
+#include <cstdint>
+
+#include "store/entry.h"
+
+namespace lcache::internal {
+
+class LruList {
+ public:
+  // capacity_bytes == 0 means unbounded.
+  explicit LruList(int64_t capacity_bytes = 0) : capacity_(capacity_bytes) {}
+
+  void PushFront(Entry* e) {
+    e->prev = nullptr;
+    e->next = head_;
+    if (head_ != nullptr) head_->prev = e;
+    head_ = e;
+    if (tail_ == nullptr) tail_ = e;
+    bytes_ += e->charge();
+    ++len_;
+  }
+
+  void Unlink(Entry* e) {
+    if (cursor_ == e) cursor_ = e->prev;
+    (e->prev != nullptr ? e->prev->next : head_) = e->next;
+    (e->next != nullptr ? e->next->prev : tail_) = e->prev;
+    e->prev = e->next = nullptr;
+    bytes_ -= e->charge();
+    --len_;
+  }
+
+  void MoveToFront(Entry* e) {
+    if (head_ == e) return;  // the common case for hot keys: no writes at all
+    Unlink(e);
+    PushFront(e);
+  }
+
+  // The next entry for the expiry sweep, coldest first, wrapping around.
+  Entry* SweepNext() {
+    Entry* e = cursor_ != nullptr ? cursor_ : tail_;
+    if (e != nullptr) cursor_ = e->prev;
+    return e;
+  }
+
+  bool OverCapacity() const { return capacity_ > 0 && bytes_ > capacity_; }
+  // Whether an entry of `charge` bytes could ever fit.
+  bool Fits(int64_t charge) const { return capacity_ == 0 || charge <= capacity_; }
+
+  Entry* tail() const { return tail_; }
+  int64_t bytes() const { return bytes_; }
+  int64_t len() const { return len_; }
+  int64_t capacity() const { return capacity_; }
+
+ private:
+  Entry* head_ = nullptr;
+  Entry* tail_ = nullptr;
+  Entry* cursor_ = nullptr;
+  int64_t bytes_ = 0;
+  int64_t len_ = 0;
+  const int64_t capacity_;
+};
+
+}  // namespace lcache::internal
+
+#endif  // LCACHE_SRC_STORE_LRU_LIST_H_

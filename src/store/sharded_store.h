@@ -1,0 +1,314 @@
+// ShardedStore<Policy>: the machinery every eviction policy shares.
+//
+// A store is an array of shards picked by the key's 64-bit hash. A shard owns
+// a hash table of entries, the counters and a Policy object that owns the
+// recency lists and decides where entries go (lru_store.cc, lru2_store.cc).
+// The Policy never touches the table; the shard never decides order.
+//
+// A Policy provides:
+//   Policy(int64_t shard_capacity, const StoreOptions&)
+//   LruList& QueueOf(const Entry*)               the list an entry is on
+//   LruList* Admit(Entry* e, const Entry* old)   the list a new entry joins, or null to
+//                                                reject it; `old` is the entry it replaces
+//   LruList* Touch(Entry* e)                     on a hit: reorder; returns a list that may
+//                                                now be over capacity, or null
+//   template <class F> void ForEachQueue(F f)    every list, coldest-first order irrelevant
+// and optionally (tinylfu_store.cc uses them):
+//   Entry* NextVictim()                          instead of the returned list's tail while
+//                                                it is over capacity: the next entry to
+//                                                evict, or null when all is within budget
+//   uint64_t Hint(std::string_view key) const    at the start of a Get, before the lock (so
+//                                                it must be thread-safe): work on the key
+//                                                kept out of the critical section, whose
+//                                                result goes to...
+//   LruList* Touch(Entry* e, uint64_t hint)      ...the Touch of the same Get
+//
+// Work under a shard's mutex is pointer surgery only: entries are allocated
+// before taking it, and removed entries are released (and reported to the
+// removal callback) after dropping it.
+
+#ifndef LCACHE_SRC_STORE_SHARDED_STORE_H_
+#define LCACHE_SRC_STORE_SHARDED_STORE_H_
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "store/entry.h"
+#include "store/entry_table.h"
+#include "lcache/store.h"
+#include "store/lru_list.h"
+#include "store/shard_mutex.h"
+
+namespace lcache::internal {
+
+// Entries that left a shard, with the store's reference, to release after
+// the shard's mutex is dropped. Usually empty, so it rarely allocates.
+// (absl::InlinedVector would avoid that allocation, but GCC 12 at -O3 flags
+// it with a false -Wmaybe-uninitialized.)
+using Removed = std::vector<std::pair<Entry*, RemovalReason>>;
+
+// Entries examined per Set by the incremental expiry sweep, per list.
+inline constexpr int kSweepPerSet = 2;
+
+template <typename Policy>
+class alignas(64) Shard {
+ public:
+  Shard(int64_t capacity, const StoreOptions& options) : policy_(capacity, options) {}
+
+  // A view of the live value of `key`, or nullopt; with `expire_at` not
+  // null, also its expiry. The view is made under the mutex: it reads the
+  // entry's flags byte, which policies rewrite (under the mutex) as the entry
+  // moves between their lists.
+  std::optional<ByteView> Get(std::string_view key, uint64_t hash, const Clock& clock, Removed* out,
+                              absl::Time* expire_at = nullptr) {
+    constexpr bool kHinted = requires { policy_.Hint(key); };
+    uint64_t hint = 0;
+    if constexpr (kHinted) hint = policy_.Hint(key);
+    std::lock_guard lock(mu_);
+    Entry* e = table_.Find(key, hash);
+    if (e == nullptr) {
+      ++misses_;
+      return std::nullopt;
+    }
+    if (e->has_expiry() && e->ExpiredAt(absl::ToUnixNanos(clock.Now()))) {
+      Erase(e, RemovalReason::kExpired, out);
+      ++misses_;
+      return std::nullopt;
+    }
+    ++hits_;
+    LruList* grown;
+    if constexpr (kHinted) {
+      grown = policy_.Touch(e, hint);
+    } else {
+      grown = policy_.Touch(e);
+    }
+    if (grown != nullptr) EvictOverflow(*grown, clock, out);
+    if (expire_at != nullptr) {
+      *expire_at =
+          e->has_expiry() ? absl::FromUnixNanos(e->expire_unix_nanos()) : absl::InfiniteFuture();
+    }
+    return e->ShareValue();
+  }
+
+  // Takes over the caller's reference to `e`, unless the policy rejects it:
+  // then it returns false and the caller still owns `e`. A rejected entry
+  // still replaces (removes) the key's previous value, which is stale.
+  bool Insert(Entry* e, uint64_t hash, const Clock& clock, Removed* out) {
+    std::lock_guard lock(mu_);
+    Entry* old = table_.Find(e->key(), hash);
+    if (old != nullptr) Erase(old, RemovalReason::kReplaced, out);
+    LruList* queue = policy_.Admit(e, old);
+    if (queue == nullptr) return false;
+    queue->PushFront(e);
+    table_.Insert(e, hash);
+    overhead_ += e->overhead();
+    if (e->has_expiry()) ++expiring_;
+    EvictOverflow(*queue, clock, out);
+    Sweep(kSweepPerSet, clock, out);
+    return true;
+  }
+
+  bool Remove(std::string_view key, uint64_t hash, Removed* out) {
+    std::lock_guard lock(mu_);
+    Entry* e = table_.Find(key, hash);
+    if (e == nullptr) return false;
+    Erase(e, RemovalReason::kRemoved, out);
+    return true;
+  }
+
+  int64_t ReclaimExpired(int64_t max_entries, const Clock& clock, Removed* out) {
+    std::lock_guard lock(mu_);
+    return Sweep(max_entries, clock, out);
+  }
+
+  void AddStats(StoreStats* s) const {
+    std::lock_guard lock(mu_);
+    s->items += static_cast<int64_t>(table_.size());
+    s->overhead_bytes += overhead_ + static_cast<int64_t>(table_.bucket_count() * sizeof(Entry*));
+    s->hits += hits_;
+    s->misses += misses_;
+    s->evictions += evictions_;
+    s->expirations += expirations_;
+    const_cast<Policy&>(policy_).ForEachQueue([&](const LruList& q) { s->bytes += q.bytes(); });
+  }
+
+  int64_t Len() const {
+    std::lock_guard lock(mu_);
+    return static_cast<int64_t>(table_.size());
+  }
+
+  ~Shard() {
+    table_.ForEach([](Entry* e) { e->Unref(); });
+  }
+
+ private:
+  Entry* NextVictim(LruList& queue) {
+    if constexpr (requires { policy_.NextVictim(); }) {
+      return policy_.NextVictim();
+    } else {
+      return queue.OverCapacity() ? queue.tail() : nullptr;
+    }
+  }
+
+  void Erase(Entry* e, RemovalReason reason, Removed* out) {
+    policy_.QueueOf(e).Unlink(e);
+    table_.Erase(e);
+    overhead_ -= e->overhead();
+    if (e->has_expiry()) --expiring_;
+    if (reason == RemovalReason::kEvicted) ++evictions_;
+    if (reason == RemovalReason::kExpired) ++expirations_;
+    out->emplace_back(e, reason);
+  }
+
+  void EvictOverflow(LruList& queue, const Clock& clock, Removed* out) {
+    int64_t now = 0;
+    bool have_now = false;
+    while (Entry* victim = NextVictim(queue)) {
+      bool expired = false;
+      if (victim->has_expiry()) {
+        if (!have_now) now = absl::ToUnixNanos(clock.Now()), have_now = true;
+        expired = victim->ExpiredAt(now);
+      }
+      Erase(victim, expired ? RemovalReason::kExpired : RemovalReason::kEvicted, out);
+    }
+  }
+
+  // Examines up to `budget` entries per list from the sweep cursors.
+  int64_t Sweep(int64_t budget, const Clock& clock, Removed* out) {
+    // Without a TTL there is nothing to find, and each visit is a cache miss.
+    if (expiring_ == 0) return 0;
+    int64_t removed = 0;
+    int64_t now = 0;
+    bool have_now = false;
+    policy_.ForEachQueue([&](LruList& q) {
+      for (int64_t i = std::min(budget, q.len()); i > 0; --i) {
+        Entry* e = q.SweepNext();
+        if (!e->has_expiry()) continue;
+        if (!have_now) now = absl::ToUnixNanos(clock.Now()), have_now = true;
+        if (e->ExpiredAt(now)) {
+          Erase(e, RemovalReason::kExpired, out);
+          ++removed;
+        }
+      }
+    });
+    return removed;
+  }
+
+  mutable ShardMutex mu_;
+  EntryTable table_;
+  Policy policy_;
+  int64_t overhead_ = 0;  // sum of entries' overhead()
+  int64_t expiring_ = 0;  // entries with an expiry
+  int64_t hits_ = 0;
+  int64_t misses_ = 0;
+  int64_t evictions_ = 0;
+  int64_t expirations_ = 0;
+};
+
+// The number of shards for a capacity: one per MiB, 1 to 64.
+int ShardCount(const StoreOptions& options);
+
+template <typename Policy>
+class ShardedStore final : public Store {
+ public:
+  explicit ShardedStore(const StoreOptions& options)
+      : options_(options),
+        clock_(options.clock != nullptr ? *options.clock : *Clock::Real()),
+        num_shards_(ShardCount(options)) {
+    const int64_t per_shard = options.capacity_bytes / num_shards_;
+    shards_.reserve(num_shards_);
+    for (int i = 0; i < num_shards_; ++i) {
+      shards_.push_back(std::make_unique<Shard<Policy>>(per_shard, options));
+    }
+  }
+
+  std::optional<ByteView> Get(std::string_view key) override {
+    const uint64_t h = HashKey(key);
+    Removed removed;
+    std::optional<ByteView> v = ShardFor(h).Get(key, h, clock_, &removed);
+    Release(removed);
+    return v;
+  }
+
+  std::optional<ExpiringValue> GetWithExpiry(std::string_view key) override {
+    const uint64_t h = HashKey(key);
+    Removed removed;
+    absl::Time expire_at;
+    std::optional<ByteView> v = ShardFor(h).Get(key, h, clock_, &removed, &expire_at);
+    Release(removed);
+    if (!v) return std::nullopt;
+    return ExpiringValue(*std::move(v), expire_at);
+  }
+
+  bool Set(std::string_view key, std::string_view value, absl::Time expire_at) override {
+    const uint64_t h = HashKey(key);
+    const bool has_expiry = expire_at != absl::InfiniteFuture();
+    Entry* e = Entry::New(key, value, has_expiry ? absl::ToUnixNanos(expire_at) : 0, has_expiry);
+    if (e == nullptr) return false;  // key too long for the entry layout
+    Removed removed;
+    const bool stored = ShardFor(h).Insert(e, h, clock_, &removed);
+    if (!stored) e->Unref();
+    Release(removed);
+    return stored;
+  }
+
+  bool Remove(std::string_view key) override {
+    const uint64_t h = HashKey(key);
+    Removed removed;
+    const bool found = ShardFor(h).Remove(key, h, &removed);
+    Release(removed);
+    return found;
+  }
+
+  int64_t ReclaimExpired(int64_t max_entries) override {
+    int64_t n = 0;
+    for (auto& shard : shards_) {
+      Removed removed;
+      n += shard->ReclaimExpired(max_entries, clock_, &removed);
+      Release(removed);
+    }
+    return n;
+  }
+
+  int64_t Len() const override {
+    int64_t n = 0;
+    for (const auto& shard : shards_) n += shard->Len();
+    return n;
+  }
+
+  int64_t Bytes() const override { return Stats().bytes; }
+
+  StoreStats Stats() const override {
+    StoreStats s;
+    s.capacity_bytes = options_.capacity_bytes;
+    for (const auto& shard : shards_) shard->AddStats(&s);
+    return s;
+  }
+
+ private:
+  // The high half of the hash picks the shard, the low bits the bucket.
+  Shard<Policy>& ShardFor(uint64_t h) {
+    return *shards_[((h >> 32) * static_cast<uint64_t>(num_shards_)) >> 32];
+  }
+
+  void Release(Removed& removed) {
+    for (auto& [e, reason] : removed) {
+      if (options_.on_removal) options_.on_removal(e->key(), e->ShareValue(), reason);
+      e->Unref();
+    }
+  }
+
+  const StoreOptions options_;
+  const Clock& clock_;
+  const int num_shards_;
+  std::vector<std::unique_ptr<Shard<Policy>>> shards_;
+};
+
+}  // namespace lcache::internal
+
+#endif  // LCACHE_SRC_STORE_SHARDED_STORE_H_
