@@ -1,8 +1,8 @@
-// The admin HTTP listener (tools/admin_http.h): the /metrics text, and a real
+// The admin HTTP listener (src/node/admin_http.h): the /metrics text, and a real
 // server on 127.0.0.1 asked with httplib's client: status codes of
 // /groups/G/K, readiness, and the bound on loads in flight.
 
-#include "admin_http.h"
+#include "node/admin_http.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -16,7 +16,7 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 
-namespace lcache::tools {
+namespace lcache::internal {
 namespace {
 
 using ::lcache::testing::Gate;
@@ -193,9 +193,9 @@ TEST(RenderMetricsTest, FamiliesHistogramsAndEscapedLabels) {
 }
 
 }  // namespace
-}  // namespace lcache::tools
+}  // namespace lcache::internal
 
-namespace lcache::tools {
+namespace lcache::internal {
 namespace {
 
 class DownPeer final : public PeerGetter {
@@ -230,4 +230,4 @@ TEST(RenderMetricsTest, OutlierEjectionCounters) {
 }
 
 }  // namespace
-}  // namespace lcache::tools
+}  // namespace lcache::internal

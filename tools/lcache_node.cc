@@ -10,27 +10,16 @@
 // lease (peers drop this node at once), keep serving for -drain-delay-ms,
 // stop accepting, let calls in flight finish within -grace-ms, exit 0.
 
-#include <atomic>
-#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "admin_http.h"
 #include "go_flags.h"
-#include "lcache/etcd_discovery.h"
-#include "lcache/group.h"
-#include "lcache/grpc_peer.h"
-#include "lcache/h2_peer.h"
-#include "lcache/hash_ring.h"
-#include "lcache/outlier_ejection.h"
-#include "lcache/ring_picker.h"
+#include "lcache/node.h"
 #include "node_source.h"
 #include "spdlog/spdlog.h"
 
@@ -82,7 +71,7 @@ ABSL_FLAG(int32_t, eject_after, 3,
           "locally until a probe succeeds (0 = never eject)");
 ABSL_FLAG(int64_t, eject_base_ms, 1000, "first ejection's length, doubled per ejection in a row");
 ABSL_FLAG(int64_t, eject_max_ms, 30000, "longest ejection");
-// Operations (issue 7): the admin listener and the drain before stopping.
+// Operations: the admin listener and the drain before stopping.
 ABSL_FLAG(std::string, http, "",
           "HTTP admin listener host:port (/metrics /healthz /readyz /stats /peers "
           "/groups/G/K); off when empty");
@@ -97,66 +86,6 @@ std::vector<std::string> SplitList(const std::string& list) {
   return absl::StrSplit(list, ',', absl::SkipWhitespace());
 }
 
-// Logs failed calls to a peer (the group then loads the key itself and counts
-// a peer error). Answers from the owner, found or not, are not failures.
-class LoggedPeer final : public PeerGetter {
- public:
-  LoggedPeer(std::string address, std::shared_ptr<PeerGetter> peer)
-      : address_(std::move(address)), peer_(std::move(peer)) {}
-
-  absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
-    absl::StatusOr<PeerValue> v = peer_->Get(group, key);
-    if (!v.ok() && !absl::IsNotFound(v.status()) && !absl::IsInvalidArgument(v.status())) {
-      spdlog::warn("peer {} failed for key={}: {}", address_, key, v.status().ToString());
-    }
-    return v;
-  }
-
- private:
-  const std::string address_;
-  const std::shared_ptr<PeerGetter> peer_;
-};
-
-// Ejections and returns, one line each (counted in RingPicker::ejection_stats).
-void LogEjection(const EjectionEvent& e) {
-  const std::string address(e.address);
-  if (e.kind == EjectionEvent::Kind::kReturned) {
-    spdlog::info("peer {} returned: probe answered after {} ms out", address,
-                 absl::ToInt64Milliseconds(e.out_for));
-  } else {
-    spdlog::warn(
-        "peer {} ejected for {} ms (ejection {} in a row) after {}: {}; its keys load "
-        "locally",
-        address, absl::ToInt64Milliseconds(e.backoff), e.streak,
-        e.failed_probe ? "a failed probe" : "consecutive failures", e.last_error.ToString());
-  }
-}
-
-// Swaps `peers` into the picker and logs what changed.
-void SetPeers(RingPicker& picker, const std::vector<std::string>& peers) {
-  RingPicker::Change change = picker.SetPeers(peers);
-  spdlog::info("peers: added [{}] removed [{}]; now {}: [{}]", absl::StrJoin(change.added, ","),
-               absl::StrJoin(change.removed, ","), peers.size(), absl::StrJoin(peers, ","));
-  for (const std::string& bad : change.rejected) spdlog::warn("peer {} rejected", bad);
-}
-
-absl::StatusOr<std::unique_ptr<EtcdDiscovery>> StartDiscovery(const std::string& addr,
-                                                              RingPicker& picker) {
-  return EtcdDiscovery::Start(
-      {
-          .endpoints = SplitList(absl::GetFlag(FLAGS_etcd)),
-          .service = absl::GetFlag(FLAGS_svc),
-          .lease_ttl = absl::Seconds(absl::GetFlag(FLAGS_etcd_lease_ttl_s)),
-          .start_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_etcd_start_timeout_ms)),
-          .user = absl::GetFlag(FLAGS_etcd_user),
-          .password = absl::GetFlag(FLAGS_etcd_password),
-          .ca_file = absl::GetFlag(FLAGS_etcd_ca),
-          .cert_file = absl::GetFlag(FLAGS_etcd_cert),
-          .key_file = absl::GetFlag(FLAGS_etcd_key),
-      },
-      addr, [&picker](const std::vector<std::string>& peers) { SetPeers(picker, peers); });
-}
-
 // SIGINT and SIGTERM: the signals that stop the node.
 sigset_t StopSignals() {
   sigset_t set;
@@ -166,48 +95,41 @@ sigset_t StopSignals() {
   return set;
 }
 
-int Fail(const std::string& message) {
-  spdlog::error("{}", message);
-  return 2;
-}
-
-int Run() {
-  const std::string addr = absl::GetFlag(FLAGS_addr);
+// NodeOptions from the flags; a usage error names the flag.
+absl::StatusOr<NodeOptions> OptionsFromFlags() {
+  const auto usage = [](const std::string& message) { return absl::InvalidArgumentError(message); };
+  NodeOptions options;
+  options.address = absl::GetFlag(FLAGS_addr);
   const bool use_etcd = !absl::GetFlag(FLAGS_etcd).empty();
   if (use_etcd && !absl::GetFlag(FLAGS_peers).empty()) {
-    return Fail("-peers and -etcd exclude each other: give the static peer list or etcd");
+    return usage("-peers and -etcd exclude each other: give the static peer list or etcd");
   }
   if (absl::GetFlag(FLAGS_etcd_lease_ttl_s) <= 0 ||
       absl::GetFlag(FLAGS_etcd_start_timeout_ms) <= 0) {
-    return Fail("-etcd-lease-ttl-s and -etcd-start-timeout-ms must be > 0");
+    return usage("-etcd-lease-ttl-s and -etcd-start-timeout-ms must be > 0");
   }
-  const std::string transport = absl::GetFlag(FLAGS_transport);
-  if (transport != "grpc" && transport != "lean") {
-    return Fail("-transport must be grpc or lean, got " + transport);
-  }
+  const std::optional<PeerTransport> transport = ParsePeerTransport(absl::GetFlag(FLAGS_transport));
+  if (!transport) return usage("-transport must be grpc or lean, got " + absl::GetFlag(FLAGS_transport));
   const std::optional<StorePolicy> policy = ParseStorePolicy(absl::GetFlag(FLAGS_store));
-  if (!policy)
-    return Fail("-store must be lru, lru2 or tinylfu, got " + absl::GetFlag(FLAGS_store));
+  if (!policy) return usage("-store must be lru, lru2 or tinylfu, got " + absl::GetFlag(FLAGS_store));
   if (absl::GetFlag(FLAGS_cache_mb) < 0 || absl::GetFlag(FLAGS_expire_ms) < 0 ||
       absl::GetFlag(FLAGS_peer_timeout_ms) <= 0 || absl::GetFlag(FLAGS_max_key_bytes) <= 0) {
-    return Fail("-cache-mb and -expire-ms must be >= 0, -peer-timeout-ms and -max-key-bytes > 0");
+    return usage("-cache-mb and -expire-ms must be >= 0, -peer-timeout-ms and -max-key-bytes > 0");
   }
   if (absl::GetFlag(FLAGS_grace_ms) < 0 || absl::GetFlag(FLAGS_drain_delay_ms) < 0) {
-    return Fail("-grace-ms and -drain-delay-ms must be >= 0");
+    return usage("-grace-ms and -drain-delay-ms must be >= 0");
   }
   const int64_t hot_cache_mb = absl::GetFlag(FLAGS_hot_cache_mb);
-  if (hot_cache_mb < -1) return Fail("-hot-cache-mb must be >= 0 (or -1: -cache-mb / 8)");
+  if (hot_cache_mb < -1) return usage("-hot-cache-mb must be >= 0 (or -1: -cache-mb / 8)");
   const std::optional<HotPromotion> hot_promotion =
       ParseHotPromotion(absl::GetFlag(FLAGS_hot_promote));
   if (!hot_promotion) {
-    return Fail("-hot-promote must be frequency or random, got " +
-                absl::GetFlag(FLAGS_hot_promote));
+    return usage("-hot-promote must be frequency or random, got " +
+                 absl::GetFlag(FLAGS_hot_promote));
   }
   absl::StatusOr<Getter> getter = tools::MakeSource(absl::GetFlag(FLAGS_source));
-  if (!getter.ok()) return Fail(std::string(getter.status().message()));
-
-  GroupRegistry registry;
-  absl::StatusOr<Group*> group = registry.NewGroup({
+  if (!getter.ok()) return getter.status();
+  options.groups.push_back({
       .name = absl::GetFlag(FLAGS_group),
       .cache_bytes = absl::GetFlag(FLAGS_cache_mb) << 20,
       .getter = *std::move(getter),
@@ -217,103 +139,65 @@ int Run() {
       .hot_cache_bytes = hot_cache_mb < 0 ? -1 : hot_cache_mb << 20,
       .hot_promotion = *hot_promotion,
   });
-  if (!group.ok()) return Fail(std::string(group.status().message()));
-  if (absl::Status s = registry.StartReclaimer(absl::Seconds(1)); !s.ok()) {
-    return Fail(std::string(s.message()));
-  }
 
   const std::optional<RingKind> ring = ParseRingKind(absl::GetFlag(FLAGS_ring));
-  if (!ring) return Fail("-ring must be groupcache or balanced, got " + absl::GetFlag(FLAGS_ring));
+  if (!ring) return usage("-ring must be groupcache or balanced, got " + absl::GetFlag(FLAGS_ring));
   const int eject_after = absl::GetFlag(FLAGS_eject_after);
   if (eject_after < 0 || (eject_after > 0 && (absl::GetFlag(FLAGS_eject_base_ms) <= 0 ||
                                               absl::GetFlag(FLAGS_eject_max_ms) <
                                                   absl::GetFlag(FLAGS_eject_base_ms)))) {
-    return Fail("-eject-after must be >= 0; with it, -eject-base-ms > 0 and -eject-max-ms >= it");
+    return usage("-eject-after must be >= 0; with it, -eject-base-ms > 0 and -eject-max-ms >= it");
   }
-  const PeerClientOptions client{.timeout =
-                                     absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms))};
-  std::shared_ptr<H2PeerClient> lean_client;
-  if (transport == "lean") {
-    absl::StatusOr<std::shared_ptr<H2PeerClient>> c = H2PeerClient::Create();
-    if (!c.ok()) return Fail(std::string(c.status().message()));
-    lean_client = *std::move(c);
-  }
-  RingPicker picker(
-      addr,
-      [client, lean_client](const std::string& peer) -> std::shared_ptr<PeerGetter> {
-        return std::make_shared<LoggedPeer>(peer, lean_client ? lean_client->NewGetter(peer, client)
-                                                              : NewGrpcPeerGetter(peer, client));
-      },
-      RingPickerOptions{
-          .kind = *ring,
-          .replicas = 0,
-          .ejection = {.after_failures = eject_after,
-                       .base_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_base_ms)),
-                       .max_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_max_ms)),
-                       .clock = nullptr,
-                       .on_event = LogEjection},
-      });
-  if (!use_etcd) SetPeers(picker, SplitList(absl::GetFlag(FLAGS_peers)));
-  (*group)->SetPeerPicker(&picker);
-
-  // Readiness, for /readyz and the gRPC health service: false once draining
-  // and, with -etcd, until discovery has registered this node and listed its
-  // peers. It stays true while etcd is down later: the node keeps serving
-  // with the last peers it knew, and taking every pod out of its Services
-  // because etcd is away would turn an etcd outage into a cache outage.
-  std::atomic<bool> draining{false};
-  std::atomic<bool> discovered{!use_etcd};
-  const std::function<bool()> ready = [&draining, &discovered] {
-    return !draining.load(std::memory_order_relaxed) && discovered.load(std::memory_order_acquire);
+  options.ring = {
+      .kind = *ring,
+      .replicas = 0,
+      .ejection = {.after_failures = eject_after,
+                   .base_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_base_ms)),
+                   .max_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_max_ms))},
   };
-
-  const PeerServerOptions server_options{
-      .address = addr,
-      .registry = &registry,
-      .max_key_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_key_bytes)),
-      .load_threads = absl::GetFlag(FLAGS_load_threads),
-      .max_queued_loads = absl::GetFlag(FLAGS_max_queued_loads),
-      .serving = ready,
-  };
-  absl::StatusOr<std::unique_ptr<PeerServer>> server =
-      transport == "lean" ? StartH2PeerServer(server_options, absl::GetFlag(FLAGS_io_threads))
-                          : StartGrpcPeerServer(server_options);
-  if (!server.ok())
-    return Fail("cannot serve on " + addr + ": " + std::string(server.status().message()));
-  spdlog::info(
-      "lcache-node serving group {} on {} (port {}, {} transport), store {}, {} MiB, ring {}",
-      (*group)->name(), addr, (*server)->port(), transport, StorePolicyName(*policy),
-      absl::GetFlag(FLAGS_cache_mb), RingKindName(*ring));
-
-  // Registered only once the listener is up, so that peers never route to a
-  // node that cannot answer yet.
-  std::unique_ptr<EtcdDiscovery> discovery;
   if (use_etcd) {
-    absl::StatusOr<std::unique_ptr<EtcdDiscovery>> started = StartDiscovery(addr, picker);
-    if (!started.ok()) {
-      (*server)->Shutdown(absl::ZeroDuration());
-      spdlog::error("{}", std::string(started.status().message()));
-      return 1;
-    }
-    discovery = *std::move(started);
-    discovered.store(true, std::memory_order_release);
+    options.etcd = EtcdOptions{
+        .endpoints = SplitList(absl::GetFlag(FLAGS_etcd)),
+        .service = absl::GetFlag(FLAGS_svc),
+        .lease_ttl = absl::Seconds(absl::GetFlag(FLAGS_etcd_lease_ttl_s)),
+        .start_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_etcd_start_timeout_ms)),
+        .user = absl::GetFlag(FLAGS_etcd_user),
+        .password = absl::GetFlag(FLAGS_etcd_password),
+        .ca_file = absl::GetFlag(FLAGS_etcd_ca),
+        .cert_file = absl::GetFlag(FLAGS_etcd_cert),
+        .key_file = absl::GetFlag(FLAGS_etcd_key),
+    };
+  } else {
+    options.peers = SplitList(absl::GetFlag(FLAGS_peers));
   }
+  options.transport = *transport;
+  options.io_threads = absl::GetFlag(FLAGS_io_threads);
+  options.peer_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms));
+  options.max_key_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_key_bytes));
+  options.load_threads = absl::GetFlag(FLAGS_load_threads);
+  options.max_queued_loads = absl::GetFlag(FLAGS_max_queued_loads);
+  options.http_address = absl::GetFlag(FLAGS_http);
+  options.drain_delay = absl::Milliseconds(absl::GetFlag(FLAGS_drain_delay_ms));
+  options.grace = absl::Milliseconds(absl::GetFlag(FLAGS_grace_ms));
+  return options;
+}
 
-  std::unique_ptr<tools::AdminHttpServer> admin;
-  if (const std::string http = absl::GetFlag(FLAGS_http); !http.empty()) {
-    absl::StatusOr<std::unique_ptr<tools::AdminHttpServer>> started =
-        tools::AdminHttpServer::Start({.address = http,
-                                       .registry = &registry,
-                                       .picker = &picker,
-                                       .ready = ready,
-                                       .max_inflight_loads = absl::GetFlag(FLAGS_load_threads)});
-    if (!started.ok()) return Fail(std::string(started.status().message()));
-    admin = *std::move(started);
-    spdlog::info("admin HTTP on {} (port {})", http, admin->port());
+// Exit codes: 0 after a stop signal; 2 for flags that cannot work; 1 when
+// the node cannot start (the address cannot be bound, etcd is unreachable).
+int Run() {
+  absl::StatusOr<NodeOptions> options = OptionsFromFlags();
+  if (!options.ok()) {
+    spdlog::error("{}", std::string(options.status().message()));
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(*std::move(options));
+  if (!node.ok()) {
+    spdlog::error("{}", std::string(node.status().message()));
+    return absl::IsInvalidArgument(node.status()) ? 2 : 1;
   }
 
   if (const std::string key = absl::GetFlag(FLAGS_get); !key.empty()) {
-    absl::StatusOr<ByteView> v = (*group)->Get(key);
+    absl::StatusOr<ByteView> v = (*node)->group(absl::GetFlag(FLAGS_group))->Get(key);
     if (v.ok()) {
       spdlog::info("get {} = {}", key, v->view());
     } else {
@@ -329,15 +213,7 @@ int Run() {
   spdlog::info("{}: draining (not ready; serving for {} ms, then grace {} ms)",
                signal == SIGINT ? "SIGINT" : "SIGTERM", absl::GetFlag(FLAGS_drain_delay_ms),
                absl::GetFlag(FLAGS_grace_ms));
-  draining.store(true, std::memory_order_relaxed);  // /readyz 503, health NOT_SERVING
-  if (discovery) discovery->Stop();                 // revoke the lease: peers stop sending us keys
-  std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_delay_ms)));
-  if (admin != nullptr) admin->StopAccepting();
-  (*server)->Shutdown(absl::Milliseconds(absl::GetFlag(FLAGS_grace_ms)));
-  if (admin != nullptr) admin->Stop();  // HTTP requests in flight, like getters, run to the end
-  const EjectionStats ejection = picker.ejection_stats();
-  spdlog::info("ejections {} returns {} probes {} skipped {}", ejection.ejections, ejection.returns,
-               ejection.probes, ejection.skipped);
+  (*node)->Stop();
   spdlog::info("stopped");
   return 0;
 }

@@ -1,4 +1,4 @@
-#include "admin_http.h"
+#include "node/admin_http.h"
 
 #include <algorithm>
 #include <atomic>
@@ -13,11 +13,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "httplib.h"
+#include "lcache/grpc_wire.h"
 #include "lcache/store.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 
-namespace lcache::tools {
+namespace lcache::internal {
 namespace {
 
 // Shortest text that reads back as the same double (Prometheus parses it
@@ -171,16 +172,11 @@ std::vector<std::string> PeersOf(const RingPicker* picker) {
 }
 
 // "host:port" or "[v6]:port" -> host (brackets removed) and port.
-bool SplitHostPort(const std::string& address, std::string* host, int* port) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  *host = address.substr(0, colon);
-  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
-    *host = host->substr(1, host->size() - 2);
-  }
-  const std::string port_text = address.substr(colon + 1);
-  return absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), port) &&
-         *port >= 0 && *port <= 65535 && !host->empty();
+bool ParseListenAddress(const std::string& address, std::string* host, int* port) {
+  const std::optional<wire::HostPort> split = wire::SplitHostPort(address);
+  if (!split || split->host.empty()) return false;
+  *host = split->host;
+  return absl::SimpleAtoi(split->port, port) && *port >= 0 && *port <= 65535;
 }
 
 // The HTTP status of a Group::Get error.
@@ -310,7 +306,7 @@ class AdminHttpServer::Impl {
   absl::StatusOr<int> Bind() {
     std::string host;
     int port = 0;
-    if (!SplitHostPort(options_.address, &host, &port)) {
+    if (!ParseListenAddress(options_.address, &host, &port)) {
       return absl::InvalidArgumentError(
           absl::StrCat("-http: expected host:port (e.g. 127.0.0.1:8080 or 0.0.0.0:8080), got \"",
                        options_.address, "\""));
@@ -447,4 +443,4 @@ void AdminHttpServer::StopAccepting() { impl_->StopAccepting(); }
 
 void AdminHttpServer::Stop() { impl_->Stop(); }
 
-}  // namespace lcache::tools
+}  // namespace lcache::internal

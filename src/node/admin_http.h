@@ -20,8 +20,8 @@
 //
 // Thread-safety: the server's methods may be called from any thread.
 
-#ifndef LCACHE_TOOLS_ADMIN_HTTP_H_
-#define LCACHE_TOOLS_ADMIN_HTTP_H_
+#ifndef LCACHE_SRC_NODE_ADMIN_HTTP_H_
+#define LCACHE_SRC_NODE_ADMIN_HTTP_H_
 
 #include <functional>
 #include <memory>
@@ -31,7 +31,7 @@
 #include "lcache/group.h"
 #include "lcache/ring_picker.h"
 
-namespace lcache::tools {
+namespace lcache::internal {
 
 struct AdminHttpOptions {
   // host:port; port 0 picks a free one (see AdminHttpServer::port()).
@@ -79,6 +79,6 @@ std::string RenderMetrics(const GroupRegistry& registry, const RingPicker* picke
 // The /stats document.
 std::string RenderStatsJson(const GroupRegistry& registry, const RingPicker* picker, bool ready);
 
-}  // namespace lcache::tools
+}  // namespace lcache::internal
 
-#endif  // LCACHE_TOOLS_ADMIN_HTTP_H_
+#endif  // LCACHE_SRC_NODE_ADMIN_HTTP_H_

@@ -1,0 +1,139 @@
+// Node: one cache node, the composition that lcache-node runs, as an object
+// a program or a test can start and stop in-process.
+//
+// A node owns a GroupRegistry with its groups, the RingPicker that routes
+// their misses to the owner peer, the clients of the peer transport, the
+// peer server (lean or gRPC C++), discovery (a static peer list, or etcd),
+// and optionally the HTTP admin listener (/metrics, /readyz, /peers,
+// /groups/G/K). The path of a Get through it: docs/ARCHITECTURE.md.
+//
+//   auto node = lcache::Node::Start({
+//       .address = "127.0.0.1:9001",
+//       .groups = {{.name = "scores", .cache_bytes = 64 << 20, .getter = Load}},
+//       .peers = {"127.0.0.1:9001", "127.0.0.1:9002"},
+//   });
+//   absl::StatusOr<lcache::ByteView> v = (*node)->group("scores")->Get("Tom");
+//   (*node)->Stop();  // drain: not ready, leave etcd, finish calls in flight
+//
+// Start order: groups, then the peer server, then discovery (registered only
+// once the listener is up, so peers never route to a node that cannot answer
+// yet), then the admin listener.
+//
+// Readiness (ready(), /readyz, gRPC health): false once draining and, with
+// etcd, until discovery has registered this node and listed its peers. It
+// stays true while etcd is down later: the node keeps serving with the last
+// peers it knew, and taking every pod out of its Services because etcd is
+// away would turn an etcd outage into a cache outage.
+//
+// Thread-safety: all methods may be called from any thread; Stop and the
+// destructor from one thread at a time.
+
+#ifndef LCACHE_NODE_H_
+#define LCACHE_NODE_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "lcache/etcd_discovery.h"
+#include "lcache/group.h"
+#include "lcache/ring_picker.h"
+
+namespace lcache {
+
+// The peer protocol's transport: the same wire either way (peer_server.h).
+enum class PeerTransport {
+  kLean,  // nghttp2 + libevent (h2_peer.h): a fraction of gRPC C++'s CPU per call
+  kGrpc,  // gRPC C++ (grpc_peer.h)
+};
+
+// "lean" / "grpc"; nullopt for anything else.
+std::optional<PeerTransport> ParsePeerTransport(std::string_view name);
+std::string_view PeerTransportName(PeerTransport transport);
+
+struct NodeOptions {
+  // host:port to listen on for the peer protocol, and this node's identity on
+  // the ring: peers must list it (or register it in etcd) exactly so.
+  std::string address = "127.0.0.1:9000";
+  // The groups the node serves; each routes its misses through the node's
+  // ring (GroupOptions::peers is set by the node). At least one.
+  std::vector<GroupOptions> groups = {};
+
+  // Static peers, this node included; empty: a node alone (or etcd's).
+  std::vector<std::string> peers = {};
+  // Discovery through etcd instead of `peers` (not both).
+  std::optional<EtcdOptions> etcd = std::nullopt;
+
+  // How keys map to peers, and when an unreachable peer is ejected. A null
+  // ejection.on_event logs ejections and returns.
+  RingPickerOptions ring = {};
+  PeerTransport transport = PeerTransport::kLean;
+  int io_threads = 1;  // lean transport: event-loop threads of the server
+  // Deadline of each call to a peer.
+  absl::Duration peer_timeout = absl::Seconds(2);
+  // The peer server's limits (PeerServerOptions).
+  size_t max_key_bytes = 4096;
+  int load_threads = 8;
+  int max_queued_loads = 1024;
+
+  // The HTTP admin listener's host:port; empty: none.
+  std::string http_address = "";
+  // How often expired entries nobody reads are swept
+  // (GroupRegistry::StartReclaimer); zero: never.
+  absl::Duration reclaim_interval = absl::Seconds(1);
+
+  // Stop(): how long to keep serving while reporting not ready (so load
+  // balancers and probes notice), then how long calls in flight may take.
+  absl::Duration drain_delay = absl::ZeroDuration();
+  absl::Duration grace = absl::Seconds(5);
+};
+
+class Node {
+ public:
+  // Builds and starts everything, in the order above. Errors:
+  // InvalidArgument for options that cannot work (a bad group, -peers with
+  // -etcd, a malformed admin address), with what was wrong; the transport's
+  // or etcd's error, with the address, when the node cannot listen or etcd
+  // cannot be reached. Nothing keeps running after an error.
+  static absl::StatusOr<std::unique_ptr<Node>> Start(NodeOptions options);
+
+  // Stop()s.
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Drains and stops: reports not ready, revokes the etcd registration
+  // (peers stop sending keys at once), keeps serving for drain_delay, stops
+  // accepting, lets calls in flight finish within grace, then stops the
+  // admin listener (its requests in flight run to the end). Idempotent.
+  void Stop();
+
+  // Replaces the static peer set (this node included) and logs the change;
+  // FailedPrecondition with etcd, whose watch owns the set.
+  absl::StatusOr<RingPicker::Change> SetPeers(std::vector<std::string> peers);
+
+  const std::string& address() const;
+  // The port the peer server listens on (the address's, or the one picked for :0).
+  int port() const;
+  // The admin listener's port; 0 without one.
+  int http_port() const;
+  bool ready() const;
+
+  // The group of that name, or null. Groups live as long as the node.
+  Group* group(std::string_view name) const;
+  GroupRegistry& registry();
+  const RingPicker& picker() const;
+
+ private:
+  class Impl;
+  explicit Node(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lcache
+
+#endif  // LCACHE_NODE_H_

@@ -1,0 +1,266 @@
+// Node: the wiring of one cache node (include/lcache/node.h).
+
+#include "lcache/node.h"
+
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "lcache/grpc_peer.h"
+#include "lcache/h2_peer.h"
+#include "lcache/peer_server.h"
+#include "node/admin_http.h"
+#include "spdlog/spdlog.h"
+
+namespace lcache {
+namespace {
+
+// Logs failed calls to a peer (the group then loads the key itself and counts
+// a peer error). Answers from the owner, found or not, are not failures.
+class LoggedPeer final : public PeerGetter {
+ public:
+  LoggedPeer(std::string address, std::shared_ptr<PeerGetter> peer)
+      : address_(std::move(address)), peer_(std::move(peer)) {}
+
+  absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
+    absl::StatusOr<PeerValue> v = peer_->Get(group, key);
+    if (!v.ok() && !absl::IsNotFound(v.status()) && !absl::IsInvalidArgument(v.status())) {
+      spdlog::warn("peer {} failed for key={}: {}", address_, key, v.status().ToString());
+    }
+    return v;
+  }
+
+ private:
+  const std::string address_;
+  const std::shared_ptr<PeerGetter> peer_;
+};
+
+// Ejections and returns, one line each (counted in RingPicker::ejection_stats).
+void LogEjection(const EjectionEvent& e) {
+  const std::string address(e.address);
+  if (e.kind == EjectionEvent::Kind::kReturned) {
+    spdlog::info("peer {} returned: probe answered after {} ms out", address,
+                 absl::ToInt64Milliseconds(e.out_for));
+  } else {
+    spdlog::warn(
+        "peer {} ejected for {} ms (ejection {} in a row) after {}: {}; its keys load "
+        "locally",
+        address, absl::ToInt64Milliseconds(e.backoff), e.streak,
+        e.failed_probe ? "a failed probe" : "consecutive failures", e.last_error.ToString());
+  }
+}
+
+// Swaps `peers` into the picker and logs what changed.
+RingPicker::Change SetAndLogPeers(RingPicker& picker, std::vector<std::string> peers) {
+  const std::string listed = absl::StrJoin(peers, ",");
+  const size_t count = peers.size();
+  RingPicker::Change change = picker.SetPeers(std::move(peers));
+  spdlog::info("peers: added [{}] removed [{}]; now {}: [{}]", absl::StrJoin(change.added, ","),
+               absl::StrJoin(change.removed, ","), count, listed);
+  for (const std::string& bad : change.rejected) spdlog::warn("peer {} rejected", bad);
+  return change;
+}
+
+absl::Status Validate(const NodeOptions& options) {
+  if (options.groups.empty()) {
+    return absl::InvalidArgumentError("lcache: NodeOptions.groups is empty (a node serves a group)");
+  }
+  if (options.etcd && !options.peers.empty()) {
+    return absl::InvalidArgumentError(
+        "-peers and -etcd exclude each other: give the static peer list or etcd");
+  }
+  if (options.peer_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("lcache: NodeOptions.peer_timeout must be > 0");
+  }
+  if (options.drain_delay < absl::ZeroDuration() || options.grace < absl::ZeroDuration() ||
+      options.reclaim_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "lcache: NodeOptions.drain_delay, grace and reclaim_interval must be >= 0");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::optional<PeerTransport> ParsePeerTransport(std::string_view name) {
+  if (name == "lean") return PeerTransport::kLean;
+  if (name == "grpc") return PeerTransport::kGrpc;
+  return std::nullopt;
+}
+
+std::string_view PeerTransportName(PeerTransport transport) {
+  return transport == PeerTransport::kLean ? "lean" : "grpc";
+}
+
+class Node::Impl {
+ public:
+  explicit Impl(NodeOptions options) : options_(std::move(options)) {}
+
+  absl::Status Start();
+  void Stop();
+
+  bool ready() const {
+    return !draining_.load(std::memory_order_relaxed) &&
+           discovered_.load(std::memory_order_acquire);
+  }
+
+  NodeOptions options_;
+  GroupRegistry registry_;
+  // The groups point to it; it outlives every caller of Group::Get that the
+  // node runs (the servers stop first).
+  std::unique_ptr<RingPicker> picker_;
+  std::shared_ptr<H2PeerClient> lean_client_;  // null with the gRPC transport
+  std::unique_ptr<PeerServer> server_;
+  std::unique_ptr<EtcdDiscovery> discovery_;
+  std::unique_ptr<internal::AdminHttpServer> admin_;
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> discovered_{false};
+  std::once_flag stopped_;
+};
+
+absl::Status Node::Impl::Start() {
+  if (absl::Status s = Validate(options_); !s.ok()) return s;
+
+  std::vector<Group*> groups;
+  std::vector<std::string> described;  // for the start line: "scores (store lru, 64 MiB)"
+  for (GroupOptions& group_options : options_.groups) {
+    const std::string description =
+        fmt::format("store {}, {} MiB", StorePolicyName(group_options.policy),
+                    group_options.cache_bytes >> 20);
+    absl::StatusOr<Group*> group = registry_.NewGroup(std::move(group_options));
+    if (!group.ok()) return group.status();
+    groups.push_back(*group);
+    described.push_back(description);
+  }
+  options_.groups.clear();  // moved into the registry
+  if (options_.reclaim_interval > absl::ZeroDuration()) {
+    if (absl::Status s = registry_.StartReclaimer(options_.reclaim_interval); !s.ok()) return s;
+  }
+
+  const PeerClientOptions client{.timeout = options_.peer_timeout};
+  if (options_.transport == PeerTransport::kLean) {
+    absl::StatusOr<std::shared_ptr<H2PeerClient>> c = H2PeerClient::Create();
+    if (!c.ok()) return c.status();
+    lean_client_ = *std::move(c);
+  }
+  RingPickerOptions ring = options_.ring;
+  if (ring.ejection.on_event == nullptr) ring.ejection.on_event = LogEjection;
+  picker_ = std::make_unique<RingPicker>(
+      options_.address,
+      [client, lean = lean_client_](const std::string& peer) -> std::shared_ptr<PeerGetter> {
+        return std::make_shared<LoggedPeer>(
+            peer, lean ? lean->NewGetter(peer, client) : NewGrpcPeerGetter(peer, client));
+      },
+      std::move(ring));
+  if (!options_.etcd) {
+    SetAndLogPeers(*picker_, options_.peers);
+    discovered_.store(true, std::memory_order_release);
+  }
+  for (Group* group : groups) group->SetPeerPicker(picker_.get());
+
+  const PeerServerOptions server_options{
+      .address = options_.address,
+      .registry = &registry_,
+      .max_key_bytes = options_.max_key_bytes,
+      .load_threads = options_.load_threads,
+      .max_queued_loads = options_.max_queued_loads,
+      .serving = [this] { return ready(); },
+  };
+  absl::StatusOr<std::unique_ptr<PeerServer>> server =
+      options_.transport == PeerTransport::kLean
+          ? StartH2PeerServer(server_options, options_.io_threads)
+          : StartGrpcPeerServer(server_options);
+  if (!server.ok()) {
+    return absl::Status(server.status().code(), absl::StrCat("cannot serve on ", options_.address,
+                                                             ": ", server.status().message()));
+  }
+  server_ = *std::move(server);
+  for (size_t i = 0; i < groups.size(); ++i) {
+    spdlog::info("lcache-node serving group {} on {} (port {}, {} transport), {}, ring {}",
+                 groups[i]->name(), options_.address, server_->port(),
+                 PeerTransportName(options_.transport), described[i],
+                 RingKindName(options_.ring.kind));
+  }
+
+  // Registered only once the listener is up, so that peers never route to a
+  // node that cannot answer yet.
+  if (options_.etcd) {
+    absl::StatusOr<std::unique_ptr<EtcdDiscovery>> started = EtcdDiscovery::Start(
+        *options_.etcd, options_.address,
+        [this](const std::vector<std::string>& peers) { SetAndLogPeers(*picker_, peers); });
+    if (!started.ok()) return started.status();
+    discovery_ = *std::move(started);
+    discovered_.store(true, std::memory_order_release);
+  }
+
+  if (!options_.http_address.empty()) {
+    absl::StatusOr<std::unique_ptr<internal::AdminHttpServer>> started =
+        internal::AdminHttpServer::Start({.address = options_.http_address,
+                                          .registry = &registry_,
+                                          .picker = picker_.get(),
+                                          .ready = [this] { return ready(); },
+                                          .max_inflight_loads = options_.load_threads});
+    if (!started.ok()) return started.status();
+    admin_ = *std::move(started);
+    spdlog::info("admin HTTP on {} (port {})", options_.http_address, admin_->port());
+  }
+  return absl::OkStatus();
+}
+
+void Node::Impl::Stop() {
+  std::call_once(stopped_, [this] {
+    draining_.store(true, std::memory_order_relaxed);  // /readyz 503, health NOT_SERVING
+    if (discovery_) discovery_->Stop();  // revoke the lease: peers stop sending us keys
+    if (server_ != nullptr && options_.drain_delay > absl::ZeroDuration()) {
+      // Serving on purpose while probes and load balancers notice.
+      std::this_thread::sleep_for(absl::ToChronoMilliseconds(options_.drain_delay));
+    }
+    if (admin_ != nullptr) admin_->StopAccepting();
+    if (server_ != nullptr) server_->Shutdown(options_.grace);
+    if (admin_ != nullptr) admin_->Stop();  // HTTP requests in flight, like getters, run to the end
+    if (picker_ != nullptr) {
+      const EjectionStats ejection = picker_->ejection_stats();
+      spdlog::info("ejections {} returns {} probes {} skipped {}", ejection.ejections,
+                   ejection.returns, ejection.probes, ejection.skipped);
+    }
+  });
+}
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(options));
+  if (absl::Status s = impl->Start(); !s.ok()) {
+    // Nothing keeps running: no drain, no grace for a node that never served.
+    impl->options_.drain_delay = absl::ZeroDuration();
+    impl->options_.grace = absl::ZeroDuration();
+    impl->Stop();
+    return s;
+  }
+  return std::unique_ptr<Node>(new Node(std::move(impl)));
+}
+
+Node::Node(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Node::~Node() { Stop(); }
+
+void Node::Stop() { impl_->Stop(); }
+
+absl::StatusOr<RingPicker::Change> Node::SetPeers(std::vector<std::string> peers) {
+  if (impl_->options_.etcd) {
+    return absl::FailedPreconditionError("lcache: this node's peers come from etcd");
+  }
+  return SetAndLogPeers(*impl_->picker_, std::move(peers));
+}
+
+const std::string& Node::address() const { return impl_->options_.address; }
+int Node::port() const { return impl_->server_->port(); }
+int Node::http_port() const { return impl_->admin_ != nullptr ? impl_->admin_->port() : 0; }
+bool Node::ready() const { return impl_->ready(); }
+Group* Node::group(std::string_view name) const { return impl_->registry_.GetGroup(name); }
+GroupRegistry& Node::registry() { return impl_->registry_; }
+const RingPicker& Node::picker() const { return *impl_->picker_; }
+
+}  // namespace lcache

@@ -1,0 +1,258 @@
+// Node (lcache/node.h): three nodes in one process over loopback, on the
+// lean transport. Routing (each key loaded once, by its owner on the
+// groupcache ring), a peer-set change, draining with a call in flight, a
+// dead peer, and start errors. The same composition runs as real
+// processes in cluster_test.py.
+
+#include "lcache/node.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gate.h"
+#include "gtest/gtest.h"
+#include "lcache/hash_ring.h"
+
+namespace lcache {
+namespace {
+
+using ::lcache::testing::Gate;
+
+// A port nothing listens on now: the kernel's pick for a socket bound to :0,
+// closed again. Another process could take it before the node binds it; on
+// a test machine's loopback that is rare, and the node then fails to start
+// with a clear error rather than misbehaving.
+int UnusedPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Waits for `condition` for up to 10 s; false if it never held.
+template <typename Condition>
+bool AwaitTrue(Condition condition) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+std::string ValueOf(std::string_view key) { return "value-of-" + std::string(key); }
+
+class NodeTest : public ::testing::Test {
+ protected:
+  // Every getter call, by node address.
+  struct Loads {
+    std::mutex mu;
+    std::map<std::string, std::multiset<std::string>> by_node;
+  };
+
+  void SetUp() override {
+    for (int i = 0; i < 3; ++i) addresses_.push_back(absl::StrCat("127.0.0.1:", UnusedPort()));
+  }
+
+  NodeOptions OptionsFor(int i, std::vector<std::string> peers) {
+    const std::string self = addresses_[i];
+    return {
+        .address = self,
+        .groups = {{.name = "g",
+                    .cache_bytes = 1 << 20,
+                    .getter = [this, self](std::string_view key) -> absl::StatusOr<Loaded> {
+                      {
+                        std::lock_guard lock(loads_.mu);
+                        loads_.by_node[self].insert(std::string(key));
+                      }
+                      if (key.starts_with("slow")) slow_gate_.Wait();
+                      return ByteView::Copy(ValueOf(key));
+                    },
+                    // No hot copies: every Get on a non-owner asks the owner.
+                    .hot_cache_bytes = 0}},
+        .peers = std::move(peers),
+        .peer_timeout = absl::Seconds(5),
+        .grace = absl::Seconds(5),
+    };
+  }
+
+  void StartAll(const std::vector<std::string>& peers) {
+    for (int i = 0; i < 3; ++i) {
+      absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(OptionsFor(i, peers));
+      ASSERT_TRUE(node.ok()) << node.status();
+      nodes_.push_back(*std::move(node));
+    }
+  }
+
+  // Who loaded `key` (a node twice if it loaded it twice).
+  std::multiset<std::string> LoadersOf(const std::string& key) {
+    std::lock_guard lock(loads_.mu);
+    std::multiset<std::string> out;
+    for (const auto& [node, keys] : loads_.by_node) {
+      for (size_t n = keys.count(key); n > 0; --n) out.insert(node);
+    }
+    return out;
+  }
+
+  std::string OwnerOf(const std::vector<std::string>& ring, std::string_view key) {
+    return std::string(HashRing(RingKind::kGroupcache, ring).Owner(key));
+  }
+
+  void ExpectGet(Node& node, const std::string& key) {
+    absl::StatusOr<ByteView> v = node.group("g")->Get(key);
+    ASSERT_TRUE(v.ok()) << key << ": " << v.status();
+    EXPECT_EQ(v->view(), ValueOf(key));
+  }
+
+  std::vector<std::string> addresses_;
+  Loads loads_;
+  Gate slow_gate_;
+  // Declared last: the nodes stop before the getters' state goes.
+  std::vector<std::unique_ptr<Node>> nodes_;
+};
+
+TEST_F(NodeTest, EachKeyIsLoadedOnceByItsOwner) {
+  StartAll(addresses_);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 60; ++i) keys.push_back(absl::StrCat("key-", i));
+
+  for (const std::string& key : keys) {
+    for (auto& node : nodes_) ExpectGet(*node, key);  // a miss on the first, hits after
+  }
+  std::set<std::string> owners;
+  for (const std::string& key : keys) {
+    const std::string owner = OwnerOf(addresses_, key);
+    owners.insert(owner);
+    EXPECT_EQ(LoadersOf(key), std::multiset<std::string>{owner}) << key;
+  }
+  EXPECT_EQ(owners.size(), 3u) << "60 keys should spread over all three nodes";
+
+  // The non-owners asked the owner: every key not owned by node 0 was a peer
+  // load there, and the owners counted the requests.
+  int64_t forwarded_by_0 = 0, served = 0;
+  for (const std::string& key : keys) forwarded_by_0 += OwnerOf(addresses_, key) != addresses_[0];
+  EXPECT_EQ(nodes_[0]->group("g")->Stats().peer_loads, forwarded_by_0);
+  for (auto& node : nodes_) served += node->group("g")->Stats().server_requests;
+  EXPECT_EQ(served, 2 * static_cast<int64_t>(keys.size()));  // two non-owners per key
+  for (auto& node : nodes_) EXPECT_EQ(node->group("g")->Stats().peer_errors, 0);
+}
+
+TEST_F(NodeTest, APeerSetChangeMovesKeysToTheirNewOwners) {
+  // Each node alone at first: everything is local.
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(OptionsFor(i, {addresses_[i]}));
+    ASSERT_TRUE(node.ok()) << node.status();
+    nodes_.push_back(*std::move(node));
+  }
+  // A key the full ring gives to node 2.
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    const std::string k = absl::StrCat("moving-", i);
+    if (OwnerOf(addresses_, k) == addresses_[2]) key = k;
+  }
+  ExpectGet(*nodes_[0], key);
+  EXPECT_EQ(LoadersOf(key), std::multiset<std::string>{addresses_[0]});
+
+  for (auto& node : nodes_) {
+    absl::StatusOr<RingPicker::Change> change = node->SetPeers(addresses_);
+    ASSERT_TRUE(change.ok()) << change.status();
+    EXPECT_EQ(change->added.size(), 2u);
+  }
+  EXPECT_EQ(nodes_[0]->picker().Peers().size(), 3u);
+  // Node 1 has never seen the key: it asks node 2, which loads it.
+  ExpectGet(*nodes_[1], key);
+  EXPECT_EQ(LoadersOf(key), (std::multiset<std::string>{addresses_[0], addresses_[2]}));
+
+  // Node 2 leaves the others' rings: its keys go to node 0 or node 1.
+  const std::vector<std::string> two(addresses_.begin(), addresses_.begin() + 2);
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<RingPicker::Change> change = nodes_[i]->SetPeers(two);
+    ASSERT_TRUE(change.ok());
+    EXPECT_EQ(change->removed, std::vector<std::string>{addresses_[2]});
+  }
+  std::string orphan;
+  for (int i = 0; orphan.empty(); ++i) {
+    const std::string k = absl::StrCat("orphan-", i);
+    if (OwnerOf(addresses_, k) == addresses_[2]) orphan = k;
+  }
+  ExpectGet(*nodes_[1], orphan);
+  EXPECT_EQ(LoadersOf(orphan), std::multiset<std::string>{OwnerOf(two, orphan)});
+}
+
+TEST_F(NodeTest, StopDrainsACallInFlightThenItsKeysLoadElsewhere) {
+  StartAll(addresses_);
+  Node& asker = *nodes_[0];
+  Node& owner = *nodes_[1];
+  std::string slow, later;
+  for (int i = 0; slow.empty() || later.empty(); ++i) {
+    const std::string k = absl::StrCat("slow-", i);
+    if (OwnerOf(addresses_, k) != owner.address()) continue;
+    (slow.empty() ? slow : later) = k;
+  }
+  EXPECT_TRUE(owner.ready());
+
+  // A forwarded Get holds the owner's getter.
+  std::thread in_flight([&] { ExpectGet(asker, slow); });
+  slow_gate_.AwaitWaiters(1);
+  std::thread stopping([&] { owner.Stop(); });
+  EXPECT_TRUE(AwaitTrue([&] { return !owner.ready(); })) << "still ready while draining";
+  slow_gate_.Open();  // the call finishes within the grace period: answered, not cut
+  in_flight.join();
+  stopping.join();
+  EXPECT_EQ(LoadersOf(slow), std::multiset<std::string>{owner.address()});
+  EXPECT_EQ(asker.group("g")->Stats().peer_errors, 0);
+
+  // The owner is gone: its keys fail over to a local load, without a hang.
+  ExpectGet(asker, later);
+  EXPECT_EQ(LoadersOf(later), std::multiset<std::string>{asker.address()});
+  EXPECT_EQ(asker.group("g")->Stats().peer_errors, 1);
+  owner.Stop();  // idempotent
+}
+
+TEST_F(NodeTest, StartRefusesOptionsThatCannotWork) {
+  NodeOptions both = OptionsFor(0, addresses_);
+  both.etcd = EtcdOptions{.endpoints = {"127.0.0.1:1"}};
+  absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(std::move(both));
+  EXPECT_TRUE(absl::IsInvalidArgument(node.status())) << node.status();
+  EXPECT_NE(node.status().message().find("-peers and -etcd"), std::string::npos);
+
+  NodeOptions no_groups = OptionsFor(0, {});
+  no_groups.groups.clear();
+  EXPECT_TRUE(absl::IsInvalidArgument(Node::Start(std::move(no_groups)).status()));
+
+  NodeOptions bad_group = OptionsFor(0, {});
+  bad_group.groups[0].getter = nullptr;
+  EXPECT_TRUE(absl::IsInvalidArgument(Node::Start(std::move(bad_group)).status()));
+
+  NodeOptions bad_admin = OptionsFor(0, {});
+  bad_admin.http_address = "no-port";
+  node = Node::Start(std::move(bad_admin));
+  EXPECT_TRUE(absl::IsInvalidArgument(node.status())) << node.status();
+}
+
+TEST_F(NodeTest, ATakenAddressIsAnErrorThatNamesIt) {
+  StartAll({});
+  absl::StatusOr<std::unique_ptr<Node>> second = Node::Start(OptionsFor(0, {}));
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find(addresses_[0]), std::string::npos) << second.status();
+  ExpectGet(*nodes_[0], "still-serving");  // the first node is unharmed
+}
+
+}  // namespace
+}  // namespace lcache
