@@ -1,10 +1,10 @@
 #!/usr/bin/python3
-"""Integration tests: real lcache-node processes over 127.0.0.1 (issue 3).
+"""Integration tests: real lcache-node processes over 127.0.0.1.
 
 Each test starts its own nodes (lcache-node, stdout/stderr to a log file in
 a temporary directory) and talks to them with raw gRPC calls from Debian's
 python3-grpcio: the method /lcache.LCache/Get with JSON bytes in and out
-(../shared/wire-protocol.md), no generated stubs. Loads are counted from the
+(docs/PROTOCOL.md), no generated stubs. Loads are counted from the
 nodes' logs (`[getter] load key=KEY`, the key last on the line); owners come
 from the Python reference of the Go ring (tests/data/ring_reference.py).
 Nothing waits by sleeping: every wait polls a condition against a deadline.
@@ -822,7 +822,7 @@ class BalancedRingTest(ClusterTest):
             self.assertEqual(proc.returncode, 2, f"{args}: {proc.stderr + proc.stdout}")
             self.assertIn(message, proc.stderr + proc.stdout, args)
 
-# -- operations (issue 7): the admin HTTP listener, gRPC health, lifecycle ----
+# -- operations: the admin HTTP listener, gRPC health, lifecycle ----
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 SERVING, NOT_SERVING = b"\x08\x01", b"\x08\x02"  # HealthCheckResponse{status}
@@ -956,8 +956,8 @@ class AdminHttpTest(OpsTest):
             ("/groups/scores/Tom", 200, b"630"),  # a hit
             ("/groups/scores/Bob", 404, NOT_FOUND.encode() + b"\n"),
             ("/groups/scores/", 400, EMPTY_KEY.encode() + b"\n"),
-            ("/groups/scores/" + "k" * 4097, 400, b"lru_cache: key too long (4097 bytes, max 4096)\n"),
-            ("/groups/nope/Tom", 404, b'lru_cache: no group "nope" on this node\n'),
+            ("/groups/scores/" + "k" * 4097, 400, b"lcache: key too long (4097 bytes, max 4096)\n"),
+            ("/groups/nope/Tom", 404, b'lcache: no group "nope" on this node\n'),
             ("/nothing-here", 404, None),
         ]
         for path, status, body in cases:

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Integration tests: discovery through a real etcd (issue 4).
+"""Integration tests: discovery through a real etcd.
 
 Each test starts Debian's `etcd` (3.4) on free loopback ports with its own
 data directory, and real lcache-node processes with -etcd. A node's peer set

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "gate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -100,7 +101,7 @@ TEST(GroupTest, EmptyAndOversizedKeysAreRejectedWithoutLoading) {
   EXPECT_EQ(empty.status(), absl::InvalidArgumentError("lru_cache: empty key"));
   absl::StatusOr<ByteView> big = group->Get("123456789");
   EXPECT_EQ(big.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(big.status().message(), "lru_cache: key too long (9 bytes, max 8)");
+  EXPECT_EQ(big.status().message(), "lcache: key too long (9 bytes, max 8)");
   EXPECT_TRUE(group->Get("12345678").status().code() == absl::StatusCode::kNotFound);
   EXPECT_EQ(db.loads, 1);
   GroupStats s = group->Stats();
@@ -400,6 +401,42 @@ TEST(GroupCreateTest, RejectsBadOptions) {
   EXPECT_EQ(
       Group::Create({.name = "g", .getter = db.getter(), .max_key_bytes = 1 << 20}).status().code(),
       absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Group::Create({.name = "g", .getter = db.getter(), .tinylfu_window_fraction = 1.5})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// TinyLFU's tuning reaches the group's store: the same accesses give the
+// hits of a store built with those options, not the default's.
+TEST(GroupCreateTest, PassesTinyLfuTuningToItsStore) {
+  Scores db;
+  auto tuned = Group::Create({.name = "g",
+                              .cache_bytes = 64 << 10,
+                              .getter = db.getter(),
+                              .policy = StorePolicy::kTinyLfu,
+                              .store_shards = 1,
+                              .tinylfu_window_fraction = 0.5,
+                              .tinylfu_adaptive_window = false});
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  auto same = NewStore({.policy = StorePolicy::kTinyLfu,
+                        .capacity_bytes = 64 << 10,
+                        .shards = 1,
+                        .tinylfu_window_fraction = 0.5,
+                        .tinylfu_adaptive_window = false});
+  auto default_tuning =
+      NewStore({.policy = StorePolicy::kTinyLfu, .capacity_bytes = 64 << 10, .shards = 1});
+  const std::string value(100, 'v');
+  uint64_t x = 1;
+  for (int i = 0; i < 20000; ++i) {
+    x = x * 6364136223846793005u + 1442695040888963407u;  // a fixed pseudo-random walk
+    const std::string key = absl::StrCat("k", (x >> 33) % ((i / 1000) % 2 ? 3000 : 400));
+    for (Store* s : {&(*tuned)->store(), same.get(), default_tuning.get()}) {
+      if (!s->Get(key)) s->Set(key, value);
+    }
+  }
+  EXPECT_EQ((*tuned)->store().Stats().hits, same->Stats().hits);
+  EXPECT_NE(same->Stats().hits, default_tuning->Stats().hits);
 }
 
 }  // namespace

@@ -337,7 +337,7 @@ TEST_P(GrpcPeerTest, FullLoadQueueAnswersResourceExhausted) {
 
   absl::StatusOr<PeerValue> refused = client->Get("scores", "slow-3");
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(refused.status().message(), "lru_cache: server overloaded, 1 loads queued");
+  EXPECT_EQ(refused.status().message(), "lcache: server overloaded, 1 loads queued");
 
   gate_.Open();
   running.join();

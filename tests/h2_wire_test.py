@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Wire tests of the lean transport at the HTTP/2 frame level, and the load
-generator against real nodes (issue 6).
+generator against real nodes.
 
 grpcio hides what the lean transport writes itself (content-type, the
 message prefix, trailers, GOAWAY), so these tests speak HTTP/2 directly with

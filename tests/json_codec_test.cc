@@ -414,7 +414,7 @@ void ExpectResponseError(std::string_view json, std::string_view message) {
 // tag. Only its gist is checked: the wording is nlohmann's.
 void ExpectNotJson(absl::Status status, std::string_view message, std::string_view gist) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(Message(status), StartsWith("lru_cache: " + std::string(message) +
+  EXPECT_THAT(Message(status), StartsWith("lcache: " + std::string(message) +
                                           " is not valid JSON: parse error at "));
   EXPECT_THAT(Message(status), HasSubstr(gist));
   EXPECT_THAT(Message(status), Not(HasSubstr("[json.exception")));
@@ -442,46 +442,46 @@ TEST(DecodeErrorTest, ParserMessageIsBounded) {
   absl::StatusOr<GetRequest> q = DecodeGetRequest(json, kMaxKey);
   ASSERT_FALSE(q.ok());
   EXPECT_EQ(q.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(Message(q.status()), HasSubstr("lru_cache: request is not valid JSON: "));
+  EXPECT_THAT(Message(q.status()), HasSubstr("lcache: request is not valid JSON: "));
   EXPECT_LE(Message(q.status()).size(), 400u);
 }
 
 TEST(DecodeErrorTest, TopLevelNotAnObject) {
-  ExpectRequestError("[]", "lru_cache: request must be a JSON object, got array");
-  ExpectRequestError(R"("k")", "lru_cache: request must be a JSON object, got string");
-  ExpectRequestError("42", "lru_cache: request must be a JSON object, got number");
-  ExpectRequestError("true", "lru_cache: request must be a JSON object, got boolean");
-  ExpectResponseError("[]", "lru_cache: response must be a JSON object, got array");
+  ExpectRequestError("[]", "lcache: request must be a JSON object, got array");
+  ExpectRequestError(R"("k")", "lcache: request must be a JSON object, got string");
+  ExpectRequestError("42", "lcache: request must be a JSON object, got number");
+  ExpectRequestError("true", "lcache: request must be a JSON object, got boolean");
+  ExpectResponseError("[]", "lcache: response must be a JSON object, got array");
 }
 
 TEST(DecodeErrorTest, KnownFieldOfWrongType) {
   ExpectRequestError(R"({"key":1})",
-                     "lru_cache: request field \"key\" must be a string, got number");
+                     "lcache: request field \"key\" must be a string, got number");
   ExpectRequestError(R"({"key":-1.5})",
-                     "lru_cache: request field \"key\" must be a string, got number");
+                     "lcache: request field \"key\" must be a string, got number");
   ExpectRequestError(R"({"group":true})",
-                     "lru_cache: request field \"group\" must be a string, got boolean");
+                     "lcache: request field \"group\" must be a string, got boolean");
   ExpectRequestError(R"({"key":["k"]})",
-                     "lru_cache: request field \"key\" must be a string, got array");
+                     "lcache: request field \"key\" must be a string, got array");
   ExpectRequestError(R"({"group":{}})",
-                     "lru_cache: request field \"group\" must be a string, got object");
+                     "lcache: request field \"group\" must be a string, got object");
   ExpectResponseError(R"({"value":[1]})",
-                      "lru_cache: response field \"value\" must be a string, got array");
+                      "lcache: response field \"value\" must be a string, got array");
   ExpectResponseError(R"({"err":404})",
-                      "lru_cache: response field \"err\" must be a string, got number");
+                      "lcache: response field \"err\" must be a string, got number");
 }
 
 TEST(DecodeErrorTest, KeyTooLong) {
   const std::string json = EncodeGetRequest("g", std::string(kMaxKey + 1, 'k'));
-  ExpectRequestError(json, "lru_cache: key too long (4097 bytes, max 4096)");
+  ExpectRequestError(json, "lcache: key too long (4097 bytes, max 4096)");
   absl::StatusOr<GetRequest> q = DecodeGetRequest(R"({"key":"abcd"})", 3);
   ASSERT_FALSE(q.ok());
-  EXPECT_EQ(Message(q.status()), "lru_cache: key too long (4 bytes, max 3)");
+  EXPECT_EQ(Message(q.status()), "lcache: key too long (4 bytes, max 3)");
 }
 
 TEST(DecodeErrorTest, ValueNotStandardPaddedBase64) {
   constexpr char kPrefix[] =
-      "lru_cache: response field \"value\" must be standard base64 with padding: ";
+      "lcache: response field \"value\" must be standard base64 with padding: ";
   ExpectResponseError(R"({"value":"NjM"})",
                       std::string(kPrefix) + "length 3 is not a multiple of 4");
   // Unpadded (absl alone would take it).
@@ -508,18 +508,18 @@ TEST(DecodeErrorTest, ValueNotStandardPaddedBase64) {
 
 TEST(DecodeErrorTest, DeepNestingIsRejectedWithoutCrashing) {
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
-  ExpectRequestError(R"({"x":)" + deep + "}", "lru_cache: request nests deeper than 10000 levels");
+  ExpectRequestError(R"({"x":)" + deep + "}", "lcache: request nests deeper than 10000 levels");
   ExpectResponseError(R"({"x":)" + deep + "}",
-                      "lru_cache: response nests deeper than 10000 levels");
+                      "lcache: response nests deeper than 10000 levels");
   // Unclosed, and objects rather than arrays.
   ExpectRequestError(R"({"x":)" + std::string(100000, '['),
-                     "lru_cache: request nests deeper than 10000 levels");
+                     "lcache: request nests deeper than 10000 levels");
   std::string objects = "{";
   for (int i = 0; i < 100000; ++i) objects += R"("a":{)";
-  ExpectRequestError(objects, "lru_cache: request nests deeper than 10000 levels");
+  ExpectRequestError(objects, "lcache: request nests deeper than 10000 levels");
   // A top-level array is refused before any depth is reached.
   ExpectRequestError(std::string(100000, '['),
-                     "lru_cache: request must be a JSON object, got array");
+                     "lcache: request must be a JSON object, got array");
 }
 
 TEST(DecodeErrorTest, NestingUpToGosLimitIsAccepted) {
@@ -533,7 +533,7 @@ TEST(DecodeErrorTest, NestingUpToGosLimitIsAccepted) {
 
   const std::string deeper =
       R"({"x":)" + std::string(arrays + 1, '[') + std::string(arrays + 1, ']') + R"(,"key":"k"})";
-  ExpectRequestError(deeper, "lru_cache: request nests deeper than 10000 levels");
+  ExpectRequestError(deeper, "lcache: request nests deeper than 10000 levels");
 }
 
 TEST(DecodeErrorTest, KnownNamesInsideIgnoredFieldsAreNotChecked) {

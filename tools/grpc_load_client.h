@@ -2,7 +2,7 @@
 // calls over HTTP/2, cleartext), built to cost far less CPU per call than the
 // node it measures.
 //
-// Why not H2Client (src/h2_client.h), the lean peer client? Driving nghttp2's
+// Why not H2Client (src/peer/h2/h2_client.h), the lean peer client? Driving nghttp2's
 // session costs about 11k instructions per call, most of them encoding the
 // same request headers again and running its stream machinery: as much CPU
 // as the node spends answering. A load generator sends one kind of request,

@@ -26,7 +26,7 @@ namespace lcache {
 namespace internal {
 
 // The header every shared block starts with. Blocks are either a bare byte
-// buffer, a cache entry (see src/entry.h) or an adopted std::string.
+// buffer, a cache entry (see src/store/entry.h) or an adopted std::string.
 struct SharedBlock {
   enum class Kind : uint8_t { kBuffer, kEntry, kString };
 

@@ -19,13 +19,13 @@
 // getter is called concurrently for different keys, never twice at once for
 // the same key within one group.
 //
-// Errors (texts shared with the Go lru_cache, see wire-protocol.md):
+// Errors (texts shared with the Go lru_cache, see docs/PROTOCOL.md, 2.6):
 //   empty key          InvalidArgument "lru_cache: empty key"
-//   key too long       InvalidArgument "lru_cache: key too long (N bytes, max M)"
+//   key too long       InvalidArgument "lcache: key too long (N bytes, max M)"
 //   missing key        whatever the getter returns; by convention
 //                      NotFound "lru_cache: key not found" (KeyNotFoundError())
 //   getter error       passed through with its code and message
-//   getter exception   Internal "lru_cache: getter threw: <what>"
+//   getter exception   Internal "lcache: getter threw: <what>"
 //
 // Peers: the owner peer's answer is final when it is a value, NotFound or
 // InvalidArgument; any other peer error (unreachable, deadline, overload, a
@@ -51,6 +51,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -126,6 +127,8 @@ struct GroupOptions {
   // Store tuning; see StoreOptions.
   int store_shards = 0;
   double lru2_history_fraction = 0.25;
+  double tinylfu_window_fraction = 0.01;
+  bool tinylfu_adaptive_window = true;
   const Clock* clock = nullptr;  // null: Clock::Real()
   // Optional: entries leaving the store or the hot cache (see Store).
   RemovalCallback on_removal = nullptr;
@@ -264,15 +267,12 @@ class GroupRegistry {
   // A second call changes nothing and returns FailedPrecondition.
   absl::Status StartReclaimer(absl::Duration interval, int64_t batch = 1024);
 
-  // A process-wide registry for programs that want one. Tests make their own.
-  static GroupRegistry& Default();
-
  private:
   class Reclaimer;
 
   mutable std::shared_mutex mu_;
-  absl::flat_hash_map<std::string, std::unique_ptr<Group>> groups_;  // guarded by mu_
-  std::unique_ptr<Reclaimer> reclaimer_;  // guarded by mu_; stopped before groups_ dies
+  absl::flat_hash_map<std::string, std::unique_ptr<Group>> groups_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Reclaimer> reclaimer_ ABSL_GUARDED_BY(mu_);  // stopped before groups_ dies
 };
 
 }  // namespace lcache

@@ -1,7 +1,7 @@
 // HashRing: consistent hashing of keys onto peer addresses, in two kinds.
 //
 // RingKind::kGroupcache (the default) is the Go lru_cache's ring, key for key
-// (see wire-protocol.md): each address A gets `replicas` points
+// (docs/PROTOCOL.md, 4.1): each address A gets `replicas` points
 // hash(decimal(i) + A) for i in [0, replicas); a key belongs to the first
 // point >= hash(key), wrapping around. The hash is CRC-32 IEEE (zlib's crc32)
 // and the replica count 50. Go and C++ nodes must use this kind to share a

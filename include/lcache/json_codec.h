@@ -1,5 +1,5 @@
 // JSON codec of the peer RPC /lcache.LCache/Get, byte-compatible with the Go
-// lru_cache (see wire-protocol.md, "Peer RPC"): the Go nodes run gRPC with a
+// lru_cache (docs/PROTOCOL.md, section 2): the Go nodes run gRPC with a
 // JSON codec built on encoding/json, so these are the bytes of
 // json.Marshal / json.Unmarshal of
 //
@@ -80,7 +80,7 @@ std::string EncodeGetRequest(std::string_view group, std::string_view key);
 
 // Rejects malformed JSON, a top-level value other than an object (or null),
 // a `group` or `key` that is neither a string nor null, nesting deeper than
-// kMaxJsonDepth, and a key longer than max_key_bytes ("lru_cache: key too long
+// kMaxJsonDepth, and a key longer than max_key_bytes ("lcache: key too long
 // (N bytes, max M)", the text Group::Get uses).
 absl::StatusOr<GetRequest> DecodeGetRequest(std::string_view json, size_t max_key_bytes);
 

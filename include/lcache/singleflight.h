@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "lcache/byte_view.h"
@@ -48,7 +49,7 @@ class SingleFlight {
   struct Call;
 
   mutable std::mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<Call>> calls_;  // guarded by mu_
+  absl::flat_hash_map<std::string, std::shared_ptr<Call>> calls_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace lcache

@@ -5,7 +5,7 @@
 // its capacity. Every operation is O(1) (amortized over table growth).
 //
 // Layout: each entry is one allocation holding its list links, key and value
-// (see src/entry.h), so a hit hands out a ByteView into the entry itself and
+// (see src/store/entry.h), so a hit hands out a ByteView into the entry itself and
 // the per-entry overhead is what Stats().overhead_bytes reports.
 //
 // Concurrency: safe for concurrent use without external synchronization. The

@@ -74,26 +74,30 @@ class Group::Counters {
 };
 
 absl::StatusOr<std::unique_ptr<Group>> Group::Create(GroupOptions options) {
-  if (options.name.empty()) return absl::InvalidArgumentError("lru_cache: group name is empty");
+  if (options.name.empty()) return absl::InvalidArgumentError("lcache: group name is empty");
   if (!options.getter) {
     return absl::InvalidArgumentError(
-        absl::StrCat("lru_cache: group \"", options.name, "\" has no getter"));
+        absl::StrCat("lcache: group \"", options.name, "\" has no getter"));
   }
   if (options.cache_bytes < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("lru_cache: cache_bytes must be >= 0, got ", options.cache_bytes));
+        absl::StrCat("lcache: cache_bytes must be >= 0, got ", options.cache_bytes));
   }
   if (options.hot_cache_bytes < -1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("lru_cache: hot_cache_bytes must be >= 0 (or -1: cache_bytes / 8), got ",
+        absl::StrCat("lcache: hot_cache_bytes must be >= 0 (or -1: cache_bytes / 8), got ",
                      options.hot_cache_bytes));
   }
   if (!(options.lru2_history_fraction > 0 && options.lru2_history_fraction < 1)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "lru_cache: lru2_history_fraction must be in (0, 1), got ", options.lru2_history_fraction));
+        "lcache: lru2_history_fraction must be in (0, 1), got ", options.lru2_history_fraction));
+  }
+  if (!(options.tinylfu_window_fraction > 0 && options.tinylfu_window_fraction < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lcache: tinylfu_window_fraction must be in (0, 1), got ", options.tinylfu_window_fraction));
   }
   if (options.max_key_bytes == 0 || options.max_key_bytes > kMaxStoreKeyBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("lru_cache: max_key_bytes must be in [1, ",
+    return absl::InvalidArgumentError(absl::StrCat("lcache: max_key_bytes must be in [1, ",
                                                    kMaxStoreKeyBytes, "], got ",
                                                    options.max_key_bytes));
   }
@@ -111,6 +115,8 @@ Group::Group(GroupOptions options)
                        .capacity_bytes = options.cache_bytes,
                        .shards = options.store_shards,
                        .lru2_history_fraction = options.lru2_history_fraction,
+                       .tinylfu_window_fraction = options.tinylfu_window_fraction,
+                       .tinylfu_adaptive_window = options.tinylfu_adaptive_window,
                        .clock = clock_,
                        .on_removal = options.on_removal})),
       counters_(std::make_unique<Counters>()) {
@@ -135,7 +141,7 @@ absl::Status Group::ValidateKey(std::string_view key) const {
   if (key.empty()) return absl::InvalidArgumentError(kEmptyKeyMessage);
   if (key.size() > max_key_bytes_) {
     return absl::InvalidArgumentError(
-        absl::StrCat("lru_cache: key too long (", key.size(), " bytes, max ", max_key_bytes_, ")"));
+        absl::StrCat("lcache: key too long (", key.size(), " bytes, max ", max_key_bytes_, ")"));
   }
   return absl::OkStatus();
 }
@@ -272,9 +278,9 @@ absl::StatusOr<ExpiringValue> Group::LoadFromGetter(std::string_view key) {
   try {
     loaded = getter_(key);
   } catch (const std::exception& e) {
-    loaded = absl::InternalError(absl::StrCat("lru_cache: getter threw: ", e.what()));
+    loaded = absl::InternalError(absl::StrCat("lcache: getter threw: ", e.what()));
   } catch (...) {
-    loaded = absl::InternalError("lru_cache: getter threw a non-std exception");
+    loaded = absl::InternalError("lcache: getter threw a non-std exception");
   }
   getter_latency_.Record(clock_->Now() - t0);
   if (!loaded.ok()) {

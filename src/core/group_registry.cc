@@ -2,6 +2,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "lcache/group.h"
 
@@ -34,7 +35,7 @@ class GroupRegistry::Reclaimer {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;   // guarded by mu_
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;  // last: starts after the fields it uses exist
 };
 
@@ -51,11 +52,11 @@ GroupRegistry::~GroupRegistry() {
 
 absl::Status GroupRegistry::StartReclaimer(absl::Duration interval, int64_t batch) {
   if (interval <= absl::ZeroDuration() || batch <= 0) {
-    return absl::InvalidArgumentError("lru_cache: reclaimer interval and batch must be positive");
+    return absl::InvalidArgumentError("lcache: reclaimer interval and batch must be positive");
   }
   std::unique_lock lock(mu_);
   if (reclaimer_ != nullptr) {
-    return absl::FailedPreconditionError("lru_cache: the reclaimer is already running");
+    return absl::FailedPreconditionError("lcache: the reclaimer is already running");
   }
   reclaimer_ = std::make_unique<Reclaimer>(this, interval, batch);
   return absl::OkStatus();
@@ -68,7 +69,7 @@ absl::StatusOr<Group*> GroupRegistry::NewGroup(GroupOptions options) {
   std::unique_lock lock(mu_);
   auto [it, inserted] = groups_.try_emplace(name, *std::move(group));
   if (!inserted) {
-    return absl::AlreadyExistsError(absl::StrCat("lru_cache: group \"", name, "\" already exists"));
+    return absl::AlreadyExistsError(absl::StrCat("lcache: group \"", name, "\" already exists"));
   }
   return it->second.get();
 }
@@ -86,11 +87,6 @@ std::vector<Group*> GroupRegistry::Groups() const {
   out.reserve(groups_.size());
   for (const auto& [name, group] : groups_) out.push_back(group.get());
   return out;
-}
-
-GroupRegistry& GroupRegistry::Default() {
-  static GroupRegistry* const registry = new GroupRegistry;
-  return *registry;
 }
 
 }  // namespace lcache

@@ -16,6 +16,8 @@
 #include <mutex>
 #include <string_view>
 
+#include "absl/base/thread_annotations.h"
+
 #include "store/frequency_sketch.h"
 #include "lcache/group.h"
 
@@ -38,7 +40,7 @@ class HotAdmission {
  private:
   const HotPromotion promotion_;
   std::mutex mu_;
-  FrequencySketch sketch_;  // guarded by mu_; used by kFrequency only
+  FrequencySketch sketch_ ABSL_GUARDED_BY(mu_);  // used by kFrequency only
 };
 
 }  // namespace lcache::internal

@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <exception>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
 
 namespace lcache {
@@ -13,7 +14,7 @@ namespace lcache {
 struct SingleFlight::Call {
   std::mutex mu;
   std::condition_variable cv;
-  bool done = false;  // guarded by mu
+  bool done ABSL_GUARDED_BY(mu) = false;
   // Written by the leader before it sets `done` and never again, so a caller
   // that has seen `done` reads them without holding mu.
   Result result;

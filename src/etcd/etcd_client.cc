@@ -5,6 +5,7 @@
 #include <sstream>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -19,7 +20,7 @@ struct EtcdClient::Endpoint {
   std::unique_ptr<etcdserverpb::Auth::Stub> auth;
 
   std::mutex mu;
-  std::string token;  // guarded by mu; empty: none yet (or auth is off)
+  std::string token ABSL_GUARDED_BY(mu);  // empty: none yet (or auth is off)
 };
 
 namespace {

@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
@@ -101,7 +102,7 @@ class EtcdClient {
   const absl::Duration call_timeout_;
 
   mutable std::mutex mu_;
-  int current_ = 0;  // guarded by mu_
+  int current_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace lcache

@@ -14,6 +14,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "etcd/etcd_client.h"
@@ -101,9 +102,9 @@ class EtcdDiscovery::Impl {
 
   std::mutex mu_;
   std::condition_variable wake_;
-  bool stopping_ = false;                      // guarded by mu_
-  bool stopped_ = false;                       // guarded by mu_
-  std::vector<grpc::ClientContext*> streams_;  // guarded by mu_
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<grpc::ClientContext*> streams_ ABSL_GUARDED_BY(mu_);
   std::thread keeper_;
   std::thread watcher_;
 };

@@ -379,7 +379,7 @@ class AdminHttpServer::Impl {
   void ServeGet(const std::string& group_name, const std::string& key, httplib::Response& res) {
     Group* group = options_.registry->GetGroup(group_name);
     if (group == nullptr) {
-      Text(res, 404, absl::StrCat("lru_cache: no group \"", group_name, "\" on this node"));
+      Text(res, 404, absl::StrCat("lcache: no group \"", group_name, "\" on this node"));
       return;
     }
     if (key.empty()) {
@@ -398,7 +398,7 @@ class AdminHttpServer::Impl {
       inflight_loads_.fetch_sub(1, std::memory_order_acq_rel);
       res.set_header("Retry-After", "1");
       Text(res, 503,
-           absl::StrCat("lru_cache: overloaded (", options_.max_inflight_loads,
+           absl::StrCat("lcache: overloaded (", options_.max_inflight_loads,
                         " loads in flight through HTTP)"));
       return;
     }

@@ -168,7 +168,7 @@ absl::Status DecodeStdBase64(std::string_view in, std::string* out) {
   }
   const auto bad = [](absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "lru_cache: response field \"value\" must be standard base64 with padding: ", why));
+        "lcache: response field \"value\" must be standard base64 with padding: ", why));
   };
   if (in.size() % 4 != 0) {
     return bad(absl::StrCat("length ", in.size(), " is not a multiple of 4"));
@@ -302,7 +302,7 @@ class FieldReader {
 
   bool parse_error(std::size_t, const std::string&, const Json::exception& e) {
     return Fail(absl::InvalidArgumentError(
-        absl::StrCat("lru_cache: ", message_, " is not valid JSON: ", ParserMessage(e))));
+        absl::StrCat("lcache: ", message_, " is not valid JSON: ", ParserMessage(e))));
   }
 
  private:
@@ -320,7 +320,7 @@ class FieldReader {
   bool Enter() {
     if (++depth_ > kMaxJsonDepth) {
       return Fail(absl::InvalidArgumentError(
-          absl::StrCat("lru_cache: ", message_, " nests deeper than ", kMaxJsonDepth, " levels")));
+          absl::StrCat("lcache: ", message_, " nests deeper than ", kMaxJsonDepth, " levels")));
     }
     return true;
   }
@@ -331,12 +331,12 @@ class FieldReader {
 
   bool NotAnObject(absl::string_view type) {
     return Fail(absl::InvalidArgumentError(
-        absl::StrCat("lru_cache: ", message_, " must be a JSON object, got ", type)));
+        absl::StrCat("lcache: ", message_, " must be a JSON object, got ", type)));
   }
   bool WrongType(absl::string_view type) {
     const absl::string_view expected =
         current_->kind == FieldKind::kCount ? "a non-negative integer" : "a string";
-    return Fail(absl::InvalidArgumentError(absl::StrCat("lru_cache: ", message_, " field \"",
+    return Fail(absl::InvalidArgumentError(absl::StrCat("lcache: ", message_, " field \"",
                                                         current_->name, "\" must be ", expected,
                                                         ", got ", type)));
   }
@@ -373,15 +373,15 @@ absl::Status ReadFields(absl::string_view message, std::string_view json,
     FieldReader reader(message, fields);
     const bool ok = nlohmann::json::sax_parse(json.data(), json.data() + json.size(), &reader);
     if (!ok && reader.status().ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("lru_cache: ", message, " is not valid JSON"));
+      return absl::InvalidArgumentError(absl::StrCat("lcache: ", message, " is not valid JSON"));
     }
     return reader.status();
   } catch (const std::bad_alloc&) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("lru_cache: out of memory decoding a ", message));
+        absl::StrCat("lcache: out of memory decoding a ", message));
   } catch (const std::exception& e) {
     return absl::InternalError(
-        absl::StrCat("lru_cache: decoding a ", message, " failed: ", ParserMessage(e)));
+        absl::StrCat("lcache: decoding a ", message, " failed: ", ParserMessage(e)));
   }
 }
 
@@ -485,7 +485,7 @@ absl::StatusOr<GetRequest> DecodeGetRequest(std::string_view json, size_t max_ke
     if (absl::Status st = ReadFields("request", json, fields); !st.ok()) return st;
   }
   if (req.key.size() > max_key_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("lru_cache: key too long (", req.key.size(),
+    return absl::InvalidArgumentError(absl::StrCat("lcache: key too long (", req.key.size(),
                                                    " bytes, max ", max_key_bytes, ")"));
   }
   return req;

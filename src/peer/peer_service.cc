@@ -54,7 +54,7 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
                                           std::function<void(PeerReply)> done) {
   if (message.size() > max_request_bytes_) {
     return PeerReply::Error(absl::StatusCode::kInvalidArgument,
-                            absl::StrCat("lru_cache: request of ", message.size(),
+                            absl::StrCat("lcache: request of ", message.size(),
                                          " bytes is over the limit of ", max_request_bytes_));
   }
   absl::StatusOr<wire::GetRequest> request = wire::DecodeGetRequest(message, max_key_bytes_);
@@ -88,7 +88,7 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
   if (!accepted) {
     return PeerReply::Error(
         absl::StatusCode::kResourceExhausted,
-        absl::StrCat("lru_cache: server overloaded, ", queued, " loads queued"));
+        absl::StrCat("lcache: server overloaded, ", queued, " loads queued"));
   }
   return std::nullopt;
 }

@@ -1,4 +1,4 @@
-// LRU-2, as in the Go lru_cache: a key seen once lives in a history list
+// LRU-2, as in the Go lcache: a key seen once lives in a history list
 // that gets a fraction (default a quarter) of the shard's bytes; a second
 // access, a Get hit or a Set of a key already present, promotes it into the
 // main list with the rest. One-off keys (scans) thus churn only the history

@@ -3,7 +3,7 @@
 // A generic (untyped) async service, because the messages are JSON bytes and
 // there is no generated protobuf service, driven by one completion-queue
 // thread: measured here, the completion-queue API costs about 15 µs of server
-// CPU per call against about 22 µs for the callback API (issue 3).
+// CPU per call against about 22 µs for the callback API (docs/BENCHMARKS.md).
 //
 // Life of a call (one Call object; it is its own tag, and it has at most one
 // operation outstanding at a time, so its `step_` says which one completed):
@@ -49,6 +49,7 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -89,7 +90,7 @@ class GrpcPeerServer final : public PeerServer {
   std::thread poller_;
 
   std::mutex shutdown_mu_;  // serialises Shutdown calls
-  bool shut_down_ = false;  // guarded by shutdown_mu_
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };
 
 class GrpcPeerServer::Call {

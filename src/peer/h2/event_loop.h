@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+
 namespace lcache::internal {
 
 class EventLoop {
@@ -51,7 +53,7 @@ class EventLoop {
   std::thread thread_;
 
   std::mutex mu_;
-  std::vector<std::function<void()>> tasks_;  // guarded by mu_
+  std::vector<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace lcache::internal

@@ -46,6 +46,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "peer/h2/event_loop.h"
@@ -221,7 +222,7 @@ class H2PeerServer final : public PeerServer {
   std::mutex idle_mu_;
   std::condition_variable idle_cv_;
   std::mutex shutdown_mu_;
-  bool shut_down_ = false;  // guarded by shutdown_mu_
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };
 
 // --- Connection -------------------------------------------------------------
@@ -409,7 +410,7 @@ void Connection::Process(Stream* s) {
   if (s->body_bytes > server_->max_body_bytes()) {
     Reply(s, PeerReply::Error(
                  absl::StatusCode::kInvalidArgument,
-                 absl::StrCat("lru_cache: request of ", s->body_bytes - wire::kGrpcPrefixBytes,
+                 absl::StrCat("lcache: request of ", s->body_bytes - wire::kGrpcPrefixBytes,
                               " bytes is over the limit of ",
                               server_->service().max_request_bytes())));
     return;
