@@ -3,8 +3,9 @@
 // A node registers the key `<service>/<self>` with the value `<self>` under a
 // lease (TTL `lease_ttl`) that it keeps alive over etcd's LeaseKeepAlive
 // stream, and watches the prefix `<service>/`: every change hands the full
-// peer set (the values, in key order, as a listing returns them) to the
-// callback, which typically passes it to RingPicker::SetPeers.
+// peer set (the keys with the prefix removed, in key order, as a listing
+// returns them) to the callback, which typically passes it to
+// RingPicker::SetPeers.
 //
 //   lcache::EtcdOptions options{.endpoints = {"127.0.0.1:2379"}};
 //   auto discovery = lcache::EtcdDiscovery::Start(options, "10.0.0.7:9000",

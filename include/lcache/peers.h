@@ -34,9 +34,10 @@ class PeerGetter {
  public:
   virtual ~PeerGetter() = default;
 
-  // Fetches `key` of `group` from the peer. Application errors (not found,
-  // the getter's own error) come back as the same status codes and messages
-  // the owner's Group::Get returned; transport failures as UNAVAILABLE,
+  // Fetches `key` of `group` from the peer. The wire carries application
+  // errors as text (docs/PROTOCOL.md, 2.7): the owner's "key not found" comes
+  // back as NotFound, "empty key" as InvalidArgument, any other getter error
+  // as Unknown with the owner's message; transport failures as UNAVAILABLE,
   // DEADLINE_EXCEEDED and the like.
   virtual absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) = 0;
 };
