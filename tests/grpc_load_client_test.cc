@@ -19,9 +19,9 @@
 #include "gate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "lcache/json_codec.h"
 #include "lcache/grpc_peer.h"
 #include "lcache/h2_peer.h"
+#include "lcache/json_codec.h"
 
 namespace lcache::tools {
 namespace {

@@ -26,9 +26,9 @@
 #include "gate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "peer/h2/h2_client.h"
-#include "lcache/json_codec.h"
 #include "lcache/h2_peer.h"
+#include "lcache/json_codec.h"
+#include "peer/h2/h2_client.h"
 
 namespace lcache {
 namespace {

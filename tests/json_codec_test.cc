@@ -455,8 +455,7 @@ TEST(DecodeErrorTest, TopLevelNotAnObject) {
 }
 
 TEST(DecodeErrorTest, KnownFieldOfWrongType) {
-  ExpectRequestError(R"({"key":1})",
-                     "lcache: request field \"key\" must be a string, got number");
+  ExpectRequestError(R"({"key":1})", "lcache: request field \"key\" must be a string, got number");
   ExpectRequestError(R"({"key":-1.5})",
                      "lcache: request field \"key\" must be a string, got number");
   ExpectRequestError(R"({"group":true})",
@@ -509,8 +508,7 @@ TEST(DecodeErrorTest, ValueNotStandardPaddedBase64) {
 TEST(DecodeErrorTest, DeepNestingIsRejectedWithoutCrashing) {
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   ExpectRequestError(R"({"x":)" + deep + "}", "lcache: request nests deeper than 10000 levels");
-  ExpectResponseError(R"({"x":)" + deep + "}",
-                      "lcache: response nests deeper than 10000 levels");
+  ExpectResponseError(R"({"x":)" + deep + "}", "lcache: response nests deeper than 10000 levels");
   // Unclosed, and objects rather than arrays.
   ExpectRequestError(R"({"x":)" + std::string(100000, '['),
                      "lcache: request nests deeper than 10000 levels");
@@ -518,8 +516,7 @@ TEST(DecodeErrorTest, DeepNestingIsRejectedWithoutCrashing) {
   for (int i = 0; i < 100000; ++i) objects += R"("a":{)";
   ExpectRequestError(objects, "lcache: request nests deeper than 10000 levels");
   // A top-level array is refused before any depth is reached.
-  ExpectRequestError(std::string(100000, '['),
-                     "lcache: request must be a JSON object, got array");
+  ExpectRequestError(std::string(100000, '['), "lcache: request must be a JSON object, got array");
 }
 
 TEST(DecodeErrorTest, NestingUpToGosLimitIsAccepted) {

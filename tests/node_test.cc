@@ -230,7 +230,7 @@ TEST_F(NodeTest, StartRefusesOptionsThatCannotWork) {
   both.etcd = EtcdOptions{.endpoints = {"127.0.0.1:1"}};
   absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(std::move(both));
   EXPECT_TRUE(absl::IsInvalidArgument(node.status())) << node.status();
-  EXPECT_NE(node.status().message().find("-peers and -etcd"), std::string::npos);
+  EXPECT_NE(node.status().message().find("peers and .etcd exclude each other"), std::string::npos);
 
   NodeOptions no_groups = OptionsFor(0, {});
   no_groups.groups.clear();

@@ -42,8 +42,8 @@
 #include "absl/time/time.h"
 #include "go_flags.h"
 #include "grpc_load_client.h"
-#include "lcache/json_codec.h"
 #include "lcache/grpc_peer.h"
+#include "lcache/json_codec.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, targets, "127.0.0.1:9000", "comma-separated nodes (host:port)");
@@ -179,8 +179,7 @@ class Bench {
     if (measuring_) {
       if (!status.ok()) {
         ++errors_[std::string(absl::StatusCodeToString(status.code()))];
-      } else if (absl::StatusOr<wire::GetResponse> answer =
-                     wire::DecodeGetResponse(message);
+      } else if (absl::StatusOr<wire::GetResponse> answer = wire::DecodeGetResponse(message);
                  !answer.ok()) {
         ++errors_["bad answer"];
       } else if (!answer->err.empty()) {

@@ -109,9 +109,11 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
     return usage("-etcd-lease-ttl-s and -etcd-start-timeout-ms must be > 0");
   }
   const std::optional<PeerTransport> transport = ParsePeerTransport(absl::GetFlag(FLAGS_transport));
-  if (!transport) return usage("-transport must be grpc or lean, got " + absl::GetFlag(FLAGS_transport));
+  if (!transport)
+    return usage("-transport must be grpc or lean, got " + absl::GetFlag(FLAGS_transport));
   const std::optional<StorePolicy> policy = ParseStorePolicy(absl::GetFlag(FLAGS_store));
-  if (!policy) return usage("-store must be lru, lru2 or tinylfu, got " + absl::GetFlag(FLAGS_store));
+  if (!policy)
+    return usage("-store must be lru, lru2 or tinylfu, got " + absl::GetFlag(FLAGS_store));
   if (absl::GetFlag(FLAGS_cache_mb) < 0 || absl::GetFlag(FLAGS_expire_ms) < 0 ||
       absl::GetFlag(FLAGS_peer_timeout_ms) <= 0 || absl::GetFlag(FLAGS_max_key_bytes) <= 0) {
     return usage("-cache-mb and -expire-ms must be >= 0, -peer-timeout-ms and -max-key-bytes > 0");

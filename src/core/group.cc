@@ -93,8 +93,9 @@ absl::StatusOr<std::unique_ptr<Group>> Group::Create(GroupOptions options) {
         "lcache: lru2_history_fraction must be in (0, 1), got ", options.lru2_history_fraction));
   }
   if (!(options.tinylfu_window_fraction > 0 && options.tinylfu_window_fraction < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "lcache: tinylfu_window_fraction must be in (0, 1), got ", options.tinylfu_window_fraction));
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: tinylfu_window_fraction must be in (0, 1), got ",
+                     options.tinylfu_window_fraction));
   }
   if (options.max_key_bytes == 0 || options.max_key_bytes > kMaxStoreKeyBytes) {
     return absl::InvalidArgumentError(absl::StrCat("lcache: max_key_bytes must be in [1, ",

@@ -18,8 +18,8 @@
 
 #include "absl/base/thread_annotations.h"
 
-#include "store/frequency_sketch.h"
 #include "lcache/group.h"
+#include "store/frequency_sketch.h"
 
 namespace lcache::internal {
 

@@ -67,11 +67,12 @@ RingPicker::Change SetAndLogPeers(RingPicker& picker, std::vector<std::string> p
 
 absl::Status Validate(const NodeOptions& options) {
   if (options.groups.empty()) {
-    return absl::InvalidArgumentError("lcache: NodeOptions.groups is empty (a node serves a group)");
+    return absl::InvalidArgumentError(
+        "lcache: NodeOptions.groups is empty (a node serves a group)");
   }
   if (options.etcd && !options.peers.empty()) {
     return absl::InvalidArgumentError(
-        "-peers and -etcd exclude each other: give the static peer list or etcd");
+        "lcache: NodeOptions.peers and .etcd exclude each other: give a static peer list or etcd");
   }
   if (options.peer_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("lcache: NodeOptions.peer_timeout must be > 0");
@@ -128,9 +129,8 @@ absl::Status Node::Impl::Start() {
   std::vector<Group*> groups;
   std::vector<std::string> described;  // for the start line: "scores (store lru, 64 MiB)"
   for (GroupOptions& group_options : options_.groups) {
-    const std::string description =
-        fmt::format("store {}, {} MiB", StorePolicyName(group_options.policy),
-                    group_options.cache_bytes >> 20);
+    const std::string description = fmt::format(
+        "store {}, {} MiB", StorePolicyName(group_options.policy), group_options.cache_bytes >> 20);
     absl::StatusOr<Group*> group = registry_.NewGroup(std::move(group_options));
     if (!group.ok()) return group.status();
     groups.push_back(*group);

@@ -336,9 +336,9 @@ class FieldReader {
   bool WrongType(absl::string_view type) {
     const absl::string_view expected =
         current_->kind == FieldKind::kCount ? "a non-negative integer" : "a string";
-    return Fail(absl::InvalidArgumentError(absl::StrCat("lcache: ", message_, " field \"",
-                                                        current_->name, "\" must be ", expected,
-                                                        ", got ", type)));
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat("lcache: ", message_, " field \"", current_->name,
+                                                "\" must be ", expected, ", got ", type)));
   }
   bool Count(int64_t n) {
     *current_->count = n;
@@ -377,8 +377,7 @@ absl::Status ReadFields(absl::string_view message, std::string_view json,
     }
     return reader.status();
   } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("lcache: out of memory decoding a ", message));
+    return absl::ResourceExhaustedError(absl::StrCat("lcache: out of memory decoding a ", message));
   } catch (const std::exception& e) {
     return absl::InternalError(
         absl::StrCat("lcache: decoding a ", message, " failed: ", ParserMessage(e)));
@@ -485,8 +484,8 @@ absl::StatusOr<GetRequest> DecodeGetRequest(std::string_view json, size_t max_ke
     if (absl::Status st = ReadFields("request", json, fields); !st.ok()) return st;
   }
   if (req.key.size() > max_key_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("lcache: key too long (", req.key.size(),
-                                                   " bytes, max ", max_key_bytes, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: key too long (", req.key.size(), " bytes, max ", max_key_bytes, ")"));
   }
   return req;
 }

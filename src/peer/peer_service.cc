@@ -86,9 +86,8 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
       },
       &queued);
   if (!accepted) {
-    return PeerReply::Error(
-        absl::StatusCode::kResourceExhausted,
-        absl::StrCat("lcache: server overloaded, ", queued, " loads queued"));
+    return PeerReply::Error(absl::StatusCode::kResourceExhausted,
+                            absl::StrCat("lcache: server overloaded, ", queued, " loads queued"));
   }
   return std::nullopt;
 }

@@ -38,9 +38,9 @@
 #include <utility>
 #include <vector>
 
+#include "lcache/store.h"
 #include "store/entry.h"
 #include "store/entry_table.h"
-#include "lcache/store.h"
 #include "store/lru_list.h"
 #include "store/shard_mutex.h"
 

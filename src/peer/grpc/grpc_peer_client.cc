@@ -24,9 +24,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "peer/grpc/grpc_bytes.h"
-#include "lcache/json_codec.h"
 #include "lcache/grpc_peer.h"
+#include "lcache/json_codec.h"
+#include "peer/grpc/grpc_bytes.h"
 #include "peer/peer_response.h"
 #include "peer/peer_service.h"
 

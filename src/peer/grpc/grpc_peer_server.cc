@@ -53,8 +53,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "peer/grpc/grpc_bytes.h"
 #include "lcache/grpc_peer.h"
+#include "peer/grpc/grpc_bytes.h"
 #include "peer/peer_service.h"
 
 namespace lcache {

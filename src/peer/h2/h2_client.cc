@@ -16,8 +16,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "peer/h2/event_loop.h"
 #include "lcache/grpc_wire.h"
+#include "peer/h2/event_loop.h"
 #include "peer/h2/h2_socket.h"
 
 namespace lcache::internal {

@@ -6,9 +6,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "peer/h2/h2_client.h"
-#include "lcache/json_codec.h"
 #include "lcache/h2_peer.h"
+#include "lcache/json_codec.h"
+#include "peer/h2/h2_client.h"
 #include "peer/peer_response.h"
 #include "peer/peer_service.h"
 

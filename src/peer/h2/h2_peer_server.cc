@@ -49,10 +49,10 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "peer/h2/event_loop.h"
 #include "lcache/grpc_wire.h"
-#include "peer/h2/h2_socket.h"
 #include "lcache/h2_peer.h"
+#include "peer/h2/event_loop.h"
+#include "peer/h2/h2_socket.h"
 #include "peer/peer_service.h"
 
 namespace lcache {
@@ -198,9 +198,7 @@ class H2PeerServer final : public PeerServer {
   void Shutdown(absl::Duration grace) override;
 
   internal::PeerService& service() { return service_; }
-  size_t max_body_bytes() const {
-    return service_.max_request_bytes() + wire::kGrpcPrefixBytes;
-  }
+  size_t max_body_bytes() const { return service_.max_request_bytes() + wire::kGrpcPrefixBytes; }
   // Called by a loop when a connection closed while draining.
   void ConnectionClosed() {
     std::lock_guard lock(idle_mu_);
