@@ -42,7 +42,7 @@
 #include "absl/time/time.h"
 #include "go_flags.h"
 #include "grpc_load_client.h"
-#include "lcache/grpc_peer.h"
+#include "lcache/peer_server.h"
 #include "lcache/json_codec.h"
 #include "nlohmann/json.hpp"
 

@@ -1,8 +1,9 @@
 // Peers: the seam between a Group and the rest of the cluster.
 //
 // A PeerPicker tells a Group which peer owns a key; a PeerGetter fetches a
-// value from that peer. The gRPC transport implements both; tests can plug in
-// in-process fakes. Both must be safe for concurrent use.
+// value from that peer. RingPicker (ring_picker.h) is the picker; each
+// transport's client is a PeerGetter (h2_peer.h, grpc_peer.h); tests can
+// plug in in-process fakes. Both must be safe for concurrent use.
 
 #ifndef LCACHE_PEERS_H_
 #define LCACHE_PEERS_H_

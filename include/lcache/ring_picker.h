@@ -2,7 +2,7 @@
 // addresses, holding one PeerGetter (a client) per peer.
 //
 //   lcache::RingPicker picker(flags.addr, [](const std::string& address) {
-//     return MakeGrpcPeer(address);  // null if the address is unusable
+//     return NewGrpcPeerGetter(address);  // or an H2PeerClient's NewGetter
 //   });
 //   lcache::RingPicker::Change change = picker.SetPeers(addresses_from_etcd);
 //   group_options.peers = &picker;

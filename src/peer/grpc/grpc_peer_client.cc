@@ -28,7 +28,6 @@
 #include "lcache/json_codec.h"
 #include "peer/grpc/grpc_bytes.h"
 #include "peer/peer_response.h"
-#include "peer/peer_service.h"
 
 namespace lcache {
 namespace {

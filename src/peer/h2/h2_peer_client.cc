@@ -10,7 +10,6 @@
 #include "lcache/json_codec.h"
 #include "peer/h2/h2_client.h"
 #include "peer/peer_response.h"
-#include "peer/peer_service.h"
 
 namespace lcache {
 namespace {
