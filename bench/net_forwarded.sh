@@ -10,6 +10,10 @@
 #   bench/net_forwarded.sh                 # lean transport, 3 runs of 10 s at 32 in flight
 #   NODE_ARGS="-transport grpc" bench/net_forwarded.sh
 #
+# The hot cache is off (-hot-cache-mb 0 on every node, whatever NODE_ARGS
+# says): with it, A keeps the key after its second fetch and the run would
+# measure a hot hit on A instead of the hop.
+#
 # Environment: NODE_ARGS ("-transport lean"), CONC (32), RUNS (3),
 # DURATION (10), WARMUP (2), VALUE_BYTES (100), OUT (a new /tmp directory).
 # Needs: build/bin/lcache-node, h2load (nghttp2-client), taskset, /usr/bin/python3.
@@ -55,7 +59,7 @@ stop_nodes() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; do
 trap stop_nodes EXIT
 for addr in $A $B $C; do
   # shellcheck disable=SC2086  # NODE_ARGS is word-split on purpose
-  taskset -c 0 "$NODE" -addr "$addr" -peers "$PEERS" -source "synthetic:$VALUE_BYTES" $NODE_ARGS \
+  taskset -c 0 "$NODE" -addr "$addr" -peers "$PEERS" -source "synthetic:$VALUE_BYTES" -hot-cache-mb 0 $NODE_ARGS \
     >"$OUT/node-${addr##*:}.log" 2>&1 &
   pids+=($!)
 done
