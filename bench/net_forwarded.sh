@@ -10,8 +10,8 @@
 #   bench/net_forwarded.sh                 # lean transport, 3 runs of 10 s at 32 in flight
 #   NODE_ARGS="-transport grpc" bench/net_forwarded.sh
 #
-# The hot cache is off (-hot-cache-mb 0 on every node, whatever NODE_ARGS
-# says): with it, A keeps the key after its second fetch and the run would
+# The hot cache is off (-hot-cache-mb 0 on every node, unless NODE_ARGS
+# sets it again): with it, A keeps the key after its second fetch and the run would
 # measure a hot hit on A instead of the hop.
 #
 # Environment: NODE_ARGS ("-transport lean"), CONC (32), RUNS (3),
