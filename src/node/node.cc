@@ -111,8 +111,8 @@ class Node::Impl {
 
   NodeOptions options_;
   GroupRegistry registry_;
-  // The groups point to it; it outlives every caller of Group::Get that the
-  // node runs (the servers stop first).
+  // Every group routes through it. Stop() ends the servers, the only callers
+  // of Group::Get the node runs, before the picker goes.
   std::unique_ptr<RingPicker> picker_;
   std::shared_ptr<H2PeerClient> lean_client_;  // null with the gRPC transport
   std::unique_ptr<PeerServer> server_;
@@ -127,7 +127,7 @@ absl::Status Node::Impl::Start() {
   if (absl::Status s = Validate(options_); !s.ok()) return s;
 
   std::vector<Group*> groups;
-  std::vector<std::string> described;  // for the start line: "scores (store lru, 64 MiB)"
+  std::vector<std::string> described;  // for the start line: "store lru, 64 MiB"
   for (GroupOptions& group_options : options_.groups) {
     const std::string description = fmt::format(
         "store {}, {} MiB", StorePolicyName(group_options.policy), group_options.cache_bytes >> 20);
