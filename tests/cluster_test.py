@@ -1045,6 +1045,26 @@ class LifecycleTest(OpsTest):
         self.assertLess(took, (self.DRAIN_MS + self.LOAD_MS) / 1000 + 2.0, node.log())
         self.assertFalse(self.healthz(hport), "HTTP still served after exit")
 
+    def test_exit_codes_tell_bad_flags_from_a_node_that_cannot_run(self):
+        """2: flags that cannot work (a malformed -addr); 1: a node that cannot
+        start (its peer or admin address is taken), with the address in the error."""
+        def run(addr, *extra):
+            return subprocess.run([str(BIN_DIR / "lcache-node"), "-addr", addr, *extra],
+                                  capture_output=True, text=True, timeout=10)
+        for bad in ("127.0.0.1", "127.0.0.1:"):
+            proc = run(bad)
+            self.assertEqual(proc.returncode, 2, proc.stderr + proc.stdout)
+            self.assertIn("-addr must be host:port", proc.stderr + proc.stdout)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            addr = f"127.0.0.1:{taken.getsockname()[1]}"
+            proc = run(addr)
+            self.assertEqual(proc.returncode, 1, proc.stderr + proc.stdout)
+            self.assertIn(f"cannot serve on {addr}", proc.stderr + proc.stdout)
+            proc = run(f"127.0.0.1:{free_port()}", "-http", addr)
+            self.assertEqual(proc.returncode, 1, proc.stderr + proc.stdout)
+
 
 class HotCacheTest(OpsTest):
     """Values fetched from an owner are kept in the asking node's hot cache

@@ -31,12 +31,15 @@ PUBLIC = {
     "h2_peer.h": "h2", "grpc_peer.h": "grpc", "etcd_discovery.h": "etcd", "node.h": "node",
 }
 
-INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+# Quoted includes, and <lcache/...> as a user would write them.
+INCLUDE = re.compile(r'^\s*#\s*include\s+(?:"([^"]+)"|<(lcache/[^>]+)>)', re.M)
 
 
 def layer_of_source(rel):
     """The layer of a file under src/, from its folder."""
     parts = rel.parts
+    if len(parts) < 3:
+        return None  # directly in src/: no layer (reported by the caller)
     if parts[1] in ("core", "store", "ring"):
         return "core"
     if parts[1] == "peer":
@@ -70,7 +73,8 @@ def main():
         text = path.read_text()
         rel = path.relative_to(root)
         graph[str(rel)] = []
-        for name in INCLUDE.findall(text):
+        for quoted, angled in INCLUDE.findall(text):
+            name = quoted or angled
             target = layer_of_include(name)
             if name.startswith("lcache/"):
                 graph[str(rel)].append("include/" + name)
@@ -80,7 +84,7 @@ def main():
                 errors.append(f"{rel}: includes {name}, which no layer owns (add it to PUBLIC)")
             elif target is not None and not name.startswith("lcache/") and not private_ok:
                 errors.append(f"{rel}: includes the private header {name}")
-            elif target is not None and layer is not None and target != layer \
+            elif target is not None and layer in USES and target != layer \
                     and target not in USES[layer]:
                 errors.append(f"{rel} ({layer}) includes {name} ({target}): a higher layer")
             if re.match(r"(tools|bench)/", name) or name in ("go_flags.h", "node_source.h"):
@@ -89,7 +93,10 @@ def main():
 
     for path in sorted((root / "src").rglob("*")):
         if path.suffix in (".h", ".cc"):
-            check(path, layer_of_source(path.relative_to(root)), private_ok=True)
+            layer = layer_of_source(path.relative_to(root))
+            if layer not in USES:
+                errors.append(f"{path.relative_to(root)}: in no layer's folder (add it to USES)")
+            check(path, layer, private_ok=True)
     for path in sorted((root / "include" / "lcache").glob("*.h")):
         layer = PUBLIC.get(path.name)
         if layer is None:

@@ -19,6 +19,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "go_flags.h"
+#include "lcache/grpc_wire.h"
 #include "lcache/node.h"
 #include "node_source.h"
 #include "spdlog/spdlog.h"
@@ -100,6 +101,9 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
   const auto usage = [](const std::string& message) { return absl::InvalidArgumentError(message); };
   NodeOptions options;
   options.address = absl::GetFlag(FLAGS_addr);
+  if (const auto split = wire::SplitHostPort(options.address); !split || split->port.empty()) {
+    return usage("-addr must be host:port (e.g. 127.0.0.1:9001), got \"" + options.address + "\"");
+  }
   const bool use_etcd = !absl::GetFlag(FLAGS_etcd).empty();
   if (use_etcd && !absl::GetFlag(FLAGS_peers).empty()) {
     return usage("-peers and -etcd exclude each other: give the static peer list or etcd");

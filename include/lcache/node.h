@@ -57,7 +57,9 @@ std::string_view PeerTransportName(PeerTransport transport);
 
 struct NodeOptions {
   // host:port to listen on for the peer protocol, and this node's identity on
-  // the ring: peers must list it (or register it in etcd) exactly so.
+  // the ring: peers must list it (or register it in etcd) exactly so. Port
+  // 0 listens on a free port (port()), but the ring still knows the node by
+  // this string: only for a node without peers.
   std::string address = "127.0.0.1:9000";
   // The groups the node serves; each routes its misses through the node's
   // ring (GroupOptions::peers is set by the node). At least one.
@@ -68,8 +70,9 @@ struct NodeOptions {
   // Discovery through etcd instead of `peers` (not both).
   std::optional<EtcdOptions> etcd = std::nullopt;
 
-  // How keys map to peers, and when an unreachable peer is ejected. A null
-  // ejection.on_event logs ejections and returns.
+  // How keys map to peers, and when an unreachable peer is ejected (off by
+  // default, as in RingPickerOptions; lcache-node turns it on with
+  // -eject-after 3). A null ejection.on_event logs ejections and returns.
   RingPickerOptions ring = {};
   PeerTransport transport = PeerTransport::kLean;
   int io_threads = 1;  // lean transport: event-loop threads of the server
@@ -95,10 +98,10 @@ struct NodeOptions {
 class Node {
  public:
   // Builds and starts everything, in the order above. Errors:
-  // InvalidArgument for options that cannot work (a bad group, -peers with
-  // -etcd, a malformed admin address), with what was wrong; the transport's
-  // or etcd's error, with the address, when the node cannot listen or etcd
-  // cannot be reached. Nothing keeps running after an error.
+  // InvalidArgument for options that cannot work (a bad group, two groups of
+  // one name, peers with etcd, a malformed admin address, bad etcd options),
+  // with what was wrong; Unavailable, with the address, when the node cannot
+  // listen or etcd cannot be reached. Nothing keeps running after an error.
   static absl::StatusOr<std::unique_ptr<Node>> Start(NodeOptions options);
 
   // Stop()s.
@@ -125,7 +128,9 @@ class Node {
 
   // The group of that name, or null. Groups live as long as the node.
   Group* group(std::string_view name) const;
-  GroupRegistry& registry();
+  // The node's groups, all of them routed through its ring. Read-only: a
+  // group made after Start would have no ring; give it in NodeOptions.
+  const GroupRegistry& registry() const;
   const RingPicker& picker() const;
 
  private:

@@ -8,6 +8,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "lcache/grpc_peer.h"
@@ -70,6 +71,13 @@ absl::Status Validate(const NodeOptions& options) {
     return absl::InvalidArgumentError(
         "lcache: NodeOptions.groups is empty (a node serves a group)");
   }
+  absl::flat_hash_set<std::string_view> names;
+  for (const GroupOptions& group : options.groups) {
+    if (!names.insert(group.name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("lcache: NodeOptions.groups names \"", group.name, "\" twice"));
+    }
+  }
   if (options.etcd && !options.peers.empty()) {
     return absl::InvalidArgumentError(
         "lcache: NodeOptions.peers and .etcd exclude each other: give a static peer list or etcd");
@@ -110,6 +118,11 @@ class Node::Impl {
   }
 
   NodeOptions options_;
+  // Read by the servers' readiness callbacks: declared before them, so they
+  // outlive them.
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> discovered_{false};
+  bool started_ = false;  // Start succeeded
   GroupRegistry registry_;
   // Every group routes through it. Stop() ends the servers, the only callers
   // of Group::Get the node runs, before the picker goes.
@@ -118,8 +131,6 @@ class Node::Impl {
   std::unique_ptr<PeerServer> server_;
   std::unique_ptr<EtcdDiscovery> discovery_;
   std::unique_ptr<internal::AdminHttpServer> admin_;
-  std::atomic<bool> draining_{false};
-  std::atomic<bool> discovered_{false};
   std::once_flag stopped_;
 };
 
@@ -129,8 +140,9 @@ absl::Status Node::Impl::Start() {
   std::vector<Group*> groups;
   std::vector<std::string> described;  // for the start line: "store lru, 64 MiB"
   for (GroupOptions& group_options : options_.groups) {
-    const std::string description = fmt::format(
-        "store {}, {} MiB", StorePolicyName(group_options.policy), group_options.cache_bytes >> 20);
+    const std::string description =
+        absl::StrCat("store ", std::string(StorePolicyName(group_options.policy)), ", ",
+                     group_options.cache_bytes >> 20, " MiB");
     absl::StatusOr<Group*> group = registry_.NewGroup(std::move(group_options));
     if (!group.ok()) return group.status();
     groups.push_back(*group);
@@ -208,6 +220,7 @@ absl::Status Node::Impl::Start() {
     admin_ = *std::move(started);
     spdlog::info("admin HTTP on {} (port {})", options_.http_address, admin_->port());
   }
+  started_ = true;
   return absl::OkStatus();
 }
 
@@ -222,7 +235,7 @@ void Node::Impl::Stop() {
     if (admin_ != nullptr) admin_->StopAccepting();
     if (server_ != nullptr) server_->Shutdown(options_.grace);
     if (admin_ != nullptr) admin_->Stop();  // HTTP requests in flight, like getters, run to the end
-    if (picker_ != nullptr) {
+    if (started_) {                         // a node that never started has nothing to report
       const EjectionStats ejection = picker_->ejection_stats();
       spdlog::info("ejections {} returns {} probes {} skipped {}", ejection.ejections,
                    ejection.returns, ejection.probes, ejection.skipped);
@@ -260,7 +273,7 @@ int Node::port() const { return impl_->server_->port(); }
 int Node::http_port() const { return impl_->admin_ != nullptr ? impl_->admin_->port() : 0; }
 bool Node::ready() const { return impl_->ready(); }
 Group* Node::group(std::string_view name) const { return impl_->registry_.GetGroup(name); }
-GroupRegistry& Node::registry() { return impl_->registry_; }
+const GroupRegistry& Node::registry() const { return impl_->registry_; }
 const RingPicker& Node::picker() const { return *impl_->picker_; }
 
 }  // namespace lcache
