@@ -357,6 +357,25 @@ TEST_P(GrpcPeerTest, ClientDeadline) {
   EXPECT_LT(took, absl::Milliseconds(300) + absl::Seconds(2));
 }
 
+// A miss still queued when its caller's deadline passes is dropped, not
+// loaded, and counted in loads_cancelled.
+TEST_P(GrpcPeerTest, AQueuedLoadPastItsDeadlineIsDroppedAndCounted) {
+  StartServer({.load_threads = 1});
+  Group* scores = registry_.GetGroup("scores");
+  std::thread running([&] { EXPECT_TRUE(Client()->Get("scores", "slow-1").ok()); });
+  gate_.AwaitWaiters(1);  // the only load thread is held
+  absl::StatusOr<PeerValue> late = Client(false, absl::Milliseconds(100))->Get("scores", "slow-2");
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded) << late.status();
+  gate_.Open();
+  running.join();
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (scores->Stats().loads_cancelled < 1 && absl::Now() < give_up) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(scores->Stats().loads_cancelled, 1);
+  EXPECT_EQ(loads_.load(), 1);  // slow-1 only
+}
+
 // The lean client keeps one timer per connection, for the earliest of its
 // calls' deadlines: calls with different timeouts on one connection (the
 // longest first, so that later calls take the head) each fail at their own

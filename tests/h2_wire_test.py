@@ -65,7 +65,8 @@ class H2Client:
     def close(self):
         self.sock.close()
 
-    def call(self, path, body, content_type="application/grpc+json", extra=()):
+    def send(self, path, body, content_type="application/grpc+json", extra=()):
+        """Sends one request without waiting; returns its stream id."""
         sid = self.conn.get_next_available_stream_id()
         self.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":path", path),
                                      (":authority", self.authority),
@@ -73,6 +74,15 @@ class H2Client:
                                + list(extra))
         self.conn.send_data(sid, body, end_stream=True)
         self.sock.sendall(self.conn.data_to_send())
+        return sid
+
+    def reset(self, sid):
+        """RST_STREAM (CANCEL): the client gives up on the call."""
+        self.conn.reset_stream(sid, error_code=8)
+        self.sock.sendall(self.conn.data_to_send())
+
+    def call(self, path, body, content_type="application/grpc+json", extra=()):
+        sid = self.send(path, body, content_type, extra)
         reply = {"headers": None, "data": b"", "trailers": None, "reset": None}
         while True:
             data = self.sock.recv(65536)
@@ -164,6 +174,46 @@ class LeanServerWireTest(ct.ClusterTest):
         self.assertEqual(ev.last_stream_id, 1)
         self.client.close()
         self.assertEqual(self.node.proc.wait(10), 0)
+
+
+class ResetStreamTest(ct.OpsTest):
+    """A client that resets its streams costs no loads: a miss still queued
+    when its stream is reset (or its connection closes) is dropped, counted in
+    lcache_loads_cancelled_total, and a legitimate miss behind it is served."""
+
+    def test_reset_streams_are_not_loaded(self):
+        # One load thread, held for a second by the first miss, so every
+        # later miss queues behind it while its stream is reset.
+        ((node, hport),) = self.start_http_nodes(
+            1, source="synthetic:16:1000", args=["-transport", "lean", "-load-threads", "1"])
+        hostile = H2Client(node.port)
+        self.addCleanup(hostile.close)
+        hostile.send(GET, framed(b'{"group":"scores","key":"busy"}'))
+        ct.wait_until(lambda: node.loads() == ["busy"], 5, "the first load to start")
+        for i in range(200):
+            hostile.reset(hostile.send(GET, framed(json.dumps(
+                {"group": "scores", "key": f"gone-{i}"}).encode())))
+        # A connection that closes with misses queued gives them up too.
+        leaving = H2Client(node.port)
+        for i in range(20):
+            leaving.send(GET, framed(json.dumps({"group": "scores", "key": f"left-{i}"}).encode()))
+        leaving.sock.shutdown(socket.SHUT_WR)  # FIN after the requests, then read to the end
+        while leaving.sock.recv(65536):
+            pass
+        leaving.close()
+        wanted = H2Client(node.port)
+        self.addCleanup(wanted.close)
+        reply = wanted.call(GET, framed(b'{"group":"scores","key":"wanted"}'))
+        self.assertEqual(reply["trailers"], {"grpc-status": "0"}, reply)
+        self.assertEqual(json.loads(unframed(reply["data"])),
+                         {"value": base64.b64encode(ct.synthetic_value("wanted", 16)).decode()})
+        # The dropped misses leave the queue in order; "wanted" may have been
+        # queued before the last of them (the node reads the hostile
+        # connection in chunks), so their count is awaited.
+        cancelled = 'lcache_loads_cancelled_total{group="scores"}'
+        ct.wait_until(lambda: ct.metric_values(self.metrics(hport))[cancelled] == 220, 10,
+                      "220 loads cancelled")
+        self.assertEqual(node.loads(), ["busy", "wanted"])
 
 
 def go_decode_response(message):

@@ -147,6 +147,8 @@ struct GroupStats {
   int64_t local_loads = 0;      // getter calls that succeeded
   int64_t local_load_errs = 0;  // getter calls that failed
   int64_t server_requests = 0;  // requests that came from peers
+  int64_t loads_cancelled = 0;  // of those, misses dropped before their load started:
+                                // the caller's deadline passed or it went away
   StoreStats store;
   StoreStats hot_store;  // all zero without a hot cache
   // Latencies, timed with the group's clock. Hits are not timed (a clock read
@@ -199,6 +201,9 @@ class Group {
 
   // Counts a request that arrived from a peer (for the transport).
   void CountServerRequest();
+  // Counts such a request's load, dropped before it started because its
+  // caller's deadline passed or the caller went away (for the transport).
+  void CountCancelledLoad();
 
   const std::string& name() const { return name_; }
   GroupStats Stats() const;

@@ -46,6 +46,7 @@ class Group::Counters {
     kLocalLoads,
     kLocalLoadErrs,
     kServerRequests,
+    kLoadsCancelled,
     kNumFields
   };
 
@@ -328,6 +329,8 @@ int64_t Group::ReclaimExpired(int64_t max_entries) {
 
 void Group::CountServerRequest() { counters_->Add(Counters::kServerRequests); }
 
+void Group::CountCancelledLoad() { counters_->Add(Counters::kLoadsCancelled); }
+
 GroupStats Group::Stats() const {
   GroupStats s;
   s.cache_hits = counters_->Sum(Counters::kCacheHits);
@@ -343,6 +346,7 @@ GroupStats Group::Stats() const {
   s.local_loads = counters_->Sum(Counters::kLocalLoads);
   s.local_load_errs = counters_->Sum(Counters::kLocalLoadErrs);
   s.server_requests = counters_->Sum(Counters::kServerRequests);
+  s.loads_cancelled = counters_->Sum(Counters::kLoadsCancelled);
   s.store = store_->Stats();
   if (hot_store_ != nullptr) s.hot_store = hot_store_->Stats();
   s.get_miss_latency = get_miss_latency_.Snapshot();

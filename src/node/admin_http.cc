@@ -93,6 +93,10 @@ constexpr Figure kCounters[] = {
      [](const GroupStats& s) { return s.peer_errors; }},
     {"server_requests", "Requests that came from peers and clients over the peer protocol.",
      [](const GroupStats& s) { return s.server_requests; }},
+    {"loads_cancelled",
+     "Of those, misses dropped before their load started: the caller's deadline passed or it "
+     "went away (reset its stream, closed its connection).",
+     [](const GroupStats& s) { return s.loads_cancelled; }},
     {"evictions", "Entries evicted to stay within the cache's bytes.",
      [](const GroupStats& s) { return s.store.evictions; }},
     {"hot_evictions", "Hot cache entries evicted to stay within its bytes.",

@@ -50,8 +50,8 @@ PeerService::PeerService(const PeerServerOptions& options)
       executor_(options.load_threads, options.max_queued_loads) {}
 
 std::optional<PeerReply> PeerService::Get(std::string_view message, bool forwarded,
-                                          absl::Time deadline,
-                                          std::function<void(PeerReply)> done) {
+                                          absl::Time deadline, std::function<void(PeerReply)> done,
+                                          std::shared_ptr<std::atomic<bool>>* caller_gone) {
   if (message.size() > max_request_bytes_) {
     return PeerReply::Error(absl::StatusCode::kInvalidArgument,
                             absl::StrCat("lcache: request of ", message.size(),
@@ -71,15 +71,23 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
     return Ok(EncodeValue(*group, *hit));
   }
   const LoadScope scope = forwarded ? LoadScope::kLocalOnly : LoadScope::kAnywhere;
+  // Made only for a miss, so a hit allocates nothing for it.
+  std::shared_ptr<std::atomic<bool>> gone;
+  if (caller_gone != nullptr) gone = *caller_gone = std::make_shared<std::atomic<bool>>(false);
   size_t queued = 0;
   const bool accepted = executor_.TrySubmit(
-      [this, group, scope, deadline, done, key = std::move(request->key)] {
+      [this, group, scope, deadline, done, gone, key = std::move(request->key)] {
         const int64_t now = absl::GetCurrentTimeNanos();
         if (now > skip_loads_after_ns_.load(std::memory_order_relaxed)) {
           done(PeerReply::Error(absl::StatusCode::kUnavailable, "lcache: server shutting down"));
         } else if (now > absl::ToUnixNanos(deadline)) {
+          group->CountCancelledLoad();
           done(PeerReply::Error(absl::StatusCode::kDeadlineExceeded,
                                 "lcache: deadline passed before the load started"));
+        } else if (gone != nullptr && gone->load(std::memory_order_relaxed)) {
+          group->CountCancelledLoad();
+          done(PeerReply::Error(absl::StatusCode::kCancelled,
+                                "lcache: the caller left before the load started"));
         } else {
           done(Ok(EncodeResult(*group, group->GetWithExpiry(key, scope))));
         }

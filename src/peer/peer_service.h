@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,9 +47,14 @@ class PeerService {
   // for a miss, returns nullopt and later calls `done` exactly once, on a
   // load thread. `forwarded`: the request carries the forwarding mark.
   // `deadline`: the caller's; a load that has not started by then is
-  // skipped and answered DEADLINE_EXCEEDED.
+  // skipped and answered DEADLINE_EXCEEDED. `caller_gone`, for a transport
+  // that can tell when nobody will read the answer: on a miss it receives a
+  // flag to set then (stream reset, connection closed); a load that has not
+  // started by then is skipped and answered CANCELLED. Skipped loads count
+  // in the group's loads_cancelled; a load that has started runs to its end.
   std::optional<PeerReply> Get(std::string_view message, bool forwarded, absl::Time deadline,
-                               std::function<void(PeerReply)> done);
+                               std::function<void(PeerReply)> done,
+                               std::shared_ptr<std::atomic<bool>>* caller_gone = nullptr);
 
   // Answers a grpc.health.v1.Health/Check request message (protobuf): for
   // the service "" or "lcache.LCache", SERVING while the options' `serving`

@@ -81,16 +81,23 @@ nghttp2_nv StaticHeader(std::string_view name, std::string_view value) {
 }
 
 struct Stream {
+  // A stream that goes unanswered (reset by the client, or its connection
+  // closed) tells its queued load that nobody will read the answer.
+  ~Stream() {
+    if (caller_gone != nullptr && !answered) caller_gone->store(true, std::memory_order_relaxed);
+  }
+
   int32_t id = 0;
   std::string path;
   std::string content_type;
   bool forwarded = false;
   absl::Time deadline = absl::InfiniteFuture();
-  std::string body;       // the request body, up to the limit
-  size_t body_bytes = 0;  // the whole body's size, kept past the limit
-  bool answered = false;  // a reply was submitted
-  std::string out;        // the response's DATA (prefixed message)
-  size_t sent = 0;        // of `out`, taken by nghttp2
+  std::string body;                                // the request body, up to the limit
+  size_t body_bytes = 0;                           // the whole body's size, kept past the limit
+  bool answered = false;                           // a reply was submitted
+  std::shared_ptr<std::atomic<bool>> caller_gone;  // a miss's (PeerService::Get)
+  std::string out;                                 // the response's DATA (prefixed message)
+  size_t sent = 0;                                 // of `out`, taken by nghttp2
   // The connection's open streams, for its destructor: nghttp2 does not
   // report the streams it drops with a deleted session.
   Stream* prev = nullptr;
@@ -423,13 +430,14 @@ void Connection::Process(Stream* s) {
     Reply(s, server_->service().HealthCheck(*message));
     return;
   }
-  std::optional<PeerReply> reply =
-      server_->service().Get(*message, s->forwarded, s->deadline,
-                             [loop = loop_, connection = id_, stream = s->id](PeerReply r) {
-                               loop->Post([loop, connection, stream, r = std::move(r)]() mutable {
-                                 loop->Deliver(connection, stream, std::move(r));
-                               });
-                             });
+  std::optional<PeerReply> reply = server_->service().Get(
+      *message, s->forwarded, s->deadline,
+      [loop = loop_, connection = id_, stream = s->id](PeerReply r) {
+        loop->Post([loop, connection, stream, r = std::move(r)]() mutable {
+          loop->Deliver(connection, stream, std::move(r));
+        });
+      },
+      &s->caller_gone);
   if (reply) {
     Reply(s, *std::move(reply));
   } else {
