@@ -364,8 +364,17 @@ TEST_P(GrpcPeerTest, AQueuedLoadPastItsDeadlineIsDroppedAndCounted) {
   Group* scores = registry_.GetGroup("scores");
   std::thread running([&] { EXPECT_TRUE(Client()->Get("scores", "slow-1").ok()); });
   gate_.AwaitWaiters(1);  // the only load thread is held
-  absl::StatusOr<PeerValue> late = Client(false, absl::Milliseconds(100))->Get("scores", "slow-2");
-  EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded) << late.status();
+  constexpr absl::Duration kTimeout = absl::Milliseconds(100);
+  std::thread late([&] {
+    absl::StatusOr<PeerValue> v = Client(false, kTimeout)->Get("scores", "slow-2");
+    EXPECT_EQ(v.status().code(), absl::StatusCode::kDeadlineExceeded) << v.status();
+  });
+  // The server takes its deadline from grpc-timeout when the request
+  // arrives, so it has passed kTimeout after the server has counted it.
+  while (scores->Stats().server_requests < 2) std::this_thread::yield();
+  const absl::Time counted = absl::Now();
+  late.join();
+  std::this_thread::sleep_until(absl::ToChronoTime(counted + kTimeout + absl::Milliseconds(1)));
   gate_.Open();
   running.join();
   const absl::Time give_up = absl::Now() + absl::Seconds(10);
