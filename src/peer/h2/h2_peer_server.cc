@@ -14,9 +14,10 @@
 // through nghttp2's callbacks into a Stream; at END_STREAM the stream is
 // answered at once (errors, hits, health) or when its load completes. A
 // reply is HEADERS, one DATA (the prefixed JSON) and trailers (grpc-status),
-// or a trailers-only HEADERS for an error. A stream the client reset before
-// its load completed is gone from nghttp2; the reply then finds no stream
-// and is dropped.
+// or a trailers-only HEADERS for an error. A stream the client reset (or
+// whose connection closed) before its load completed is gone from nghttp2:
+// a load still queued for it is dropped (Stream::~Stream flags it), and the
+// reply of one that ran finds no stream and is dropped.
 //
 // Shutdown: health turns NOT_SERVING, the listener closes, each connection
 // gets GOAWAY (streams already received are still answered, new ones are
