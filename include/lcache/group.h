@@ -60,12 +60,13 @@
 #include "lcache/clock.h"
 #include "lcache/latency_histogram.h"
 #include "lcache/peers.h"
-#include "lcache/singleflight.h"
 #include "lcache/store.h"
 
 namespace lcache {
 
 namespace internal {
+class Flight;
+class Flights;
 class HotAdmission;
 }  // namespace internal
 
@@ -147,8 +148,8 @@ struct GroupStats {
   int64_t local_loads = 0;      // getter calls that succeeded
   int64_t local_load_errs = 0;  // getter calls that failed
   int64_t server_requests = 0;  // requests that came from peers
-  int64_t loads_cancelled = 0;  // of those, misses dropped before their load started:
-                                // the caller's deadline passed or it went away
+  int64_t loads_cancelled = 0;  // loads dropped before they started: every caller
+                                // waiting for them had gone or was past its deadline
   StoreStats store;
   StoreStats hot_store;  // all zero without a hot cache
   // Latencies, timed with the group's clock. Hits are not timed (a clock read
@@ -165,6 +166,39 @@ enum class LoadScope {
   kLocalOnly,  // never a peer: for requests a peer forwarded to this node
 };
 
+// Work of an asynchronous Get that may block (the getter; a peer call on a
+// PeerGetter without StartGet). A LoadRunner takes a LoadTask and runs it
+// soon on a thread that may block, as task(OkStatus()); a runner that took a
+// task and then stops calls task(error) instead (say, UNAVAILABLE), and the
+// load ends with that error. It returns an error, not taking the task, when
+// it cannot (full: RESOURCE_EXHAUSTED), and the load ends with that error.
+using LoadTask = std::function<void(absl::Status run)>;
+using LoadRunner = std::function<absl::Status(LoadTask task)>;
+
+struct AsyncGetOptions {
+  LoadScope scope = LoadScope::kAnywhere;
+  // Required: where the getter runs. Never called for a hit.
+  LoadRunner run_load = nullptr;
+  // The caller's deadline. A peer call ends early enough that a local
+  // fallback still fits (its remaining time less a quarter, at most 250 ms
+  // less), and never later than the peer client's own timeout.
+  absl::Time deadline = absl::InfiniteFuture();
+  // Set by the caller (any thread) when nobody will read the answer any more.
+  std::shared_ptr<const std::atomic<bool>> cancelled = nullptr;
+};
+
+// The answer of an asynchronous Get. Runs exactly once; must not block, and
+// must not throw (std::terminate).
+using GetCallback = std::function<void(absl::StatusOr<ExpiringValue>)>;
+
+// Marks an error that is not the key's answer but the load's fate: it was
+// refused (the runner's error, e.g. RESOURCE_EXHAUSTED), dropped before it
+// started because every caller had gone (CANCELLED) or was past its deadline
+// (DEADLINE_EXCEEDED), or dropped by a stopping runner. A server answers
+// these as call statuses, not as the key's in-band error.
+inline constexpr char kLoadNotRunPayload[] = "lcache.load-not-run";
+bool IsLoadNotRun(const absl::Status& status);
+
 class Group {
  public:
   // Use GroupRegistry::NewGroup, or this for a group outside any registry.
@@ -175,6 +209,18 @@ class Group {
   ~Group();
 
   absl::StatusOr<ByteView> Get(std::string_view key, LoadScope scope = LoadScope::kAnywhere);
+
+  // Get without blocking the caller: a hit, an invalid key, or a load
+  // another flight just finished is answered inline, before GetAsync
+  // returns; a miss joins the key's flight (one load per key however many
+  // callers, synchronous or not) and is answered by the thread that ends it:
+  // a peer call's completes on the transport's I/O thread, so a forwarded
+  // Get costs no thread hand-off, and the getter runs on
+  // `options.run_load`. Every waiter of a flight is told; when all of them
+  // have gone (cancelled, or past their deadline) before the load starts,
+  // the load is dropped and counted in loads_cancelled. A load that has
+  // started runs to its end and fills the cache.
+  void GetAsync(std::string_view key, const AsyncGetOptions& options, GetCallback done);
 
   // Get, with the time this node's copy expires (absl::InfiniteFuture() for
   // never; for a value it did not keep, when a copy would have expired):
@@ -201,9 +247,6 @@ class Group {
 
   // Counts a request that arrived from a peer (for the transport).
   void CountServerRequest();
-  // Counts such a request's load, dropped before it started because its
-  // caller's deadline passed or the caller went away (for the transport).
-  void CountCancelledLoad();
 
   const std::string& name() const { return name_; }
   GroupStats Stats() const;
@@ -217,9 +260,15 @@ class Group {
   explicit Group(GroupOptions options);
   absl::Status ValidateKey(std::string_view key) const;
   std::optional<ExpiringValue> Cached(std::string_view key);
+  // A miss: waits for the flight it joins or starts.
   absl::StatusOr<ExpiringValue> Load(std::string_view key, LoadScope scope);
-  absl::StatusOr<ExpiringValue> LoadFromPeer(PeerGetter& peer, std::string_view key, bool* final);
-  absl::StatusOr<ExpiringValue> LoadLocally(std::string_view key);
+  void LoadAsync(std::string_view key, const AsyncGetOptions& options, GetCallback done);
+  struct FlightContext;
+  void StartRemote(std::shared_ptr<FlightContext> flight);
+  void OnPeerAnswer(std::shared_ptr<FlightContext> flight, absl::StatusOr<PeerValue> v,
+                    absl::Time asked_at);
+  void StartLocal(std::shared_ptr<FlightContext> flight);
+  void LeadLocal(std::shared_ptr<internal::Flight> local, const LoadRunner& run_load);
   absl::StatusOr<ExpiringValue> LoadFromGetter(std::string_view key);
   absl::Time ExpiryOf(const Loaded& loaded) const;
   absl::Time ExpiryOf(const PeerValue& fetched, absl::Time asked_at) const;
@@ -234,15 +283,15 @@ class Group {
   std::unique_ptr<Store> store_;
   std::unique_ptr<Store> hot_store_;                       // null without a hot cache
   std::unique_ptr<internal::HotAdmission> hot_admission_;  // null without a hot cache
-  // Two levels of flights. A load that may ask a peer runs in
-  // remote_flights_; every getter call, whether a forwarded request's or a
-  // remote flight's fallback, runs in local_flights_, so the owner of a key
+  // Two levels of flights (core/flights.h). A load that may ask a peer runs
+  // in remote_flights_; every getter call, whether a forwarded request's or
+  // a remote flight's fallback, runs in local_flights_, so the owner of a key
   // loads it once however its requests arrive. A forwarded request never
   // enters remote_flights_: it must not wait behind a flight that is itself
   // waiting on the peer that forwarded it. Local flights wait on nothing but
   // the getter, so the two levels cannot deadlock.
-  SingleFlight remote_flights_;
-  SingleFlight local_flights_;
+  std::unique_ptr<internal::Flights> remote_flights_;
+  std::unique_ptr<internal::Flights> local_flights_;
   std::unique_ptr<Counters> counters_;
   LatencyHistogram get_miss_latency_;
   LatencyHistogram peer_latency_;

@@ -29,9 +29,13 @@ namespace lcache {
 // do, so Go servers pick their JSON codec (gRPC C++ cannot send that).
 // Errors are those of NewGrpcPeerGetter. Thread-safe; the getters keep the
 // client alive.
+//
+// `io_threads` loops: a call made on one of them (by a server started on
+// this client, see below) stays on it; calls from other threads take the
+// loops in turn.
 class H2PeerClient : public std::enable_shared_from_this<H2PeerClient> {
  public:
-  static absl::StatusOr<std::shared_ptr<H2PeerClient>> Create();
+  static absl::StatusOr<std::shared_ptr<H2PeerClient>> Create(int io_threads = 1);
   virtual ~H2PeerClient() = default;
 
   virtual std::shared_ptr<PeerGetter> NewGetter(const std::string& address,
@@ -42,6 +46,13 @@ class H2PeerClient : public std::enable_shared_from_this<H2PeerClient> {
 // hands connections round-robin to all). Errors as StartGrpcPeerServer's.
 absl::StatusOr<std::unique_ptr<PeerServer>> StartH2PeerServer(PeerServerOptions options,
                                                               int io_threads = 1);
+
+// The same server on `client`'s event loops, one per I/O thread: a request
+// that misses and is forwarded to its owner is read, forwarded, answered by
+// the owner and answered to its caller on one thread, with no hand-off
+// (lcache::Node does this). The server keeps the client alive.
+absl::StatusOr<std::unique_ptr<PeerServer>> StartH2PeerServer(
+    PeerServerOptions options, std::shared_ptr<H2PeerClient> client);
 
 }  // namespace lcache
 

@@ -75,7 +75,7 @@ struct NodeOptions {
   // -eject-after 3). A null ejection.on_event logs ejections and returns.
   RingPickerOptions ring = {};
   PeerTransport transport = PeerTransport::kLean;
-  int io_threads = 1;  // lean transport: event-loop threads of the server
+  int io_threads = 1;  // lean transport: event-loop threads, shared by the server and the peer client
   // Deadline of each call to a peer.
   absl::Duration peer_timeout = absl::Seconds(2);
   // The peer server's limits (PeerServerOptions).

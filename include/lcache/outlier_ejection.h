@@ -42,6 +42,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "lcache/clock.h"
+#include "lcache/peers.h"
 
 namespace lcache {
 
@@ -49,7 +50,12 @@ namespace lcache {
 // refused, hung past the deadline): UNAVAILABLE or DEADLINE_EXCEEDED. Any
 // other status is the peer answering (a value, not-found, a bad key, its
 // getter's own error, overload), which proves it alive.
+// A DEADLINE_EXCEEDED marked as the caller's (kCallerDeadlinePayload, see
+// peers.h) is neither: Record ignores it.
 bool IsPeerFailure(const absl::Status& status);
+
+// Whether a peer call's DEADLINE_EXCEEDED is marked as the caller's doing.
+bool IsCallerDeadline(const absl::Status& status);
 
 // An ejection or a return, for the owner of the picker to log.
 struct EjectionEvent {

@@ -8,10 +8,12 @@
 #ifndef LCACHE_PEERS_H_
 #define LCACHE_PEERS_H_
 
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "lcache/byte_view.h"
@@ -41,7 +43,37 @@ class PeerGetter {
   // as Unknown with the owner's message; transport failures as UNAVAILABLE,
   // DEADLINE_EXCEEDED and the like.
   virtual absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) = 0;
+
+  using Done = std::function<void(absl::StatusOr<PeerValue>)>;
+
+  // The asynchronous Get, answered by `done` exactly once, on whatever
+  // thread completes the call (a transport's I/O thread, or the caller's
+  // when it fails at once); `done` must not block. The call ends by
+  // `deadline` (the caller's, already less the time a fallback needs) or the
+  // getter's own timeout, whichever comes first; when the caller's deadline
+  // cut the call short, a DEADLINE_EXCEEDED carries CallerDeadlinePayload.
+  // Returns false, without calling `done`, when this getter has no
+  // asynchronous path: the Group then calls Get on a thread that may block.
+  // The lean and gRPC transports' getters have one.
+  virtual bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
+                        Done done) {
+    (void)group, (void)key, (void)deadline, (void)done;
+    return false;
+  }
 };
+
+// The payload that marks a peer call's DEADLINE_EXCEEDED as the caller's
+// doing: its deadline was less than half the getter's own timeout, so the
+// peer had no fair chance to answer and is not counted as failing
+// (IsPeerFailure). A call cut short by a longer caller deadline counts: a
+// peer that cannot answer in most of its timeout is a failing peer.
+inline constexpr char kCallerDeadlinePayload[] = "lcache.caller-deadline";
+
+// DEADLINE_EXCEEDED for a peer call that ended at `deadline` instead of at
+// now + `timeout`; marked with kCallerDeadlinePayload when the budget it had,
+// `budget`, was under half of `timeout`. For transports.
+absl::Status PeerDeadlineExceeded(std::string_view message, absl::Duration budget,
+                                  absl::Duration timeout);
 
 class PeerPicker {
  public:

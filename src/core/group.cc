@@ -6,9 +6,15 @@
 
 #include <algorithm>
 #include <array>
+#include <condition_variable>
+#include <deque>
 #include <exception>
+#include <mutex>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "core/flights.h"
 #include "core/hot_admission.h"
 
 namespace lcache {
@@ -121,6 +127,8 @@ Group::Group(GroupOptions options)
                        .tinylfu_adaptive_window = options.tinylfu_adaptive_window,
                        .clock = clock_,
                        .on_removal = options.on_removal})),
+      remote_flights_(std::make_unique<internal::Flights>()),
+      local_flights_(std::make_unique<internal::Flights>()),
       counters_(std::make_unique<Counters>()) {
   if (const int64_t hot_bytes = HotCacheBytes(options); hot_bytes > 0) {
     // Plain LRU: the admission rule already filters what comes in. The
@@ -166,10 +174,7 @@ absl::StatusOr<ByteView> Group::Get(std::string_view key, LoadScope scope) {
       return *std::move(hit);
     }
   }
-  // Only misses are timed: two clock reads would double a hot hit's cost.
-  const absl::Time t0 = clock_->Now();
   absl::StatusOr<ExpiringValue> v = Load(key, scope);
-  get_miss_latency_.Record(clock_->Now() - t0);
   if (!v.ok()) return std::move(v).status();
   return std::move(v->value);
 }
@@ -180,10 +185,20 @@ absl::StatusOr<ExpiringValue> Group::GetWithExpiry(std::string_view key, LoadSco
     return s;
   }
   if (std::optional<ExpiringValue> hit = GetIfCached(key)) return *std::move(hit);
-  const absl::Time t0 = clock_->Now();
-  absl::StatusOr<ExpiringValue> v = Load(key, scope);
-  get_miss_latency_.Record(clock_->Now() - t0);
-  return v;
+  return Load(key, scope);
+}
+
+void Group::GetAsync(std::string_view key, const AsyncGetOptions& options, GetCallback done) {
+  if (absl::Status s = ValidateKey(key); !s.ok()) {
+    counters_->Add(Counters::kRejected);
+    done(std::move(s));
+    return;
+  }
+  if (std::optional<ExpiringValue> hit = GetIfCached(key)) {
+    done(*std::move(hit));
+    return;
+  }
+  LoadAsync(key, options, std::move(done));
 }
 
 std::optional<ExpiringValue> Group::GetIfCached(std::string_view key) {
@@ -210,47 +225,165 @@ std::optional<ExpiringValue> Group::Cached(std::string_view key) {
   return std::nullopt;
 }
 
-absl::StatusOr<ExpiringValue> Group::Load(std::string_view key, LoadScope scope) {
-  counters_->Add(Counters::kLoads);
-  if (scope == LoadScope::kLocalOnly) return LoadLocally(key);
-  return remote_flights_
-      .Do(key,
-          [&]() -> absl::StatusOr<ExpiringValue> {
-            if (std::optional<ExpiringValue> hit = Cached(key)) return *std::move(hit);
-            if (PeerPicker* picker = peers_.load(std::memory_order_acquire)) {
-              if (std::shared_ptr<PeerGetter> peer = picker->PickPeer(key)) {
-                bool final = false;
-                absl::StatusOr<ExpiringValue> v = LoadFromPeer(*peer, key, &final);
-                if (final) return v;
-              }
-            }
-            return LoadLocally(key);
-          })
-      .result;
+bool IsLoadNotRun(const absl::Status& status) {
+  return status.GetPayload(kLoadNotRunPayload).has_value();
 }
 
-// The owner's answer is final, found or not (`*final`); only a failure to
-// reach it falls back to a local load, as the Go program does.
-absl::StatusOr<ExpiringValue> Group::LoadFromPeer(PeerGetter& peer, std::string_view key,
-                                                  bool* final) {
+namespace {
+
+absl::Status NotRun(absl::Status status) {
+  status.SetPayload(kLoadNotRunPayload, absl::Cord("1"));
+  return status;
+}
+
+// The deadline of a peer call made for a caller whose deadline is `caller`:
+// a quarter of the time left (at most 250 ms) stays for the local fallback,
+// should the peer fail. The transport also caps the call by its own timeout.
+absl::Time PeerDeadline(absl::Time now, absl::Time caller) {
+  if (caller == absl::InfiniteFuture()) return caller;
+  const absl::Duration left = caller - now;
+  return caller - std::clamp(left / 4, absl::ZeroDuration(), absl::Milliseconds(250));
+}
+
+}  // namespace
+
+// The synchronous Get is the asynchronous one waited for. Its runner hands
+// the tasks back to this thread: a getter it leads runs here, as before, and
+// never on the I/O thread that completed a peer call.
+absl::StatusOr<ExpiringValue> Group::Load(std::string_view key, LoadScope scope) {
+  struct Wait {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<absl::StatusOr<ExpiringValue>> result;
+    std::deque<LoadTask> tasks;
+  };
+  auto wait = std::make_shared<Wait>();
+  const AsyncGetOptions options{
+      .scope = scope,
+      .run_load = [wait](LoadTask task) {
+        {
+          std::lock_guard lock(wait->mu);
+          wait->tasks.push_back(std::move(task));
+        }
+        wait->cv.notify_one();
+        return absl::OkStatus();
+      }};
+  LoadAsync(key, options, [wait](absl::StatusOr<ExpiringValue> v) {
+    {
+      std::lock_guard lock(wait->mu);
+      wait->result = std::move(v);
+    }
+    wait->cv.notify_one();
+  });
+  std::unique_lock lock(wait->mu);
+  while (true) {
+    wait->cv.wait(lock, [&] { return wait->result.has_value() || !wait->tasks.empty(); });
+    if (wait->tasks.empty()) return *std::move(wait->result);
+    LoadTask task = std::move(wait->tasks.front());
+    wait->tasks.pop_front();
+    lock.unlock();
+    task(absl::OkStatus());
+    lock.lock();
+  }
+}
+
+// A remote flight, as its leader started it: what the next step needs, on
+// whichever thread completes the step before it.
+struct Group::FlightContext {
+  std::shared_ptr<internal::Flight> flight;
+  LoadRunner run_load;
+  absl::Time deadline;
+};
+
+void Group::LoadAsync(std::string_view key, const AsyncGetOptions& options, GetCallback done) {
+  counters_->Add(Counters::kLoads);
+  // Only misses are timed: two clock reads would double a hot hit's cost.
+  const absl::Time t0 = clock_->Now();
+  internal::FlightWaiter waiter{
+      .done =
+          [this, t0, done = std::move(done)](const absl::StatusOr<ExpiringValue>& v) {
+            get_miss_latency_.Record(clock_->Now() - t0);
+            done(v);
+          },
+      .deadline = options.deadline,
+      .cancelled = options.cancelled};
+  if (options.run_load == nullptr) {
+    waiter.done(absl::FailedPreconditionError("lcache: AsyncGetOptions.run_load is null"));
+    return;
+  }
+  if (options.scope == LoadScope::kLocalOnly) {
+    if (std::shared_ptr<internal::Flight> local =
+            local_flights_->Join(key, std::move(waiter))) {
+      LeadLocal(std::move(local), options.run_load);
+    }
+    return;
+  }
+  std::shared_ptr<internal::Flight> remote = remote_flights_->Join(key, std::move(waiter));
+  if (remote == nullptr) return;  // joined a flight in progress
+  StartRemote(std::make_shared<FlightContext>(
+      FlightContext{std::move(remote), options.run_load, options.deadline}));
+}
+
+void Group::StartRemote(std::shared_ptr<FlightContext> f) {
+  const std::string& key = f->flight->key();
+  if (std::optional<ExpiringValue> hit = Cached(key)) {
+    remote_flights_->Finish(f->flight, *std::move(hit));
+    return;
+  }
+  PeerPicker* picker = peers_.load(std::memory_order_acquire);
+  std::shared_ptr<PeerGetter> peer = picker != nullptr ? picker->PickPeer(key) : nullptr;
+  if (peer == nullptr) {
+    StartLocal(std::move(f));
+    return;
+  }
   counters_->Add(Counters::kLoadsDeduped);
   const absl::Time asked_at = clock_->Now();
-  absl::StatusOr<PeerValue> v = peer.Get(name_, key);
+  const absl::Time deadline = PeerDeadline(absl::Now(), f->deadline);
+  // The callback holds the peer: PickPeer's pointer keeps it usable for the
+  // call, whatever happens to the peer set meanwhile.
+  if (peer->StartGet(name_, key, deadline, [this, f, peer, asked_at](absl::StatusOr<PeerValue> v) {
+        OnPeerAnswer(f, std::move(v), asked_at);
+      })) {
+    return;
+  }
+  // No asynchronous path: the blocking Get runs where the getter would.
+  absl::Status refused = f->run_load([this, f, peer, asked_at](absl::Status run) {
+    if (!run.ok()) {
+      remote_flights_->Finish(f->flight, NotRun(std::move(run)));
+      return;
+    }
+    absl::StatusOr<PeerValue> v;
+    try {
+      v = peer->Get(name_, f->flight->key());
+    } catch (const std::exception& e) {
+      v = absl::InternalError(absl::StrCat("lcache: peer getter threw: ", e.what()));
+    } catch (...) {
+      v = absl::InternalError("lcache: peer getter threw a non-std exception");
+    }
+    OnPeerAnswer(f, std::move(v), asked_at);
+  });
+  if (!refused.ok()) remote_flights_->Finish(f->flight, NotRun(std::move(refused)));
+}
+
+// The owner's answer is final, found or not; only a failure to reach it
+// falls back to a local load, as the Go program does.
+void Group::OnPeerAnswer(std::shared_ptr<FlightContext> f, absl::StatusOr<PeerValue> v,
+                         absl::Time asked_at) {
   peer_latency_.Record(clock_->Now() - asked_at);
   if (v.ok()) {
-    *final = true;
     counters_->Add(Counters::kPeerLoads);
     ExpiringValue fetched(std::move(v->value), ExpiryOf(*v, asked_at));
-    MaybeKeepHot(key, fetched);
-    return fetched;
+    MaybeKeepHot(f->flight->key(), fetched);
+    remote_flights_->Finish(f->flight, fetched);
+    return;
   }
   if (absl::IsNotFound(v.status()) || absl::IsInvalidArgument(v.status())) {
-    *final = true;
     counters_->Add(Counters::kPeerLoads);
-    return std::move(v).status();
+    remote_flights_->Finish(f->flight, std::move(v).status());
+    return;
   }
   counters_->Add(Counters::kPeerErrors);
-  return std::move(v).status();
+  StartLocal(std::move(f));
 }
 
 void Group::MaybeKeepHot(std::string_view key, const ExpiringValue& v) {
@@ -261,17 +394,40 @@ void Group::MaybeKeepHot(std::string_view key, const ExpiringValue& v) {
   if (hot_store_->Set(key, v.value.view(), v.expire_at)) counters_->Add(Counters::kHotKeeps);
 }
 
-absl::StatusOr<ExpiringValue> Group::LoadLocally(std::string_view key) {
-  return local_flights_
-      .Do(key,
-          [&]() -> absl::StatusOr<ExpiringValue> {
-            if (std::optional<ExpiringValue> hit = store_->GetWithExpiry(key)) {
-              return *std::move(hit);
-            }
-            counters_->Add(Counters::kLoadsDeduped);
-            return LoadFromGetter(key);
-          })
-      .result;
+// The remote flight waits on the key's local flight, as one of its waiters.
+void Group::StartLocal(std::shared_ptr<FlightContext> f) {
+  internal::FlightWaiter waiter{
+      .done = [this, remote = f->flight](
+                  const absl::StatusOr<ExpiringValue>& v) { remote_flights_->Finish(remote, v); },
+      .parent = f->flight};
+  if (std::shared_ptr<internal::Flight> local =
+          local_flights_->Join(f->flight->key(), std::move(waiter))) {
+    LeadLocal(std::move(local), f->run_load);
+  }
+}
+
+void Group::LeadLocal(std::shared_ptr<internal::Flight> local,
+                      const LoadRunner& run_load) {
+  if (std::optional<ExpiringValue> hit = store_->GetWithExpiry(local->key())) {
+    local_flights_->Finish(local, *std::move(hit));
+    return;
+  }
+  absl::Status refused = run_load([this, local](absl::Status run) {
+    if (run.ok()) {
+      // Queued behind other loads, it may have outlived every caller.
+      if (absl::Status why; local->Abandoned(absl::Now(), &why)) {
+        counters_->Add(Counters::kLoadsCancelled);
+        run = std::move(why);
+      }
+    }
+    if (!run.ok()) {
+      local_flights_->Finish(local, NotRun(std::move(run)));
+      return;
+    }
+    counters_->Add(Counters::kLoadsDeduped);
+    local_flights_->Finish(local, LoadFromGetter(local->key()));
+  });
+  if (!refused.ok()) local_flights_->Finish(local, NotRun(std::move(refused)));
 }
 
 absl::StatusOr<ExpiringValue> Group::LoadFromGetter(std::string_view key) {
@@ -329,7 +485,6 @@ int64_t Group::ReclaimExpired(int64_t max_entries) {
 
 void Group::CountServerRequest() { counters_->Add(Counters::kServerRequests); }
 
-void Group::CountCancelledLoad() { counters_->Add(Counters::kLoadsCancelled); }
 
 GroupStats Group::Stats() const {
   GroupStats s;

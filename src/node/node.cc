@@ -29,13 +29,27 @@ class LoggedPeer final : public PeerGetter {
 
   absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
     absl::StatusOr<PeerValue> v = peer_->Get(group, key);
-    if (!v.ok() && !absl::IsNotFound(v.status()) && !absl::IsInvalidArgument(v.status())) {
-      spdlog::warn("peer {} failed for key={}: {}", address_, key, v.status().ToString());
-    }
+    Log(v.status(), key);
     return v;
   }
 
+  bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
+                Done done) override {
+    return peer_->StartGet(group, key, deadline,
+                           [this, key = std::string(key), done = std::move(done)](
+                               absl::StatusOr<PeerValue> v) {
+                             Log(v.status(), key);
+                             done(std::move(v));
+                           });
+  }
+
  private:
+  void Log(const absl::Status& status, std::string_view key) const {
+    if (!status.ok() && !absl::IsNotFound(status) && !absl::IsInvalidArgument(status)) {
+      spdlog::warn("peer {} failed for key={}: {}", address_, key, status.ToString());
+    }
+  }
+
   const std::string address_;
   const std::shared_ptr<PeerGetter> peer_;
 };
@@ -155,7 +169,8 @@ absl::Status Node::Impl::Start() {
 
   const PeerClientOptions client{.timeout = options_.peer_timeout};
   if (options_.transport == PeerTransport::kLean) {
-    absl::StatusOr<std::shared_ptr<H2PeerClient>> c = H2PeerClient::Create();
+    // One client loop per I/O thread, shared with the server below.
+    absl::StatusOr<std::shared_ptr<H2PeerClient>> c = H2PeerClient::Create(options_.io_threads);
     if (!c.ok()) return c.status();
     lean_client_ = *std::move(c);
   }
@@ -184,7 +199,7 @@ absl::Status Node::Impl::Start() {
   };
   absl::StatusOr<std::unique_ptr<PeerServer>> server =
       options_.transport == PeerTransport::kLean
-          ? StartH2PeerServer(server_options, options_.io_threads)
+          ? StartH2PeerServer(server_options, lean_client_)
           : StartGrpcPeerServer(server_options);
   if (!server.ok()) {
     return absl::Status(server.status().code(), absl::StrCat("cannot serve on ", options_.address,

@@ -37,6 +37,16 @@ std::string EncodeResult(const Group& group, const absl::StatusOr<ExpiringValue>
 
 PeerReply Ok(std::string body) { return {.body = std::move(body)}; }
 
+// A load that did not run is the call's status; anything else, the key's
+// in-band answer.
+PeerReply ReplyOf(const Group& group, const absl::StatusOr<ExpiringValue>& v) {
+  if (!v.ok() && IsLoadNotRun(v.status())) {
+    const absl::string_view message = v.status().message();
+    return PeerReply::Error(v.status().code(), std::string(message.data(), message.size()));
+  }
+  return Ok(EncodeResult(group, v));
+}
+
 }  // namespace
 
 // --- PeerService --------------------------------------------------------------
@@ -46,8 +56,29 @@ PeerService::PeerService(const PeerServerOptions& options)
       max_key_bytes_(options.max_key_bytes),
       max_request_bytes_(static_cast<size_t>(options.max_request_bytes)),
       serving_(options.serving),
-      skip_loads_after_ns_(std::numeric_limits<int64_t>::max()),
-      executor_(options.load_threads, options.max_queued_loads) {}
+      loads_(std::make_shared<Loads>(options.load_threads, options.max_queued_loads)),
+      run_load_([loads = loads_](LoadTask task) -> absl::Status {
+        Loads* const l = loads.get();  // outlives its executor's tasks
+        size_t queued = 0;
+        const bool accepted = l->executor.TrySubmit(
+            [l, task = std::move(task)] {
+              if (absl::GetCurrentTimeNanos() > l->skip_after_ns.load(std::memory_order_relaxed)) {
+                task(absl::UnavailableError("lcache: server shutting down"));
+              } else {
+                task(absl::OkStatus());
+              }
+            },
+            &queued);
+        if (accepted) return absl::OkStatus();
+        if (l->skip_after_ns.load(std::memory_order_relaxed) !=
+            std::numeric_limits<int64_t>::max()) {
+          return absl::UnavailableError("lcache: server shutting down");
+        }
+        return absl::ResourceExhaustedError(
+            absl::StrCat("lcache: server overloaded, ", queued, " loads queued"));
+      }) {
+  loads_->skip_after_ns.store(std::numeric_limits<int64_t>::max(), std::memory_order_relaxed);
+}
 
 std::optional<PeerReply> PeerService::Get(std::string_view message, bool forwarded,
                                           absl::Time deadline, std::function<void(PeerReply)> done,
@@ -70,33 +101,17 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
   if (std::optional<ExpiringValue> hit = group->GetIfCached(request->key)) {
     return Ok(EncodeValue(*group, *hit));
   }
-  const LoadScope scope = forwarded ? LoadScope::kLocalOnly : LoadScope::kAnywhere;
   // Made only for a miss, so a hit allocates nothing for it.
   std::shared_ptr<std::atomic<bool>> gone;
   if (caller_gone != nullptr) gone = *caller_gone = std::make_shared<std::atomic<bool>>(false);
-  size_t queued = 0;
-  const bool accepted = executor_.TrySubmit(
-      [this, group, scope, deadline, done, gone, key = std::move(request->key)] {
-        const int64_t now = absl::GetCurrentTimeNanos();
-        if (now > skip_loads_after_ns_.load(std::memory_order_relaxed)) {
-          done(PeerReply::Error(absl::StatusCode::kUnavailable, "lcache: server shutting down"));
-        } else if (now > absl::ToUnixNanos(deadline)) {
-          group->CountCancelledLoad();
-          done(PeerReply::Error(absl::StatusCode::kDeadlineExceeded,
-                                "lcache: deadline passed before the load started"));
-        } else if (gone != nullptr && gone->load(std::memory_order_relaxed)) {
-          group->CountCancelledLoad();
-          done(PeerReply::Error(absl::StatusCode::kCancelled,
-                                "lcache: the caller left before the load started"));
-        } else {
-          done(Ok(EncodeResult(*group, group->GetWithExpiry(key, scope))));
-        }
-      },
-      &queued);
-  if (!accepted) {
-    return PeerReply::Error(absl::StatusCode::kResourceExhausted,
-                            absl::StrCat("lcache: server overloaded, ", queued, " loads queued"));
-  }
+  group->GetAsync(request->key,
+                  {.scope = forwarded ? LoadScope::kLocalOnly : LoadScope::kAnywhere,
+                   .run_load = run_load_,
+                   .deadline = deadline,
+                   .cancelled = std::move(gone)},
+                  [group, done = std::move(done)](absl::StatusOr<ExpiringValue> v) {
+                    done(ReplyOf(*group, v));
+                  });
   return std::nullopt;
 }
 
@@ -118,7 +133,7 @@ PeerReply PeerService::HealthCheck(std::string_view message) const {
 
 void PeerService::Stop(absl::Time skip_after) {
   SkipLoadsAfter(skip_after);
-  executor_.Stop();
+  loads_->executor.Stop();
 }
 
 absl::Status ValidatePeerServerOptions(const PeerServerOptions& options) {

@@ -3,9 +3,10 @@
 // h2_peer_server.cc on nghttp2). Both transports answer alike because the
 // decisions live here: bad input is INVALID_ARGUMENT, an unknown group and an
 // empty key are the Go program's in-band errors, a hit is answered on the
-// caller's thread, a miss runs on a bounded pool of load threads
-// (RESOURCE_EXHAUSTED when it is full), and a forwarded request is loaded
-// here, never forwarded again.
+// caller's thread, a miss is Group::GetAsync's: a peer call is made from the
+// caller's thread and answered on the transport's, a getter runs on a
+// bounded pool of load threads (RESOURCE_EXHAUSTED when it is full), and a
+// forwarded request is loaded here, never forwarded again.
 //
 // Thread-safety: Get may be called from any thread; Stop from one.
 
@@ -44,14 +45,18 @@ class PeerService {
   explicit PeerService(const PeerServerOptions& options);
 
   // Answers `message` (one request message, without framing) at once, or,
-  // for a miss, returns nullopt and later calls `done` exactly once, on a
-  // load thread. `forwarded`: the request carries the forwarding mark.
-  // `deadline`: the caller's; a load that has not started by then is
-  // skipped and answered DEADLINE_EXCEEDED. `caller_gone`, for a transport
-  // that can tell when nobody will read the answer: on a miss it receives a
-  // flag to set then (stream reset, connection closed); a load that has not
-  // started by then is skipped and answered CANCELLED. Skipped loads count
-  // in the group's loads_cancelled; a load that has started runs to its end.
+  // for a miss, returns nullopt and calls `done` exactly once, on whichever
+  // thread ends the load: a load thread, the transport's thread that
+  // completed a peer call, or this very thread before Get returns (a load
+  // that ends at once). `forwarded`: the request carries the forwarding
+  // mark. `deadline`: the caller's; peer calls end in time for a fallback,
+  // and a load that has not started by then, for every caller waiting on
+  // it, is skipped and answered DEADLINE_EXCEEDED. `caller_gone`, for a
+  // transport that can tell when nobody will read the answer: on a miss it
+  // receives a flag to set then (stream reset, connection closed); a load
+  // that has not started when every caller waiting on it has gone is
+  // skipped and answered CANCELLED. Skipped loads count in the group's
+  // loads_cancelled; a load that has started runs to its end.
   std::optional<PeerReply> Get(std::string_view message, bool forwarded, absl::Time deadline,
                                std::function<void(PeerReply)> done,
                                std::shared_ptr<std::atomic<bool>>* caller_gone = nullptr);
@@ -68,7 +73,7 @@ class PeerService {
   // From `t` on, loads still queued are answered UNAVAILABLE without
   // running (a server that stops calls it when its grace period begins).
   void SkipLoadsAfter(absl::Time t) {
-    skip_loads_after_ns_.store(absl::ToUnixNanos(t), std::memory_order_relaxed);
+    loads_->skip_after_ns.store(absl::ToUnixNanos(t), std::memory_order_relaxed);
   }
   // SkipLoadsAfter(skip_after), then joins the load threads once the loads
   // queued have been run or skipped. Idempotent.
@@ -82,8 +87,16 @@ class PeerService {
   const size_t max_request_bytes_;
   const std::function<bool()> serving_;
   std::atomic<bool> draining_{false};
-  std::atomic<int64_t> skip_loads_after_ns_;
-  LoadExecutor executor_;
+  // Shared with the flights this server started: one may end after the
+  // server (a peer call answered late) and still ask for a load, which a
+  // stopped executor refuses.
+  struct Loads {
+    Loads(int threads, int max_queued) : executor(threads, max_queued) {}
+    std::atomic<int64_t> skip_after_ns;
+    LoadExecutor executor;
+  };
+  const std::shared_ptr<Loads> loads_;
+  const LoadRunner run_load_;
 };
 
 // The options' checks, shared by every transport's Start function.

@@ -4,10 +4,25 @@
 #include <cassert>
 #include <utility>
 
+#include "absl/strings/cord.h"
+
 namespace lcache {
 
 bool IsPeerFailure(const absl::Status& status) {
+  if (IsCallerDeadline(status)) return false;
   return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status);
+}
+
+bool IsCallerDeadline(const absl::Status& status) {
+  return absl::IsDeadlineExceeded(status) &&
+         status.GetPayload(kCallerDeadlinePayload).has_value();
+}
+
+absl::Status PeerDeadlineExceeded(std::string_view message, absl::Duration budget,
+                                  absl::Duration timeout) {
+  absl::Status s = absl::DeadlineExceededError(absl::string_view(message.data(), message.size()));
+  if (budget < timeout / 2) s.SetPayload(kCallerDeadlinePayload, absl::Cord("1"));
+  return s;
 }
 
 EjectionStats EjectionCounters::Read() const {
@@ -66,6 +81,8 @@ constexpr uint64_t kFailureMask = 0xffffffff;
 }  // namespace
 
 void PeerHealth::Record(const absl::Status& status, uint64_t epoch) {
+  // Cut short by its caller: the call proves neither life nor failure.
+  if (IsCallerDeadline(status)) return;
   uint64_t current = epoch_failures_.load(std::memory_order_relaxed);
   if (!IsPeerFailure(status)) {
     // Any answer proves the peer alive. Read before writing, so that the
@@ -102,7 +119,9 @@ void PeerHealth::RecordProbe(const absl::Status& status) {
   std::lock_guard lock(mu_);
   // A probe whose lease ran out may report after its successor did.
   if (state_.load(std::memory_order_relaxed) != kProbing) return;
-  if (IsPeerFailure(status)) {
+  // A probe cut short by its caller did not show the peer alive: it counts
+  // as failed (the cautious reading; the peer stays out one more backoff).
+  if (IsPeerFailure(status) || IsCallerDeadline(status)) {
     Eject(clock_->Now(), status, /*failed_probe=*/true);
   } else {
     Return(clock_->Now());

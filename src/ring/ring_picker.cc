@@ -37,6 +37,17 @@ class MonitoredPeer final : public PeerGetter {
     return v;
   }
 
+  bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
+                Done done) override {
+    const uint64_t epoch = health_.epoch();
+    // The health outlives the call: the Group holds this peer until it ends.
+    return peer_->StartGet(group, key, deadline,
+                           [this, epoch, done = std::move(done)](absl::StatusOr<PeerValue> v) {
+                             health_.Record(v.status(), epoch);
+                             done(std::move(v));
+                           });
+  }
+
   PeerHealth& health() { return health_; }
   PeerGetter& peer() { return *peer_; }
 
@@ -56,6 +67,16 @@ class ProbeCall final : public PeerGetter {
     absl::StatusOr<PeerValue> v = peer_->peer().Get(group, key);
     peer_->health().RecordProbe(v.status());
     return v;
+  }
+
+  bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
+                Done done) override {
+    return peer_->peer().StartGet(
+        group, key, deadline,
+        [peer = peer_, done = std::move(done)](absl::StatusOr<PeerValue> v) {
+          peer->health().RecordProbe(v.status());
+          done(std::move(v));
+        });
   }
 
  private:

@@ -11,7 +11,9 @@
 // server answers this client only if it forces its JSON codec regardless of
 // the subtype (grpc.ForceServerCodec); C++ servers do not care.
 
+#include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,42 +41,78 @@ absl::Status FromGrpc(const grpc::Status& s) {
 class GrpcPeerGetter final : public PeerGetter {
  public:
   GrpcPeerGetter(const std::string& address, PeerClientOptions options)
-      : address_(address),
-        options_(options),
+      : peer_(std::make_shared<const Peer>(Peer{address, options})),
         stub_(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())) {}
 
   absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
-    const grpc::ByteBuffer request = internal::ByteBufferOf(wire::EncodeGetRequest(group, key));
-    grpc::ByteBuffer response;
-
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
-    if (options_.mark_forwarded) ctx.AddMetadata(kForwardedMetadataKey, "1");
-
-    // The callback API with a wait rather than a completion queue per call:
-    // the call completes (at the latest at its deadline) on gRPC's threads.
-    grpc::Status status;
+    absl::StatusOr<PeerValue> value;
     absl::Notification done;
-    stub_.UnaryCall(&ctx, kGetMethod, grpc::StubOptions(), &request, &response,
-                    [&status, &done](grpc::Status s) {
-                      status = std::move(s);
-                      done.Notify();
-                    });
+    StartGet(group, key, absl::InfiniteFuture(), [&value, &done](absl::StatusOr<PeerValue> v) {
+      value = std::move(v);
+      done.Notify();
+    });
+    // The call completes, at the latest at its deadline, on gRPC's threads.
     done.WaitForNotification();
-    if (!status.ok()) return FromGrpc(status);
+    return value;
+  }
 
-    std::optional<std::string> bytes = internal::BytesOf(response);
-    if (!bytes) {
-      return absl::InternalError(absl::StrCat("lcache: peer ", address_, ": unreadable response"));
-    }
-    return internal::ValueOfGetResponse(address_, *bytes);
+  // The callback API: the call completes on gRPC's threads, which run `done`.
+  bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
+                Done done) override {
+    struct Call {
+      grpc::ClientContext ctx;
+      grpc::ByteBuffer request;
+      grpc::ByteBuffer response;
+      absl::Duration budget;
+      Done done;
+    };
+    auto call = std::make_shared<Call>();
+    call->request = internal::ByteBufferOf(wire::EncodeGetRequest(group, key));
+    const absl::Time now = absl::Now();
+    const absl::Time call_deadline = std::min(now + peer_->options.timeout, deadline);
+    call->budget = call_deadline - now;
+    call->done = std::move(done);
+    call->ctx.set_deadline(absl::ToChronoTime(call_deadline));
+    if (peer_->options.mark_forwarded) call->ctx.AddMetadata(kForwardedMetadataKey, "1");
+    stub_.UnaryCall(&call->ctx, kGetMethod, grpc::StubOptions(), &call->request, &call->response,
+                    [peer = peer_, call](grpc::Status status) {
+                      call->done(peer->Answer(status, call->response, call->budget));
+                    });
+    return true;
   }
 
  private:
-  const std::string address_;
-  const PeerClientOptions options_;
+  // What a call's completion needs, shared with the calls in flight: one may
+  // complete after the getter has gone (gRPC keeps the channel for it).
+  struct Peer {
+    std::string address;
+    PeerClientOptions options;
+
+    absl::StatusOr<PeerValue> Answer(const grpc::Status& status,
+                                     const grpc::ByteBuffer& response,
+                                     absl::Duration budget) const;
+  };
+
+  const std::shared_ptr<const Peer> peer_;
   grpc::GenericStub stub_;  // owns the channel, shared by all calls
 };
+
+absl::StatusOr<PeerValue> GrpcPeerGetter::Peer::Answer(const grpc::Status& status,
+                                                      const grpc::ByteBuffer& response,
+                                                      absl::Duration budget) const {
+    if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      return PeerDeadlineExceeded(
+          absl::StrCat("lcache: deadline exceeded calling ", kGetMethod, " on ", address,
+                       " (after ", absl::FormatDuration(budget), ")"),
+          budget, options.timeout);
+    }
+    if (!status.ok()) return FromGrpc(status);
+    std::optional<std::string> bytes = internal::BytesOf(response);
+    if (!bytes) {
+      return absl::InternalError(absl::StrCat("lcache: peer ", address, ": unreadable response"));
+    }
+    return internal::ValueOfGetResponse(address, *bytes);
+}
 
 }  // namespace
 

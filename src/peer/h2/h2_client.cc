@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "lcache/grpc_wire.h"
+#include "lcache/peers.h"
 #include "peer/h2/event_loop.h"
 #include "peer/h2/h2_socket.h"
 
@@ -158,6 +159,8 @@ struct PendingCall : CallLink {
   std::vector<std::pair<std::string, std::string>> metadata;
   std::string timeout_header;
   absl::Time deadline;
+  absl::Duration budget;   // deadline - start: less than `timeout` when the caller's came first
+  absl::Duration timeout;  // CallOptions::timeout
   std::string request;  // prefixed
   size_t sent = 0;
   H2Client::Done done;
@@ -372,12 +375,15 @@ class H2Client::Impl {
   }
   std::vector<PendingCall*> free_calls;  // loop thread only
 
-  PendingCall* NewCall(const CallOptions& options, std::string_view message, absl::Time now) {
+  PendingCall* NewCall(const CallOptions& options, std::string_view message, absl::Time now,
+                       absl::Time deadline) {
     PendingCall* call = loop.InLoop() ? Acquire() : new PendingCall();
     call->path = options.path;
     call->content_type = options.content_type;
     call->metadata = options.metadata;
-    call->deadline = now + options.timeout;
+    call->deadline = std::min(now + options.timeout, deadline);
+    call->budget = call->deadline - now;
+    call->timeout = options.timeout;
     call->request.reserve(wire::kGrpcPrefixBytes + message.size());
     wire::AppendGrpcMessage(message, &call->request);
     call->sent = 0;
@@ -401,6 +407,12 @@ void H2Client::Connection::Start(PendingCall* call, absl::Time now) {
   calls_.Insert(call);
   if (closed_) {
     Finish(call, absl::CancelledError("lcache: connection closed"));
+    return;
+  }
+  if (call->deadline <= now) {  // the caller's deadline left it no time
+    Finish(call, PeerDeadlineExceeded(absl::StrCat("lcache: no time left to call ", call->path,
+                                                   " on ", address_),
+                                      call->budget, call->timeout));
     return;
   }
   if (timer_ == nullptr) timer_ = evtimer_new(client_->loop.base(), &OnDeadline, this);
@@ -457,8 +469,10 @@ void H2Client::Connection::OnDeadline(evutil_socket_t, short, void* self) {
   c->calls_.MoveFrontTo(&expired, [now](const PendingCall* call) { return call->deadline <= now; });
   while (!expired.empty()) {
     PendingCall* call = expired.front();
-    c->Finish(call, absl::DeadlineExceededError(absl::StrCat("lcache: deadline exceeded calling ",
-                                                             call->path, " on ", c->address())));
+    c->Finish(call, PeerDeadlineExceeded(absl::StrCat("lcache: deadline exceeded calling ",
+                                                      call->path, " on ", c->address(), " (after ",
+                                                      absl::FormatDuration(call->budget), ")"),
+                                         call->budget, call->timeout));
   }
   c->FlushOrFail();  // the streams' resets go out now
   if (!c->calls_.empty() && c->timer_ != nullptr) {
@@ -815,9 +829,9 @@ void H2Client::Close(const std::shared_ptr<Connection>& connection) {
 }
 
 void H2Client::Call(const std::shared_ptr<Connection>& connection, const CallOptions& options,
-                    std::string_view message, Done done) {
+                    std::string_view message, Done done, absl::Time deadline) {
   const absl::Time now = absl::Now();
-  PendingCall* call = impl_->NewCall(options, message, now);
+  PendingCall* call = impl_->NewCall(options, message, now, deadline);
   call->done = std::move(done);
   impl_->Start(connection, call, now);
 }
@@ -825,5 +839,7 @@ void H2Client::Call(const std::shared_ptr<Connection>& connection, const CallOpt
 void H2Client::RunInLoop(std::function<void()> task) { impl_->loop.Post(std::move(task)); }
 
 bool H2Client::InLoop() const { return impl_->loop.InLoop(); }
+
+EventLoop* H2Client::event_loop() { return &impl_->loop; }
 
 }  // namespace lcache::internal

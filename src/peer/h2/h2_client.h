@@ -42,6 +42,8 @@
 
 namespace lcache::internal {
 
+class EventLoop;
+
 class H2Client {
  public:
   // The outcome of a call: OK with the response message (prefix removed), or
@@ -74,14 +76,22 @@ class H2Client {
   // `message` is copied here (prefixed). With a `done` that std::function
   // keeps inline (a capture of two pointers), a call made on the loop thread
   // allocates nothing of ours once warm.
+  // The call ends at `deadline` if that comes before options.timeout; a
+  // DEADLINE_EXCEEDED then carries the caller-deadline mark when it left
+  // the call under half its timeout (PeerDeadlineExceeded, peers.h).
   void Call(const std::shared_ptr<Connection>& connection, const CallOptions& options,
-            std::string_view message, Done done);
+            std::string_view message, Done done, absl::Time deadline = absl::InfiniteFuture());
 
   // Runs `task` on the loop thread (soon). Any thread.
   void RunInLoop(std::function<void()> task);
 
   // Whether the caller runs on the loop thread.
   bool InLoop() const;
+
+  // The loop the client runs on, for a server that shares it (so that a
+  // request and the peer calls it makes stay on one thread). It lives as
+  // long as the client.
+  EventLoop* event_loop();
 
   class Impl;
 

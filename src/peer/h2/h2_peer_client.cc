@@ -1,14 +1,20 @@
 // The lean client of the peer protocol (h2_peer.h): a PeerGetter per peer
-// over H2Client, waiting on the caller's thread for the loop to answer.
+// over one H2Client per I/O thread. A call made on one of those threads (a
+// server sharing the client's loops, answering a forwarded Get) goes out on
+// that thread's own connection to the peer and is answered there: no thread
+// hand-off. A call from any other thread goes to the loops in turn.
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "lcache/h2_peer.h"
 #include "lcache/json_codec.h"
 #include "peer/h2/h2_client.h"
+#include "peer/h2/h2_peer_client_loops.h"
 #include "peer/peer_response.h"
 
 namespace lcache {
@@ -23,18 +29,22 @@ class H2PeerGetter final : public PeerGetter {
   ~H2PeerGetter() override;
 
   absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override;
+  bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
+                Done done) override;
 
  private:
   const std::shared_ptr<H2PeerClientImpl> client_;
-  const std::string address_;
-  const std::shared_ptr<internal::H2Client::Connection> connection_;
+  // Shared with the calls in flight, which may end after the getter (its
+  // connections close, failing them, on their loops, later).
+  const std::shared_ptr<const std::string> address_;
+  std::vector<std::shared_ptr<internal::H2Client::Connection>> connections_;  // one per loop
   internal::H2Client::CallOptions call_;
 };
 
 class H2PeerClientImpl final : public H2PeerClient {
  public:
-  explicit H2PeerClientImpl(std::unique_ptr<internal::H2Client> client)
-      : client_(std::move(client)) {}
+  explicit H2PeerClientImpl(std::vector<std::unique_ptr<internal::H2Client>> clients)
+      : clients_(std::move(clients)) {}
 
   std::shared_ptr<PeerGetter> NewGetter(const std::string& address,
                                         PeerClientOptions options) override {
@@ -42,57 +52,99 @@ class H2PeerClientImpl final : public H2PeerClient {
         std::static_pointer_cast<H2PeerClientImpl>(shared_from_this()), address, options);
   }
 
-  internal::H2Client& client() { return *client_; }
+  size_t size() const { return clients_.size(); }
+  internal::H2Client& client(size_t i) { return *clients_[i]; }
+
+  // The loop the calling thread runs, or the next one in turn.
+  size_t PickLoop() {
+    for (size_t i = 0; i < clients_.size(); ++i) {
+      if (clients_[i]->InLoop()) return i;
+    }
+    return next_.fetch_add(1, std::memory_order_relaxed) % clients_.size();
+  }
 
  private:
-  const std::unique_ptr<internal::H2Client> client_;
+  const std::vector<std::unique_ptr<internal::H2Client>> clients_;
+  std::atomic<size_t> next_{0};
 };
 
 H2PeerGetter::H2PeerGetter(std::shared_ptr<H2PeerClientImpl> client, std::string address,
                            PeerClientOptions options)
-    : client_(std::move(client)),
-      address_(std::move(address)),
-      connection_(client_->client().Open(address_)) {
+    : client_(std::move(client)), address_(std::make_shared<const std::string>(std::move(address))) {
+  for (size_t i = 0; i < client_->size(); ++i) {
+    connections_.push_back(client_->client(i).Open(*address_));
+  }
   call_.path = kGetMethod;
   call_.timeout = options.timeout;
   if (options.mark_forwarded) call_.metadata.emplace_back(kForwardedMetadataKey, "1");
 }
 
-H2PeerGetter::~H2PeerGetter() { client_->client().Close(connection_); }
+H2PeerGetter::~H2PeerGetter() {
+  for (size_t i = 0; i < connections_.size(); ++i) client_->client(i).Close(connections_[i]);
+}
+
+bool H2PeerGetter::StartGet(std::string_view group, std::string_view key, absl::Time deadline,
+                            Done done) {
+  const size_t i = client_->PickLoop();
+  client_->client(i).Call(
+      connections_[i], call_, wire::EncodeGetRequest(group, key),
+      [address = address_, done = std::move(done)](absl::Status status,
+                                                    std::string_view message) {
+        if (!status.ok()) {
+          done(std::move(status));
+        } else {
+          done(internal::ValueOfGetResponse(*address, message));
+        }
+      },
+      deadline);
+  return true;
+}
 
 absl::StatusOr<PeerValue> H2PeerGetter::Get(std::string_view group, std::string_view key) {
   struct Outcome {
     std::mutex mu;
     std::condition_variable cv;
-    bool done = false;
-    absl::Status status;
-    std::string message;
+    std::optional<absl::StatusOr<PeerValue>> value;
   };
   auto outcome = std::make_shared<Outcome>();
-  client_->client().Call(connection_, call_, wire::EncodeGetRequest(group, key),
-                         [outcome](absl::Status status, std::string_view message) {
-                           {
-                             std::lock_guard lock(outcome->mu);
-                             outcome->status = std::move(status);
-                             outcome->message.assign(message);  // lent: copied before it goes
-                             outcome->done = true;
-                           }
-                           outcome->cv.notify_one();
-                         });
+  StartGet(group, key, absl::InfiniteFuture(), [outcome](absl::StatusOr<PeerValue> v) {
+    {
+      std::lock_guard lock(outcome->mu);
+      outcome->value = std::move(v);
+    }
+    outcome->cv.notify_one();
+  });
   // The loop finishes every call by its deadline (its timer), so this wait
   // ends; no second clock here.
   std::unique_lock lock(outcome->mu);
-  outcome->cv.wait(lock, [&] { return outcome->done; });
-  if (!outcome->status.ok()) return outcome->status;
-  return internal::ValueOfGetResponse(address_, outcome->message);
+  outcome->cv.wait(lock, [&] { return outcome->value.has_value(); });
+  return *std::move(outcome->value);
 }
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<H2PeerClient>> H2PeerClient::Create() {
-  absl::StatusOr<std::unique_ptr<internal::H2Client>> client = internal::H2Client::Create();
-  if (!client.ok()) return client.status();
-  return std::make_shared<H2PeerClientImpl>(*std::move(client));
+absl::StatusOr<std::shared_ptr<H2PeerClient>> H2PeerClient::Create(int io_threads) {
+  if (io_threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: io_threads must be >= 1, got ", io_threads));
+  }
+  std::vector<std::unique_ptr<internal::H2Client>> clients;
+  for (int i = 0; i < io_threads; ++i) {
+    absl::StatusOr<std::unique_ptr<internal::H2Client>> client = internal::H2Client::Create();
+    if (!client.ok()) return client.status();
+    clients.push_back(*std::move(client));
+  }
+  return std::make_shared<H2PeerClientImpl>(std::move(clients));
 }
 
+namespace internal {
+
+std::vector<EventLoop*> H2PeerClientLoops(H2PeerClient& client) {
+  auto& impl = static_cast<H2PeerClientImpl&>(client);
+  std::vector<EventLoop*> loops;
+  for (size_t i = 0; i < impl.size(); ++i) loops.push_back(impl.client(i).event_loop());
+  return loops;
+}
+
+}  // namespace internal
 }  // namespace lcache

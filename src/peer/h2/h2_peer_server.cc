@@ -53,6 +53,7 @@
 #include "lcache/grpc_wire.h"
 #include "lcache/h2_peer.h"
 #include "peer/h2/event_loop.h"
+#include "peer/h2/h2_peer_client_loops.h"
 #include "peer/h2/h2_socket.h"
 #include "peer/peer_service.h"
 
@@ -121,6 +122,9 @@ class Connection {
   bool Flush();
 
   uint64_t id() const { return id_; }
+  // Inside nghttp2_session_mem_recv: our callbacks run, and nghttp2 must not
+  // be asked to send (a reply delivered now goes out when the read ends).
+  bool reading() const { return reading_; }
 
   // nghttp2 callbacks (user_data is the Connection).
   static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self);
@@ -152,30 +156,48 @@ class Connection {
   std::string out_;  // bytes for the socket, from out_offset_ on
   size_t out_offset_ = 0;
   Stream* streams_ = nullptr;  // open streams, linked through Stream::next
+  bool reading_ = false;
 };
 
-// One event loop and the connections it owns.
-class Loop {
+// One event loop and the connections it owns. The loop is its own, or a
+// peer client's (`shared`): then the client runs it, and the requests'
+// peer calls are made and answered on the same thread. Shared-owned: a
+// reply may still be on its way to it (from a peer call or a load) after
+// the server has gone; it then finds no connection.
+class Loop : public std::enable_shared_from_this<Loop> {
  public:
-  Loop(H2PeerServer* server, const nghttp2_session_callbacks* callbacks)
-      : server_(server), callbacks_(callbacks) {}
+  Loop(H2PeerServer* server, const nghttp2_session_callbacks* callbacks,
+       internal::EventLoop* shared)
+      : server_(server),
+        callbacks_(callbacks),
+        owned_(shared == nullptr ? std::make_unique<internal::EventLoop>() : nullptr),
+        loop_(shared == nullptr ? owned_.get() : shared) {}
   ~Loop();
 
-  bool ok() const { return loop_.ok(); }
-  void Start() { loop_.Start(); }
-  void Stop() { loop_.Stop(); }
-  void Post(std::function<void()> task) { loop_.Post(std::move(task)); }
-  event_base* base() const { return loop_.base(); }
+  bool ok() const { return loop_->ok(); }
+  bool shared() const { return owned_ == nullptr; }
+  void Start() {
+    if (owned_ != nullptr) owned_->Start();
+  }
+  // Stops the loop's thread if it is ours.
+  void Stop() {
+    if (owned_ != nullptr) owned_->Stop();
+  }
+  void Post(std::function<void()> task) { loop_->Post(std::move(task)); }
+  bool InLoop() const { return loop_->InLoop(); }
+  event_base* base() const { return loop_->base(); }
 
   // Loop thread only.
   void AddConnection(int fd);
   void Deliver(uint64_t connection, int32_t stream, PeerReply reply);
   void Close(Connection* c);
   void BeginDrain();
-  // Closes every connection. Only once the loop has stopped.
+  // Closes every connection: on the loop's thread, or once it has stopped.
   void CloseAll() {
     connections_.clear();
     closed_.clear();
+    if (reap_event_ != nullptr) event_free(reap_event_);
+    reap_event_ = nullptr;
     connection_count_.store(0, std::memory_order_release);
   }
 
@@ -186,11 +208,16 @@ class Loop {
 
   H2PeerServer* const server_;
   const nghttp2_session_callbacks* const callbacks_;
-  internal::EventLoop loop_;
+  const std::unique_ptr<internal::EventLoop> owned_;  // null when shared
+  internal::EventLoop* const loop_;
 
   // Loop thread only.
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Connection>> closed_;  // freed outside their callbacks
+  // Frees closed_ once the callback running now has returned. An event of
+  // ours rather than event_base_once: a shared base outlives this loop, and
+  // must not keep a pending callback into it.
+  event* reap_event_ = nullptr;
   bool draining_ = false;
   uint64_t next_id_ = 1;
   std::atomic<size_t> connection_count_{0};
@@ -198,7 +225,9 @@ class Loop {
 
 class H2PeerServer final : public PeerServer {
  public:
-  H2PeerServer(const PeerServerOptions& options, int io_threads);
+  // With a client, serves on its loops (io_threads is then its count).
+  H2PeerServer(const PeerServerOptions& options, int io_threads,
+               std::shared_ptr<H2PeerClient> client);
   ~H2PeerServer() override;
 
   absl::Status Start(const std::string& address);
@@ -218,8 +247,9 @@ class H2PeerServer final : public PeerServer {
 
   internal::PeerService service_;
   const int io_threads_;
+  const std::shared_ptr<H2PeerClient> client_;  // null: the loops are ours
   nghttp2_session_callbacks* callbacks_ = nullptr;
-  std::vector<std::unique_ptr<Loop>> loops_;
+  std::vector<std::shared_ptr<Loop>> loops_;
   int listen_fd_ = -1;
   event* accept_event_ = nullptr;  // on loop 0
   size_t next_loop_ = 0;           // loop 0's thread only
@@ -272,7 +302,12 @@ void Connection::OnEvent(evutil_socket_t, short what, void* self) {
   if (!c->Flush()) c->loop_->Close(c);
 }
 
-bool Connection::Read() { return internal::ReadIntoSession(fd_, session_); }
+bool Connection::Read() {
+  reading_ = true;
+  const bool ok = internal::ReadIntoSession(fd_, session_);
+  reading_ = false;
+  return ok;
+}
 
 bool Connection::Flush() {
   switch (internal::WriteFromSession(fd_, session_, &out_, &out_offset_)) {
@@ -431,12 +466,19 @@ void Connection::Process(Stream* s) {
     Reply(s, server_->service().HealthCheck(*message));
     return;
   }
+  // A miss is answered by whichever thread ends its load: this loop itself
+  // when the load was a peer call made from here (or ended at once), a load
+  // thread or another loop otherwise.
   std::optional<PeerReply> reply = server_->service().Get(
       *message, s->forwarded, s->deadline,
-      [loop = loop_, connection = id_, stream = s->id](PeerReply r) {
-        loop->Post([loop, connection, stream, r = std::move(r)]() mutable {
+      [loop = loop_->shared_from_this(), connection = id_, stream = s->id](PeerReply r) {
+        if (loop->InLoop()) {
           loop->Deliver(connection, stream, std::move(r));
-        });
+        } else {
+          loop->Post([loop, connection, stream, r = std::move(r)]() mutable {
+            loop->Deliver(connection, stream, std::move(r));
+          });
+        }
       },
       &s->caller_gone);
   if (reply) {
@@ -481,9 +523,10 @@ void Connection::Reply(Stream* s, PeerReply reply) {
 // --- Loop ---------------------------------------------------------------------
 
 Loop::~Loop() {
-  loop_.Stop();  // before the connections go: their events are on its base
-  connections_.clear();
-  closed_.clear();
+  // Before the connections go: their events are on its base. A shared loop
+  // had them closed on its thread by Shutdown.
+  Stop();
+  CloseAll();
 }
 
 void Loop::AddConnection(int fd) {
@@ -503,6 +546,7 @@ void Loop::Deliver(uint64_t connection, int32_t stream, PeerReply reply) {
   if (it == connections_.end()) return;
   Connection* c = it->second.get();
   c->Deliver(stream, std::move(reply));
+  if (c->reading()) return;  // Connection::OnEvent flushes when the read ends
   if (!c->Flush()) Close(c);
 }
 
@@ -513,8 +557,8 @@ void Loop::Close(Connection* c) {
   closed_.push_back(std::move(it->second));
   connections_.erase(it);
   if (closed_.size() == 1) {
-    const timeval now = {0, 0};
-    event_base_once(base(), -1, EV_TIMEOUT, &Loop::OnReap, this, &now);
+    if (reap_event_ == nullptr) reap_event_ = event_new(base(), -1, 0, &Loop::OnReap, this);
+    if (reap_event_ != nullptr) event_active(reap_event_, EV_TIMEOUT, 1);
   }
   connection_count_.fetch_sub(1, std::memory_order_release);
   if (draining_) server_->ConnectionClosed();
@@ -567,8 +611,9 @@ absl::StatusOr<int> Listen(const std::string& address) {
   return fail(last_error);
 }
 
-H2PeerServer::H2PeerServer(const PeerServerOptions& options, int io_threads)
-    : service_(options), io_threads_(io_threads) {
+H2PeerServer::H2PeerServer(const PeerServerOptions& options, int io_threads,
+                           std::shared_ptr<H2PeerClient> client)
+    : service_(options), io_threads_(io_threads), client_(std::move(client)) {
   nghttp2_session_callbacks_new(&callbacks_);
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks_, &Connection::OnBeginHeaders);
   nghttp2_session_callbacks_set_on_header_callback(callbacks_, &Connection::OnHeader);
@@ -596,8 +641,11 @@ absl::Status H2PeerServer::Start(const std::string& address) {
   getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &len);
   port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  for (int i = 0; i < io_threads_; ++i) {
-    loops_.push_back(std::make_unique<Loop>(this, callbacks_));
+  const std::vector<internal::EventLoop*> shared =
+      client_ != nullptr ? internal::H2PeerClientLoops(*client_)
+                         : std::vector<internal::EventLoop*>(io_threads_, nullptr);
+  for (internal::EventLoop* event_loop : shared) {
+    loops_.push_back(std::make_shared<Loop>(this, callbacks_, event_loop));
     if (!loops_.back()->ok()) {
       Shutdown(absl::ZeroDuration());
       return absl::InternalError("lcache: cannot create an event loop");
@@ -652,10 +700,26 @@ void H2PeerServer::Shutdown(absl::Duration grace) {
   }
   // The grace is over: close what is left, so that its clients see their
   // calls fail now rather than when a stuck getter returns. Load threads may
-  // still post replies: the loops exist (stopped) until they are joined.
+  // still post replies: the loops exist (stopped) until they are joined. A
+  // shared loop keeps running for its client: its connections are closed on
+  // its thread, and replies still on their way find none.
   for (auto& loop : loops_) {
-    loop->Stop();
-    loop->CloseAll();
+    if (!loop->shared()) {
+      loop->Stop();
+      loop->CloseAll();
+      continue;
+    }
+    std::mutex mu;
+    std::condition_variable cv;
+    bool closed = false;
+    loop->Post([&, l = loop.get()] {
+      l->CloseAll();
+      std::lock_guard lock(mu);
+      closed = true;
+      cv.notify_one();
+    });
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return closed; });
   }
   service_.Stop(deadline);
   if (accept_event_ != nullptr) event_free(accept_event_);
@@ -674,7 +738,19 @@ absl::StatusOr<std::unique_ptr<PeerServer>> StartH2PeerServer(PeerServerOptions 
     return absl::InvalidArgumentError(
         absl::StrCat("lcache: io_threads must be >= 1, got ", io_threads));
   }
-  auto server = std::make_unique<H2PeerServer>(options, io_threads);
+  auto server = std::make_unique<H2PeerServer>(options, io_threads, nullptr);
+  if (absl::Status s = server->Start(options.address); !s.ok()) return s;
+  return server;
+}
+
+absl::StatusOr<std::unique_ptr<PeerServer>> StartH2PeerServer(
+    PeerServerOptions options, std::shared_ptr<H2PeerClient> client) {
+  if (absl::Status s = internal::ValidatePeerServerOptions(options); !s.ok()) return s;
+  if (client == nullptr) {
+    return absl::InvalidArgumentError("lcache: StartH2PeerServer: the client is null");
+  }
+  const int io_threads = static_cast<int>(internal::H2PeerClientLoops(*client).size());
+  auto server = std::make_unique<H2PeerServer>(options, io_threads, std::move(client));
   if (absl::Status s = server->Start(options.address); !s.ok()) return s;
   return server;
 }
