@@ -40,7 +40,14 @@ void Flights::Finish(const std::shared_ptr<Flight>& flight, const Result& result
     std::lock_guard lock(flight->mu_);
     waiters.swap(flight->waiters_);
   }
-  for (FlightWaiter& w : waiters) w.done(result);
+  const absl::Time now =
+      latency_ != nullptr && clock_ != nullptr ? clock_->Now() : absl::InfinitePast();
+  for (FlightWaiter& w : waiters) {
+    if (w.started != absl::InfinitePast() && now != absl::InfinitePast()) {
+      latency_->Record(now - w.started);
+    }
+    w.done(result);
+  }
 }
 
 bool Flight::Abandoned(absl::Time now, absl::Status* status) const {

@@ -31,6 +31,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "lcache/byte_view.h"
+#include "lcache/clock.h"
+#include "lcache/latency_histogram.h"
 
 namespace lcache::internal {
 
@@ -44,6 +46,9 @@ struct FlightWaiter {
   std::shared_ptr<const std::atomic<bool>> cancelled = nullptr;
   // Set when this waiter is itself a flight waiting on this one.
   std::shared_ptr<Flight> parent = nullptr;
+  // When the waiter's miss began: Finish records its wait in the table's
+  // latency histogram (if it has one). InfinitePast: not timed.
+  absl::Time started = absl::InfinitePast();
 };
 
 // One load of one key and its waiters.
@@ -71,7 +76,10 @@ class Flights {
  public:
   using Result = absl::StatusOr<ExpiringValue>;
 
-  Flights() = default;
+  // `latency` and `clock` (both optional, not owned) time the waiters that
+  // say when they started.
+  explicit Flights(LatencyHistogram* latency = nullptr, const Clock* clock = nullptr)
+      : latency_(latency), clock_(clock) {}
   Flights(const Flights&) = delete;
   Flights& operator=(const Flights&) = delete;
 
@@ -97,6 +105,8 @@ class Flights {
   };
   Shard& ShardOf(std::string_view key);
 
+  LatencyHistogram* const latency_;
+  const Clock* const clock_;
   std::array<Shard, kShards> shards_;
 };
 

@@ -127,8 +127,8 @@ Group::Group(GroupOptions options)
                        .tinylfu_adaptive_window = options.tinylfu_adaptive_window,
                        .clock = clock_,
                        .on_removal = options.on_removal})),
-      remote_flights_(std::make_unique<internal::Flights>()),
-      local_flights_(std::make_unique<internal::Flights>()),
+      remote_flights_(std::make_unique<internal::Flights>(&get_miss_latency_, clock_)),
+      local_flights_(std::make_unique<internal::Flights>(&get_miss_latency_, clock_)),
       counters_(std::make_unique<Counters>()) {
   if (const int64_t hot_bytes = HotCacheBytes(options); hot_bytes > 0) {
     // Plain LRU: the admission rule already filters what comes in. The
@@ -299,15 +299,12 @@ void Group::LoadAsync(std::string_view key, const AsyncGetOptions& options, GetC
   counters_->Add(Counters::kLoads);
   // Only misses are timed: two clock reads would double a hot hit's cost.
   const absl::Time t0 = clock_->Now();
-  internal::FlightWaiter waiter{
-      .done =
-          [this, t0, done = std::move(done)](const absl::StatusOr<ExpiringValue>& v) {
-            get_miss_latency_.Record(clock_->Now() - t0);
-            done(v);
-          },
-      .deadline = options.deadline,
-      .cancelled = options.cancelled};
+  internal::FlightWaiter waiter{.done = std::move(done),
+                               .deadline = options.deadline,
+                               .cancelled = options.cancelled,
+                               .started = t0};
   if (options.run_load == nullptr) {
+    get_miss_latency_.Record(clock_->Now() - t0);
     waiter.done(absl::FailedPreconditionError("lcache: AsyncGetOptions.run_load is null"));
     return;
   }

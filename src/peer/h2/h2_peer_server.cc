@@ -125,6 +125,8 @@ class Connection {
   // Inside nghttp2_session_mem_recv: our callbacks run, and nghttp2 must not
   // be asked to send (a reply delivered now goes out when the read ends).
   bool reading() const { return reading_; }
+  // Replies were submitted outside a read: Loop::FlushLater will write them.
+  bool flush_pending = false;
 
   // nghttp2 callbacks (user_data is the Connection).
   static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self);
@@ -190,14 +192,18 @@ class Loop : public std::enable_shared_from_this<Loop> {
   // Loop thread only.
   void AddConnection(int fd);
   void Deliver(uint64_t connection, int32_t stream, PeerReply reply);
+  void FlushLater(Connection* c);
   void Close(Connection* c);
   void BeginDrain();
   // Closes every connection: on the loop's thread, or once it has stopped.
   void CloseAll() {
     connections_.clear();
     closed_.clear();
-    if (reap_event_ != nullptr) event_free(reap_event_);
-    reap_event_ = nullptr;
+    for (event** e : {&reap_event_, &flush_event_}) {
+      if (*e != nullptr) event_free(*e);
+      *e = nullptr;
+    }
+    to_flush_.clear();
     connection_count_.store(0, std::memory_order_release);
   }
 
@@ -205,6 +211,7 @@ class Loop : public std::enable_shared_from_this<Loop> {
 
  private:
   static void OnReap(evutil_socket_t, short, void* self);
+  static void OnFlush(evutil_socket_t, short, void* self);
 
   H2PeerServer* const server_;
   const nghttp2_session_callbacks* const callbacks_;
@@ -218,6 +225,8 @@ class Loop : public std::enable_shared_from_this<Loop> {
   // ours rather than event_base_once: a shared base outlives this loop, and
   // must not keep a pending callback into it.
   event* reap_event_ = nullptr;
+  std::vector<uint64_t> to_flush_;  // connections with replies to write (FlushLater)
+  event* flush_event_ = nullptr;
   bool draining_ = false;
   uint64_t next_id_ = 1;
   std::atomic<size_t> connection_count_{0};
@@ -547,7 +556,36 @@ void Loop::Deliver(uint64_t connection, int32_t stream, PeerReply reply) {
   Connection* c = it->second.get();
   c->Deliver(stream, std::move(reply));
   if (c->reading()) return;  // Connection::OnEvent flushes when the read ends
-  if (!c->Flush()) Close(c);
+  FlushLater(c);
+}
+
+// The replies of one flight reach a connection one by one (every waiter's
+// callback), and a write per reply would cost a send() each: they are
+// written together, once the callbacks running now have returned.
+void Loop::FlushLater(Connection* c) {
+  if (c->flush_pending) return;
+  c->flush_pending = true;
+  to_flush_.push_back(c->id());
+  if (to_flush_.size() > 1) return;
+  if (flush_event_ == nullptr) flush_event_ = event_new(base(), -1, 0, &Loop::OnFlush, this);
+  if (flush_event_ != nullptr) {
+    event_active(flush_event_, EV_TIMEOUT, 1);
+  } else {
+    OnFlush(-1, 0, this);
+  }
+}
+
+void Loop::OnFlush(evutil_socket_t, short, void* self) {
+  auto* loop = static_cast<Loop*>(self);
+  std::vector<uint64_t> ids;
+  ids.swap(loop->to_flush_);
+  for (uint64_t id : ids) {
+    auto it = loop->connections_.find(id);
+    if (it == loop->connections_.end()) continue;
+    Connection* c = it->second.get();
+    c->flush_pending = false;
+    if (!c->Flush()) loop->Close(c);
+  }
 }
 
 void Loop::Close(Connection* c) {
