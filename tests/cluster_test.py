@@ -514,8 +514,12 @@ class DeadPeerTest(ClusterTest):
             self.assertEqual(value, synthetic_value(key, 64), key)
             self.assertLess(ms, limit, f"{key} (owner {ring_owner(peers, key)}) took {ms:.0f} ms")
         slow = [ms for key, _, ms in results if ring_owner(peers, key) == b.addr]
-        # The hung owner's keys waited for the deadline: the test did hang b.
-        self.assertGreaterEqual(min(slow), self.TIMEOUT_MS * 0.9, slow)
+        # The first of the hung owner's keys waited for the deadline: the test
+        # did hang b. Later ones may end sooner: a call that timed out makes a
+        # PING b, and when nothing answers within a second the connection is
+        # dropped and the calls on it fall back at once (h2_client.cc).
+        self.assertGreaterEqual(max(slow), self.TIMEOUT_MS * 0.9, slow)
+        self.assertGreaterEqual(sum(ms >= self.TIMEOUT_MS * 0.9 for ms in slow), 4, slow)
         b.signal(signal.SIGCONT)
 
         # 3. c restarted on its port: keys it owns are loaded by it again,
@@ -767,8 +771,10 @@ class OutlierEjectionTest(ClusterTest):
         self.assertGreaterEqual(len(slow), self.EJECT_AFTER, summary)
         # A handful at most: in flight at the hang, the ejecting ones, failed probes.
         self.assertLessEqual(len(slow), self.HANDFUL, summary)
-        # Every other request was served at local-load speed, not near the deadline.
-        self.assertEqual(len(slow) + len(fast), len(during), summary)
+        # Every other request was served at local-load speed, not near the
+        # deadline; a handful at most in between (calls on a's connection to
+        # b when a found it dead, failed at once, before their deadline).
+        self.assertLessEqual(len(during) - len(fast), self.HANDFUL, summary)
         self.assertGreaterEqual(len(fast), 150, summary)
         # Within the (capped) backoff, plus the probe's round trip and a margin.
         self.assertLess(back_after, (self.MAX_MS + self.TIMEOUT_MS) / 1000 + 1.0,

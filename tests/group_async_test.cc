@@ -284,9 +284,17 @@ class ThreadedPeer : public PeerGetter {
     });
     return true;
   }
+  // The last reference may be the Group's, dropped on one of our threads
+  // when its callback returns: that one cannot join itself.
   ~ThreadedPeer() override {
     gate.Open();
-    for (std::thread& t : threads) t.join();
+    for (std::thread& t : threads) {
+      if (t.get_id() == std::this_thread::get_id()) {
+        t.detach();
+      } else {
+        t.join();
+      }
+    }
   }
 
   Gate gate;

@@ -6,6 +6,12 @@
 
 #include "lcache/grpc_peer.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -28,6 +34,7 @@
 #include "gtest/gtest.h"
 #include "lcache/h2_peer.h"
 #include "lcache/json_codec.h"
+#include "lcache/outlier_ejection.h"
 #include "peer/h2/h2_client.h"
 
 namespace lcache {
@@ -385,6 +392,76 @@ TEST_P(GrpcPeerTest, AQueuedLoadPastItsDeadlineIsDroppedAndCounted) {
   EXPECT_EQ(loads_.load(), 1);  // slow-1 only
 }
 
+// StartGet with the caller's deadline, waited for.
+absl::StatusOr<PeerValue> GetBefore(PeerGetter& peer, std::string_view group,
+                                    std::string_view key, absl::Time deadline) {
+  absl::StatusOr<PeerValue> value;
+  absl::Notification done;
+  EXPECT_TRUE(peer.StartGet(group, key, deadline, [&](absl::StatusOr<PeerValue> v) {
+    value = std::move(v);
+    done.Notify();
+  }));
+  done.WaitForNotification();
+  return value;
+}
+
+// The caller's deadline, not the client's timeout, ends a call that comes
+// first; a deadline that left the call under half its timeout is marked as
+// the caller's, so that outlier ejection does not count it against the peer.
+TEST_P(GrpcPeerTest, TheCallersDeadlineCutsAPeerCallShortAndIsMarked) {
+  StartServer();
+  std::shared_ptr<PeerGetter> client = Client(false, absl::Seconds(10));
+  absl::Time start = absl::Now();
+  absl::StatusOr<PeerValue> v =
+      GetBefore(*client, "scores", "slow-1", start + absl::Milliseconds(200));
+  absl::Duration took = absl::Now() - start;
+  EXPECT_TRUE(absl::IsDeadlineExceeded(v.status())) << v.status();
+  EXPECT_TRUE(IsCallerDeadline(v.status()));
+  EXPECT_FALSE(IsPeerFailure(v.status()));
+  EXPECT_GE(took, absl::Milliseconds(200));
+  EXPECT_LT(took, absl::Seconds(5));
+  // 250 ms of a 300 ms timeout: the peer had its chance, so it counts.
+  client = Client(false, absl::Milliseconds(300));
+  start = absl::Now();
+  v = GetBefore(*client, "scores", "slow-2", start + absl::Milliseconds(250));
+  EXPECT_TRUE(absl::IsDeadlineExceeded(v.status())) << v.status();
+  EXPECT_FALSE(IsCallerDeadline(v.status()));
+  EXPECT_TRUE(IsPeerFailure(v.status()));
+  // A deadline already past fails the call without a load.
+  const int loads_before = loads_;
+  v = GetBefore(*client, "scores", "slow-3", absl::Now() - absl::Seconds(1));
+  EXPECT_TRUE(absl::IsDeadlineExceeded(v.status())) << v.status();
+  gate_.Open();
+  EXPECT_EQ(loads_, loads_before);
+}
+
+// The deadline travels as grpc-timeout: the owner drops a load queued past
+// the caller's deadline (150 ms), although the client's own timeout is 10 s.
+TEST_P(GrpcPeerTest, TheCallersDeadlineTravelsToTheOwner) {
+  StartServer({.load_threads = 1});
+  Group* scores = registry_.GetGroup("scores");
+  std::thread running([&] { EXPECT_TRUE(Client()->Get("scores", "slow-1").ok()); });
+  gate_.AwaitWaiters(1);  // the only load thread is held
+  constexpr absl::Duration kDeadline = absl::Milliseconds(150);
+  std::thread late([&] {
+    absl::StatusOr<PeerValue> v =
+        GetBefore(*Client(false, absl::Seconds(10)), "scores", "slow-2", absl::Now() + kDeadline);
+    EXPECT_EQ(v.status().code(), absl::StatusCode::kDeadlineExceeded) << v.status();
+  });
+  while (scores->Stats().server_requests < 2) std::this_thread::yield();
+  const absl::Time counted = absl::Now();
+  late.join();
+  std::this_thread::sleep_until(absl::ToChronoTime(counted + kDeadline + absl::Milliseconds(1)));
+  gate_.Open();
+  running.join();
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (scores->Stats().loads_cancelled < 1 && absl::Now() < give_up) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(scores->Stats().loads_cancelled, 1);
+  EXPECT_EQ(loads_.load(), 1);  // slow-1 only
+}
+
 // The lean client keeps one timer per connection, for the earliest of its
 // calls' deadlines: calls with different timeouts on one connection (the
 // longest first, so that later calls take the head) each fail at their own
@@ -535,6 +612,81 @@ TEST_P(GrpcPeerTest, RejectsInvalidOptionsAndTakenAddresses) {
       GetParam(), {.address = absl::StrCat("127.0.0.1:", (*first)->port()), .registry = &registry});
   EXPECT_FALSE(second.ok());
   EXPECT_THAT(second.status().message(), HasSubstr("cannot listen"));
+}
+
+// A peer that accepts connections and then never reads or answers: a
+// stopped process, or one cut off after the handshake. Counts connections.
+class BlackHole {
+ public:
+  BlackHole() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(listen(fd_, 16), 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (poll(&p, 1, 50) == 1) {
+          const int c = accept(fd_, nullptr, nullptr);
+          if (c >= 0) {
+            std::lock_guard lock(mu_);
+            accepted_.push_back(c);  // held open, never read
+          }
+        }
+      }
+    });
+  }
+  ~BlackHole() {
+    stop_ = true;
+    thread_.join();
+    for (int c : accepted_) close(c);
+    close(fd_);
+  }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  size_t accepted() {
+    std::lock_guard lock(mu_);
+    return accepted_.size();
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<int> accepted_;
+};
+
+// A lean connection on which a call timed out is sent a PING; when nothing
+// answers it, the connection is dropped and the next call opens a new one,
+// instead of queueing behind a socket that will never answer.
+TEST(LeanClientLivenessTest, AConnectionThatStopsAnsweringIsReplaced) {
+  BlackHole hole;
+  absl::StatusOr<std::shared_ptr<H2PeerClient>> client = H2PeerClient::Create();
+  ASSERT_TRUE(client.ok());
+  std::shared_ptr<PeerGetter> peer =
+      (*client)->NewGetter(hole.address(), {.timeout = absl::Milliseconds(200)});
+  absl::StatusOr<PeerValue> v = peer->Get("scores", "Tom");
+  EXPECT_TRUE(absl::IsDeadlineExceeded(v.status())) << v.status();
+  EXPECT_EQ(hole.accepted(), 1u);
+  // Within the PING's second (and some slack), a call fails at once as
+  // UNAVAILABLE or goes out on a new connection.
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  bool dead_reported = false;
+  while (hole.accepted() < 2 && absl::Now() < give_up) {
+    v = peer->Get("scores", "Tom");
+    if (absl::IsUnavailable(v.status())) {
+      dead_reported = true;
+      EXPECT_THAT(std::string(v.status().message()), HasSubstr("PING"));
+    }
+  }
+  EXPECT_EQ(hole.accepted(), 2u);
+  EXPECT_TRUE(dead_reported);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, GrpcPeerTest,

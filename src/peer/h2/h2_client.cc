@@ -34,6 +34,17 @@ constexpr size_t kMaxResponseBytes = 256 << 20;
 constexpr int32_t kLastStreamId = (1 << 30);
 constexpr absl::Duration kFirstBackoff = absl::Milliseconds(100);
 constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
+// Liveness. A connect that has not completed in kConnectTimeout is given up
+// (a partitioned peer's SYNs back off for seconds; a new connect after the
+// heal gets through at once). A ready connection on which a call timed out,
+// or which has read nothing for kIdlePing, is sent a PING; if nothing at all
+// comes back within kPingTimeout, the connection is dead (a peer stopped or
+// cut off, TCP retransmitting into the void): its calls fail UNAVAILABLE now
+// rather than at their deadlines, and the next call opens a new connection
+// without waiting behind the dead one's TCP backoff.
+constexpr absl::Duration kConnectTimeout = absl::Seconds(1);
+constexpr absl::Duration kPingTimeout = absl::Seconds(1);
+constexpr absl::Duration kIdlePing = absl::Seconds(10);
 // Call records kept for reuse: about the most calls a client has in flight;
 // beyond that, finished ones are freed.
 constexpr size_t kMaxFreeCalls = 1024;
@@ -250,6 +261,10 @@ class H2Client::Connection {
 
   void Connect();
   void OnConnected();
+  // Sends a PING unless one is out, and arms the liveness timer for its answer.
+  void Ping(absl::Time now);
+  void ArmLiveness(absl::Duration after);
+  static void OnLiveness(evutil_socket_t, short, void* self);
   void Submit(PendingCall* call, absl::Time now);
   // Arms the timer for `deadline` if it is armed for later (or not at all).
   void ArmFor(absl::Time deadline, absl::Time now);
@@ -307,6 +322,10 @@ class H2Client::Connection {
   // has finished: it then finds the next deadline in the future and re-arms
   // for it, which costs one wake-up per timeout rather than a timer per call.
   event* timer_ = nullptr;
+  event* liveness_timer_ = nullptr;  // connect timeout, PING answer, idle PING
+  absl::Time connect_started_ = absl::InfinitePast();
+  absl::Time last_read_ = absl::InfinitePast();
+  absl::Time ping_sent_ = absl::InfinitePast();  // InfinitePast: no PING out
   absl::Time armed_for_ = absl::InfiniteFuture();
   std::vector<nghttp2_nv> headers_;  // Submit's, kept for its capacity
   int32_t found_stream_id_ = -1;     // CallOf's last answer; -1: none
@@ -474,6 +493,8 @@ void H2Client::Connection::OnDeadline(evutil_socket_t, short, void* self) {
                                                       absl::FormatDuration(call->budget), ")"),
                                          call->budget, call->timeout));
   }
+  // A call timed out: is the connection itself still alive?
+  if (c->state_ == State::kReady) c->Ping(now);
   c->FlushOrFail();  // the streams' resets go out now
   if (!c->calls_.empty() && c->timer_ != nullptr) {
     c->ArmFor(c->calls_.front()->deadline, absl::Now());  // the callbacks took time
@@ -521,9 +542,68 @@ void H2Client::Connection::Connect() {
     return;
   }
   state_ = State::kConnecting;
+  connect_started_ = absl::Now();
   read_event_ = event_new(client_->loop.base(), fd_, EV_READ | EV_PERSIST, &OnSocket, this);
   write_event_ = event_new(client_->loop.base(), fd_, EV_WRITE, &OnSocket, this);
   event_add(write_event_, nullptr);  // writable: the connect finished, one way or the other
+  ArmLiveness(kConnectTimeout);
+}
+
+void H2Client::Connection::ArmLiveness(absl::Duration after) {
+  if (liveness_timer_ == nullptr) {
+    liveness_timer_ = evtimer_new(client_->loop.base(), &OnLiveness, this);
+    if (liveness_timer_ == nullptr) return;
+  }
+  const timeval tv = absl::ToTimeval(absl::Ceil(after, absl::Microseconds(1)));
+  evtimer_add(liveness_timer_, &tv);
+}
+
+void H2Client::Connection::Ping(absl::Time now) {
+  if (ping_sent_ != absl::InfinitePast() || session_ == nullptr) return;
+  if (nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr) != 0) return;
+  ping_sent_ = now;
+  ArmLiveness(kPingTimeout);
+}
+
+void H2Client::Connection::OnLiveness(evutil_socket_t, short, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  const absl::Time now = absl::Now();
+  switch (c->state_) {
+    case State::kIdle:
+      return;
+    case State::kConnecting:
+      if (now - c->connect_started_ < kConnectTimeout) {
+        c->ArmLiveness(kConnectTimeout - (now - c->connect_started_));
+        return;
+      }
+      // No backoff: the peer did not refuse, it did not answer; the next
+      // call tries again at once (so a healed link is used at once).
+      c->Fail(absl::UnavailableError(absl::StrCat("lcache: cannot connect to ", c->address_,
+                                                  ": no answer in ",
+                                                  absl::FormatDuration(kConnectTimeout))));
+      return;
+    case State::kReady:
+      break;
+  }
+  if (c->ping_sent_ != absl::InfinitePast()) {
+    if (c->last_read_ < c->ping_sent_) {
+      if (now - c->ping_sent_ < kPingTimeout) {
+        c->ArmLiveness(kPingTimeout - (now - c->ping_sent_));
+        return;
+      }
+      c->Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", c->address_,
+                                                  " is dead: no answer to a PING in ",
+                                                  absl::FormatDuration(kPingTimeout))));
+      return;
+    }
+    c->ping_sent_ = absl::InfinitePast();  // answered (or anything else came)
+  }
+  if (now - c->last_read_ >= kIdlePing) {
+    c->Ping(now);
+    c->FlushOrFail();
+  } else {
+    c->ArmLiveness(kIdlePing - (now - c->last_read_));
+  }
 }
 
 void H2Client::Connection::OnConnected() {
@@ -549,6 +629,8 @@ void H2Client::Connection::OnConnected() {
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
   state_ = State::kReady;
+  last_read_ = absl::Now();
+  ArmLiveness(kIdlePing);
   event_add(read_event_, nullptr);
   std::vector<PendingCall*> waiting;
   waiting.swap(waiting_);
@@ -640,6 +722,8 @@ void H2Client::Connection::Close(const absl::Status& status) {
   Fail(status);
   client_->Bury(timer_);
   timer_ = nullptr;
+  client_->Bury(liveness_timer_);
+  liveness_timer_ = nullptr;
 }
 
 void H2Client::Connection::Disconnect() {
@@ -655,6 +739,8 @@ void H2Client::Connection::Disconnect() {
   out_offset_ = 0;
   state_ = State::kIdle;
   recycle_ = false;
+  ping_sent_ = absl::InfinitePast();
+  if (liveness_timer_ != nullptr) evtimer_del(liveness_timer_);
 }
 
 void H2Client::Connection::MaybeRecycle() {
@@ -690,6 +776,7 @@ bool H2Client::Connection::Read() {
   reading_ = true;
   const bool ok = ReadIntoSession(fd_, session_);
   reading_ = false;
+  last_read_ = absl::Now();
   return ok;
 }
 

@@ -7,9 +7,14 @@
 //
 // A Connection is one HTTP/2 connection to one address, multiplexing every
 // call made on it. It connects on the first call, and again on the first
-// call after it broke; while a connect attempt has failed recently (backoff:
-// 100 ms doubling to 2 s), calls fail at once with UNAVAILABLE instead of
-// each waiting for its own attempt, so a dead peer costs microseconds.
+// call after it broke; while a connect attempt has been refused recently
+// (backoff: 100 ms doubling to 2 s), calls fail at once with UNAVAILABLE
+// instead of each waiting for its own attempt, so a dead peer costs
+// microseconds. A connection is also watched (h2_client.cc, "Liveness"): a
+// connect unanswered for 1 s is given up, and a connection on which a call
+// timed out, or idle for 10 s, is sent a PING; with no answer in 1 s it is
+// dead, its calls fail UNAVAILABLE, and the next call connects anew, so a
+// healed link is used at once instead of a socket stuck in TCP backoff.
 // Every call has a deadline (grpc-timeout for the server, and the client's
 // own clock); at the deadline the stream is reset and the call fails with
 // DEADLINE_EXCEEDED, never before it. A connection keeps its calls in one
