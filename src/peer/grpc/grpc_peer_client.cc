@@ -13,6 +13,9 @@
 
 #include <algorithm>
 #include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,6 +25,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -38,11 +42,115 @@ absl::Status FromGrpc(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
 }
 
+// What a call's completion needs, shared with the poller thread, which may
+// outlive the getter.
+struct Peer {
+  std::string address;
+  PeerClientOptions options;
+
+  absl::StatusOr<PeerValue> Answer(const grpc::Status& status, const grpc::ByteBuffer& response,
+                                   absl::Duration budget) const;
+};
+
+absl::StatusOr<PeerValue> Peer::Answer(const grpc::Status& status,
+                                       const grpc::ByteBuffer& response,
+                                       absl::Duration budget) const {
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return PeerDeadlineExceeded(absl::StrCat("lcache: deadline exceeded calling ", kGetMethod,
+                                             " on ", address, " (after ",
+                                             absl::FormatDuration(budget), ")"),
+                                budget, options.timeout);
+  }
+  if (!status.ok()) return FromGrpc(status);
+  std::optional<std::string> bytes = internal::BytesOf(response);
+  if (!bytes) {
+    return absl::InternalError(absl::StrCat("lcache: peer ", address, ": unreadable response"));
+  }
+  return internal::ValueOfGetResponse(address, *bytes);
+}
+
+// One call started by StartGet, from PrepareUnaryCall until its tag comes
+// out of the completion queue.
+struct AsyncCall {
+  grpc::ClientContext ctx;
+  grpc::ByteBuffer request;
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  absl::Duration budget;
+  PeerGetter::Done done;
+  std::unique_ptr<grpc::GenericClientAsyncResponseReader> reader;
+};
+
+// The getter's completion queue and the thread that polls it. Calls end
+// here, on a thread of ours: their contexts are destroyed after the call is
+// done and never on gRPC's own threads (destroying a context inside gRPC's
+// callback aborts gRPC 1.51 with "assertion failed: prior > 0"). Shared by
+// the getter and the thread: a getter released by the last `done` it ran
+// goes on this very thread, which then only detaches itself and drains.
+class Poller {
+ public:
+  explicit Poller(std::shared_ptr<const Peer> peer) : peer_(std::move(peer)) {}
+
+  static std::shared_ptr<Poller> Start(std::shared_ptr<const Peer> peer) {
+    auto poller = std::make_shared<Poller>(std::move(peer));
+    poller->thread_ = std::thread([p = poller] { p->Run(); });
+    return poller;
+  }
+
+  grpc::CompletionQueue* cq() { return &cq_; }
+
+  void Track(AsyncCall* call) {
+    std::lock_guard lock(mu_);
+    in_flight_.insert(call);
+  }
+
+  // Cancels the calls in flight (their `done` gets CANCELLED), lets the
+  // queue drain, and waits for the thread unless called on it.
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      for (AsyncCall* call : in_flight_) call->ctx.TryCancel();
+    }
+    cq_.Shutdown();
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();
+    } else {
+      thread_.join();
+    }
+  }
+
+ private:
+  void Run() {
+    void* tag;
+    bool ok;
+    while (cq_.Next(&tag, &ok)) {
+      auto* call = static_cast<AsyncCall*>(tag);
+      {
+        std::lock_guard lock(mu_);
+        in_flight_.erase(call);
+      }
+      PeerGetter::Done done = std::move(call->done);
+      absl::StatusOr<PeerValue> v = peer_->Answer(call->status, call->response, call->budget);
+      delete call;
+      done(std::move(v));
+    }
+  }
+
+  const std::shared_ptr<const Peer> peer_;
+  grpc::CompletionQueue cq_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::unordered_set<AsyncCall*> in_flight_ ABSL_GUARDED_BY(mu_);
+};
+
 class GrpcPeerGetter final : public PeerGetter {
  public:
   GrpcPeerGetter(const std::string& address, PeerClientOptions options)
       : peer_(std::make_shared<const Peer>(Peer{address, options})),
-        stub_(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())) {}
+        stub_(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())),
+        poller_(Poller::Start(peer_)) {}
+
+  ~GrpcPeerGetter() override { poller_->Stop(); }
 
   absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
     absl::StatusOr<PeerValue> value;
@@ -51,22 +159,14 @@ class GrpcPeerGetter final : public PeerGetter {
       value = std::move(v);
       done.Notify();
     });
-    // The call completes, at the latest at its deadline, on gRPC's threads.
+    // The call ends, at the latest at its deadline, on the poller's thread.
     done.WaitForNotification();
     return value;
   }
 
-  // The callback API: the call completes on gRPC's threads, which run `done`.
   bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
                 Done done) override {
-    struct Call {
-      grpc::ClientContext ctx;
-      grpc::ByteBuffer request;
-      grpc::ByteBuffer response;
-      absl::Duration budget;
-      Done done;
-    };
-    auto call = std::make_shared<Call>();
+    auto* call = new AsyncCall();
     call->request = internal::ByteBufferOf(wire::EncodeGetRequest(group, key));
     const absl::Time now = absl::Now();
     const absl::Time call_deadline = std::min(now + peer_->options.timeout, deadline);
@@ -74,45 +174,18 @@ class GrpcPeerGetter final : public PeerGetter {
     call->done = std::move(done);
     call->ctx.set_deadline(absl::ToChronoTime(call_deadline));
     if (peer_->options.mark_forwarded) call->ctx.AddMetadata(kForwardedMetadataKey, "1");
-    stub_.UnaryCall(&call->ctx, kGetMethod, grpc::StubOptions(), &call->request, &call->response,
-                    [peer = peer_, call](grpc::Status status) {
-                      call->done(peer->Answer(status, call->response, call->budget));
-                    });
+    call->reader = stub_.PrepareUnaryCall(&call->ctx, kGetMethod, call->request, poller_->cq());
+    poller_->Track(call);
+    call->reader->StartCall();
+    call->reader->Finish(&call->response, &call->status, call);
     return true;
   }
 
  private:
-  // What a call's completion needs, shared with the calls in flight: one may
-  // complete after the getter has gone (gRPC keeps the channel for it).
-  struct Peer {
-    std::string address;
-    PeerClientOptions options;
-
-    absl::StatusOr<PeerValue> Answer(const grpc::Status& status,
-                                     const grpc::ByteBuffer& response,
-                                     absl::Duration budget) const;
-  };
-
   const std::shared_ptr<const Peer> peer_;
   grpc::GenericStub stub_;  // owns the channel, shared by all calls
+  const std::shared_ptr<Poller> poller_;
 };
-
-absl::StatusOr<PeerValue> GrpcPeerGetter::Peer::Answer(const grpc::Status& status,
-                                                      const grpc::ByteBuffer& response,
-                                                      absl::Duration budget) const {
-    if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-      return PeerDeadlineExceeded(
-          absl::StrCat("lcache: deadline exceeded calling ", kGetMethod, " on ", address,
-                       " (after ", absl::FormatDuration(budget), ")"),
-          budget, options.timeout);
-    }
-    if (!status.ok()) return FromGrpc(status);
-    std::optional<std::string> bytes = internal::BytesOf(response);
-    if (!bytes) {
-      return absl::InternalError(absl::StrCat("lcache: peer ", address, ": unreadable response"));
-    }
-    return internal::ValueOfGetResponse(address, *bytes);
-}
 
 }  // namespace
 

@@ -230,7 +230,7 @@ class CallList {
   CallLink head_;
 };
 
-class H2Client::Connection {
+class H2Client::Connection : public std::enable_shared_from_this<H2Client::Connection> {
  public:
   Connection(Impl* client, std::string address) : client_(client), address_(std::move(address)) {}
   ~Connection() { Disconnect(); }
@@ -254,6 +254,7 @@ class H2Client::Connection {
     }
   }
   bool closed() const { return closed_; }
+  bool flush_pending = false;  // on Impl::to_flush
   const std::string& address() const { return address_; }
 
  private:
@@ -338,6 +339,7 @@ class H2Client::Connection {
 class H2Client::Impl {
  public:
   ~Impl() {
+    if (flush_event != nullptr) event_free(flush_event);
     for (event* e : graveyard) event_free(e);
     for (PendingCall* call : free_calls) delete call;
   }
@@ -365,6 +367,32 @@ class H2Client::Impl {
     impl->graveyard.clear();
   }
   std::vector<event*> graveyard;  // loop thread only
+
+  // Connections with calls submitted and not written yet, written together
+  // once the callbacks running now have returned. Loop thread only.
+  void FlushLater(Connection* c) {
+    if (c->flush_pending) return;
+    c->flush_pending = true;
+    to_flush.push_back(c->shared_from_this());
+    if (to_flush.size() > 1) return;
+    if (flush_event == nullptr) flush_event = event_new(loop.base(), -1, 0, &Impl::OnFlush, this);
+    if (flush_event != nullptr) {
+      event_active(flush_event, EV_TIMEOUT, 1);
+    } else {
+      OnFlush(-1, 0, this);
+    }
+  }
+  static void OnFlush(evutil_socket_t, short, void* self) {
+    auto* impl = static_cast<Impl*>(self);
+    std::vector<std::shared_ptr<Connection>> connections;
+    connections.swap(impl->to_flush);
+    for (const std::shared_ptr<Connection>& c : connections) {
+      c->flush_pending = false;
+      c->FlushOrFail();
+    }
+  }
+  std::vector<std::shared_ptr<Connection>> to_flush;
+  event* flush_event = nullptr;
 
   // A call record, recycled if one is free. Loop thread only.
   PendingCall* Acquire() {
@@ -440,9 +468,9 @@ void H2Client::Connection::Start(PendingCall* call, absl::Time now) {
     case State::kReady:
       if (!recycle_) {
         Submit(call, now);
-        if (!reading_ && !Flush()) {
-          Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", address_, " lost")));
-        }
+        // Written with the other calls made before the loop looks at its
+        // sockets again (a batch of requests forwarded at once: one send).
+        if (!reading_) client_->FlushLater(this);
         return;
       }
       waiting_.push_back(call);
@@ -895,6 +923,7 @@ H2Client::~H2Client() {
       c->Close(absl::CancelledError("lcache: client shutting down"));
     }
     impl->connections.clear();
+    impl->to_flush.clear();
   });
   impl->loop.Stop();
   nghttp2_session_callbacks_del(impl->callbacks);

@@ -1,0 +1,154 @@
+#!/usr/bin/python3
+"""What a cluster costs against one node: node CPU per request on a spread workload.
+
+lcache-bench sends Zipf-distributed keys (1M keys, Zipf 0.99, 100-byte
+synthetic values) to every node of a cluster (each call to a node picked at
+random), so (N-1)/N of the misses of the hot cache are forwarded to their
+owner. The same workload is sent to one node alone. Every node is pinned to
+core 0, lcache-bench to core 1. Per configuration: a fresh cluster, a
+WARMUP-second bench run (not measured), then the measured DURATION-second
+run; the nodes' utime+stime (/proc/PID/stat) before and after it, summed and
+divided by the calls completed, is the node CPU per request. RUNS runs,
+interleaved; medians and min-max printed, with the ratio cluster / one node.
+
+  bench/net_cluster.py                                  # build/bin, 3 runs
+  BUILDS=/work/baseline/build/bin,build/bin bench/net_cluster.py   # two builds side by side
+  NODE_ARGS="-hot-cache-mb 0" RUNS=1 bench/net_cluster.py
+
+Environment: BUILDS (build/bin; comma-separated bin directories, compared in
+the same run), RUNS (3), DURATION (10), WARMUP (10), KEYS (1000000), ZIPF
+(0.99), CONC (32), VALUE_BYTES (100), NODES (3), NODE_ARGS (extra node flags).
+Needs lcache-node and lcache-bench in each build directory, taskset.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BUILDS = [pathlib.Path(b) if pathlib.Path(b).is_absolute() else ROOT / b
+          for b in os.environ.get("BUILDS", "build/bin").split(",")]
+RUNS = int(os.environ.get("RUNS", 3))
+DURATION = float(os.environ.get("DURATION", 10))
+WARMUP = float(os.environ.get("WARMUP", 10))
+KEYS = int(os.environ.get("KEYS", 1_000_000))
+ZIPF = float(os.environ.get("ZIPF", 0.99))
+CONC = int(os.environ.get("CONC", 32))
+VALUE_BYTES = int(os.environ.get("VALUE_BYTES", 100))
+NODES = int(os.environ.get("NODES", 3))
+NODE_ARGS = os.environ.get("NODE_ARGS", "").split()
+TCK = os.sysconf("SC_CLK_TCK")
+_no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_ticks(pid):
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def start_nodes(binary, n, logdir):
+    ports = [free_port() for _ in range(n)]
+    hports = [free_port() for _ in range(n)]
+    peers = ",".join(f"127.0.0.1:{p}" for p in ports)
+    procs = []
+    for port, hport in zip(ports, hports):
+        log = open(pathlib.Path(logdir) / f"node-{port}.log", "wb")
+        procs.append(subprocess.Popen(
+            ["taskset", "-c", "0", str(binary / "lcache-node"), "-addr", f"127.0.0.1:{port}",
+             "-peers", peers, "-http", f"127.0.0.1:{hport}",
+             "-source", f"synthetic:{VALUE_BYTES}", *NODE_ARGS],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+    deadline = time.monotonic() + 10
+    for hport in hports:
+        while True:
+            try:
+                if _no_proxy.open(f"http://127.0.0.1:{hport}/readyz", timeout=1).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit(f"node with -http {hport} not ready; logs in {logdir}")
+            time.sleep(0.05)
+    return peers, procs
+
+
+def bench(binary, targets, seconds, seed):
+    r = subprocess.run(["taskset", "-c", "1", str(binary / "lcache-bench"), "-json",
+                        "-targets", targets, "-concurrency", str(CONC),
+                        "-duration-s", str(seconds), "-warmup-s", "0", "-keys", str(KEYS),
+                        "-dist", "zipf", "-zipf-s", str(ZIPF), "-seed", str(seed)],
+                       capture_output=True, text=True, timeout=seconds + 60)
+    try:
+        return json.loads(r.stdout)  # exit 1 with errors counted: reported, not fatal
+    except json.JSONDecodeError:
+        sys.exit(f"lcache-bench failed ({r.returncode}): {r.stderr}{r.stdout}")
+
+
+def one_run(binary, n, run, logdir):
+    peers, procs = start_nodes(binary, n, logdir)
+    try:
+        bench(binary, peers, WARMUP, seed=1000 + run)
+        before = sum(cpu_ticks(p.pid) for p in procs)
+        out = bench(binary, peers, DURATION, seed=2000 + run)
+        used = sum(cpu_ticks(p.pid) for p in procs) - before
+        calls = out["ok"] + out["errors"]
+        return {"cpu_us": used / TCK * 1e6 / calls, "qps": out["qps"],
+                "p99": out["latency_us"]["p99"], "errors": out["errors"]}
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+
+
+def fig(rs, key, fmt):
+    vals = [r[key] for r in rs]
+    return f"{fmt(statistics.median(vals))} ({fmt(min(vals))}–{fmt(max(vals))})"
+
+
+def main():
+    for b in BUILDS:
+        for tool in ("lcache-node", "lcache-bench"):
+            if not (b / tool).is_file():
+                sys.exit(f"missing {b / tool}")
+    logdir = tempfile.mkdtemp(prefix="lcache-net-cluster.")
+    print(f"{NODES} nodes vs 1, all on core 0, lcache-bench on core 1: {CONC} in flight, Zipf "
+          f"{ZIPF} over {KEYS} keys, {VALUE_BYTES} B values, node flags {NODE_ARGS or 'default'}; "
+          f"warm-up {WARMUP:g} s, measured {DURATION:g} s; {RUNS} runs, interleaved; "
+          f"logs in {logdir}", flush=True)
+    configs = [(b, n) for b in BUILDS for n in (NODES, 1)]
+    results = {c: [] for c in configs}
+    for run in range(RUNS):
+        for binary, n in configs:
+            r = one_run(binary, n, run, logdir)
+            results[(binary, n)].append(r)
+            print(f"  run {run + 1} {binary} x{n}: {r['cpu_us']:.2f} us node CPU/request, "
+                  f"{r['qps']:.0f} calls/s, p99 {r['p99']:.0f} us, errors {r['errors']}",
+                  flush=True)
+    print("\n| build | nodes | node CPU µs / request | calls/s | p99 µs | errors | CPU vs 1 node |")
+    print("|---|---|---|---|---|---|---|")
+    for binary, n in configs:
+        rs = results[(binary, n)]
+        one = statistics.median(r["cpu_us"] for r in results[(binary, 1)])
+        ratio = statistics.median(r["cpu_us"] for r in rs) / one
+        print(f"| {binary} | {n} | {fig(rs, 'cpu_us', lambda v: f'{v:.2f}')} | "
+              f"{fig(rs, 'qps', lambda v: f'{v / 1000:.1f}k')} | "
+              f"{fig(rs, 'p99', lambda v: f'{v:.0f}')} | {sum(r['errors'] for r in rs)} | "
+              f"{ratio:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
