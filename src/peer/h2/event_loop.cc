@@ -29,18 +29,36 @@ void EventLoop::Start() {
 }
 
 void EventLoop::Stop() {
-  if (!thread_.joinable()) return;
-  Post([this] { event_base_loopbreak(base_); });
-  thread_.join();
+  if (thread_.joinable()) {
+    Post([this] { event_base_loopbreak(base_); });
+    thread_.join();
+  }
+  // Tasks still queued, and any posted from now on, are dropped: they may
+  // hold what owns this loop (a reply holding its server loop), which would
+  // otherwise never be freed.
+  std::vector<std::function<void()>> dropped;
+  {
+    std::lock_guard lock(mu_);
+    stopped_ = true;
+    dropped.swap(tasks_);
+  }
 }
 
 void EventLoop::Post(std::function<void()> task) {
-  bool was_empty;
+  // After Stop, the task is dropped: last, once the lock is released, and
+  // nothing of this loop is touched after it (the task may own the loop).
+  std::function<void()> dropped;
+  bool was_empty = false;
   {
     std::lock_guard lock(mu_);
-    was_empty = tasks_.empty();
-    tasks_.push_back(std::move(task));
+    if (stopped_) {
+      dropped = std::move(task);
+    } else {
+      was_empty = tasks_.empty();
+      tasks_.push_back(std::move(task));
+    }
   }
+  if (dropped) return;
   // One wake-up per batch: the loop takes the whole queue when it wakes.
   if (was_empty) {
     const uint64_t one = 1;

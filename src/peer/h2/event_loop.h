@@ -33,12 +33,13 @@ class EventLoop {
 
   // Runs the loop on a new thread until Stop.
   void Start();
-  // Ends the loop after the callback it is running and joins the thread.
-  // Any thread but the loop's own.
+  // Ends the loop after the callback it is running and joins the thread;
+  // tasks still queued are dropped unrun, and so are tasks posted from now
+  // on. Any thread but the loop's own.
   void Stop();
 
   // Runs `task` on the loop's thread, soon; tasks run in the order posted.
-  // Any thread.
+  // Any thread. After Stop, `task` is destroyed unrun.
   void Post(std::function<void()> task);
 
   // Whether the caller is the loop's thread.
@@ -54,6 +55,7 @@ class EventLoop {
 
   std::mutex mu_;
   std::vector<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace lcache::internal
