@@ -481,6 +481,44 @@ class DeadPeerTest(ClusterTest):
         value = node.get(key, timeout=10)
         return key, value, (time.monotonic() - t0) * 1000
 
+    def test_a_paused_owner_costs_clients_with_the_go_deadline_no_error(self):
+        # The node's defaults (peer timeout 2 s, ejection on) and clients with
+        # the Go program's 2 s deadline: a peer call gets the time left less a
+        # reserve, so the fallback answers in time (docs/PROTOCOL.md 2.8).
+        a, b, c = self.start_cluster(3)
+        peers = a.peers
+        for key in self.keys_owned(peers, "warm", {b.addr: 2}):
+            self.assertEqual(a.get(key, timeout=2.0), synthetic_value(key, 64))
+        b.signal(signal.SIGSTOP)
+        try:
+            keys = self.keys_owned(peers, "paused", {b.addr: 16})
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(lambda k: self.timed_get_within(a, k, 2.0), keys))
+            for key, value, ms in results:
+                self.assertEqual(value, synthetic_value(key, 64), key)
+            slowest = max(ms for _, _, ms in results)
+            # The owner was really paused: the first calls waited for it.
+            self.assertGreaterEqual(slowest, 1000, results)
+        finally:
+            b.signal(signal.SIGCONT)
+        resumed = time.monotonic()
+        # Taken back soon: the ejection's backoff is at most 2 s, and the
+        # probe finds the peer at once.
+        fresh = iter(self.keys_owned(peers, "back", {b.addr: 1000}))
+
+        def forwarded_to_b():
+            key = next(fresh)
+            self.assertEqual(a.get(key, timeout=2.0), synthetic_value(key, 64))
+            return key in b.loads()
+
+        wait_until(forwarded_to_b, 10, "a forwarding to b after SIGCONT", interval=0.05)
+        self.assertLess(time.monotonic() - resumed, 3.5)
+
+    def timed_get_within(self, node, key, timeout):
+        t0 = time.monotonic()
+        value = node.get(key, timeout=timeout)
+        return key, value, (time.monotonic() - t0) * 1000
+
     def test_killed_then_hung_peer_then_restart(self):
         # Ejection off: this test pins the path without it (every request for
         # a hung owner waits the deadline); OutlierEjectionTest covers it.
