@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -23,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "gate.h"
 #include "gtest/gtest.h"
+#include "lcache/h2_peer.h"
 #include "lcache/hash_ring.h"
 
 namespace lcache {
@@ -106,6 +108,7 @@ class NodeTest : public ::testing::Test {
                     // No hot copies: every Get on a non-owner asks the owner.
                     .hot_cache_bytes = 0}},
         .peers = std::move(peers),
+        .io_threads = io_threads_,
         .peer_timeout = absl::Seconds(5),
         .grace = absl::Seconds(5),
     };
@@ -140,6 +143,7 @@ class NodeTest : public ::testing::Test {
   }
 
   std::vector<std::string> addresses_;
+  int io_threads_ = 1;
   Loads loads_;
   Gate slow_gate_;
   // Declared last: the nodes stop before the getters' state goes.
@@ -170,6 +174,47 @@ TEST_F(NodeTest, EachKeyIsLoadedOnceByItsOwner) {
   for (auto& node : nodes_) served += node->group("g")->Stats().server_requests;
   EXPECT_EQ(served, 2 * static_cast<int64_t>(keys.size()));  // two non-owners per key
   for (auto& node : nodes_) EXPECT_EQ(node->group("g")->Stats().peer_errors, 0);
+}
+
+// Clients' requests for one key owned by another node, arriving on both of
+// node 0's I/O threads at once: they meet in one flight (one peer call, one
+// load on the owner), the peer call is answered on one loop and the waiters
+// on the other loop get their replies posted. Under TSan this is the
+// asynchronous path's race check.
+TEST_F(NodeTest, ClientRequestsOnTwoLoopsShareOneForwardedLoad) {
+  io_threads_ = 2;
+  StartAll(addresses_);
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    const std::string k = absl::StrCat("slow-", i);
+    if (OwnerOf(addresses_, k) == addresses_[1]) key = k;
+  }
+  // A client with two loops opens two connections: node 0 deals them to its
+  // two loops.
+  absl::StatusOr<std::shared_ptr<H2PeerClient>> client = H2PeerClient::Create(2);
+  ASSERT_TRUE(client.ok()) << client.status();
+  std::shared_ptr<PeerGetter> to_node0 =
+      (*client)->NewGetter(addresses_[0], {.timeout = absl::Seconds(10), .mark_forwarded = false});
+  constexpr int kCallers = 20;
+  std::vector<std::thread> callers;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < kCallers; ++i) {
+    callers.emplace_back([&] {
+      absl::StatusOr<PeerValue> v = to_node0->Get("g", key);
+      if (v.ok() && v->value.view() == ValueOf(key)) ++ok;
+    });
+  }
+  Group* g0 = nodes_[0]->group("g");
+  // Every request has joined (a miss each), and the owner's getter holds the load.
+  ASSERT_TRUE(AwaitTrue([&] { return g0->Stats().loads == kCallers; }));
+  slow_gate_.AwaitWaiters(1);
+  slow_gate_.Open();
+  for (std::thread& t : callers) t.join();
+  EXPECT_EQ(ok, kCallers);
+  EXPECT_EQ(LoadersOf(key), std::multiset<std::string>{addresses_[1]});
+  EXPECT_EQ(g0->Stats().loads_deduped, 1);  // one peer call for the twenty
+  EXPECT_EQ(g0->Stats().peer_loads, 1);
+  EXPECT_EQ(nodes_[1]->group("g")->Stats().server_requests, 1);
 }
 
 TEST_F(NodeTest, APeerSetChangeMovesKeysToTheirNewOwners) {

@@ -70,8 +70,7 @@ PeerService::PeerService(const PeerServerOptions& options)
             },
             &queued);
         if (accepted) return absl::OkStatus();
-        if (l->skip_after_ns.load(std::memory_order_relaxed) !=
-            std::numeric_limits<int64_t>::max()) {
+        if (l->stopped.load(std::memory_order_relaxed)) {
           return absl::UnavailableError("lcache: server shutting down");
         }
         return absl::ResourceExhaustedError(
@@ -133,6 +132,7 @@ PeerReply PeerService::HealthCheck(std::string_view message) const {
 
 void PeerService::Stop(absl::Time skip_after) {
   SkipLoadsAfter(skip_after);
+  loads_->stopped.store(true, std::memory_order_relaxed);
   loads_->executor.Stop();
 }
 

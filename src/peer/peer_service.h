@@ -93,6 +93,7 @@ class PeerService {
   struct Loads {
     Loads(int threads, int max_queued) : executor(threads, max_queued) {}
     std::atomic<int64_t> skip_after_ns;
+    std::atomic<bool> stopped{false};  // refusals then say "shutting down"
     LoadExecutor executor;
   };
   const std::shared_ptr<Loads> loads_;
