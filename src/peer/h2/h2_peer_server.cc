@@ -38,6 +38,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -689,10 +690,28 @@ absl::Status H2PeerServer::Start(const std::string& address) {
       return absl::InternalError("lcache: cannot create an event loop");
     }
   }
-  accept_event_ =
-      event_new(loops_[0]->base(), listen_fd_, EV_READ | EV_PERSIST, &H2PeerServer::OnAccept, this);
-  event_add(accept_event_, nullptr);
-  for (auto& loop : loops_) loop->Start();
+  const auto listen = [this] {
+    accept_event_ = event_new(loops_[0]->base(), listen_fd_, EV_READ | EV_PERSIST,
+                              &H2PeerServer::OnAccept, this);
+    if (accept_event_ != nullptr) event_add(accept_event_, nullptr);
+  };
+  if (client_ == nullptr) {
+    listen();  // our loops do not run yet
+    for (auto& loop : loops_) loop->Start();
+  } else {
+    // The client's loops already run, and a libevent base is not thread-safe
+    // here: the accept event is added on loop 0's own thread.
+    std::promise<void> added;
+    loops_[0]->Post([&] {
+      listen();
+      added.set_value();
+    });
+    added.get_future().wait();
+  }
+  if (accept_event_ == nullptr) {
+    Shutdown(absl::ZeroDuration());
+    return absl::InternalError("lcache: cannot watch the listening socket");
+  }
   return absl::OkStatus();
 }
 
