@@ -5,6 +5,7 @@
 // the test drains by hand, so "queued" and "started" are under its control.
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -262,21 +263,39 @@ TEST(GroupAsyncTest, ATaskDroppedByAStoppingRunnerEndsTheFlightWithItsError) {
 }
 
 // A peer answered on a thread of its own, like a transport's I/O thread; it
-// records the deadline it was given.
+// records the deadline it was given, holds every call until Open(), and
+// ends a call at once with CANCELLED when its Cancel is called.
 class ThreadedPeer : public PeerGetter {
  public:
   absl::StatusOr<PeerValue> Get(std::string_view, std::string_view) override {
     return absl::InternalError("the synchronous Get must not be used");
   }
-  bool StartGet(std::string_view, std::string_view key, absl::Time deadline, Done done) override {
+  bool StartGet(std::string_view, std::string_view key, absl::Time deadline, Done done,
+                Cancel* cancel) override {
     ++calls;
+    auto cancelled = std::make_shared<bool>(false);  // guarded by mu
     {
       std::lock_guard lock(mu);
       deadlines.push_back(deadline);
     }
-    threads.emplace_back([this, key = std::string(key), done = std::move(done)] {
-      gate.Wait();
-      if (fail) {
+    if (cancel != nullptr) {
+      *cancel = [this, cancelled] {
+        ++cancels;
+        std::lock_guard lock(mu);
+        *cancelled = true;
+        cv.notify_all();
+      };
+    }
+    threads.emplace_back([this, cancelled, key = std::string(key), done = std::move(done)] {
+      bool was_cancelled;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return open || *cancelled; });
+        was_cancelled = *cancelled;
+      }
+      if (was_cancelled) {
+        done(absl::CancelledError("called off"));
+      } else if (fail) {
         done(absl::UnavailableError("peer down"));
       } else {
         done(PeerValue(ByteView::Copy("remote-" + key)));
@@ -284,10 +303,15 @@ class ThreadedPeer : public PeerGetter {
     });
     return true;
   }
+  void Open() {
+    std::lock_guard lock(mu);
+    open = true;
+    cv.notify_all();
+  }
   // The last reference may be the Group's, dropped on one of our threads
   // when its callback returns: that one cannot join itself.
   ~ThreadedPeer() override {
-    gate.Open();
+    Open();
     for (std::thread& t : threads) {
       if (t.get_id() == std::this_thread::get_id()) {
         t.detach();
@@ -297,10 +321,12 @@ class ThreadedPeer : public PeerGetter {
     }
   }
 
-  Gate gate;
   std::atomic<int> calls{0};
+  std::atomic<int> cancels{0};
   std::atomic<bool> fail{false};
   std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;  // guarded by mu
   std::vector<absl::Time> deadlines;
   std::vector<std::thread> threads;
 };
@@ -335,11 +361,54 @@ TEST(GroupAsyncTest, APeerCallIsSharedByItsWaitersAndAnsweredOnThePeersThread) {
   for (int i = 0; i < 20; ++i) group->GetAsync("Tom", {.run_load = runner.runner()}, answers.Add());
   EXPECT_EQ(peer->calls, 1);
   EXPECT_EQ(runner.queued(), 0u);  // a peer call needs no load thread
-  peer->gate.Open();
+  peer->Open();
   ASSERT_TRUE(Eventually([&] { return answers.size() == 20; }));
   for (const auto& v : answers.results()) EXPECT_EQ(v->value.view(), "remote-Tom");
   EXPECT_EQ(loads, 0);
   EXPECT_EQ(group->Stats().peer_loads, 1);
+}
+
+// CallerLeft resets the peer call once every caller of the flight has gone,
+// and the flight ends CANCELLED without a fallback load.
+TEST(GroupAsyncTest, APeerCallEveryCallerLeftIsResetWithoutAFallback) {
+  auto peer = std::make_shared<ThreadedPeer>();
+  OnePeerPicker picker(peer);
+  std::atomic<int> loads{0};
+  auto group = MakeGroup({.getter = CountingGetter(&loads), .peers = &picker});
+  ManualRunner runner;
+  Answers answers;
+  auto a = std::make_shared<std::atomic<bool>>(false);
+  auto b = std::make_shared<std::atomic<bool>>(false);
+  group->GetAsync("Tom", {.run_load = runner.runner(), .cancelled = a}, answers.Add());
+  group->GetAsync("Tom", {.run_load = runner.runner(), .cancelled = b}, answers.Add());
+  EXPECT_EQ(peer->calls, 1);
+  a->store(true);
+  group->CallerLeft("Tom");
+  EXPECT_EQ(peer->cancels, 0);  // b still waits
+  b->store(true);
+  group->CallerLeft("Tom");
+  EXPECT_EQ(peer->cancels, 1);
+  ASSERT_TRUE(Eventually([&] { return answers.size() == 2; }));
+  for (const auto& v : answers.results()) {
+    EXPECT_TRUE(absl::IsCancelled(v.status())) << v.status();
+    EXPECT_TRUE(IsLoadNotRun(v.status()));
+  }
+  EXPECT_EQ(runner.queued(), 0u);  // no fallback
+  EXPECT_EQ(loads, 0);
+  const GroupStats stats = group->Stats();
+  EXPECT_EQ(stats.loads_cancelled, 1);
+  EXPECT_EQ(stats.peer_errors, 0);
+  // A caller without a flag keeps the next flight's call alive.
+  Answers more;
+  auto c = std::make_shared<std::atomic<bool>>(false);
+  group->GetAsync("Jack", {.run_load = runner.runner(), .cancelled = c}, more.Add());
+  group->GetAsync("Jack", {.run_load = runner.runner()}, more.Add());
+  c->store(true);
+  group->CallerLeft("Jack");
+  EXPECT_EQ(peer->cancels, 1);
+  peer->Open();
+  ASSERT_TRUE(Eventually([&] { return more.size() == 2; }));
+  for (const auto& v : more.results()) EXPECT_EQ(v->value.view(), "remote-Jack");
 }
 
 TEST(GroupAsyncTest, AFailedPeerCallFallsBackToOneLocalLoadOnTheRunner) {
@@ -351,7 +420,7 @@ TEST(GroupAsyncTest, AFailedPeerCallFallsBackToOneLocalLoadOnTheRunner) {
   ManualRunner runner;
   Answers answers;
   for (int i = 0; i < 5; ++i) group->GetAsync("Tom", {.run_load = runner.runner()}, answers.Add());
-  peer->gate.Open();
+  peer->Open();
   // The fallback waits for a load thread: the getter never runs on the
   // peer's (I/O) thread.
   ASSERT_TRUE(Eventually([&] { return runner.queued() == 1; }));
@@ -377,7 +446,7 @@ TEST(GroupAsyncTest, APeerCallLeavesAQuarterOfTheCallersTimeForTheFallback) {
                   answers.Add());
   group->GetAsync("c", {.run_load = runner.runner()}, answers.Add());
   const absl::Time t1 = absl::Now();
-  peer->gate.Open();
+  peer->Open();
   ASSERT_TRUE(Eventually([&] { return answers.size() == 3; }));
   std::lock_guard lock(peer->mu);
   ASSERT_EQ(peer->deadlines.size(), 3u);
@@ -424,7 +493,7 @@ TEST(GroupAsyncTest, SyncAndAsyncCallersShareOneFlightAndTheSyncLeaderRunsTheGet
 TEST(GroupAsyncTest, ASyncGetWhosePeerFailsRunsTheFallbackOnItsOwnThread) {
   auto peer = std::make_shared<ThreadedPeer>();
   peer->fail = true;
-  peer->gate.Open();
+  peer->Open();
   OnePeerPicker picker(peer);
   std::atomic<std::thread::id> getter_thread{};
   auto group = MakeGroup({.getter =

@@ -397,10 +397,13 @@ absl::StatusOr<PeerValue> GetBefore(PeerGetter& peer, std::string_view group,
                                     std::string_view key, absl::Time deadline) {
   absl::StatusOr<PeerValue> value;
   absl::Notification done;
-  EXPECT_TRUE(peer.StartGet(group, key, deadline, [&](absl::StatusOr<PeerValue> v) {
-    value = std::move(v);
-    done.Notify();
-  }));
+  EXPECT_TRUE(peer.StartGet(
+      group, key, deadline,
+      [&](absl::StatusOr<PeerValue> v) {
+        value = std::move(v);
+        done.Notify();
+      },
+      nullptr));
   done.WaitForNotification();
   return value;
 }

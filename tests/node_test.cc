@@ -110,6 +110,7 @@ class NodeTest : public ::testing::Test {
         .peers = std::move(peers),
         .io_threads = io_threads_,
         .peer_timeout = absl::Seconds(5),
+        .load_threads = load_threads_,
         .grace = absl::Seconds(5),
     };
   }
@@ -144,6 +145,7 @@ class NodeTest : public ::testing::Test {
 
   std::vector<std::string> addresses_;
   int io_threads_ = 1;
+  int load_threads_ = 8;
   Loads loads_;
   Gate slow_gate_;
   // Declared last: the nodes stop before the getters' state goes.
@@ -215,6 +217,55 @@ TEST_F(NodeTest, ClientRequestsOnTwoLoopsShareOneForwardedLoad) {
   EXPECT_EQ(g0->Stats().loads_deduped, 1);  // one peer call for the twenty
   EXPECT_EQ(g0->Stats().peer_loads, 1);
   EXPECT_EQ(nodes_[1]->group("g")->Stats().server_requests, 1);
+}
+
+// A client that gives up on a forwarded miss costs no load anywhere: its
+// stream reset on node 0 resets node 0's call to the owner, and the owner
+// drops the load it had queued for it.
+TEST_F(NodeTest, AClientThatLeavesCancelsTheLoadAcrossTheHop) {
+  load_threads_ = 1;
+  StartAll(addresses_);
+  std::vector<std::string> owned_by_1;
+  for (int i = 0; owned_by_1.size() < 2; ++i) {
+    const std::string k = absl::StrCat("slow-", i);
+    if (OwnerOf(addresses_, k) == addresses_[1]) owned_by_1.push_back(k);
+  }
+  const std::string& busy = owned_by_1[0];
+  const std::string& left = owned_by_1[1];
+  absl::StatusOr<std::shared_ptr<H2PeerClient>> client = H2PeerClient::Create();
+  ASSERT_TRUE(client.ok()) << client.status();
+  const PeerClientOptions as_client{.timeout = absl::Seconds(10), .mark_forwarded = false};
+  // Node 1's only load thread is held by `busy`.
+  std::thread holder([&] {
+    EXPECT_TRUE((*client)->NewGetter(addresses_[1], as_client)->Get("g", busy).ok());
+  });
+  slow_gate_.AwaitWaiters(1);
+  // `left`, asked of node 0, is forwarded to node 1 and queued there.
+  std::shared_ptr<PeerGetter> to_node0 = (*client)->NewGetter(addresses_[0], as_client);
+  std::atomic<bool> answered{false};
+  absl::Status answer;
+  PeerGetter::Cancel cancel;
+  ASSERT_TRUE(to_node0->StartGet(
+      "g", left, absl::InfiniteFuture(),
+      [&](absl::StatusOr<PeerValue> v) {
+        answer = v.status();
+        answered = true;
+      },
+      &cancel));
+  Group* g0 = nodes_[0]->group("g");
+  Group* g1 = nodes_[1]->group("g");
+  ASSERT_TRUE(AwaitTrue([&] { return g1->Stats().server_requests == 2; }));
+  cancel();
+  ASSERT_TRUE(AwaitTrue([&] { return answered.load(); }));
+  EXPECT_TRUE(absl::IsCancelled(answer)) << answer;
+  // Node 0 reset its call to node 1 (no fallback load of its own)...
+  ASSERT_TRUE(AwaitTrue([&] { return g0->Stats().loads_cancelled == 1; }));
+  // ...and node 1 drops the queued load once its load thread is free.
+  slow_gate_.Open();
+  holder.join();
+  ASSERT_TRUE(AwaitTrue([&] { return g1->Stats().loads_cancelled == 1; }));
+  EXPECT_TRUE(LoadersOf(left).empty());
+  EXPECT_EQ(g0->Stats().peer_errors, 0);
 }
 
 TEST_F(NodeTest, APeerSetChangeMovesKeysToTheirNewOwners) {

@@ -148,8 +148,9 @@ struct GroupStats {
   int64_t local_loads = 0;      // getter calls that succeeded
   int64_t local_load_errs = 0;  // getter calls that failed
   int64_t server_requests = 0;  // requests that came from peers
-  int64_t loads_cancelled = 0;  // loads dropped before they started: every caller
-                                // waiting for them had gone or was past its deadline
+  int64_t loads_cancelled = 0;  // loads dropped before they started, and peer calls
+                                // reset, because every caller waiting for them had
+                                // gone or was past its deadline
   StoreStats store;
   StoreStats hot_store;  // all zero without a hot cache
   // Latencies, timed with the group's clock. Hits are not timed (a clock read
@@ -247,6 +248,14 @@ class Group {
 
   // Counts a request that arrived from a peer (for the transport).
   void CountServerRequest();
+
+  // Tells the group that a GetAsync caller of `key` has set its `cancelled`
+  // flag (any thread, outside the callbacks of the caller's transport): if
+  // every caller waiting on the key's flight has now gone, a peer call in
+  // flight for it is reset and the flight ends CANCELLED (counted in
+  // loads_cancelled), with no fallback load. Without this call only loads
+  // still queued are dropped.
+  void CallerLeft(std::string_view key);
 
   const std::string& name() const { return name_; }
   GroupStats Stats() const;

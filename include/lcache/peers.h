@@ -45,6 +45,10 @@ class PeerGetter {
   virtual absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) = 0;
 
   using Done = std::function<void(absl::StatusOr<PeerValue>)>;
+  // Calls off a call StartGet started: the call is reset on the wire, and
+  // `done` runs with CANCELLED if it has not run yet. Any thread, any time;
+  // a no-op once `done` has run.
+  using Cancel = std::function<void()>;
 
   // The asynchronous Get, answered by `done` exactly once, on whatever
   // thread completes the call (a transport's I/O thread, or the caller's
@@ -52,12 +56,14 @@ class PeerGetter {
   // `deadline` (the caller's, already less the time a fallback needs) or the
   // getter's own timeout, whichever comes first; when the caller's deadline
   // cut the call short, a DEADLINE_EXCEEDED carries CallerDeadlinePayload.
+  // With `cancel` not null, *cancel is set to a Cancel for this call (before
+  // StartGet returns; `done` may have run already).
   // Returns false, without calling `done`, when this getter has no
   // asynchronous path: the Group then calls Get on a thread that may block.
   // The lean and gRPC transports' getters have one.
   virtual bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
-                        Done done) {
-    (void)group, (void)key, (void)deadline, (void)done;
+                        Done done, Cancel* cancel) {
+    (void)group, (void)key, (void)deadline, (void)done, (void)cancel;
     return false;
   }
 };

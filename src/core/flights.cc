@@ -4,6 +4,7 @@
 
 #include "absl/hash/hash.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
 
 namespace lcache::internal {
 
@@ -77,6 +78,47 @@ bool Flight::Abandoned(absl::Time now, absl::Status* status) const {
                 : absl::DeadlineExceededError(
                       "lcache: every caller's deadline passed before the load started");
   return true;
+}
+
+std::shared_ptr<Flight> Flights::Find(std::string_view key) {
+  Shard& shard = ShardOf(key);
+  std::lock_guard lock(shard.mu);
+  auto it = shard.flights.find(absl::string_view(key.data(), key.size()));
+  return it == shard.flights.end() ? nullptr : it->second;
+}
+
+void Flight::SetCancel(std::function<void()> cancel) {
+  {
+    std::lock_guard lock(mu_);
+    if (waiters_.empty()) return;  // finished already
+    cancel_ = std::move(cancel);
+  }
+  // A caller that left before the cancel was there found nothing to call off.
+  CallOffIfAbandoned(absl::Now());
+}
+
+void Flight::ClearCancel() {
+  std::function<void()> cancel;  // destroyed outside the lock
+  std::lock_guard lock(mu_);
+  cancel.swap(cancel_);
+}
+
+void Flight::CallOffIfAbandoned(absl::Time now) {
+  absl::Status why;
+  if (!Abandoned(now, &why)) return;
+  std::function<void()> cancel;
+  {
+    std::lock_guard lock(mu_);
+    if (called_off_ || cancel_ == nullptr) return;
+    called_off_ = true;
+    cancel.swap(cancel_);
+  }
+  cancel();
+}
+
+bool Flight::called_off() const {
+  std::lock_guard lock(mu_);
+  return called_off_;
 }
 
 size_t Flights::InFlight() const {

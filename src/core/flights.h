@@ -61,6 +61,15 @@ class Flight {
   // cancelled, else DEADLINE_EXCEEDED.
   bool Abandoned(absl::Time now, absl::Status* status) const;
 
+  // The way to call off the step in progress (a peer call's Cancel), until
+  // ClearCancel. If every waiter has already gone, it is called at once.
+  void SetCancel(std::function<void()> cancel);
+  void ClearCancel();
+  // Calls the flight off if every waiter has gone at `now`: runs its cancel,
+  // once, outside the lock. The step's answer then finds called_off().
+  void CallOffIfAbandoned(absl::Time now);
+  bool called_off() const;
+
   const std::string& key() const { return key_; }
 
  private:
@@ -69,6 +78,8 @@ class Flight {
   const std::string key_;
   mutable std::mutex mu_;
   std::vector<FlightWaiter> waiters_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> cancel_ ABSL_GUARDED_BY(mu_);
+  bool called_off_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // The flights of one table (a Group has two), by key.
@@ -93,6 +104,9 @@ class Flights {
   // flight instead of getting this result), then every waiter's `done` runs
   // with `result`, on this thread, in the order they joined.
   void Finish(const std::shared_ptr<Flight>& flight, const Result& result);
+
+  // The flight of `key`, or null.
+  std::shared_ptr<Flight> Find(std::string_view key);
 
   // Number of keys with a flight.
   size_t InFlight() const;

@@ -338,9 +338,15 @@ void Group::StartRemote(std::shared_ptr<FlightContext> f) {
   const absl::Time deadline = PeerDeadline(absl::Now(), f->deadline);
   // The callback holds the peer: PickPeer's pointer keeps it usable for the
   // call, whatever happens to the peer set meanwhile.
-  if (peer->StartGet(name_, key, deadline, [this, f, peer, asked_at](absl::StatusOr<PeerValue> v) {
-        OnPeerAnswer(f, std::move(v), asked_at);
-      })) {
+  PeerGetter::Cancel cancel;
+  if (peer->StartGet(
+          name_, key, deadline,
+          [this, f, peer, asked_at](absl::StatusOr<PeerValue> v) {
+            OnPeerAnswer(f, std::move(v), asked_at);
+          },
+          &cancel)) {
+    // From now on a CallerLeft that finds every caller gone resets the call.
+    if (cancel != nullptr) f->flight->SetCancel(std::move(cancel));
     return;
   }
   // No asynchronous path: the blocking Get runs where the getter would.
@@ -367,6 +373,15 @@ void Group::StartRemote(std::shared_ptr<FlightContext> f) {
 void Group::OnPeerAnswer(std::shared_ptr<FlightContext> f, absl::StatusOr<PeerValue> v,
                          absl::Time asked_at) {
   peer_latency_.Record(clock_->Now() - asked_at);
+  f->flight->ClearCancel();
+  if (absl::IsCancelled(v.status()) && f->flight->called_off()) {
+    // Every caller left and the call was reset: nobody to fall back for.
+    counters_->Add(Counters::kLoadsCancelled);
+    remote_flights_->Finish(
+        f->flight,
+        NotRun(absl::CancelledError("lcache: every caller left; the peer call was reset")));
+    return;
+  }
   if (v.ok()) {
     counters_->Add(Counters::kPeerLoads);
     ExpiringValue fetched(std::move(v->value), ExpiryOf(*v, asked_at));
@@ -481,6 +496,12 @@ int64_t Group::ReclaimExpired(int64_t max_entries) {
 }
 
 void Group::CountServerRequest() { counters_->Add(Counters::kServerRequests); }
+
+void Group::CallerLeft(std::string_view key) {
+  if (std::shared_ptr<internal::Flight> flight = remote_flights_->Find(key)) {
+    flight->CallOffIfAbandoned(absl::Now());
+  }
+}
 
 
 GroupStats Group::Stats() const {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "lcache/grpc_peer.h"
 #include "lcache/h2_peer.h"
+#include "lcache/outlier_ejection.h"
 #include "lcache/peer_server.h"
 #include "node/admin_http.h"
 #include "spdlog/spdlog.h"
@@ -34,18 +35,22 @@ class LoggedPeer final : public PeerGetter {
   }
 
   bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
-                Done done) override {
+                Done done, Cancel* cancel) override {
     return peer_->StartGet(group, key, deadline,
                            [this, key = std::string(key), done = std::move(done)](
                                absl::StatusOr<PeerValue> v) {
                              Log(v.status(), key);
                              done(std::move(v));
-                           });
+                           },
+                           cancel);
   }
 
  private:
+  // A call its caller's short deadline cut off, or that this node called
+  // off, says nothing about the peer.
   void Log(const absl::Status& status, std::string_view key) const {
-    if (!status.ok() && !absl::IsNotFound(status) && !absl::IsInvalidArgument(status)) {
+    if (!status.ok() && !absl::IsNotFound(status) && !absl::IsInvalidArgument(status) &&
+        !absl::IsCancelled(status) && !IsCallerDeadline(status)) {
       spdlog::warn("peer {} failed for key={}: {}", address_, key, status.ToString());
     }
   }

@@ -81,7 +81,7 @@ PeerService::PeerService(const PeerServerOptions& options)
 
 std::optional<PeerReply> PeerService::Get(std::string_view message, bool forwarded,
                                           absl::Time deadline, std::function<void(PeerReply)> done,
-                                          std::shared_ptr<std::atomic<bool>>* caller_gone) {
+                                          CallerGone* caller_gone) {
   if (message.size() > max_request_bytes_) {
     return PeerReply::Error(absl::StatusCode::kInvalidArgument,
                             absl::StrCat("lcache: request of ", message.size(),
@@ -102,7 +102,11 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
   }
   // Made only for a miss, so a hit allocates nothing for it.
   std::shared_ptr<std::atomic<bool>> gone;
-  if (caller_gone != nullptr) gone = *caller_gone = std::make_shared<std::atomic<bool>>(false);
+  if (caller_gone != nullptr) {
+    gone = std::make_shared<std::atomic<bool>>(false);
+    caller_gone->flag = gone;
+    caller_gone->tell = [group, key = request->key] { group->CallerLeft(key); };
+  }
   group->GetAsync(request->key,
                   {.scope = forwarded ? LoadScope::kLocalOnly : LoadScope::kAnywhere,
                    .run_load = run_load_,

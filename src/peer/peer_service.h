@@ -39,6 +39,15 @@ struct PeerReply {
   }
 };
 
+// For a transport that can tell when nobody will read a miss's answer
+// (stream reset, connection closed): set `flag` then, and run `tell` soon
+// after, on a thread of the transport's but outside its callbacks (it may
+// reset a peer call, whose end answers other callers).
+struct CallerGone {
+  std::shared_ptr<std::atomic<bool>> flag;
+  std::function<void()> tell;
+};
+
 class PeerService {
  public:
   // REQUIRES: options were validated (ValidatePeerServerOptions).
@@ -53,13 +62,13 @@ class PeerService {
   // and a load that has not started by then, for every caller waiting on
   // it, is skipped and answered DEADLINE_EXCEEDED. `caller_gone`, for a
   // transport that can tell when nobody will read the answer: on a miss it
-  // receives a flag to set then (stream reset, connection closed); a load
-  // that has not started when every caller waiting on it has gone is
-  // skipped and answered CANCELLED. Skipped loads count in the group's
-  // loads_cancelled; a load that has started runs to its end.
+  // is filled in (see CallerGone). A load that has not started when every
+  // caller waiting on it has gone is skipped and answered CANCELLED, and a
+  // peer call in flight for them is reset. Both count in the group's
+  // loads_cancelled; a getter that has started runs to its end.
   std::optional<PeerReply> Get(std::string_view message, bool forwarded, absl::Time deadline,
                                std::function<void(PeerReply)> done,
-                               std::shared_ptr<std::atomic<bool>>* caller_gone = nullptr);
+                               CallerGone* caller_gone = nullptr);
 
   // Answers a grpc.health.v1.Health/Check request message (protobuf): for
   // the service "" or "lcache.LCache", SERVING while the options' `serving`

@@ -81,8 +81,9 @@ constexpr uint64_t kFailureMask = 0xffffffff;
 }  // namespace
 
 void PeerHealth::Record(const absl::Status& status, uint64_t epoch) {
-  // Cut short by its caller: the call proves neither life nor failure.
-  if (IsCallerDeadline(status)) return;
+  // Cut short by its caller, or called off: the call proves neither life
+  // nor failure.
+  if (IsCallerDeadline(status) || absl::IsCancelled(status)) return;
   uint64_t current = epoch_failures_.load(std::memory_order_relaxed);
   if (!IsPeerFailure(status)) {
     // Any answer proves the peer alive. Read before writing, so that the

@@ -38,14 +38,15 @@ class MonitoredPeer final : public PeerGetter {
   }
 
   bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
-                Done done) override {
+                Done done, Cancel* cancel) override {
     const uint64_t epoch = health_.epoch();
     // The health outlives the call: the Group holds this peer until it ends.
     return peer_->StartGet(group, key, deadline,
                            [this, epoch, done = std::move(done)](absl::StatusOr<PeerValue> v) {
                              health_.Record(v.status(), epoch);
                              done(std::move(v));
-                           });
+                           },
+                           cancel);
   }
 
   PeerHealth& health() { return health_; }
@@ -70,13 +71,14 @@ class ProbeCall final : public PeerGetter {
   }
 
   bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
-                Done done) override {
+                Done done, Cancel* cancel) override {
     return peer_->peer().StartGet(
         group, key, deadline,
         [peer = peer_, done = std::move(done)](absl::StatusOr<PeerValue> v) {
           peer->health().RecordProbe(v.status());
           done(std::move(v));
-        });
+        },
+        cancel);
   }
 
  private:

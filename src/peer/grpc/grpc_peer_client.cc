@@ -78,6 +78,7 @@ struct AsyncCall {
   grpc::Status status;
   absl::Duration budget;
   PeerGetter::Done done;
+  uint64_t serial = 0;
   std::unique_ptr<grpc::GenericClientAsyncResponseReader> reader;
 };
 
@@ -101,7 +102,19 @@ class Poller {
 
   void Track(AsyncCall* call) {
     std::lock_guard lock(mu_);
+    call->serial = next_serial_++;
     in_flight_.insert(call);
+  }
+
+  // Cancels `call` if it is still in flight and the same call (serial).
+  void Cancel(const AsyncCall* call, uint64_t serial) {
+    std::lock_guard lock(mu_);
+    auto it = in_flight_.find(const_cast<AsyncCall*>(call));
+    if (it != in_flight_.end() && (*it)->serial == serial) (*it)->ctx.TryCancel();
+  }
+  uint64_t SerialOf(const AsyncCall* call) {
+    std::lock_guard lock(mu_);
+    return call->serial;
   }
 
   // Cancels the calls in flight (their `done` gets CANCELLED), lets the
@@ -141,6 +154,7 @@ class Poller {
   std::thread thread_;
   std::mutex mu_;
   std::unordered_set<AsyncCall*> in_flight_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_serial_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 class GrpcPeerGetter final : public PeerGetter {
@@ -155,17 +169,20 @@ class GrpcPeerGetter final : public PeerGetter {
   absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
     absl::StatusOr<PeerValue> value;
     absl::Notification done;
-    StartGet(group, key, absl::InfiniteFuture(), [&value, &done](absl::StatusOr<PeerValue> v) {
-      value = std::move(v);
-      done.Notify();
-    });
+    StartGet(
+        group, key, absl::InfiniteFuture(),
+        [&value, &done](absl::StatusOr<PeerValue> v) {
+          value = std::move(v);
+          done.Notify();
+        },
+        nullptr);
     // The call ends, at the latest at its deadline, on the poller's thread.
     done.WaitForNotification();
     return value;
   }
 
   bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
-                Done done) override {
+                Done done, Cancel* cancel) override {
     auto* call = new AsyncCall();
     call->request = internal::ByteBufferOf(wire::EncodeGetRequest(group, key));
     const absl::Time now = absl::Now();
@@ -176,6 +193,11 @@ class GrpcPeerGetter final : public PeerGetter {
     if (peer_->options.mark_forwarded) call->ctx.AddMetadata(kForwardedMetadataKey, "1");
     call->reader = stub_.PrepareUnaryCall(&call->ctx, kGetMethod, call->request, poller_->cq());
     poller_->Track(call);
+    if (cancel != nullptr) {
+      // Read before the call starts: from then on it may end and go at any time.
+      const uint64_t serial = poller_->SerialOf(call);
+      *cancel = [poller = poller_, call, serial] { poller->Cancel(call, serial); };
+    }
     call->reader->StartCall();
     call->reader->Finish(&call->response, &call->status, call);
     return true;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -175,6 +176,7 @@ struct PendingCall : CallLink {
   std::string request;  // prefixed
   size_t sent = 0;
   H2Client::Done done;
+  uint64_t serial = 0;    // > 0: a CallHandle names it
   int32_t stream_id = 0;  // > 0: open on the wire
 
   int http_status = 0;
@@ -193,6 +195,14 @@ class CallList {
 
   bool empty() const { return head_.next == &head_; }
   PendingCall* front() const { return static_cast<PendingCall*>(head_.next); }
+  // Whether `call` is on this list (compares addresses only: `call` may be
+  // gone). O(calls); for the rare Cancel.
+  bool Contains(const void* call) const {
+    for (const CallLink* l = head_.next; l != &head_; l = l->next) {
+      if (l == call) return true;
+    }
+    return false;
+  }
 
   // After every call whose deadline is not later: O(1) when deadlines come
   // in order, as they do on a connection whose calls share one timeout.
@@ -255,6 +265,9 @@ class H2Client::Connection : public std::enable_shared_from_this<H2Client::Conne
   }
   bool closed() const { return closed_; }
   bool flush_pending = false;  // on Impl::to_flush
+  // Cancels `call` if it is still one of this connection's, the same call
+  // (serial) and not finished. Loop thread only.
+  void Cancel(const void* call, uint64_t serial);
   const std::string& address() const { return address_; }
 
  private:
@@ -422,6 +435,8 @@ class H2Client::Impl {
   }
   std::vector<PendingCall*> free_calls;  // loop thread only
 
+  std::atomic<uint64_t> next_serial{1};
+
   PendingCall* NewCall(const CallOptions& options, std::string_view message, absl::Time now,
                        absl::Time deadline) {
     PendingCall* call = loop.InLoop() ? Acquire() : new PendingCall();
@@ -493,6 +508,14 @@ void H2Client::Connection::Start(PendingCall* call, absl::Time now) {
       Connect();
       return;
   }
+}
+
+void H2Client::Connection::Cancel(const void* call, uint64_t serial) {
+  if (!calls_.Contains(call)) return;
+  auto* c = static_cast<PendingCall*>(const_cast<void*>(call));
+  if (c->serial != serial) return;  // recycled for another call meanwhile
+  Finish(c, absl::CancelledError(absl::StrCat("lcache: call to ", address_, " called off")));
+  client_->FlushLater(this);  // the stream's reset
 }
 
 void H2Client::Connection::ArmFor(absl::Time deadline, absl::Time now) {
@@ -945,11 +968,26 @@ void H2Client::Close(const std::shared_ptr<Connection>& connection) {
 }
 
 void H2Client::Call(const std::shared_ptr<Connection>& connection, const CallOptions& options,
-                    std::string_view message, Done done, absl::Time deadline) {
+                    std::string_view message, Done done, absl::Time deadline,
+                    CallHandle* handle) {
   const absl::Time now = absl::Now();
   PendingCall* call = impl_->NewCall(options, message, now, deadline);
   call->done = std::move(done);
+  call->serial = 0;
+  if (handle != nullptr) {
+    call->serial = impl_->next_serial.fetch_add(1, std::memory_order_relaxed);
+    *handle = {.connection = connection, .call = call, .serial = call->serial};
+  }
   impl_->Start(connection, call, now);
+}
+
+void H2Client::Cancel(const CallHandle& handle) {
+  if (handle.connection == nullptr) return;
+  if (impl_->loop.InLoop()) {
+    handle.connection->Cancel(handle.call, handle.serial);
+    return;
+  }
+  impl_->loop.Post([handle] { handle.connection->Cancel(handle.call, handle.serial); });
 }
 
 void H2Client::RunInLoop(std::function<void()> task) { impl_->loop.Post(std::move(task)); }

@@ -34,6 +34,7 @@
 #ifndef LCACHE_SRC_PEER_H2_H2_CLIENT_H_
 #define LCACHE_SRC_PEER_H2_H2_CLIENT_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -81,11 +82,24 @@ class H2Client {
   // `message` is copied here (prefixed). With a `done` that std::function
   // keeps inline (a capture of two pointers), a call made on the loop thread
   // allocates nothing of ours once warm.
+  // Names a call for Cancel. Holds the connection, not the call.
+  struct CallHandle {
+    std::shared_ptr<Connection> connection;
+    const void* call = nullptr;
+    uint64_t serial = 0;
+  };
+
   // The call ends at `deadline` if that comes before options.timeout; a
   // DEADLINE_EXCEEDED then carries the caller-deadline mark when it left
-  // the call under half its timeout (PeerDeadlineExceeded, peers.h).
+  // the call under half its timeout (PeerDeadlineExceeded, peers.h). With
+  // `handle` not null, it is set so that the call can be cancelled.
   void Call(const std::shared_ptr<Connection>& connection, const CallOptions& options,
-            std::string_view message, Done done, absl::Time deadline = absl::InfiniteFuture());
+            std::string_view message, Done done, absl::Time deadline = absl::InfiniteFuture(),
+            CallHandle* handle = nullptr);
+
+  // Calls off the call `handle` names, if it has not finished: its stream is
+  // reset and its `done` runs with CANCELLED (on the loop thread). Any thread.
+  void Cancel(const CallHandle& handle);
 
   // Runs `task` on the loop thread (soon). Any thread.
   void RunInLoop(std::function<void()> task);

@@ -30,7 +30,7 @@ class H2PeerGetter final : public PeerGetter {
 
   absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override;
   bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
-                Done done) override;
+                Done done, Cancel* cancel) override;
 
  private:
   const std::shared_ptr<H2PeerClientImpl> client_;
@@ -84,8 +84,9 @@ H2PeerGetter::~H2PeerGetter() {
 }
 
 bool H2PeerGetter::StartGet(std::string_view group, std::string_view key, absl::Time deadline,
-                            Done done) {
+                            Done done, Cancel* cancel) {
   const size_t i = client_->PickLoop();
+  internal::H2Client::CallHandle handle;
   client_->client(i).Call(
       connections_[i], call_, wire::EncodeGetRequest(group, key),
       [address = address_, done = std::move(done)](absl::Status status,
@@ -96,7 +97,13 @@ bool H2PeerGetter::StartGet(std::string_view group, std::string_view key, absl::
           done(internal::ValueOfGetResponse(*address, message));
         }
       },
-      deadline);
+      deadline, cancel != nullptr ? &handle : nullptr);
+  if (cancel != nullptr) {
+    // Holds the client (and so its loops) for as long as the Cancel lives.
+    *cancel = [client = client_, i, handle = std::move(handle)] {
+      client->client(i).Cancel(handle);
+    };
+  }
   return true;
 }
 
@@ -107,13 +114,16 @@ absl::StatusOr<PeerValue> H2PeerGetter::Get(std::string_view group, std::string_
     std::optional<absl::StatusOr<PeerValue>> value;
   };
   auto outcome = std::make_shared<Outcome>();
-  StartGet(group, key, absl::InfiniteFuture(), [outcome](absl::StatusOr<PeerValue> v) {
-    {
-      std::lock_guard lock(outcome->mu);
-      outcome->value = std::move(v);
-    }
-    outcome->cv.notify_one();
-  });
+  StartGet(
+      group, key, absl::InfiniteFuture(),
+      [outcome](absl::StatusOr<PeerValue> v) {
+        {
+          std::lock_guard lock(outcome->mu);
+          outcome->value = std::move(v);
+        }
+        outcome->cv.notify_one();
+      },
+      nullptr);
   // The loop finishes every call by its deadline (its timer), so this wait
   // ends; no second clock here.
   std::unique_lock lock(outcome->mu);

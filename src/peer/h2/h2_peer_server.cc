@@ -85,10 +85,10 @@ nghttp2_nv StaticHeader(std::string_view name, std::string_view value) {
 
 struct Stream {
   // A stream that goes unanswered (reset by the client, or its connection
-  // closed) tells its queued load that nobody will read the answer.
-  ~Stream() {
-    if (caller_gone != nullptr && !answered) caller_gone->store(true, std::memory_order_relaxed);
-  }
+  // closed) tells its load that nobody will read the answer: the flag now,
+  // and the group soon (a posted task: it may reset a peer call, whose end
+  // answers streams of this very connection, which is being torn down).
+  ~Stream();
 
   int32_t id = 0;
   std::string path;
@@ -98,7 +98,8 @@ struct Stream {
   std::string body;                                // the request body, up to the limit
   size_t body_bytes = 0;                           // the whole body's size, kept past the limit
   bool answered = false;                           // a reply was submitted
-  std::shared_ptr<std::atomic<bool>> caller_gone;  // a miss's (PeerService::Get)
+  internal::CallerGone caller_gone;                // a miss's (PeerService::Get)
+  Loop* loop = nullptr;                            // the connection's
   std::string out;                                 // the response's DATA (prefixed message)
   size_t sent = 0;                                 // of `out`, taken by nghttp2
   // The connection's open streams, for its destructor: nghttp2 does not
@@ -271,6 +272,14 @@ class H2PeerServer final : public PeerServer {
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };
 
+// --- Stream -------------------------------------------------------------------
+
+Stream::~Stream() {
+  if (answered || caller_gone.flag == nullptr) return;
+  caller_gone.flag->store(true, std::memory_order_relaxed);
+  if (caller_gone.tell != nullptr) loop->Post(std::move(caller_gone.tell));
+}
+
 // --- Connection -------------------------------------------------------------
 
 Connection::~Connection() {
@@ -345,6 +354,7 @@ int Connection::OnBeginHeaders(nghttp2_session* session, const nghttp2_frame* fr
   auto* c = static_cast<Connection*>(self);
   auto* s = new Stream();
   s->id = frame->hd.stream_id;
+  s->loop = c->loop_;
   s->next = c->streams_;
   if (c->streams_ != nullptr) c->streams_->prev = s;
   c->streams_ = s;
@@ -406,8 +416,8 @@ int Connection::OnStreamClose(nghttp2_session* session, int32_t stream_id, uint3
   if (s->prev != nullptr) s->prev->next = s->next;
   if (s->next != nullptr) s->next->prev = s->prev;
   if (c->streams_ == s) c->streams_ = s->next;
-  delete s;
   nghttp2_session_set_stream_user_data(session, stream_id, nullptr);
+  delete s;
   return 0;
 }
 
