@@ -465,6 +465,42 @@ TEST_P(GrpcPeerTest, TheCallersDeadlineTravelsToTheOwner) {
   EXPECT_EQ(loads_.load(), 1);  // slow-1 only
 }
 
+// A queued miss whose caller gives up (the client cancels: a reset stream)
+// is dropped, not loaded, and counted, on both servers.
+TEST_P(GrpcPeerTest, AQueuedLoadWhoseCallerLeftIsDropped) {
+  StartServer({.load_threads = 1});
+  Group* scores = registry_.GetGroup("scores");
+  std::shared_ptr<PeerGetter> client = Client();
+  ASSERT_TRUE(client->Get("scores", "Tom").ok());  // cached: a hit from now on
+  std::thread running([&] { EXPECT_TRUE(Client()->Get("scores", "slow-1").ok()); });
+  gate_.AwaitWaiters(1);  // the only load thread is held
+  absl::Notification answered;
+  absl::Status answer;
+  PeerGetter::Cancel cancel;
+  ASSERT_TRUE(client->StartGet(
+      "scores", "slow-2", absl::InfiniteFuture(),
+      [&](absl::StatusOr<PeerValue> v) {
+        answer = v.status();
+        answered.Notify();
+      },
+      &cancel));
+  while (scores->Stats().server_requests < 3) std::this_thread::yield();
+  cancel();
+  answered.WaitForNotification();
+  EXPECT_TRUE(absl::IsCancelled(answer)) << answer;
+  // A barrier: a hit on the same connection, whose frames follow the reset,
+  // so the server has seen the reset before the load thread frees up.
+  EXPECT_TRUE(client->Get("scores", "Tom").ok());
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  gate_.Open();
+  running.join();
+  while (scores->Stats().loads_cancelled < 1 && absl::Now() < give_up) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(scores->Stats().loads_cancelled, 1);
+  EXPECT_EQ(loads_.load(), 2);  // Tom and slow-1, not slow-2
+}
+
 // The lean client keeps one timer per connection, for the earliest of its
 // calls' deadlines: calls with different timeouts on one connection (the
 // longest first, so that later calls take the head) each fail at their own

@@ -14,7 +14,14 @@
 //               on a load thread, which starts WriteAndFinish itself (gRPC lets
 //               any thread start an operation on a call as long as only one
 //               of a kind is outstanding, which the step order guarantees)
-//   kFinishing  the answer went out (or the call died): delete the call
+//   kFinishing  the answer went out (or the call died)
+// A second tag, the call's address with its low bit set, comes out when the
+// call is done (AsyncNotifyWhenDone): if the client cancelled it (a reset
+// stream, a deadline, a closed connection), a miss's load is told that its
+// caller left (PeerService's CallerGone), as on the lean server. A call is
+// deleted once both have come out, or at once if it never started (gRPC
+// then never returns the second tag, grpc/grpc#10136). All tags come out on
+// the polling thread, so the two flags need no lock.
 //
 // grpc.health.v1.Health/Check is answered by hand in this same generic
 // service (PeerService::HealthCheck, a 2-byte protobuf reply) rather than
@@ -98,6 +105,7 @@ class GrpcPeerServer::Call {
   explicit Call(GrpcPeerServer* server) : server_(server), stream_(&ctx_) {}
 
   void Request() {
+    ctx_.AsyncNotifyWhenDone(DoneTag());
     server_->generic_.RequestCall(&ctx_, &stream_, server_->cq_.get(), server_->cq_.get(), this);
   }
 
@@ -105,7 +113,7 @@ class GrpcPeerServer::Call {
   void Proceed(bool ok) {
     switch (step_) {
       case Step::kRequested:
-        if (!ok) {  // the server is shutting down
+        if (!ok) {  // the server is shutting down; the done tag never comes
           delete this;
           return;
         }
@@ -136,10 +144,29 @@ class GrpcPeerServer::Call {
         }
         return;
       case Step::kFinishing:
-        delete this;
+        finished_ = true;
+        if (done_) delete this;
         return;
     }
   }
+
+  // The done tag: the call is over, answered or cancelled.
+  void Done() {
+    done_ = true;
+    if (ctx_.IsCancelled() && caller_gone_.flag != nullptr) {
+      caller_gone_.flag->store(true, std::memory_order_relaxed);
+      if (caller_gone_.tell != nullptr) caller_gone_.tell();  // our thread, no gRPC callback
+    }
+    if (finished_) delete this;
+  }
+
+  void* DoneTag() { return reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(this) | 1); }
+  static bool IsDoneTag(void* tag) { return (reinterpret_cast<uintptr_t>(tag) & 1) != 0; }
+  static Call* OfDoneTag(void* tag) {
+    return reinterpret_cast<Call*>(reinterpret_cast<uintptr_t>(tag) & ~uintptr_t{1});
+  }
+
+  internal::CallerGone* caller_gone() { return &caller_gone_; }
 
   // Sends the reply. Any thread; the call must not be touched after this
   // returns.
@@ -175,6 +202,9 @@ class GrpcPeerServer::Call {
   grpc::ByteBuffer response_;
   Step step_ = Step::kRequested;
   bool health_check_ = false;
+  bool finished_ = false;  // the last operation's tag came out
+  bool done_ = false;      // the done tag came out
+  internal::CallerGone caller_gone_;  // a miss's, filled in by PeerService::Get
 };
 
 absl::Status GrpcPeerServer::Start(const PeerServerOptions& options) {
@@ -219,7 +249,13 @@ void GrpcPeerServer::RequestCall() { (new Call(this))->Request(); }
 void GrpcPeerServer::Poll() {
   void* tag;
   bool ok;
-  while (cq_->Next(&tag, &ok)) static_cast<Call*>(tag)->Proceed(ok);
+  while (cq_->Next(&tag, &ok)) {
+    if (Call::IsDoneTag(tag)) {
+      Call::OfDoneTag(tag)->Done();
+    } else {
+      static_cast<Call*>(tag)->Proceed(ok);
+    }
+  }
 }
 
 void GrpcPeerServer::Handle(Call* call) {
@@ -227,7 +263,8 @@ void GrpcPeerServer::Handle(Call* call) {
   // refuses what is over the limit itself, with a message that says so.
   std::optional<internal::PeerReply> reply =
       service_.Get(internal::BytesOf(call->request()).value_or(""), call->Forwarded(),
-                   call->deadline(), [call](internal::PeerReply r) { call->Reply(std::move(r)); });
+                   call->deadline(), [call](internal::PeerReply r) { call->Reply(std::move(r)); },
+                   call->caller_gone());
   if (reply) call->Reply(*std::move(reply));
 }
 
