@@ -66,6 +66,11 @@ class PeerGetter {
     (void)group, (void)key, (void)deadline, (void)done, (void)cancel;
     return false;
   }
+
+ protected:
+  // StartGet with no deadline of the caller's, waited for: the Get of a
+  // getter whose calls are asynchronous. REQUIRES: StartGet returns true.
+  absl::StatusOr<PeerValue> AwaitStartGet(std::string_view group, std::string_view key);
 };
 
 // The payload that marks a peer call's DEADLINE_EXCEEDED as the caller's

@@ -4,8 +4,6 @@
 #include <cassert>
 #include <utility>
 
-#include "absl/strings/cord.h"
-
 namespace lcache {
 
 bool IsPeerFailure(const absl::Status& status) {
@@ -18,12 +16,6 @@ bool IsCallerDeadline(const absl::Status& status) {
          status.GetPayload(kCallerDeadlinePayload).has_value();
 }
 
-absl::Status PeerDeadlineExceeded(std::string_view message, absl::Duration budget,
-                                  absl::Duration timeout) {
-  absl::Status s = absl::DeadlineExceededError(absl::string_view(message.data(), message.size()));
-  if (budget < timeout / 2) s.SetPayload(kCallerDeadlinePayload, absl::Cord("1"));
-  return s;
-}
 
 EjectionStats EjectionCounters::Read() const {
   return {

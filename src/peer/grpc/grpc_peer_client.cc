@@ -28,7 +28,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "lcache/grpc_peer.h"
 #include "lcache/json_codec.h"
@@ -167,18 +166,7 @@ class GrpcPeerGetter final : public PeerGetter {
   ~GrpcPeerGetter() override { poller_->Stop(); }
 
   absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
-    absl::StatusOr<PeerValue> value;
-    absl::Notification done;
-    StartGet(
-        group, key, absl::InfiniteFuture(),
-        [&value, &done](absl::StatusOr<PeerValue> v) {
-          value = std::move(v);
-          done.Notify();
-        },
-        nullptr);
-    // The call ends, at the latest at its deadline, on the poller's thread.
-    done.WaitForNotification();
-    return value;
+    return AwaitStartGet(group, key);
   }
 
   bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,

@@ -5,8 +5,6 @@
 // hand-off. A call from any other thread goes to the loops in turn.
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -108,27 +106,7 @@ bool H2PeerGetter::StartGet(std::string_view group, std::string_view key, absl::
 }
 
 absl::StatusOr<PeerValue> H2PeerGetter::Get(std::string_view group, std::string_view key) {
-  struct Outcome {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::optional<absl::StatusOr<PeerValue>> value;
-  };
-  auto outcome = std::make_shared<Outcome>();
-  StartGet(
-      group, key, absl::InfiniteFuture(),
-      [outcome](absl::StatusOr<PeerValue> v) {
-        {
-          std::lock_guard lock(outcome->mu);
-          outcome->value = std::move(v);
-        }
-        outcome->cv.notify_one();
-      },
-      nullptr);
-  // The loop finishes every call by its deadline (its timer), so this wait
-  // ends; no second clock here.
-  std::unique_lock lock(outcome->mu);
-  outcome->cv.wait(lock, [&] { return outcome->value.has_value(); });
-  return *std::move(outcome->value);
+  return AwaitStartGet(group, key);
 }
 
 }  // namespace
