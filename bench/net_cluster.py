@@ -24,13 +24,12 @@ Needs lcache-node and lcache-bench in each build directory, taskset.
 import json
 import os
 import pathlib
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
+
+from local_cluster import start_nodes, stop_nodes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILDS = [pathlib.Path(b) if pathlib.Path(b).is_absolute() else ROOT / b
@@ -45,44 +44,11 @@ VALUE_BYTES = int(os.environ.get("VALUE_BYTES", 100))
 NODES = int(os.environ.get("NODES", 3))
 NODE_ARGS = os.environ.get("NODE_ARGS", "").split()
 TCK = os.sysconf("SC_CLK_TCK")
-_no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_ticks(pid):
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime, stime
-
-
-def start_nodes(binary, n, logdir):
-    ports = [free_port() for _ in range(n)]
-    hports = [free_port() for _ in range(n)]
-    peers = ",".join(f"127.0.0.1:{p}" for p in ports)
-    procs = []
-    for port, hport in zip(ports, hports):
-        log = open(pathlib.Path(logdir) / f"node-{port}.log", "wb")
-        procs.append(subprocess.Popen(
-            ["taskset", "-c", "0", str(binary / "lcache-node"), "-addr", f"127.0.0.1:{port}",
-             "-peers", peers, "-http", f"127.0.0.1:{hport}",
-             "-source", f"synthetic:{VALUE_BYTES}", *NODE_ARGS],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-    deadline = time.monotonic() + 10
-    for hport in hports:
-        while True:
-            try:
-                if _no_proxy.open(f"http://127.0.0.1:{hport}/readyz", timeout=1).status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit(f"node with -http {hport} not ready; logs in {logdir}")
-            time.sleep(0.05)
-    return peers, procs
 
 
 def bench(binary, targets, seconds, seed):
@@ -98,7 +64,9 @@ def bench(binary, targets, seconds, seed):
 
 
 def one_run(binary, n, run, logdir):
-    peers, procs = start_nodes(binary, n, logdir)
+    nodes = start_nodes(binary, n, logdir, ["-source", f"synthetic:{VALUE_BYTES}", *NODE_ARGS],
+                        core=0)
+    peers, procs = nodes.peers, nodes.procs
     try:
         bench(binary, peers, WARMUP, seed=1000 + run)
         before = sum(cpu_ticks(p.pid) for p in procs)
@@ -108,10 +76,7 @@ def one_run(binary, n, run, logdir):
         return {"cpu_us": used / TCK * 1e6 / calls, "qps": out["qps"],
                 "p99": out["latency_us"]["p99"], "errors": out["errors"]}
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
+        stop_nodes(nodes)
 
 
 def fig(rs, key, fmt):

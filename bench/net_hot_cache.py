@@ -22,13 +22,12 @@ Needs build/bin/lcache-node and build/bin/lcache-bench (release preset).
 import json
 import os
 import pathlib
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
+
+from local_cluster import http_get, start_nodes, stop_nodes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "build" / "bin"
@@ -46,17 +45,10 @@ CONFIGS = {
     "random 1 in 10 (groupcache)": ["-hot-promote", "random"],
     "frequency (default)": ["-hot-promote", "frequency"],
 }
-_no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def metric(hport, name):
-    text = _no_proxy.open(f"http://127.0.0.1:{hport}/metrics", timeout=10).read().decode()
+    text = http_get(hport, "/metrics", timeout=10)
     for line in text.splitlines():
         if line.startswith(f'{name}{{group="scores"}} '):
             return float(line.split()[-1])
@@ -66,32 +58,6 @@ def metric(hport, name):
 def peer_calls(hports):
     return sum(metric(h, "lcache_peer_loads_total") + metric(h, "lcache_peer_errors_total")
                for h in hports)
-
-
-def start_cluster(logdir, extra):
-    ports = [free_port() for _ in range(3)]
-    hports = [free_port() for _ in range(3)]
-    peers = ",".join(f"127.0.0.1:{p}" for p in ports)
-    procs = []
-    for port, hport in zip(ports, hports):
-        log = open(pathlib.Path(logdir) / f"node-{port}.log", "wb")
-        procs.append(subprocess.Popen(
-            [str(BIN / "lcache-node"), "-addr", f"127.0.0.1:{port}", "-peers", peers,
-             "-http", f"127.0.0.1:{hport}", "-source", f"synthetic:{VALUE_BYTES}",
-             "-cache-mb", str(CACHE_MB), *extra],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-    deadline = time.monotonic() + 10
-    for hport in hports:
-        while True:
-            try:
-                if _no_proxy.open(f"http://127.0.0.1:{hport}/readyz", timeout=1).status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit(f"node with -http {hport} not ready; logs in {logdir}")
-            time.sleep(0.05)
-    return peers, hports, procs
 
 
 def bench(targets, seconds, seed):
@@ -107,7 +73,9 @@ def bench(targets, seconds, seed):
 
 
 def one_run(config, run, logdir):
-    peers, hports, procs = start_cluster(logdir, CONFIGS[config])
+    nodes = start_nodes(BIN, 3, logdir, ["-source", f"synthetic:{VALUE_BYTES}",
+                                         "-cache-mb", str(CACHE_MB), *CONFIGS[config]])
+    peers, hports = nodes.peers, nodes.hports
     try:
         bench(peers, WARMUP, seed=1000 + run)
         before = peer_calls(hports)
@@ -120,10 +88,7 @@ def one_run(config, run, logdir):
         return {"crossed": crossed / calls, "qps": out["qps"], "p50": out["latency_us"]["p50"],
                 "p99": out["latency_us"]["p99"], "errors": out["errors"], "hot_items": hot_items}
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
+        stop_nodes(nodes)
 
 
 def main():

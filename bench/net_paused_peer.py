@@ -27,12 +27,11 @@ import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
+
+from local_cluster import start_nodes, stop_nodes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = pathlib.Path(os.environ.get("BIN", ROOT / "build" / "bin"))
@@ -43,39 +42,13 @@ AFTER = float(os.environ.get("AFTER", 5))
 CONC = int(os.environ.get("CONC", 32))
 KEYS = int(os.environ.get("KEYS", 100_000))
 NODE_ARGS = os.environ.get("NODE_ARGS", "").split()
-_no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main():
     logdir = tempfile.mkdtemp(prefix="lcache-paused-peer.")
-    ports = [free_port() for _ in range(3)]
-    hports = [free_port() for _ in range(3)]
-    peers = ",".join(f"127.0.0.1:{p}" for p in ports)
-    procs = []
-    for port, hport in zip(ports, hports):
-        log = open(pathlib.Path(logdir) / f"node-{port}.log", "wb")
-        procs.append(subprocess.Popen(
-            [str(BIN / "lcache-node"), "-addr", f"127.0.0.1:{port}", "-peers", peers,
-             "-http", f"127.0.0.1:{hport}", "-source", "synthetic:100", *NODE_ARGS],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+    nodes = start_nodes(BIN, 3, logdir, ["-source", "synthetic:100", *NODE_ARGS])
+    ports, procs = nodes.ports, nodes.procs
     try:
-        deadline = time.monotonic() + 10
-        for hport in hports:
-            while True:
-                try:
-                    if _no_proxy.open(f"http://127.0.0.1:{hport}/readyz", timeout=1).status == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    sys.exit(f"nodes not ready; logs in {logdir}")
-                time.sleep(0.05)
         a, b, c = procs
         total = WARMUP + PAUSE + AFTER
         targets = f"127.0.0.1:{ports[0]},127.0.0.1:{ports[2]}"
@@ -108,11 +81,9 @@ def main():
         for p in procs:
             try:
                 p.send_signal(signal.SIGCONT)
-                p.terminate()
             except ProcessLookupError:
                 pass
-        for p in procs:
-            p.wait(30)
+        stop_nodes(nodes)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,78 @@
+"""Local lcache-node clusters for the network benchmarks (bench/net_*.py).
+
+    from local_cluster import free_port, start_nodes, stop_nodes
+    nodes = start_nodes(bin_dir, 3, logdir, ["-source", "synthetic:100"], core=0)
+    ... nodes.peers, nodes.ports, nodes.hports, nodes.procs ...
+    stop_nodes(nodes)
+
+Every node gets the same -peers list (all of them, in port order), its own
+-http admin listener, a log file node-PORT.log in `logdir`, and optionally a
+CPU (taskset -c CORE). start_nodes returns once every node's /readyz is 200
+(exits with the log directory after 10 s)."""
+
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+
+_no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(hport, path, timeout=5):
+    """The body of GET http://127.0.0.1:HPORT/PATH (no proxy)."""
+    return _no_proxy.open(f"http://127.0.0.1:{hport}{path}", timeout=timeout).read().decode()
+
+
+@dataclass
+class Nodes:
+    peers: str
+    ports: list
+    hports: list
+    procs: list
+
+
+def start_nodes(bin_dir, n, logdir, args, core=None):
+    ports = [free_port() for _ in range(n)]
+    hports = [free_port() for _ in range(n)]
+    peers = ",".join(f"127.0.0.1:{p}" for p in ports)
+    pin = ["taskset", "-c", str(core)] if core is not None else []
+    procs = []
+    for port, hport in zip(ports, hports):
+        log = open(pathlib.Path(logdir) / f"node-{port}.log", "wb")
+        procs.append(subprocess.Popen(
+            [*pin, str(pathlib.Path(bin_dir) / "lcache-node"), "-addr", f"127.0.0.1:{port}",
+             "-peers", peers, "-http", f"127.0.0.1:{hport}", *args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+    nodes = Nodes(peers, ports, hports, procs)
+    deadline = time.monotonic() + 10
+    for hport in hports:
+        while True:
+            try:
+                if _no_proxy.open(f"http://127.0.0.1:{hport}/readyz", timeout=1).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                stop_nodes(nodes)
+                sys.exit(f"node with -http {hport} not ready; logs in {logdir}")
+            time.sleep(0.05)
+    return nodes
+
+
+def stop_nodes(nodes):
+    for p in nodes.procs:
+        try:
+            p.terminate()
+        except ProcessLookupError:
+            pass
+    for p in nodes.procs:
+        p.wait(30)
