@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -160,6 +161,41 @@ class GrpcPeerTest : public ::testing::TestWithParam<Transport> {
     done.WaitForNotification();
     if (result.status.ok()) result.body = ToString(response);
     return result;
+  }
+
+  // With load_threads = 1: a call for "slow-1" holds the only load thread
+  // until the gate opens. Join the thread after.
+  std::thread HoldTheLoadThread() {
+    std::thread holder([this] { EXPECT_TRUE(Client()->Get("scores", "slow-1").ok()); });
+    gate_.AwaitWaiters(1);
+    return holder;
+  }
+
+  // Runs `late`, a call for a miss that queues behind the held load thread
+  // and fails DEADLINE_EXCEEDED after `deadline`; returns once that deadline
+  // has also passed on the server, which takes it from grpc-timeout when the
+  // request arrives (request number `nth` of the group).
+  void QueueACallThatExpires(absl::Duration deadline, int nth, std::function<void()> late) {
+    Group* scores = registry_.GetGroup("scores");
+    std::thread caller(std::move(late));
+    while (scores->Stats().server_requests < nth) std::this_thread::yield();
+    const absl::Time counted = absl::Now();
+    caller.join();
+    std::this_thread::sleep_until(absl::ToChronoTime(counted + deadline + absl::Milliseconds(1)));
+  }
+
+  // Frees the held load thread, then expects the one load queued behind it
+  // dropped (counted in loads_cancelled), and `loads` getter calls in all.
+  void ExpectTheQueuedLoadDropped(std::thread& holder, int loads) {
+    Group* scores = registry_.GetGroup("scores");
+    gate_.Open();
+    holder.join();
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    while (scores->Stats().loads_cancelled < 1 && absl::Now() < give_up) {
+      std::this_thread::yield();
+    }
+    EXPECT_EQ(scores->Stats().loads_cancelled, 1);
+    EXPECT_EQ(loads_.load(), loads);
   }
 
   GroupRegistry registry_;
@@ -368,28 +404,13 @@ TEST_P(GrpcPeerTest, ClientDeadline) {
 // loaded, and counted in loads_cancelled.
 TEST_P(GrpcPeerTest, AQueuedLoadPastItsDeadlineIsDroppedAndCounted) {
   StartServer({.load_threads = 1});
-  Group* scores = registry_.GetGroup("scores");
-  std::thread running([&] { EXPECT_TRUE(Client()->Get("scores", "slow-1").ok()); });
-  gate_.AwaitWaiters(1);  // the only load thread is held
+  std::thread holder = HoldTheLoadThread();
   constexpr absl::Duration kTimeout = absl::Milliseconds(100);
-  std::thread late([&] {
+  QueueACallThatExpires(kTimeout, 2, [&] {
     absl::StatusOr<PeerValue> v = Client(false, kTimeout)->Get("scores", "slow-2");
     EXPECT_EQ(v.status().code(), absl::StatusCode::kDeadlineExceeded) << v.status();
   });
-  // The server takes its deadline from grpc-timeout when the request
-  // arrives, so it has passed kTimeout after the server has counted it.
-  while (scores->Stats().server_requests < 2) std::this_thread::yield();
-  const absl::Time counted = absl::Now();
-  late.join();
-  std::this_thread::sleep_until(absl::ToChronoTime(counted + kTimeout + absl::Milliseconds(1)));
-  gate_.Open();
-  running.join();
-  const absl::Time give_up = absl::Now() + absl::Seconds(10);
-  while (scores->Stats().loads_cancelled < 1 && absl::Now() < give_up) {
-    std::this_thread::yield();
-  }
-  EXPECT_EQ(scores->Stats().loads_cancelled, 1);
-  EXPECT_EQ(loads_.load(), 1);  // slow-1 only
+  ExpectTheQueuedLoadDropped(holder, 1);  // slow-1 only
 }
 
 // StartGet with the caller's deadline, waited for.
@@ -442,27 +463,14 @@ TEST_P(GrpcPeerTest, TheCallersDeadlineCutsAPeerCallShortAndIsMarked) {
 // the caller's deadline (150 ms), although the client's own timeout is 10 s.
 TEST_P(GrpcPeerTest, TheCallersDeadlineTravelsToTheOwner) {
   StartServer({.load_threads = 1});
-  Group* scores = registry_.GetGroup("scores");
-  std::thread running([&] { EXPECT_TRUE(Client()->Get("scores", "slow-1").ok()); });
-  gate_.AwaitWaiters(1);  // the only load thread is held
+  std::thread holder = HoldTheLoadThread();
   constexpr absl::Duration kDeadline = absl::Milliseconds(150);
-  std::thread late([&] {
+  QueueACallThatExpires(kDeadline, 2, [&] {
     absl::StatusOr<PeerValue> v =
         GetBefore(*Client(false, absl::Seconds(10)), "scores", "slow-2", absl::Now() + kDeadline);
     EXPECT_EQ(v.status().code(), absl::StatusCode::kDeadlineExceeded) << v.status();
   });
-  while (scores->Stats().server_requests < 2) std::this_thread::yield();
-  const absl::Time counted = absl::Now();
-  late.join();
-  std::this_thread::sleep_until(absl::ToChronoTime(counted + kDeadline + absl::Milliseconds(1)));
-  gate_.Open();
-  running.join();
-  const absl::Time give_up = absl::Now() + absl::Seconds(10);
-  while (scores->Stats().loads_cancelled < 1 && absl::Now() < give_up) {
-    std::this_thread::yield();
-  }
-  EXPECT_EQ(scores->Stats().loads_cancelled, 1);
-  EXPECT_EQ(loads_.load(), 1);  // slow-1 only
+  ExpectTheQueuedLoadDropped(holder, 1);  // slow-1 only
 }
 
 // A queued miss whose caller gives up (the client cancels: a reset stream)
@@ -472,8 +480,7 @@ TEST_P(GrpcPeerTest, AQueuedLoadWhoseCallerLeftIsDropped) {
   Group* scores = registry_.GetGroup("scores");
   std::shared_ptr<PeerGetter> client = Client();
   ASSERT_TRUE(client->Get("scores", "Tom").ok());  // cached: a hit from now on
-  std::thread running([&] { EXPECT_TRUE(Client()->Get("scores", "slow-1").ok()); });
-  gate_.AwaitWaiters(1);  // the only load thread is held
+  std::thread holder = HoldTheLoadThread();
   absl::Notification answered;
   absl::Status answer;
   PeerGetter::Cancel cancel;
@@ -491,14 +498,7 @@ TEST_P(GrpcPeerTest, AQueuedLoadWhoseCallerLeftIsDropped) {
   // A barrier: a hit on the same connection, whose frames follow the reset,
   // so the server has seen the reset before the load thread frees up.
   EXPECT_TRUE(client->Get("scores", "Tom").ok());
-  const absl::Time give_up = absl::Now() + absl::Seconds(10);
-  gate_.Open();
-  running.join();
-  while (scores->Stats().loads_cancelled < 1 && absl::Now() < give_up) {
-    std::this_thread::yield();
-  }
-  EXPECT_EQ(scores->Stats().loads_cancelled, 1);
-  EXPECT_EQ(loads_.load(), 2);  // Tom and slow-1, not slow-2
+  ExpectTheQueuedLoadDropped(holder, 2);  // Tom and slow-1, not slow-2
 }
 
 // The lean client keeps one timer per connection, for the earliest of its
