@@ -232,16 +232,22 @@ TEST_F(NodeTest, AClientThatLeavesCancelsTheLoadAcrossTheHop) {
   }
   const std::string& busy = owned_by_1[0];
   const std::string& left = owned_by_1[1];
+  std::string barrier;  // a key of node 1's that loads at once (not "slow")
+  for (int i = 0; barrier.empty(); ++i) {
+    const std::string k = absl::StrCat("barrier-", i);
+    if (OwnerOf(addresses_, k) == addresses_[1]) barrier = k;
+  }
   absl::StatusOr<std::shared_ptr<H2PeerClient>> client = H2PeerClient::Create();
   ASSERT_TRUE(client.ok()) << client.status();
   const PeerClientOptions as_client{.timeout = absl::Seconds(10), .mark_forwarded = false};
+  std::shared_ptr<PeerGetter> to_node0 = (*client)->NewGetter(addresses_[0], as_client);
+  ASSERT_TRUE(to_node0->Get("g", barrier).ok());  // cached on node 1 from now on
   // Node 1's only load thread is held by `busy`.
   std::thread holder([&] {
     EXPECT_TRUE((*client)->NewGetter(addresses_[1], as_client)->Get("g", busy).ok());
   });
   slow_gate_.AwaitWaiters(1);
   // `left`, asked of node 0, is forwarded to node 1 and queued there.
-  std::shared_ptr<PeerGetter> to_node0 = (*client)->NewGetter(addresses_[0], as_client);
   std::atomic<bool> answered{false};
   absl::Status answer;
   PeerGetter::Cancel cancel;
@@ -254,12 +260,15 @@ TEST_F(NodeTest, AClientThatLeavesCancelsTheLoadAcrossTheHop) {
       &cancel));
   Group* g0 = nodes_[0]->group("g");
   Group* g1 = nodes_[1]->group("g");
-  ASSERT_TRUE(AwaitTrue([&] { return g1->Stats().server_requests == 2; }));
+  ASSERT_TRUE(AwaitTrue([&] { return g1->Stats().server_requests == 3; }));
   cancel();
   ASSERT_TRUE(AwaitTrue([&] { return answered.load(); }));
   EXPECT_TRUE(absl::IsCancelled(answer)) << answer;
   // Node 0 reset its call to node 1 (no fallback load of its own)...
   ASSERT_TRUE(AwaitTrue([&] { return g0->Stats().loads_cancelled == 1; }));
+  // A barrier: a hit on node 1 through node 0's connection to it, whose
+  // frames follow the reset, so node 1 has seen the reset...
+  ASSERT_TRUE(to_node0->Get("g", barrier).ok());
   // ...and node 1 drops the queued load once its load thread is free.
   slow_gate_.Open();
   holder.join();
