@@ -94,6 +94,7 @@ struct ClusterOptions {
   absl::Duration owner_ttl = absl::ZeroDuration();
   absl::Duration local_ttl = absl::ZeroDuration();
   bool owner_sends_ttl = true;  // false: a Go owner
+  absl::Duration hot_max_age = absl::Seconds(60);
 };
 
 // This node (`group`) and the owner of every key (`owner`), on one clock.
@@ -114,6 +115,7 @@ class HotCacheTest : public ::testing::Test {
                              .peers = picker_.get(),
                              .hot_cache_bytes = o.hot_cache_bytes,
                              .hot_promotion = o.promotion,
+                             .hot_max_age = o.hot_max_age,
                              .clock = &clock_});
   }
 
@@ -210,8 +212,21 @@ TEST_F(HotCacheTest, WithoutTheOwnersExpiryOurDefaultTtlBoundsTheCopy) {
   EXPECT_EQ(peer_->calls, 3);
 }
 
-TEST_F(HotCacheTest, WithoutAnyExpiryTheCopyStaysUntilEvicted) {
-  Start({.owner_sends_ttl = false});
+TEST_F(HotCacheTest, ACopyLivesAtMostHotMaxAgeWhateverTheOwnerSays) {
+  Start({.owner_ttl = absl::Hours(1)});
+  Get("k");
+  Get("k");
+  EXPECT_EQ(group_->GetIfCached("k")->expire_at, clock_.Now() + absl::Seconds(60));
+  clock_.Advance(absl::Seconds(59));
+  Get("k");
+  EXPECT_EQ(peer_->calls, 2);
+  clock_.Advance(absl::Seconds(2));
+  Get("k");
+  EXPECT_EQ(peer_->calls, 3);
+}
+
+TEST_F(HotCacheTest, WithoutAnyExpiryOrAgeLimitTheCopyStaysUntilEvicted) {
+  Start({.owner_sends_ttl = false, .hot_max_age = absl::InfiniteDuration()});
   Get("k");
   Get("k");
   EXPECT_EQ(group_->GetIfCached("k")->expire_at, absl::InfiniteFuture());
@@ -224,7 +239,7 @@ TEST_F(HotCacheTest, RemoveDropsTheHotCopy) {
   Start();
   Get("k");
   Get("k");
-  group_->Remove("k");
+  group_->Invalidate("k");
   EXPECT_FALSE(group_->GetIfCached("k").has_value());
   Get("k");
   EXPECT_EQ(peer_->calls, 3);
@@ -255,7 +270,7 @@ TEST_F(HotCacheTest, ConcurrentGetsSeeOnlyTheOwnersValues) {
         const std::string key = "key-" + std::to_string((i * (t + 1)) % 97);
         absl::StatusOr<ByteView> v = group_->Get(key);
         if (!v.ok() || v->view() != "value-of-" + key) ++wrong;
-        if (i % 101 == 0) group_->Remove(key);
+        if (i % 101 == 0) group_->Invalidate(key);
       }
     });
   }

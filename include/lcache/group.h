@@ -37,7 +37,26 @@
 // stops costing a round trip on every node. A hot copy expires when the
 // owner's copy does (the owner sends its remaining time to live, see
 // PeerValue), or, from an owner that sends none (a Go node), after the
-// group's default_ttl if it has one. Which values are kept: HotPromotion.
+// group's default_ttl if it has one, and never later than hot_max_age after
+// it was fetched. Which values are kept: HotPromotion.
+//
+// Set and Remove change a key across the cluster (docs/PROTOCOL.md, 5): the
+// node that receives one sends it to the key's owner, which applies it and
+// tells every other node to drop its copies (Invalidate) before it answers.
+// A load of the key that began before a Set or Remove and ends after it
+// never stores its result, here or on any node (see Invalidate), so an
+// invalidation cannot be undone by a load that was racing it. Guarantees:
+//   - After Remove returns OK, no Get that starts later, on any node that
+//     acknowledged, returns the removed value (unless the getter produces it
+//     again). After Set returns OK, such a Get returns the value set (or a
+//     later one), until it is evicted or expires.
+//   - Concurrent Sets of one key: the order in which the owner applies them
+//     wins.
+//   - A node that did not acknowledge (listed in MutationResult) may keep a
+//     copy it had, but no copy of a key another node owns lives longer than
+//     hot_max_age.
+//   - The owner must answer: a Set or Remove whose owner is unreachable, or
+//     a Go node (UNIMPLEMENTED), fails, and nothing was changed by it.
 
 #ifndef LCACHE_GROUP_H_
 #define LCACHE_GROUP_H_
@@ -68,6 +87,7 @@ namespace internal {
 class Flight;
 class Flights;
 class HotAdmission;
+class KeyEpochs;
 }  // namespace internal
 
 inline constexpr char kEmptyKeyMessage[] = "lru_cache: empty key";
@@ -125,6 +145,11 @@ struct GroupOptions {
   // 0: no hot cache.
   int64_t hot_cache_bytes = -1;
   HotPromotion hot_promotion = HotPromotion::kFrequency;
+  // The longest a copy of a key another node owns may live here (a hot copy,
+  // or a value loaded here because its owner failed), whatever the owner's
+  // time to live: the bound on how stale a node that an invalidation could
+  // not reach may be. absl::InfiniteDuration(): no bound.
+  absl::Duration hot_max_age = absl::Seconds(60);
   // Store tuning; see StoreOptions.
   int store_shards = 0;
   double lru2_history_fraction = 0.25;
@@ -151,6 +176,13 @@ struct GroupStats {
   int64_t loads_cancelled = 0;  // loads dropped before they started, and peer calls
                                 // reset, because every caller waiting for them had
                                 // gone or was past its deadline
+  int64_t sets = 0;     // Set calls made on this node (one forwarded here counts at its sender)
+  int64_t removes = 0;  // Remove calls, likewise
+  int64_t invalidations_sent = 0;      // Invalidate messages sent to peers as a key's owner
+  int64_t invalidations_unacked = 0;   // of those, not acknowledged in time
+  int64_t invalidations_received = 0;  // Invalidate messages applied here
+  int64_t loads_discarded = 0;  // loaded values not stored because a Set, Remove or
+                                // Invalidate of their key came while they loaded
   StoreStats store;
   StoreStats hot_store;  // all zero without a hot cache
   // Latencies, timed with the group's clock. Hits are not timed (a clock read
@@ -191,6 +223,22 @@ struct AsyncGetOptions {
 // The answer of an asynchronous Get. Runs exactly once; must not block, and
 // must not throw (std::terminate).
 using GetCallback = std::function<void(absl::StatusOr<ExpiringValue>)>;
+
+// How a Set or Remove is routed, and until when its caller waits.
+struct MutationOptions {
+  // kAnywhere: to the key's owner on the ring. kLocalOnly: this node applies
+  // it as the owner (a mutation a peer forwarded here).
+  LoadScope scope = LoadScope::kAnywhere;
+  // Calls to peers end early enough that the answer still fits.
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+// The answer of an asynchronous Set or Remove: runs exactly once, on the
+// thread that completes the last peer call (or the caller's); must not block.
+using MutationCallback = std::function<void(absl::StatusOr<MutationResult>)>;
+
+// The longest time to live a Set accepts: ten years. Longer is a mistake.
+inline constexpr absl::Duration kMaxSetTtl = absl::Hours(24 * 365 * 10);
 
 // Marks an error that is not the key's answer but the load's fate: it was
 // refused (the runner's error, e.g. RESOURCE_EXHAUSTED), dropped before it
@@ -236,8 +284,32 @@ class Group {
   // REQUIRES: a valid key.
   std::optional<ExpiringValue> GetIfCached(std::string_view key);
 
-  // Removes `key` from this node's store and hot cache (not from peers).
-  void Remove(std::string_view key);
+  // Stores `value` under `key` at its owner, replacing any value, with
+  // time to live `ttl` (nullopt: the group's default_ttl; zero or
+  // absl::InfiniteDuration(): never expires), and makes every other node drop
+  // its copies. Errors, each changing nothing: InvalidArgument for an
+  // invalid key, a negative ttl or one over kMaxSetTtl, a value the owner's
+  // store cannot hold (len(key) + len(value) over Store::MaxEntryBytes());
+  // UNIMPLEMENTED when the owner is a Go node; the owner's transport error
+  // when it cannot be reached (then the Set may or may not have been applied
+  // if the call was sent). See the file comment for the guarantees.
+  absl::StatusOr<MutationResult> Set(std::string_view key, std::string_view value,
+                                     std::optional<absl::Duration> ttl = std::nullopt,
+                                     const MutationOptions& options = {});
+  // Drops `key` at its owner and on every other node. Removing a key nobody
+  // holds succeeds. Errors as for Set.
+  absl::StatusOr<MutationResult> Remove(std::string_view key,
+                                        const MutationOptions& options = {});
+  // Set and Remove without blocking: `done` runs once the owner has applied
+  // the change and every other node has acknowledged or timed out.
+  void SetAsync(std::string_view key, std::string_view value, std::optional<absl::Duration> ttl,
+                const MutationOptions& options, MutationCallback done);
+  void RemoveAsync(std::string_view key, const MutationOptions& options, MutationCallback done);
+
+  // Drops this node's copies of `key` (store and hot cache), and keeps every
+  // load of it in progress here from storing its result: what a node does
+  // when a key's owner tells it the key changed. Not sent to peers.
+  void Invalidate(std::string_view key);
 
   // Removes expired entries from the store and the hot cache; see
   // Store::ReclaimExpired.
@@ -278,14 +350,28 @@ class Group {
                     absl::Time asked_at);
   void StartLocal(std::shared_ptr<FlightContext> flight);
   void LeadLocal(std::shared_ptr<internal::Flight> local, const LoadRunner& run_load);
-  absl::StatusOr<ExpiringValue> LoadFromGetter(std::string_view key);
+  absl::StatusOr<ExpiringValue> LoadFromGetter(std::string_view key, uint64_t epoch);
   absl::Time ExpiryOf(const Loaded& loaded) const;
   absl::Time ExpiryOf(const PeerValue& fetched, absl::Time asked_at) const;
-  void MaybeKeepHot(std::string_view key, const ExpiringValue& v);
+  void MaybeKeepHot(std::string_view key, const ExpiringValue& v, uint64_t epoch);
+  absl::Status ValidateSet(std::string_view key, std::string_view value,
+                           std::optional<absl::Duration> ttl) const;
+  void Mutate(const PeerMutation& mutation, const MutationOptions& options,
+              MutationCallback done);
+  void ForwardToOwner(const PeerMutation& mutation, PeerPicker::Peer owner,
+                      const MutationOptions& options, MutationCallback done);
+  void ApplyAsOwner(const PeerMutation& mutation, const MutationOptions& options,
+                    MutationCallback done);
+  void InvalidatePeers(std::string_view key, absl::Time deadline, MutationCallback done);
+  // Detaches the key's flights and drops its copies, as one step with
+  // respect to loads (KeyEpochs); `then` runs inside that step.
+  template <typename F>
+  void DropCopies(std::string_view key, F&& then);
 
   const std::string name_;
   const Getter getter_;
   const absl::Duration default_ttl_;
+  const absl::Duration hot_max_age_;
   const size_t max_key_bytes_;
   const Clock* const clock_;
   std::atomic<PeerPicker*> peers_;
@@ -301,6 +387,8 @@ class Group {
   // the getter, so the two levels cannot deadlock.
   std::unique_ptr<internal::Flights> remote_flights_;
   std::unique_ptr<internal::Flights> local_flights_;
+  // The loads' leases against Set, Remove and Invalidate (core/key_epochs.h).
+  std::unique_ptr<internal::KeyEpochs> epochs_;
   std::unique_ptr<Counters> counters_;
   LatencyHistogram get_miss_latency_;
   LatencyHistogram peer_latency_;

@@ -10,8 +10,11 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -31,6 +34,26 @@ struct PeerValue {
 
   ByteView value;
   absl::Duration ttl = absl::InfiniteDuration();
+};
+
+// A change of one key sent to a peer (docs/PROTOCOL.md, section 5): a
+// client's Set or Remove forwarded to the key's owner, or the owner's
+// Invalidate, which tells every other node to drop its copies.
+struct PeerMutation {
+  enum class Kind { kSet, kRemove, kInvalidate };
+
+  Kind kind = Kind::kInvalidate;
+  std::string_view group;
+  std::string_view key;
+  std::string_view value = {};                      // kSet
+  std::optional<absl::Duration> ttl = std::nullopt;  // kSet; nullopt: the group's default
+};
+
+// What a Set or Remove achieved: the peers (addresses) that did not confirm,
+// in time, that they dropped their copies of the key. Empty when every peer
+// did, or for an Invalidate.
+struct MutationResult {
+  std::vector<std::string> unacknowledged;
 };
 
 class PeerGetter {
@@ -67,6 +90,15 @@ class PeerGetter {
     return false;
   }
 
+  using MutateDone = std::function<void(absl::StatusOr<MutationResult>)>;
+  // Sends `mutation` to the peer, answered by `done` exactly once, on
+  // whatever thread completes the call; `done` must not block. The call ends
+  // by `deadline` or the getter's own timeout, whichever comes first. The
+  // peer's in-band error (bad input) comes back as InvalidArgument; a peer
+  // that does not know the method (a Go node) as UNIMPLEMENTED. The default
+  // answers UNIMPLEMENTED at once.
+  virtual void StartMutate(const PeerMutation& mutation, absl::Time deadline, MutateDone done);
+
  protected:
   // StartGet with no deadline of the caller's, waited for: the Get of a
   // getter whose calls are asynchronous. REQUIRES: StartGet returns true.
@@ -94,6 +126,20 @@ class PeerPicker {
   // no peers). The returned pointer keeps the peer usable for the call even
   // if the peer set changes meanwhile.
   virtual std::shared_ptr<PeerGetter> PickPeer(std::string_view key) = 0;
+
+  struct Peer {
+    std::string address;
+    std::shared_ptr<PeerGetter> getter;  // null: this node
+  };
+
+  // Where a Set or Remove of `key` goes: its owner on the ring, healthy or
+  // not (a mutation must reach the node whose copy is authoritative, never a
+  // stand-in), with a null getter when this node owns it. The default is
+  // PickPeer's answer, unnamed.
+  virtual Peer OwnerOf(std::string_view key) { return {"", PickPeer(key)}; }
+
+  // Every other node, to which the owner of a mutated key sends Invalidate.
+  virtual std::vector<Peer> OtherPeers() { return {}; }
 };
 
 }  // namespace lcache

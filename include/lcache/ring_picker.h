@@ -109,6 +109,11 @@ class RingPicker final : public PeerPicker {
   // for the probe of an ejected peer.
   std::shared_ptr<PeerGetter> PickPeer(std::string_view key) override;
 
+  // The owner on the ring whatever its health; see PeerPicker::OwnerOf.
+  Peer OwnerOf(std::string_view key) override;
+  // Every peer on the ring but self, in ring order, ejected ones included.
+  std::vector<Peer> OtherPeers() override;
+
   // Ejection counters since construction, and the peers out right now.
   EjectionStats ejection_stats() const;
   // The addresses of the peers out of service right now.

@@ -114,6 +114,11 @@ class Store {
   virtual bool Set(std::string_view key, std::string_view value,
                    absl::Time expire_at = absl::InfiniteFuture()) = 0;
 
+  // The largest len(key) + len(value) that Set can keep: an entry must fit
+  // its shard's share of the capacity (for LRU-2, its history list's).
+  // INT64_MAX for an unbounded store.
+  virtual int64_t MaxEntryBytes() const = 0;
+
   // Removes `key`; returns whether it was present.
   virtual bool Remove(std::string_view key) = 0;
 

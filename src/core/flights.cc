@@ -87,6 +87,14 @@ std::shared_ptr<Flight> Flights::Find(std::string_view key) {
   return it == shard.flights.end() ? nullptr : it->second;
 }
 
+void Flights::Detach(std::string_view key) {
+  Shard& shard = ShardOf(key);
+  decltype(shard.flights)::node_type node;  // freed after the unlock
+  std::lock_guard lock(shard.mu);
+  auto it = shard.flights.find(absl::string_view(key.data(), key.size()));
+  if (it != shard.flights.end()) node = shard.flights.extract(it);
+}
+
 void Flight::SetCancel(std::function<void()> cancel) {
   {
     std::lock_guard lock(mu_);

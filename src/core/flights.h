@@ -108,6 +108,12 @@ class Flights {
   // The flight of `key`, or null.
   std::shared_ptr<Flight> Find(std::string_view key);
 
+  // Takes the flight of `key`, if any, out of the table: it goes on for the
+  // waiters it has, and a Join from now on starts a new flight. For a Set or
+  // Remove, after which nobody may receive what a flight began loading
+  // before it.
+  void Detach(std::string_view key);
+
   // Number of keys with a flight.
   size_t InFlight() const;
 

@@ -15,7 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/flights.h"
+#include "core/group_counters.h"
 #include "core/hot_admission.h"
+#include "core/key_epochs.h"
 
 namespace lcache {
 
@@ -35,50 +37,6 @@ int64_t HotCacheBytes(const GroupOptions& options) {
 }
 
 }  // namespace
-
-// Per-group counters, striped by thread so that two cores counting hits do
-// not fight over one cache line. Reads sum the stripes.
-class Group::Counters {
- public:
-  enum Field {
-    kCacheHits,
-    kHotHits,
-    kHotKeeps,
-    kRejected,  // invalid keys
-    kPeerLoads,
-    kPeerErrors,
-    kLoads,
-    kLoadsDeduped,
-    kLocalLoads,
-    kLocalLoadErrs,
-    kServerRequests,
-    kLoadsCancelled,
-    kNumFields
-  };
-
-  void Add(Field f) { stripes_[ThreadStripe()].v[f].fetch_add(1, std::memory_order_relaxed); }
-
-  int64_t Sum(Field f) const {
-    int64_t n = 0;
-    for (const Stripe& s : stripes_) n += s.v[f].load(std::memory_order_relaxed);
-    return n;
-  }
-
- private:
-  static constexpr size_t kStripes = 16;
-
-  struct alignas(64) Stripe {
-    std::array<std::atomic<int64_t>, kNumFields> v{};
-  };
-
-  static size_t ThreadStripe() {
-    static std::atomic<size_t> next{0};
-    thread_local const size_t stripe = next.fetch_add(1, std::memory_order_relaxed) % kStripes;
-    return stripe;
-  }
-
-  std::array<Stripe, kStripes> stripes_;
-};
 
 absl::StatusOr<std::unique_ptr<Group>> Group::Create(GroupOptions options) {
   if (options.name.empty()) return absl::InvalidArgumentError("lcache: group name is empty");
@@ -104,6 +62,11 @@ absl::StatusOr<std::unique_ptr<Group>> Group::Create(GroupOptions options) {
         absl::StrCat("lcache: tinylfu_window_fraction must be in (0, 1), got ",
                      options.tinylfu_window_fraction));
   }
+  if (options.hot_max_age <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: hot_max_age must be > 0 (absl::InfiniteDuration() for no bound), got ",
+                     absl::FormatDuration(options.hot_max_age)));
+  }
   if (options.max_key_bytes == 0 || options.max_key_bytes > kMaxStoreKeyBytes) {
     return absl::InvalidArgumentError(absl::StrCat("lcache: max_key_bytes must be in [1, ",
                                                    kMaxStoreKeyBytes, "], got ",
@@ -116,6 +79,7 @@ Group::Group(GroupOptions options)
     : name_(std::move(options.name)),
       getter_(std::move(options.getter)),
       default_ttl_(options.default_ttl),
+      hot_max_age_(options.hot_max_age),
       max_key_bytes_(options.max_key_bytes),
       clock_(options.clock != nullptr ? options.clock : Clock::Real()),
       peers_(options.peers),
@@ -129,6 +93,7 @@ Group::Group(GroupOptions options)
                        .on_removal = options.on_removal})),
       remote_flights_(std::make_unique<internal::Flights>(&get_miss_latency_, clock_)),
       local_flights_(std::make_unique<internal::Flights>(&get_miss_latency_, clock_)),
+      epochs_(std::make_unique<internal::KeyEpochs>()),
       counters_(std::make_unique<Counters>()) {
   if (const int64_t hot_bytes = HotCacheBytes(options); hot_bytes > 0) {
     // Plain LRU: the admission rule already filters what comes in. The
@@ -293,6 +258,7 @@ struct Group::FlightContext {
   std::shared_ptr<internal::Flight> flight;
   LoadRunner run_load;
   absl::Time deadline;
+  uint64_t epoch = 0;  // KeyEpochs::Begin, when the flight started loading
 };
 
 void Group::LoadAsync(std::string_view key, const AsyncGetOptions& options, GetCallback done) {
@@ -323,6 +289,7 @@ void Group::LoadAsync(std::string_view key, const AsyncGetOptions& options, GetC
 
 void Group::StartRemote(std::shared_ptr<FlightContext> f) {
   const std::string& key = f->flight->key();
+  f->epoch = epochs_->Begin(key);
   if (std::optional<ExpiringValue> hit = Cached(key)) {
     remote_flights_->Finish(f->flight, *std::move(hit));
     return;
@@ -385,7 +352,7 @@ void Group::OnPeerAnswer(std::shared_ptr<FlightContext> f, absl::StatusOr<PeerVa
   if (v.ok()) {
     counters_->Add(Counters::kPeerLoads);
     ExpiringValue fetched(std::move(v->value), ExpiryOf(*v, asked_at));
-    MaybeKeepHot(f->flight->key(), fetched);
+    MaybeKeepHot(f->flight->key(), fetched, f->epoch);
     remote_flights_->Finish(f->flight, fetched);
     return;
   }
@@ -398,12 +365,20 @@ void Group::OnPeerAnswer(std::shared_ptr<FlightContext> f, absl::StatusOr<PeerVa
   StartLocal(std::move(f));
 }
 
-void Group::MaybeKeepHot(std::string_view key, const ExpiringValue& v) {
+void Group::MaybeKeepHot(std::string_view key, const ExpiringValue& v, uint64_t epoch) {
   if (hot_store_ == nullptr) return;
+  const absl::Time now = clock_->Now();
   // A copy already due would only displace a live one.
-  if (v.expire_at != absl::InfiniteFuture() && v.expire_at <= clock_->Now()) return;
+  if (v.expire_at != absl::InfiniteFuture() && v.expire_at <= now) return;
   if (!hot_admission_->Admit(key)) return;
-  if (hot_store_->Set(key, v.value.view(), v.expire_at)) counters_->Add(Counters::kHotKeeps);
+  const absl::Time expire_at = std::min(v.expire_at, now + hot_max_age_);
+  bool kept = false;
+  if (!epochs_->StoreIfUnchanged(key, epoch, [&] {
+        kept = hot_store_->Set(key, v.value.view(), expire_at);
+      })) {
+    counters_->Add(Counters::kLoadsDiscarded);
+  }
+  if (kept) counters_->Add(Counters::kHotKeeps);
 }
 
 // The remote flight waits on the key's local flight, as one of its waiters.
@@ -420,11 +395,12 @@ void Group::StartLocal(std::shared_ptr<FlightContext> f) {
 
 void Group::LeadLocal(std::shared_ptr<internal::Flight> local,
                       const LoadRunner& run_load) {
+  const uint64_t epoch = epochs_->Begin(local->key());
   if (std::optional<ExpiringValue> hit = store_->GetWithExpiry(local->key())) {
     local_flights_->Finish(local, *std::move(hit));
     return;
   }
-  absl::Status refused = run_load([this, local](absl::Status run) {
+  absl::Status refused = run_load([this, local, epoch](absl::Status run) {
     if (run.ok()) {
       // Queued behind other loads, it may have outlived every caller.
       if (absl::Status why; local->Abandoned(absl::Now(), &why)) {
@@ -437,12 +413,12 @@ void Group::LeadLocal(std::shared_ptr<internal::Flight> local,
       return;
     }
     counters_->Add(Counters::kLoadsDeduped);
-    local_flights_->Finish(local, LoadFromGetter(local->key()));
+    local_flights_->Finish(local, LoadFromGetter(local->key(), epoch));
   });
   if (!refused.ok()) local_flights_->Finish(local, NotRun(std::move(refused)));
 }
 
-absl::StatusOr<ExpiringValue> Group::LoadFromGetter(std::string_view key) {
+absl::StatusOr<ExpiringValue> Group::LoadFromGetter(std::string_view key, uint64_t epoch) {
   absl::StatusOr<Loaded> loaded;
   const absl::Time t0 = clock_->Now();
   try {
@@ -458,11 +434,21 @@ absl::StatusOr<ExpiringValue> Group::LoadFromGetter(std::string_view key) {
     return std::move(loaded).status();
   }
   counters_->Add(Counters::kLocalLoads);
-  const absl::Time expire_at = ExpiryOf(*loaded);
-  store_->Set(key, loaded->value.view(), expire_at);
-  // This node is the owner now: a hot copy from when another node was would
-  // be a second, possibly older, value of the key.
-  if (hot_store_ != nullptr) hot_store_->Remove(key);
+  absl::Time expire_at = ExpiryOf(*loaded);
+  // Loaded here for a key another node owns (its owner failed): a copy no
+  // invalidation may reach, so it lives no longer than a hot copy would.
+  if (PeerPicker* picker = peers_.load(std::memory_order_acquire);
+      picker != nullptr && picker->OwnerOf(key).getter != nullptr) {
+    expire_at = std::min(expire_at, clock_->Now() + hot_max_age_);
+  }
+  if (!epochs_->StoreIfUnchanged(key, epoch, [&] {
+        store_->Set(key, loaded->value.view(), expire_at);
+        // This node is the owner now: a hot copy from when another node was
+        // would be a second, possibly older, value of the key.
+        if (hot_store_ != nullptr) hot_store_->Remove(key);
+      })) {
+    counters_->Add(Counters::kLoadsDiscarded);
+  }
   return ExpiringValue(std::move(loaded->value), expire_at);
 }
 
@@ -484,10 +470,6 @@ absl::Time Group::ExpiryOf(const PeerValue& fetched, absl::Time asked_at) const 
   return asked_at + ttl;
 }
 
-void Group::Remove(std::string_view key) {
-  store_->Remove(key);
-  if (hot_store_ != nullptr) hot_store_->Remove(key);
-}
 
 int64_t Group::ReclaimExpired(int64_t max_entries) {
   int64_t n = store_->ReclaimExpired(max_entries);
@@ -520,6 +502,12 @@ GroupStats Group::Stats() const {
   s.local_load_errs = counters_->Sum(Counters::kLocalLoadErrs);
   s.server_requests = counters_->Sum(Counters::kServerRequests);
   s.loads_cancelled = counters_->Sum(Counters::kLoadsCancelled);
+  s.sets = counters_->Sum(Counters::kSets);
+  s.removes = counters_->Sum(Counters::kRemoves);
+  s.invalidations_sent = counters_->Sum(Counters::kInvalidationsSent);
+  s.invalidations_unacked = counters_->Sum(Counters::kInvalidationsUnacked);
+  s.invalidations_received = counters_->Sum(Counters::kInvalidationsReceived);
+  s.loads_discarded = counters_->Sum(Counters::kLoadsDiscarded);
   s.store = store_->Stats();
   if (hot_store_ != nullptr) s.hot_store = hot_store_->Stats();
   s.get_miss_latency = get_miss_latency_.Snapshot();

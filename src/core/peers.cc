@@ -44,4 +44,9 @@ absl::StatusOr<PeerValue> PeerGetter::AwaitStartGet(std::string_view group,
   return *std::move(outcome->value);
 }
 
+void PeerGetter::StartMutate(const PeerMutation& mutation, absl::Time deadline, MutateDone done) {
+  (void)mutation, (void)deadline;
+  done(absl::UnimplementedError("lcache: this peer client cannot send Set, Remove or Invalidate"));
+}
+
 }  // namespace lcache

@@ -49,6 +49,12 @@ class MonitoredPeer final : public PeerGetter {
                            cancel);
   }
 
+  // Not watched: a mutation is sent whatever the peer's health, and its
+  // failures are the mutation's to report.
+  void StartMutate(const PeerMutation& mutation, absl::Time deadline, MutateDone done) override {
+    peer_->StartMutate(mutation, deadline, std::move(done));
+  }
+
   PeerHealth& health() { return health_; }
   PeerGetter& peer() { return *peer_; }
 
@@ -202,6 +208,25 @@ std::shared_ptr<PeerGetter> RingPicker::PickPeer(std::string_view key) {
       break;
   }
   return nullptr;
+}
+
+PeerPicker::Peer RingPicker::OwnerOf(std::string_view key) {
+  const std::shared_ptr<const Snapshot> snapshot = Load();
+  const std::string_view owner = snapshot->ring.Owner(key);
+  if (owner == self_) return {std::string(owner), nullptr};
+  auto it = snapshot->getters.find(owner);
+  if (it == snapshot->getters.end()) return {"", nullptr};  // empty ring
+  return {std::string(owner), it->second.getter};
+}
+
+std::vector<PeerPicker::Peer> RingPicker::OtherPeers() {
+  const std::shared_ptr<const Snapshot> snapshot = Load();
+  std::vector<Peer> peers;
+  for (const std::string& address : snapshot->ring.addresses()) {
+    auto it = snapshot->getters.find(address);
+    if (it != snapshot->getters.end()) peers.push_back({address, it->second.getter});
+  }
+  return peers;
 }
 
 std::vector<std::string> RingPicker::Peers() const { return Load()->ring.addresses(); }

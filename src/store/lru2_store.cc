@@ -30,6 +30,9 @@ class Lru2Policy {
     return q.Fits(e->charge()) ? &q : nullptr;
   }
 
+  // A new key enters the history list.
+  int64_t MaxCharge() const { return history_.capacity() == 0 ? kNoLimit : history_.capacity(); }
+
   LruList* Touch(Entry* e) {
     if (e->in_main() || !main_.Fits(e->charge())) {
       QueueOf(e).MoveToFront(e);

@@ -14,6 +14,7 @@ class LruPolicy {
 
   LruList& QueueOf(const Entry*) { return queue_; }
   LruList* Admit(Entry* e, const Entry*) { return queue_.Fits(e->charge()) ? &queue_ : nullptr; }
+  int64_t MaxCharge() const { return queue_.capacity() == 0 ? kNoLimit : queue_.capacity(); }
   LruList* Touch(Entry* e) {
     queue_.MoveToFront(e);
     return nullptr;

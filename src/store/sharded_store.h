@@ -31,6 +31,7 @@
 #define LCACHE_SRC_STORE_SHARDED_STORE_H_
 
 #include <algorithm>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -51,6 +52,9 @@ namespace lcache::internal {
 // (absl::InlinedVector would avoid that allocation, but GCC 12 at -O3 flags
 // it with a false -Wmaybe-uninitialized.)
 using Removed = std::vector<std::pair<Entry*, RemovalReason>>;
+
+// What a policy's MaxCharge returns when any entry fits (an unbounded store).
+inline constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
 
 // Entries examined per Set by the incremental expiry sweep, per list.
 inline constexpr int kSweepPerSet = 2;
@@ -136,6 +140,8 @@ class alignas(64) Shard {
     s->expirations += expirations_;
     const_cast<Policy&>(policy_).ForEachQueue([&](const LruList& q) { s->bytes += q.bytes(); });
   }
+
+  int64_t MaxCharge() const { return policy_.MaxCharge(); }
 
   int64_t Len() const {
     std::lock_guard lock(mu_);
@@ -274,6 +280,8 @@ class ShardedStore final : public Store {
     }
     return n;
   }
+
+  int64_t MaxEntryBytes() const override { return shards_.front()->MaxCharge(); }
 
   int64_t Len() const override {
     int64_t n = 0;

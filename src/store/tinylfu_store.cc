@@ -88,6 +88,8 @@ class TinyLfuPolicy {
     return e->is_protected() ? protected_ : probation_;
   }
 
+  int64_t MaxCharge() const { return capacity_ == 0 ? kNoLimit : capacity_; }
+
   LruList* Admit(Entry* e, const Entry* old) {
     if (capacity_ == 0) return &window_;  // unbounded: nothing to decide
     if (e->charge() > capacity_) return nullptr;

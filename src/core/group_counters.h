@@ -1,0 +1,68 @@
+// Group::Counters: a Group's counters (GroupStats), shared by the files
+// that implement Group (group.cc, group_mutations.cc).
+
+#ifndef LCACHE_SRC_CORE_GROUP_COUNTERS_H_
+#define LCACHE_SRC_CORE_GROUP_COUNTERS_H_
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "lcache/group.h"
+
+namespace lcache {
+
+// Per-group counters, striped by thread so that two cores counting hits do
+// not fight over one cache line. Reads sum the stripes.
+class Group::Counters {
+ public:
+  enum Field {
+    kCacheHits,
+    kHotHits,
+    kHotKeeps,
+    kRejected,  // invalid keys
+    kPeerLoads,
+    kPeerErrors,
+    kLoads,
+    kLoadsDeduped,
+    kLocalLoads,
+    kLocalLoadErrs,
+    kServerRequests,
+    kLoadsCancelled,
+    kSets,
+    kRemoves,
+    kInvalidationsSent,
+    kInvalidationsUnacked,
+    kInvalidationsReceived,
+    kLoadsDiscarded,
+    kNumFields
+  };
+
+  void Add(Field f) { stripes_[ThreadStripe()].v[f].fetch_add(1, std::memory_order_relaxed); }
+
+  int64_t Sum(Field f) const {
+    int64_t n = 0;
+    for (const Stripe& s : stripes_) n += s.v[f].load(std::memory_order_relaxed);
+    return n;
+  }
+
+ private:
+  static constexpr size_t kStripes = 16;
+
+  struct alignas(64) Stripe {
+    std::array<std::atomic<int64_t>, kNumFields> v{};
+  };
+
+  static size_t ThreadStripe() {
+    static std::atomic<size_t> next{0};
+    thread_local const size_t stripe = next.fetch_add(1, std::memory_order_relaxed) % kStripes;
+    return stripe;
+  }
+
+  std::array<Stripe, kStripes> stripes_;
+};
+
+}  // namespace lcache
+
+#endif  // LCACHE_SRC_CORE_GROUP_COUNTERS_H_

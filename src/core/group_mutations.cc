@@ -1,0 +1,238 @@
+// The path of a Set or Remove: validate -> the key's owner (OwnerOf; one hop
+// at most) -> the owner drops its copies and detaches the key's flights
+// under the key's epoch (KeyEpochs), stores the new value -> Invalidate to
+// every other node -> the answer, listing the nodes that did not acknowledge.
+// Docs: group.h (guarantees), docs/PROTOCOL.md, section 5 (messages).
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "core/flights.h"
+#include "core/group_counters.h"
+#include "core/key_epochs.h"
+#include "lcache/group.h"
+
+namespace lcache {
+namespace {
+
+const char* KindName(PeerMutation::Kind kind) {
+  switch (kind) {
+    case PeerMutation::Kind::kSet:
+      return "Set";
+    case PeerMutation::Kind::kRemove:
+      return "Remove";
+    case PeerMutation::Kind::kInvalidate:
+      return "Invalidate";
+  }
+  return "?";
+}
+
+// The deadline of a call to a peer made for a caller whose deadline is
+// `caller`: a quarter of the time left (at most 250 ms) stays for the answer
+// to travel back. The transport also caps the call by its own timeout.
+absl::Time PeerCallDeadline(absl::Time caller) {
+  if (caller == absl::InfiniteFuture()) return caller;
+  const absl::Duration left = caller - absl::Now();
+  return caller - std::clamp(left / 4, absl::ZeroDuration(), absl::Milliseconds(250));
+}
+
+absl::StatusOr<MutationResult> Await(
+    const std::function<void(MutationCallback)>& start) {
+  struct Outcome {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<absl::StatusOr<MutationResult>> result;
+  };
+  auto outcome = std::make_shared<Outcome>();
+  start([outcome](absl::StatusOr<MutationResult> r) {
+    {
+      std::lock_guard lock(outcome->mu);
+      outcome->result = std::move(r);
+    }
+    outcome->cv.notify_one();
+  });
+  // Every peer call ends by its transport's timeout, so this wait ends.
+  std::unique_lock lock(outcome->mu);
+  outcome->cv.wait(lock, [&] { return outcome->result.has_value(); });
+  return *std::move(outcome->result);
+}
+
+}  // namespace
+
+absl::StatusOr<MutationResult> Group::Set(std::string_view key, std::string_view value,
+                                          std::optional<absl::Duration> ttl,
+                                          const MutationOptions& options) {
+  return Await([&](MutationCallback done) { SetAsync(key, value, ttl, options, std::move(done)); });
+}
+
+absl::StatusOr<MutationResult> Group::Remove(std::string_view key,
+                                             const MutationOptions& options) {
+  return Await([&](MutationCallback done) { RemoveAsync(key, options, std::move(done)); });
+}
+
+void Group::SetAsync(std::string_view key, std::string_view value,
+                     std::optional<absl::Duration> ttl, const MutationOptions& options,
+                     MutationCallback done) {
+  if (absl::Status s = ValidateSet(key, value, ttl); !s.ok()) {
+    done(std::move(s));
+    return;
+  }
+  if (options.scope == LoadScope::kAnywhere) counters_->Add(Counters::kSets);
+  Mutate({.kind = PeerMutation::Kind::kSet, .group = name_, .key = key, .value = value, .ttl = ttl},
+         options, std::move(done));
+}
+
+void Group::RemoveAsync(std::string_view key, const MutationOptions& options,
+                        MutationCallback done) {
+  if (absl::Status s = ValidateKey(key); !s.ok()) {
+    done(std::move(s));
+    return;
+  }
+  if (options.scope == LoadScope::kAnywhere) counters_->Add(Counters::kRemoves);
+  Mutate({.kind = PeerMutation::Kind::kRemove, .group = name_, .key = key}, options,
+         std::move(done));
+}
+
+absl::Status Group::ValidateSet(std::string_view key, std::string_view value,
+                                std::optional<absl::Duration> ttl) const {
+  if (absl::Status s = ValidateKey(key); !s.ok()) return s;
+  if (ttl && *ttl < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: ttl must be >= 0, got ", absl::FormatDuration(*ttl)));
+  }
+  if (ttl && *ttl > kMaxSetTtl && *ttl != absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: ttl of ", absl::FormatDuration(*ttl), " is over the limit of ",
+                     absl::FormatDuration(kMaxSetTtl), " (0 means no expiry)"));
+  }
+  const int64_t max = store_->MaxEntryBytes();
+  if (static_cast<int64_t>(key.size() + value.size()) > max) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lcache: value too large: key and value are ", key.size() + value.size(),
+        " bytes, the store keeps entries of at most ", max, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+void Group::Mutate(const PeerMutation& m, const MutationOptions& options,
+                   MutationCallback done) {
+  if (options.scope == LoadScope::kAnywhere) {
+    if (PeerPicker* picker = peers_.load(std::memory_order_acquire)) {
+      PeerPicker::Peer owner = picker->OwnerOf(m.key);
+      if (owner.getter != nullptr) {
+        ForwardToOwner(m, std::move(owner), options, std::move(done));
+        return;
+      }
+    }
+  }
+  ApplyAsOwner(m, options, std::move(done));
+}
+
+void Group::ForwardToOwner(const PeerMutation& m, PeerPicker::Peer owner,
+                           const MutationOptions& options, MutationCallback done) {
+  owner.getter->StartMutate(
+      m, PeerCallDeadline(options.deadline),
+      [this, kind = m.kind, key = std::string(m.key), address = owner.address, peer = owner.getter,
+       done = std::move(done)](absl::StatusOr<MutationResult> r) {
+        if (r.ok()) {
+          // The owner told every node it knows, this one included; dropping
+          // our own copies again also covers an invalidation that could not
+          // reach us.
+          Invalidate(key);
+          done(std::move(r));
+          return;
+        }
+        const absl::Status& s = r.status();
+        const char* what = KindName(kind);
+        if (absl::IsUnimplemented(s)) {
+          done(absl::UnimplementedError(absl::StrCat(
+              "lcache: the key's owner, peer ", address, ", does not implement ", what,
+              " (a Go lru_cache node?); nothing was changed")));
+        } else if (absl::IsInvalidArgument(s) || absl::IsNotFound(s)) {
+          done(s);  // the owner's verdict on the input
+        } else {
+          done(absl::Status(s.code(), absl::StrCat("lcache: ", what, " failed at the key's owner, peer ",
+                                                   address, ": ", s.message())));
+        }
+      });
+}
+
+// Drops this node's copies of `key` and detaches its flights, under the
+// key's epoch, then runs `then` in the same step.
+template <typename F>
+void Group::DropCopies(std::string_view key, F&& then) {
+  epochs_->Mutate(key, [&] {
+    remote_flights_->Detach(key);
+    local_flights_->Detach(key);
+    if (hot_store_ != nullptr) hot_store_->Remove(key);
+    then();
+  });
+}
+
+void Group::Invalidate(std::string_view key) {
+  counters_->Add(Counters::kInvalidationsReceived);
+  DropCopies(key, [&] { store_->Remove(key); });
+}
+
+void Group::ApplyAsOwner(const PeerMutation& m, const MutationOptions& options,
+                         MutationCallback done) {
+  if (m.kind == PeerMutation::Kind::kSet) {
+    const absl::Duration ttl = m.ttl.value_or(default_ttl_);
+    const absl::Time expire_at = ttl <= absl::ZeroDuration() || ttl == absl::InfiniteDuration()
+                                     ? absl::InfiniteFuture()
+                                     : clock_->Now() + ttl;
+    // ValidateSet checked the size against this very store, so it fits.
+    DropCopies(m.key, [&] { store_->Set(m.key, m.value, expire_at); });
+  } else {
+    DropCopies(m.key, [&] { store_->Remove(m.key); });
+  }
+  InvalidatePeers(m.key, options.deadline, std::move(done));
+}
+
+// Tells every other node to drop its copies, and answers once each has
+// acknowledged or failed.
+void Group::InvalidatePeers(std::string_view key, absl::Time deadline, MutationCallback done) {
+  PeerPicker* picker = peers_.load(std::memory_order_acquire);
+  std::vector<PeerPicker::Peer> peers;
+  if (picker != nullptr) peers = picker->OtherPeers();
+  if (peers.empty()) {
+    done(MutationResult{});
+    return;
+  }
+  struct Gather {
+    std::mutex mu;
+    size_t left;
+    MutationResult result;
+    MutationCallback done;
+  };
+  auto gather = std::make_shared<Gather>();
+  gather->left = peers.size();
+  gather->done = std::move(done);
+  const absl::Time call_deadline = PeerCallDeadline(deadline);
+  for (PeerPicker::Peer& peer : peers) {
+    counters_->Add(Counters::kInvalidationsSent);
+    peer.getter->StartMutate(
+        {.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key}, call_deadline,
+        [this, gather, address = std::move(peer.address)](absl::StatusOr<MutationResult> r) {
+          MutationCallback finish;
+          {
+            std::lock_guard lock(gather->mu);
+            if (!r.ok()) {
+              counters_->Add(Counters::kInvalidationsUnacked);
+              gather->result.unacknowledged.push_back(address);
+            }
+            if (--gather->left == 0) finish = std::move(gather->done);
+          }
+          if (finish != nullptr) {
+            std::sort(gather->result.unacknowledged.begin(), gather->result.unacknowledged.end());
+            finish(std::move(gather->result));
+          }
+        });
+  }
+}
+
+}  // namespace lcache

@@ -1,0 +1,89 @@
+// KeyEpochs: the lease that keeps a load which began before a Set or Remove
+// from storing its result after it (no resurrection). Memcache at Facebook
+// (NSDI 2013) gives each miss a lease that a delete invalidates; this is the
+// same idea with fixed memory: keys are striped, a mutation bumps the epoch
+// of its key's stripe, and a load stores its result only if its stripe's
+// epoch has not moved since the load began.
+//
+//   const uint64_t epoch = epochs.Begin(key);       // before the load looks anywhere
+//   ... the getter runs, or a peer answers ...
+//   epochs.StoreIfUnchanged(key, epoch, [&] { store.Set(key, v); });
+//
+//   epochs.Mutate(key, [&] { store.Remove(key); });  // Set, Remove, Invalidate
+//
+// Begin, StoreIfUnchanged and Mutate take the stripe's lock, so a mutation
+// is atomic with respect to both ends of a load: a load that began before it
+// cannot store after it, and one that began after it sees its effect.
+//
+// A mutation of another key of the same stripe also makes a load skip
+// storing (its callers still get the value; the next Get loads again). With
+// kStripes stripes and mutations rare next to loads, that is rare too.
+//
+// Thread-safety: all methods are safe for concurrent use. std::mutex, so
+// ThreadSanitizer sees it. `store` and `apply` run under a stripe lock: they
+// may take the store's locks and the flight tables' (never the other way
+// round), and must not call back into KeyEpochs.
+
+#ifndef LCACHE_SRC_CORE_KEY_EPOCHS_H_
+#define LCACHE_SRC_CORE_KEY_EPOCHS_H_
+
+#include <array>
+#include <cstdint>
+#include <mutex>
+#include <string_view>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/string_view.h"
+
+namespace lcache::internal {
+
+class KeyEpochs {
+ public:
+  // 1024 stripes of one cache line each: 64 KiB per group.
+  static constexpr size_t kStripes = 1024;
+
+  // The epoch of `key`'s stripe now: call it before the load looks at the
+  // store, the getter or a peer.
+  uint64_t Begin(std::string_view key) {
+    Stripe& s = StripeOf(key);
+    std::lock_guard lock(s.mu);
+    return s.epoch;
+  }
+
+  // Runs `store` if no mutation of `key`'s stripe happened since `epoch`;
+  // returns whether it ran.
+  template <typename F>
+  bool StoreIfUnchanged(std::string_view key, uint64_t epoch, F&& store) {
+    Stripe& s = StripeOf(key);
+    std::lock_guard lock(s.mu);
+    if (s.epoch != epoch) return false;
+    store();
+    return true;
+  }
+
+  // Bumps the epoch of `key`'s stripe and runs `apply`, as one step.
+  template <typename F>
+  void Mutate(std::string_view key, F&& apply) {
+    Stripe& s = StripeOf(key);
+    std::lock_guard lock(s.mu);
+    ++s.epoch;
+    apply();
+  }
+
+ private:
+  struct alignas(64) Stripe {
+    std::mutex mu;
+    uint64_t epoch = 0;  // guarded by mu
+  };
+
+  Stripe& StripeOf(std::string_view key) {
+    const size_t h = absl::Hash<absl::string_view>{}(absl::string_view(key.data(), key.size()));
+    return stripes_[h % kStripes];
+  }
+
+  std::array<Stripe, kStripes> stripes_;
+};
+
+}  // namespace lcache::internal
+
+#endif  // LCACHE_SRC_CORE_KEY_EPOCHS_H_
