@@ -31,6 +31,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gate.h"
+#include "loopback.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lcache/h2_peer.h"
@@ -42,6 +43,7 @@ namespace lcache {
 namespace {
 
 using ::lcache::testing::Gate;
+using ::lcache::testing::RawResult;
 
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
@@ -60,20 +62,6 @@ class AlwaysPeer final : public PeerPicker {
  public:
   std::shared_ptr<PeerGetter> PickPeer(std::string_view) override { return peer; }
   std::shared_ptr<FakePeer> peer = std::make_shared<FakePeer>();
-};
-
-std::string ToString(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  std::string out;
-  EXPECT_TRUE(buffer.Dump(&slices).ok());
-  for (const grpc::Slice& s : slices)
-    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  return out;
-}
-
-struct RawResult {
-  grpc::Status status;
-  std::string body;
 };
 
 enum class Transport { kGrpc, kLean };
@@ -146,21 +134,7 @@ class GrpcPeerTest : public ::testing::TestWithParam<Transport> {
     if (channel_ == nullptr) {
       channel_ = grpc::CreateChannel(Address(), grpc::InsecureChannelCredentials());
     }
-    grpc::GenericStub stub(channel_);
-    grpc::Slice slice(body.data(), body.size());
-    grpc::ByteBuffer request(&slice, 1);
-    grpc::ByteBuffer response;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    RawResult result;
-    absl::Notification done;
-    stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
-      result.status = std::move(s);
-      done.Notify();
-    });
-    done.WaitForNotification();
-    if (result.status.ok()) result.body = ToString(response);
-    return result;
+    return testing::RawGrpcCall(channel_, method, body);
   }
 
   // With load_threads = 1: a call for "slow-1" holds the only load thread

@@ -541,5 +541,67 @@ TEST(DecodeErrorTest, KnownNamesInsideIgnoredFieldsAreNotChecked) {
   EXPECT_EQ(q->group, "");
 }
 
+// --- Set, Remove and Invalidate ------------------------------------------------
+
+TEST(SetRequestTest, FieldsInOrderValueAndTtlOmittedWhenAbsent) {
+  EXPECT_EQ(EncodeSetRequest("g", "k", "v", 1500),
+            R"({"group":"g","key":"k","value":"dg==","ttl_ms":1500})");
+  EXPECT_EQ(EncodeSetRequest("g", "k", "", std::nullopt), R"({"group":"g","key":"k"})");
+  EXPECT_EQ(EncodeSetRequest("g", "<k>", "v", 0),
+            R"({"group":"g","key":"\u003ck\u003e","value":"dg==","ttl_ms":0})");
+}
+
+TEST(SetRequestTest, RoundTripsEveryByteAndTheTtl) {
+  std::string value;
+  for (int c = 0; c < 256; ++c) value.push_back(static_cast<char>(c));
+  absl::StatusOr<SetRequest> r = DecodeSetRequest(EncodeSetRequest("g", "k", value, 7), 64);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->group, "g");
+  EXPECT_EQ(r->key, "k");
+  EXPECT_EQ(r->value, value);
+  EXPECT_EQ(r->ttl_ms, 7);
+  r = DecodeSetRequest(R"({"key":"k","extra":[1,{"a":2}],"group":"g"})", 64);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->value, "");
+  EXPECT_EQ(r->ttl_ms, std::nullopt);
+}
+
+TEST(SetRequestTest, BadValueTtlOrKeyIsRejectedSayingWhat) {
+  const auto error = [](std::string_view json) {
+    return std::string(DecodeSetRequest(json, 8).status().message());
+  };
+  EXPECT_THAT(error(R"({"group":"g","key":"k","value":"dg"})"),
+              HasSubstr(R"(request field "value" must be standard base64)"));
+  EXPECT_THAT(error(R"({"group":"g","key":"k","ttl_ms":-1})"), HasSubstr("ttl_ms"));
+  EXPECT_THAT(error(R"({"group":"g","key":"k","ttl_ms":1.5})"), HasSubstr("non-integer"));
+  EXPECT_THAT(error(R"({"group":"g","key":"k","ttl_ms":"1"})"), HasSubstr("ttl_ms"));
+  EXPECT_THAT(error(R"({"group":"g","key":"123456789"})"), HasSubstr("key too long"));
+  EXPECT_THAT(error(R"({"group":"g","key":"k")"), HasSubstr("not valid JSON"));
+}
+
+TEST(MutationResponseTest, EmptyOnSuccessErrOrUnackedOtherwise) {
+  EXPECT_EQ(EncodeMutationResponse(""), "{}");
+  EXPECT_EQ(EncodeMutationResponse("bad <key>"), R"({"err":"bad \u003ckey\u003e"})");
+  EXPECT_EQ(EncodeMutationResponse("", {"a:1", "b:2"}), R"({"unacked":["a:1","b:2"]})");
+}
+
+TEST(MutationResponseTest, DecodesWhatItEncodesAndRejectsWrongTypes) {
+  absl::StatusOr<MutationResponse> r = DecodeMutationResponse(R"({"unacked":["a:1","b:2"]})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->unacked, (std::vector<std::string>{"a:1", "b:2"}));
+  r = DecodeMutationResponse(R"({"err":"no","unacked":null,"x":[[1]]})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->err, "no");
+  EXPECT_TRUE(r->unacked.empty());
+  r = DecodeMutationResponse(R"({"unacked":["a"],"unacked":["b"]})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->unacked, std::vector<std::string>{"b"});  // the last duplicate wins
+  for (std::string_view bad : {R"({"unacked":"a"})", R"({"unacked":[1]})",
+                               R"({"unacked":[["a"]]})", R"({"unacked":[{"a":1}]})",
+                               R"({"unacked":[null]})", R"({"err":1})"}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(DecodeMutationResponse(bad).status())) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace lcache::wire

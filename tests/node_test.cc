@@ -23,6 +23,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gate.h"
+#include "loopback.h"
 #include "gtest/gtest.h"
 #include "lcache/h2_peer.h"
 #include "lcache/hash_ring.h"
@@ -30,29 +31,9 @@
 namespace lcache {
 namespace {
 
+using ::lcache::testing::AwaitTrue;
 using ::lcache::testing::Gate;
-
-// `n` distinct loopback ports nothing listens on now: the kernel's picks for
-// sockets bound to :0 at the same time, closed again. (A node's address is its
-// name on the ring, so it must be known before the node starts.) Another
-// process could take one before the node binds it; on a test machine's
-// loopback that is rare, and the node then fails to start with a clear error.
-std::vector<int> UnusedPorts(int n) {
-  std::vector<int> fds, ports;
-  for (int i = 0; i < n; ++i) {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-    fds.push_back(fd);
-    ports.push_back(ntohs(addr.sin_port));
-  }
-  for (int fd : fds) close(fd);
-  return ports;
-}
+using ::lcache::testing::UnusedPorts;
 
 // Whether a connection to 127.0.0.1:port is refused (nothing listens).
 bool Refused(int port) {
@@ -64,17 +45,6 @@ bool Refused(int port) {
   const bool refused = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0;
   close(fd);
   return refused;
-}
-
-// Waits for `condition` for up to 10 s; false if it never held.
-template <typename Condition>
-bool AwaitTrue(Condition condition) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
 }
 
 std::string ValueOf(std::string_view key) { return "value-of-" + std::string(key); }

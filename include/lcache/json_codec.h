@@ -55,6 +55,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -96,6 +97,42 @@ std::string EncodeGetResponse(std::string_view value, std::string_view err,
 // does). absl's decoder alone would also take unpadded text and whitespace,
 // so a truncated value could not be told from a shorter one.
 absl::StatusOr<GetResponse> DecodeGetResponse(std::string_view json);
+
+// --- Set, Remove and Invalidate (ours; docs/PROTOCOL.md, section 5) -----------
+//
+//   Set request         {"group","key","value"(base64, omitted when empty),
+//                        "ttl_ms"(omitted: the group's default; 0: no expiry)}
+//   Remove, Invalidate  {"group","key"}: Get's request message
+//   response            {} on success; {"err":"<text>"} for bad input;
+//                       {"unacked":["host:port",...]} on success when some
+//                       nodes did not acknowledge the invalidation
+
+struct SetRequest {
+  std::string group;
+  std::string key;
+  std::string value;              // raw bytes, base64-decoded
+  std::optional<int64_t> ttl_ms;  // absent: the group's default
+};
+
+struct MutationResponse {
+  std::string err;  // application error text; empty if none
+  std::vector<std::string> unacked;
+};
+
+std::string EncodeSetRequest(std::string_view group, std::string_view key, std::string_view value,
+                             std::optional<int64_t> ttl_ms);
+
+// Rejects what DecodeGetRequest rejects, a `value` that is not Go's padded
+// standard base64, and a `ttl_ms` that is not a non-negative integer (or
+// null). The value's size is the Group's to judge.
+absl::StatusOr<SetRequest> DecodeSetRequest(std::string_view json, size_t max_key_bytes);
+
+std::string EncodeMutationResponse(std::string_view err,
+                                   const std::vector<std::string>& unacked = {});
+
+// Rejects malformed JSON, an `err` that is not a string, and an `unacked`
+// that is not an array of strings (or null).
+absl::StatusOr<MutationResponse> DecodeMutationResponse(std::string_view json);
 
 }  // namespace lcache::wire
 

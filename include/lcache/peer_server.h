@@ -3,8 +3,9 @@
 // docs/PROTOCOL.md: gRPC over HTTP/2 with JSON messages (json_codec.h),
 // byte-compatible with the Go lru_cache, so Go and C++ nodes share one ring.
 //
-// Method: /lcache.LCache/Get. A server serves every group of a
-// GroupRegistry; a client is a PeerGetter per peer address (peers.h).
+// Methods: /lcache.LCache/Get (the Go program's), Set, Remove and
+// Invalidate (ours). A server serves every group of a GroupRegistry; a
+// client is a PeerGetter per peer address (peers.h).
 //
 // Health: a server also answers grpc.health.v1.Health/Check (Kubernetes'
 // gRPC probes, grpc_health_probe) for the services "" and "lcache.LCache":
@@ -31,6 +32,11 @@
 namespace lcache {
 
 inline constexpr char kGetMethod[] = "/lcache.LCache/Get";
+// Ours (docs/PROTOCOL.md, section 5): a Go node answers them UNIMPLEMENTED.
+inline constexpr char kSetMethod[] = "/lcache.LCache/Set";
+inline constexpr char kRemoveMethod[] = "/lcache.LCache/Remove";
+// Sent by a key's owner to every other node after a Set or Remove.
+inline constexpr char kInvalidateMethod[] = "/lcache.LCache/Invalidate";
 inline constexpr char kForwardedMetadataKey[] = "lcache-forwarded";
 inline constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
 

@@ -40,8 +40,7 @@ absl::Time PeerCallDeadline(absl::Time caller) {
   return caller - std::clamp(left / 4, absl::ZeroDuration(), absl::Milliseconds(250));
 }
 
-absl::StatusOr<MutationResult> Await(
-    const std::function<void(MutationCallback)>& start) {
+absl::StatusOr<MutationResult> Await(const std::function<void(MutationCallback)>& start) {
   struct Outcome {
     std::mutex mu;
     std::condition_variable cv;
@@ -69,8 +68,7 @@ absl::StatusOr<MutationResult> Group::Set(std::string_view key, std::string_view
   return Await([&](MutationCallback done) { SetAsync(key, value, ttl, options, std::move(done)); });
 }
 
-absl::StatusOr<MutationResult> Group::Remove(std::string_view key,
-                                             const MutationOptions& options) {
+absl::StatusOr<MutationResult> Group::Remove(std::string_view key, const MutationOptions& options) {
   return Await([&](MutationCallback done) { RemoveAsync(key, options, std::move(done)); });
 }
 
@@ -111,15 +109,14 @@ absl::Status Group::ValidateSet(std::string_view key, std::string_view value,
   }
   const int64_t max = store_->MaxEntryBytes();
   if (static_cast<int64_t>(key.size() + value.size()) > max) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "lcache: value too large: key and value are ", key.size() + value.size(),
-        " bytes, the store keeps entries of at most ", max, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: value too large: key and value are ", key.size() + value.size(),
+                     " bytes, the store keeps entries of at most ", max, " bytes"));
   }
   return absl::OkStatus();
 }
 
-void Group::Mutate(const PeerMutation& m, const MutationOptions& options,
-                   MutationCallback done) {
+void Group::Mutate(const PeerMutation& m, const MutationOptions& options, MutationCallback done) {
   if (options.scope == LoadScope::kAnywhere) {
     if (PeerPicker* picker = peers_.load(std::memory_order_acquire)) {
       PeerPicker::Peer owner = picker->OwnerOf(m.key);
@@ -149,14 +146,15 @@ void Group::ForwardToOwner(const PeerMutation& m, PeerPicker::Peer owner,
         const absl::Status& s = r.status();
         const char* what = KindName(kind);
         if (absl::IsUnimplemented(s)) {
-          done(absl::UnimplementedError(absl::StrCat(
-              "lcache: the key's owner, peer ", address, ", does not implement ", what,
-              " (a Go lru_cache node?); nothing was changed")));
+          done(absl::UnimplementedError(
+              absl::StrCat("lcache: the key's owner, peer ", address, ", does not implement ", what,
+                           " (a Go lru_cache node?); nothing was changed")));
         } else if (absl::IsInvalidArgument(s) || absl::IsNotFound(s)) {
           done(s);  // the owner's verdict on the input
         } else {
-          done(absl::Status(s.code(), absl::StrCat("lcache: ", what, " failed at the key's owner, peer ",
-                                                   address, ": ", s.message())));
+          done(absl::Status(
+              s.code(), absl::StrCat("lcache: ", what, " failed at the key's owner, peer ", address,
+                                     ": ", s.message())));
         }
       });
 }

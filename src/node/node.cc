@@ -45,6 +45,24 @@ class LoggedPeer final : public PeerGetter {
                            cancel);
   }
 
+  void StartMutate(const PeerMutation& mutation, absl::Time deadline, MutateDone done) override {
+    peer_->StartMutate(
+        mutation, deadline,
+        [this, kind = mutation.kind, key = std::string(mutation.key),
+         done = std::move(done)](absl::StatusOr<MutationResult> r) {
+          // An invalidation that did not arrive leaves a copy in place (until
+          // -hot-max-age): worth a line, as is a mutation its owner refused.
+          if (!r.ok() && !absl::IsInvalidArgument(r.status())) {
+            spdlog::warn("peer {} failed {} of key={}: {}", address_,
+                         kind == PeerMutation::Kind::kInvalidate ? "Invalidate"
+                         : kind == PeerMutation::Kind::kSet      ? "Set"
+                                                                 : "Remove",
+                         key, r.status().ToString());
+          }
+          done(std::move(r));
+        });
+  }
+
  private:
   // A call its caller's short deadline cut off, or that this node called
   // off, says nothing about the peer.

@@ -158,7 +158,7 @@ absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data()
 // character are not checked. absl::Base64Unescape takes a superset of that
 // (no padding, '.' as padding, any whitespace), and decodes the common part to
 // the same bytes; so check Go's grammar, then let absl decode.
-absl::Status DecodeStdBase64(std::string_view in, std::string* out) {
+absl::Status DecodeStdBase64(absl::string_view message, std::string_view in, std::string* out) {
   std::string without_newlines;
   // Two memchr scans: find_first_of would call memchr once per byte.
   if (in.find('\n') != std::string_view::npos || in.find('\r') != std::string_view::npos) {
@@ -166,9 +166,9 @@ absl::Status DecodeStdBase64(std::string_view in, std::string* out) {
     std::erase_if(without_newlines, [](char c) { return c == '\r' || c == '\n'; });
     in = without_newlines;
   }
-  const auto bad = [](absl::string_view why) {
+  const auto bad = [message](absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "lcache: response field \"value\" must be standard base64 with padding: ", why));
+        "lcache: ", message, " field \"value\" must be standard base64 with padding: ", why));
   };
   if (in.size() % 4 != 0) {
     return bad(absl::StrCat("length ", in.size(), " is not a multiple of 4"));
@@ -215,6 +215,7 @@ enum class FieldKind {
   kString,  // Go string: null leaves it as it was
   kBytes,   // Go []byte: base64 text; null empties it
   kCount,   // a non-negative integer (our ttl_ms): null leaves it as it was
+  kStrings,  // an array of strings (our unacked): null empties it
 };
 
 // absl::string_view where text goes into absl::StrCat: Debian's abseil has its
@@ -224,6 +225,7 @@ struct Field {
   FieldKind kind;
   std::string* out = nullptr;               // kString, kBytes
   std::optional<int64_t>* count = nullptr;  // kCount
+  std::vector<std::string>* strings = nullptr;  // kStrings
 };
 
 // SAX handler (nlohmann's interface) that reads the named fields of a
@@ -242,7 +244,9 @@ class FieldReader {
   const absl::Status& status() const { return status_; }
 
   bool null() {
+    if (InList()) return WrongType("null");
     if (InField() && current_->kind == FieldKind::kBytes) current_->out->clear();
+    if (InField() && current_->kind == FieldKind::kStrings) current_->strings->clear();
     return true;  // a top-level null is the empty message, as in Go
   }
   bool boolean(bool) { return Scalar("boolean"); }
@@ -265,30 +269,44 @@ class FieldReader {
 
   bool string(Json::string_t& s) {
     if (depth_ == 0) return NotAnObject("string");
+    if (InList()) {
+      current_->strings->push_back(std::move(s));
+      return true;
+    }
     if (!InField()) return true;
     if (current_->kind == FieldKind::kCount) return WrongType("string");
+    if (current_->kind == FieldKind::kStrings) return WrongType("string");
     if (current_->kind == FieldKind::kString) {
       *current_->out = std::move(s);
       return true;
     }
     // Decoded at once, as Go does, so an invalid value fails even when a
     // later duplicate would replace it.
-    absl::Status st = DecodeStdBase64(s, current_->out);
+    absl::Status st = DecodeStdBase64(message_, s, current_->out);
     if (!st.ok()) return Fail(std::move(st));
     return true;
   }
 
   bool start_object(std::size_t) {
-    if (InField()) return WrongType("object");
+    if (InField() || InList()) return WrongType("object");
     return Enter();
   }
   bool start_array(std::size_t) {
     if (depth_ == 0) return NotAnObject("array");
+    if (InList()) return WrongType("nested array");
+    if (InField() && current_->kind == FieldKind::kStrings) {
+      current_->strings->clear();  // the last of duplicate fields wins
+      list_ = true;
+      return Enter();
+    }
     if (InField()) return WrongType("array");
     return Enter();
   }
   bool end_object() { return Leave(); }
-  bool end_array() { return Leave(); }
+  bool end_array() {
+    list_ = false;
+    return Leave();
+  }
 
   bool key(Json::string_t& name) {
     if (depth_ == 1) {
@@ -309,11 +327,13 @@ class FieldReader {
   // At depth 1 every value follows a key, which set current_; deeper values
   // belong to fields we skip.
   bool InField() const { return depth_ == 1 && current_ != nullptr; }
+  // Inside the array of a kStrings field, whose elements must be strings.
+  bool InList() const { return list_ && depth_ == 2; }
   bool InCountField() const { return InField() && current_->kind == FieldKind::kCount; }
 
   bool Scalar(absl::string_view type) {
     if (depth_ == 0) return NotAnObject(type);
-    if (InField()) return WrongType(type);
+    if (InField() || InList()) return WrongType(type);
     return true;
   }
 
@@ -334,8 +354,10 @@ class FieldReader {
         absl::StrCat("lcache: ", message_, " must be a JSON object, got ", type)));
   }
   bool WrongType(absl::string_view type) {
-    const absl::string_view expected =
-        current_->kind == FieldKind::kCount ? "a non-negative integer" : "a string";
+    const absl::string_view expected = current_->kind == FieldKind::kCount ? "a non-negative integer"
+                                       : current_->kind == FieldKind::kStrings
+                                           ? "an array of strings"
+                                           : "a string";
     return Fail(
         absl::InvalidArgumentError(absl::StrCat("lcache: ", message_, " field \"", current_->name,
                                                 "\" must be ", expected, ", got ", type)));
@@ -353,6 +375,7 @@ class FieldReader {
   const std::span<const Field> fields_;
   const Field* current_ = nullptr;
   int depth_ = 0;  // 1 inside the top-level object
+  bool list_ = false;  // inside a kStrings field's array
   absl::Status status_;
 };
 
@@ -524,7 +547,7 @@ absl::StatusOr<GetResponse> DecodeGetResponse(std::string_view json) {
       well_formed = ttl_ms.has_value();
     }
     if (well_formed && rest == "}") {
-      if (absl::Status st = DecodeStdBase64(*b64, &resp.value); !st.ok()) return st;
+      if (absl::Status st = DecodeStdBase64("response", *b64, &resp.value); !st.ok()) return st;
       resp.ttl_ms = ttl_ms;
       return resp;
     }
@@ -533,6 +556,57 @@ absl::StatusOr<GetResponse> DecodeGetResponse(std::string_view json) {
       {.name = "value", .kind = FieldKind::kBytes, .out = &resp.value},
       {.name = "err", .kind = FieldKind::kString, .out = &resp.err},
       {.name = "ttl_ms", .kind = FieldKind::kCount, .count = &resp.ttl_ms},
+  };
+  if (absl::Status st = ReadFields("response", json, fields); !st.ok()) return st;
+  return resp;
+}
+
+std::string EncodeSetRequest(std::string_view group, std::string_view key, std::string_view value,
+                             std::optional<int64_t> ttl_ms) {
+  GoStrings go;
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  j["group"] = go.Sanitize(group);
+  j["key"] = go.Sanitize(key);
+  if (!value.empty()) j["value"] = absl::Base64Escape(ToAbsl(value));
+  if (ttl_ms) j["ttl_ms"] = std::max<int64_t>(*ttl_ms, 0);
+  return go.Escape(Dump(j));
+}
+
+absl::StatusOr<SetRequest> DecodeSetRequest(std::string_view json, size_t max_key_bytes) {
+  SetRequest req;
+  const Field fields[] = {
+      {.name = "group", .kind = FieldKind::kString, .out = &req.group},
+      {.name = "key", .kind = FieldKind::kString, .out = &req.key},
+      {.name = "value", .kind = FieldKind::kBytes, .out = &req.value},
+      {.name = "ttl_ms", .kind = FieldKind::kCount, .count = &req.ttl_ms},
+  };
+  if (absl::Status st = ReadFields("request", json, fields); !st.ok()) return st;
+  if (req.key.size() > max_key_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lcache: key too long (", req.key.size(), " bytes, max ", max_key_bytes, ")"));
+  }
+  return req;
+}
+
+std::string EncodeMutationResponse(std::string_view err, const std::vector<std::string>& unacked) {
+  if (err.empty() && unacked.empty()) return "{}";
+  GoStrings go;
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  if (!err.empty()) j["err"] = go.Sanitize(err);
+  if (!unacked.empty()) {
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (const std::string& address : unacked) list.push_back(go.Sanitize(address));
+    j["unacked"] = std::move(list);
+  }
+  return go.Escape(Dump(j));
+}
+
+absl::StatusOr<MutationResponse> DecodeMutationResponse(std::string_view json) {
+  MutationResponse resp;
+  if (json == "{}") return resp;
+  const Field fields[] = {
+      {.name = "err", .kind = FieldKind::kString, .out = &resp.err},
+      {.name = "unacked", .kind = FieldKind::kStrings, .strings = &resp.unacked},
   };
   if (absl::Status st = ReadFields("response", json, fields); !st.ok()) return st;
   return resp;

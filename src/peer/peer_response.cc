@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "lcache/group.h"
 #include "lcache/json_codec.h"
+#include "lcache/peer_server.h"
 
 namespace lcache::internal {
 
@@ -23,6 +24,35 @@ absl::StatusOr<PeerValue> ValueOfGetResponse(std::string_view address, std::stri
   if (decoded->err == kKeyNotFoundMessage) return absl::NotFoundError(decoded->err);
   if (decoded->err == kEmptyKeyMessage) return absl::InvalidArgumentError(decoded->err);
   return absl::UnknownError(decoded->err);
+}
+
+MutationRequest RequestOf(const PeerMutation& m) {
+  switch (m.kind) {
+    case PeerMutation::Kind::kSet: {
+      std::optional<int64_t> ttl_ms;
+      if (m.ttl) {
+        ttl_ms = *m.ttl == absl::InfiniteDuration() ? 0 : absl::ToInt64Milliseconds(*m.ttl);
+      }
+      return {kSetMethod, wire::EncodeSetRequest(m.group, m.key, m.value, ttl_ms)};
+    }
+    case PeerMutation::Kind::kRemove:
+      return {kRemoveMethod, wire::EncodeGetRequest(m.group, m.key)};
+    case PeerMutation::Kind::kInvalidate:
+      break;
+  }
+  return {kInvalidateMethod, wire::EncodeGetRequest(m.group, m.key)};
+}
+
+absl::StatusOr<MutationResult> ResultOfMutationResponse(std::string_view address,
+                                                         std::string_view message) {
+  const absl::string_view peer(address.data(), address.size());
+  absl::StatusOr<wire::MutationResponse> decoded = wire::DecodeMutationResponse(message);
+  if (!decoded.ok()) {
+    return absl::InternalError(
+        absl::StrCat("lcache: peer ", peer, ": invalid response: ", decoded.status().message()));
+  }
+  if (!decoded->err.empty()) return absl::InvalidArgumentError(decoded->err);
+  return MutationResult{.unacknowledged = std::move(decoded->unacked)};
 }
 
 }  // namespace lcache::internal

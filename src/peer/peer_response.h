@@ -1,11 +1,13 @@
 // The client side of the peer protocol, shared by both transports' clients:
-// what the Get response message a peer sent means to the asking node.
+// what the response message a peer sent means to the asking node, and the
+// request message of a mutation.
 //
 // Thread-safety: pure functions.
 
 #ifndef LCACHE_SRC_PEER_PEER_RESPONSE_H_
 #define LCACHE_SRC_PEER_PEER_RESPONSE_H_
 
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -18,6 +20,19 @@ namespace lcache::internal {
 // found" as NotFound, "empty key" as InvalidArgument, another err text as
 // Unknown; an undecodable message as Internal.
 absl::StatusOr<PeerValue> ValueOfGetResponse(std::string_view address, std::string_view message);
+
+// The method and request message that carry `mutation`.
+struct MutationRequest {
+  const char* method;
+  std::string message;
+};
+MutationRequest RequestOf(const PeerMutation& mutation);
+
+// What a Set, Remove or Invalidate response message from `address` means:
+// the nodes that did not acknowledge; the peer's in-band error (bad input)
+// as InvalidArgument; an undecodable message as Internal.
+absl::StatusOr<MutationResult> ResultOfMutationResponse(std::string_view address,
+                                                         std::string_view message);
 
 }  // namespace lcache::internal
 

@@ -118,6 +118,72 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
   return std::nullopt;
 }
 
+bool PeerService::IsMutationMethod(std::string_view method) {
+  return method == kSetMethod || method == kRemoveMethod || method == kInvalidateMethod;
+}
+
+namespace {
+
+// A mutation's outcome as a reply: bad input in-band, as Get's errors are;
+// a failure to reach the owner as the call's status.
+PeerReply ReplyOfMutation(const absl::StatusOr<MutationResult>& r) {
+  if (r.ok()) return Ok(wire::EncodeMutationResponse("", r->unacknowledged));
+  const absl::string_view message = r.status().message();
+  if (absl::IsInvalidArgument(r.status()) || absl::IsNotFound(r.status())) {
+    return Ok(wire::EncodeMutationResponse(std::string_view(message.data(), message.size())));
+  }
+  return PeerReply::Error(r.status().code(), std::string(message.data(), message.size()));
+}
+
+}  // namespace
+
+std::optional<PeerReply> PeerService::Mutate(std::string_view method, std::string_view message,
+                                             bool forwarded, absl::Time deadline,
+                                             std::function<void(PeerReply)> done) {
+  if (message.size() > max_request_bytes_) {
+    return PeerReply::Error(absl::StatusCode::kInvalidArgument,
+                            absl::StrCat("lcache: request of ", message.size(),
+                                         " bytes is over the limit of ", max_request_bytes_));
+  }
+  const bool set = method == kSetMethod;
+  absl::StatusOr<wire::SetRequest> request;
+  if (set) {
+    request = wire::DecodeSetRequest(message, max_key_bytes_);
+  } else if (absl::StatusOr<wire::GetRequest> r = wire::DecodeGetRequest(message, max_key_bytes_);
+             r.ok()) {
+    request = wire::SetRequest{
+        .group = std::move(r->group), .key = std::move(r->key), .value = {}, .ttl_ms = {}};
+  } else {
+    request = r.status();
+  }
+  if (!request.ok()) {
+    return PeerReply::Error(absl::StatusCode::kInvalidArgument,
+                            std::string(request.status().message()));
+  }
+  Group* group = registry_->GetGroup(request->group);
+  if (method == kInvalidateMethod) {
+    if (group != nullptr && !request->key.empty()) group->Invalidate(request->key);
+    return Ok(wire::EncodeMutationResponse(""));
+  }
+  if (group == nullptr) {
+    return Ok(wire::EncodeMutationResponse(
+        absl::StrCat("lcache: unknown group \"", request->group, "\"")));
+  }
+  const MutationOptions options{
+      .scope = forwarded ? LoadScope::kLocalOnly : LoadScope::kAnywhere, .deadline = deadline};
+  auto answer = [done = std::move(done)](absl::StatusOr<MutationResult> r) {
+    done(ReplyOfMutation(r));
+  };
+  if (set) {
+    std::optional<absl::Duration> ttl;
+    if (request->ttl_ms) ttl = absl::Milliseconds(*request->ttl_ms);
+    group->SetAsync(request->key, request->value, ttl, options, std::move(answer));
+  } else {
+    group->RemoveAsync(request->key, options, std::move(answer));
+  }
+  return std::nullopt;
+}
+
 PeerReply PeerService::HealthCheck(std::string_view message) const {
   std::optional<std::string> service = HealthCheckService(message);
   if (!service) {

@@ -27,6 +27,10 @@
 
 namespace lcache::internal {
 
+// For an UNIMPLEMENTED answer's message.
+inline constexpr char kServedMethods[] =
+    "/lcache.LCache/Get, Set, Remove, Invalidate and /grpc.health.v1.Health/Check";
+
 // A reply: OK with the JSON response message, or an error status for the
 // call (a gRPC status code and message).
 struct PeerReply {
@@ -69,6 +73,22 @@ class PeerService {
   std::optional<PeerReply> Get(std::string_view message, bool forwarded, absl::Time deadline,
                                std::function<void(PeerReply)> done,
                                CallerGone* caller_gone = nullptr);
+
+  // Whether `method` (an HTTP/2 :path) is Set, Remove or Invalidate.
+  static bool IsMutationMethod(std::string_view method);
+
+  // Answers the request `message` of a mutation `method` (IsMutationMethod)
+  // at once (Invalidate, bad input), or returns nullopt and calls `done`
+  // exactly once, on whichever thread ends the mutation (the transport's
+  // that completes the last peer call, or this one). Undecodable messages
+  // are INVALID_ARGUMENT; an unknown group, an empty or oversized key, a ttl
+  // or value the group refuses are answered in-band ({"err"}), as Get's
+  // errors are; an owner that cannot be reached is the call's status.
+  // Invalidate for a group this node does not serve is a success: it holds
+  // no copies of that group's keys.
+  std::optional<PeerReply> Mutate(std::string_view method, std::string_view message,
+                                  bool forwarded, absl::Time deadline,
+                                  std::function<void(PeerReply)> done);
 
   // Answers a grpc.health.v1.Health/Check request message (protobuf): for
   // the service "" or "lcache.LCache", SERVING while the options' `serving`

@@ -47,17 +47,20 @@ struct Peer {
   std::string address;
   PeerClientOptions options;
 
-  absl::StatusOr<PeerValue> Answer(const grpc::Status& status, const grpc::ByteBuffer& response,
-                                   absl::Duration budget) const;
+  // The response message of a call that ended with `status`, or the
+  // call's error.
+  absl::StatusOr<std::string> Message(const char* method, const grpc::Status& status,
+                                      const grpc::ByteBuffer& response,
+                                      absl::Duration budget) const;
 };
 
-absl::StatusOr<PeerValue> Peer::Answer(const grpc::Status& status,
-                                       const grpc::ByteBuffer& response,
-                                       absl::Duration budget) const {
+absl::StatusOr<std::string> Peer::Message(const char* method, const grpc::Status& status,
+                                          const grpc::ByteBuffer& response,
+                                          absl::Duration budget) const {
   if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    return PeerDeadlineExceeded(absl::StrCat("lcache: deadline exceeded calling ", kGetMethod,
-                                             " on ", address, " (after ",
-                                             absl::FormatDuration(budget), ")"),
+    return PeerDeadlineExceeded(absl::StrCat("lcache: deadline exceeded calling ", method, " on ",
+                                             address, " (after ", absl::FormatDuration(budget),
+                                             ")"),
                                 budget, options.timeout);
   }
   if (!status.ok()) return FromGrpc(status);
@@ -65,7 +68,7 @@ absl::StatusOr<PeerValue> Peer::Answer(const grpc::Status& status,
   if (!bytes) {
     return absl::InternalError(absl::StrCat("lcache: peer ", address, ": unreadable response"));
   }
-  return internal::ValueOfGetResponse(address, *bytes);
+  return *std::move(bytes);
 }
 
 // One call started by StartGet, from PrepareUnaryCall until its tag comes
@@ -76,7 +79,9 @@ struct AsyncCall {
   grpc::ByteBuffer response;
   grpc::Status status;
   absl::Duration budget;
-  PeerGetter::Done done;
+  const char* method = kGetMethod;
+  PeerGetter::Done done;               // a Get's
+  PeerGetter::MutateDone mutate_done;  // a Set's, Remove's or Invalidate's
   uint64_t serial = 0;
   std::unique_ptr<grpc::GenericClientAsyncResponseReader> reader;
 };
@@ -141,10 +146,19 @@ class Poller {
         std::lock_guard lock(mu_);
         in_flight_.erase(call);
       }
-      PeerGetter::Done done = std::move(call->done);
-      absl::StatusOr<PeerValue> v = peer_->Answer(call->status, call->response, call->budget);
-      delete call;
-      done(std::move(v));
+      absl::StatusOr<std::string> message =
+          peer_->Message(call->method, call->status, call->response, call->budget);
+      if (call->mutate_done != nullptr) {
+        PeerGetter::MutateDone done = std::move(call->mutate_done);
+        delete call;
+        done(message.ok() ? internal::ResultOfMutationResponse(peer_->address, *message)
+                          : absl::StatusOr<MutationResult>(message.status()));
+      } else {
+        PeerGetter::Done done = std::move(call->done);
+        delete call;
+        done(message.ok() ? internal::ValueOfGetResponse(peer_->address, *message)
+                          : absl::StatusOr<PeerValue>(message.status()));
+      }
     }
   }
 
@@ -172,14 +186,29 @@ class GrpcPeerGetter final : public PeerGetter {
   bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
                 Done done, Cancel* cancel) override {
     auto* call = new AsyncCall();
-    call->request = internal::ByteBufferOf(wire::EncodeGetRequest(group, key));
+    call->done = std::move(done);
+    Start(call, kGetMethod, wire::EncodeGetRequest(group, key), deadline, cancel);
+    return true;
+  }
+
+  void StartMutate(const PeerMutation& mutation, absl::Time deadline, MutateDone done) override {
+    auto* call = new AsyncCall();
+    call->mutate_done = std::move(done);
+    internal::MutationRequest request = internal::RequestOf(mutation);
+    Start(call, request.method, std::move(request.message), deadline, nullptr);
+  }
+
+ private:
+  void Start(AsyncCall* call, const char* method, std::string message, absl::Time deadline,
+             Cancel* cancel) {
+    call->method = method;
+    call->request = internal::ByteBufferOf(std::move(message));
     const absl::Time now = absl::Now();
     const absl::Time call_deadline = std::min(now + peer_->options.timeout, deadline);
     call->budget = call_deadline - now;
-    call->done = std::move(done);
     call->ctx.set_deadline(absl::ToChronoTime(call_deadline));
     if (peer_->options.mark_forwarded) call->ctx.AddMetadata(kForwardedMetadataKey, "1");
-    call->reader = stub_.PrepareUnaryCall(&call->ctx, kGetMethod, call->request, poller_->cq());
+    call->reader = stub_.PrepareUnaryCall(&call->ctx, method, call->request, poller_->cq());
     poller_->Track(call);
     if (cancel != nullptr) {
       // Read before the call starts: from then on it may end and go at any time.
@@ -188,10 +217,8 @@ class GrpcPeerGetter final : public PeerGetter {
     }
     call->reader->StartCall();
     call->reader->Finish(&call->response, &call->status, call);
-    return true;
   }
 
- private:
   const std::shared_ptr<const Peer> peer_;
   grpc::GenericStub stub_;  // owns the channel, shared by all calls
   const std::shared_ptr<Poller> poller_;

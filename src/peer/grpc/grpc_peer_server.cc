@@ -119,11 +119,11 @@ class GrpcPeerServer::Call {
         }
         server_->RequestCall();
         health_check_ = ctx_.method() == kHealthCheckMethod;
-        if (ctx_.method() != kGetMethod && !health_check_) {
-          Finish(grpc::Status(
-              grpc::StatusCode::UNIMPLEMENTED,
-              absl::StrCat("lcache: unknown method ", ctx_.method(), "; this server serves ",
-                           kGetMethod, " and ", kHealthCheckMethod)));
+        mutation_ = internal::PeerService::IsMutationMethod(ctx_.method());
+        if (ctx_.method() != kGetMethod && !health_check_ && !mutation_) {
+          Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                              absl::StrCat("lcache: unknown method ", ctx_.method(),
+                                           "; this server serves ", internal::kServedMethods)));
           return;
         }
         step_ = Step::kReading;
@@ -185,6 +185,9 @@ class GrpcPeerServer::Call {
     stream_.Finish(status, this);
   }
 
+  bool mutation() const { return mutation_; }
+  const std::string& method() const { return ctx_.method(); }
+
   bool Forwarded() const {
     return ctx_.client_metadata().find(kForwardedMetadataKey) != ctx_.client_metadata().end();
   }
@@ -202,6 +205,7 @@ class GrpcPeerServer::Call {
   grpc::ByteBuffer response_;
   Step step_ = Step::kRequested;
   bool health_check_ = false;
+  bool mutation_ = false;  // Set, Remove or Invalidate
   bool finished_ = false;  // the last operation's tag came out
   bool done_ = false;      // the done tag came out
   internal::CallerGone caller_gone_;  // a miss's, filled in by PeerService::Get
@@ -261,10 +265,14 @@ void GrpcPeerServer::Poll() {
 void GrpcPeerServer::Handle(Call* call) {
   // gRPC has read the whole message (within 4x the limit); PeerService
   // refuses what is over the limit itself, with a message that says so.
+  const std::string message = internal::BytesOf(call->request()).value_or("");
+  auto reply_later = [call](internal::PeerReply r) { call->Reply(std::move(r)); };
   std::optional<internal::PeerReply> reply =
-      service_.Get(internal::BytesOf(call->request()).value_or(""), call->Forwarded(),
-                   call->deadline(), [call](internal::PeerReply r) { call->Reply(std::move(r)); },
-                   call->caller_gone());
+      call->mutation()
+          ? service_.Mutate(call->method(), message, call->Forwarded(), call->deadline(),
+                            std::move(reply_later))
+          : service_.Get(message, call->Forwarded(), call->deadline(), std::move(reply_later),
+                         call->caller_gone());
   if (reply) call->Reply(*std::move(reply));
 }
 

@@ -29,6 +29,7 @@ class H2PeerGetter final : public PeerGetter {
   absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override;
   bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
                 Done done, Cancel* cancel) override;
+  void StartMutate(const PeerMutation& mutation, absl::Time deadline, MutateDone done) override;
 
  private:
   const std::shared_ptr<H2PeerClientImpl> client_;
@@ -103,6 +104,25 @@ bool H2PeerGetter::StartGet(std::string_view group, std::string_view key, absl::
     };
   }
   return true;
+}
+
+void H2PeerGetter::StartMutate(const PeerMutation& mutation, absl::Time deadline,
+                               MutateDone done) {
+  const size_t i = client_->PickLoop();
+  internal::MutationRequest request = internal::RequestOf(mutation);
+  internal::H2Client::CallOptions call = call_;
+  call.path = request.method;
+  client_->client(i).Call(
+      connections_[i], call, request.message,
+      [address = address_, done = std::move(done)](absl::Status status,
+                                                    std::string_view message) {
+        if (!status.ok()) {
+          done(std::move(status));
+        } else {
+          done(internal::ResultOfMutationResponse(*address, message));
+        }
+      },
+      deadline);
 }
 
 absl::StatusOr<PeerValue> H2PeerGetter::Get(std::string_view group, std::string_view key) {

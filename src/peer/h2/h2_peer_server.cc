@@ -452,11 +452,11 @@ void Connection::Process(Stream* s) {
     return;
   }
   const bool get = s->path == kGetMethod;
-  if (!get && s->path != kHealthCheckMethod) {
-    Reply(s,
-          PeerReply::Error(absl::StatusCode::kUnimplemented,
-                           absl::StrCat("lcache: unknown method ", s->path, "; this server serves ",
-                                        kGetMethod, " and ", kHealthCheckMethod)));
+  const bool mutation = internal::PeerService::IsMutationMethod(s->path);
+  if (!get && !mutation && s->path != kHealthCheckMethod) {
+    Reply(s, PeerReply::Error(absl::StatusCode::kUnimplemented,
+                              absl::StrCat("lcache: unknown method ", s->path,
+                                           "; this server serves ", internal::kServedMethods)));
     return;
   }
   if (s->body_bytes > 4 * server_->max_body_bytes()) {
@@ -482,25 +482,28 @@ void Connection::Process(Stream* s) {
                               std::string(message.status().message())));
     return;
   }
-  if (!get) {
+  if (!get && !mutation) {
     Reply(s, server_->service().HealthCheck(*message));
     return;
   }
-  // A miss is answered by whichever thread ends its load: this loop itself
-  // when the load was a peer call made from here (or ended at once), a load
-  // thread or another loop otherwise.
-  std::optional<PeerReply> reply = server_->service().Get(
-      *message, s->forwarded, s->deadline,
-      [loop = loop_->shared_from_this(), connection = id_, stream = s->id](PeerReply r) {
-        if (loop->InLoop()) {
-          loop->Deliver(connection, stream, std::move(r));
-        } else {
-          loop->Post([loop, connection, stream, r = std::move(r)]() mutable {
-            loop->Deliver(connection, stream, std::move(r));
-          });
-        }
-      },
-      &s->caller_gone);
+  // A miss (or a mutation) is answered by whichever thread ends it: this
+  // loop itself when it was a peer call made from here (or ended at once),
+  // a load thread or another loop otherwise.
+  auto reply_later = [loop = loop_->shared_from_this(), connection = id_,
+                      stream = s->id](PeerReply r) {
+    if (loop->InLoop()) {
+      loop->Deliver(connection, stream, std::move(r));
+    } else {
+      loop->Post([loop, connection, stream, r = std::move(r)]() mutable {
+        loop->Deliver(connection, stream, std::move(r));
+      });
+    }
+  };
+  std::optional<PeerReply> reply =
+      mutation ? server_->service().Mutate(s->path, *message, s->forwarded, s->deadline,
+                                           std::move(reply_later))
+               : server_->service().Get(*message, s->forwarded, s->deadline,
+                                        std::move(reply_later), &s->caller_gone);
   if (reply) {
     Reply(s, *std::move(reply));
   } else {
