@@ -17,7 +17,9 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "go_flags.h"
 #include "lcache/grpc_wire.h"
 #include "lcache/node.h"
@@ -45,6 +47,10 @@ ABSL_FLAG(std::string, hot_promote, "frequency",
           "which fetched values the hot cache keeps: frequency (keys fetched twice recently) or "
           "random (1 in 10, groupcache's rule)");
 ABSL_FLAG(int64_t, peer_timeout_ms, 2000, "deadline of each call to a peer");
+ABSL_FLAG(std::string, hot_max_age, "60s",
+          "longest life of a copy of a key another node owns (hot copy, or a value loaded here "
+          "because its owner failed): the staleness bound of a node an invalidation missed. A "
+          "duration (500ms, 60s, 5m), a bare number of milliseconds, or inf for no bound");
 ABSL_FLAG(std::string, source, "demo",
           "the group's data: demo (Tom/Jack/Sam) or synthetic:BYTES[:DELAY_MS]");
 ABSL_FLAG(int64_t, max_key_bytes, 4096, "longer keys are rejected");
@@ -136,6 +142,18 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
     return usage("-hot-promote must be frequency or random, got " +
                  absl::GetFlag(FLAGS_hot_promote));
   }
+  absl::Duration hot_max_age;
+  const std::string hot_max_age_text = absl::GetFlag(FLAGS_hot_max_age);
+  if (int64_t ms = 0; absl::SimpleAtoi(hot_max_age_text, &ms)) {
+    hot_max_age = absl::Milliseconds(ms);
+  } else if (!absl::ParseDuration(hot_max_age_text, &hot_max_age)) {
+    return usage("-hot-max-age must be a duration such as 60s or 500ms, got \"" +
+                 hot_max_age_text + "\"");
+  }
+  if (hot_max_age <= absl::ZeroDuration()) {
+    return usage("-hot-max-age must be > 0 (inf for no bound), got " +
+                 absl::GetFlag(FLAGS_hot_max_age));
+  }
   absl::StatusOr<Getter> getter = tools::MakeSource(absl::GetFlag(FLAGS_source));
   if (!getter.ok()) return getter.status();
   options.groups.push_back({
@@ -147,6 +165,7 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
       .max_key_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_key_bytes)),
       .hot_cache_bytes = hot_cache_mb < 0 ? -1 : hot_cache_mb << 20,
       .hot_promotion = *hot_promotion,
+      .hot_max_age = hot_max_age,
   });
 
   const std::optional<RingKind> ring = ParseRingKind(absl::GetFlag(FLAGS_ring));

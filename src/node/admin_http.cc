@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "httplib.h"
@@ -97,6 +98,21 @@ constexpr Figure kCounters[] = {
      "Of those, misses dropped before their load started: the caller's deadline passed or it "
      "went away (reset its stream, closed its connection).",
      [](const GroupStats& s) { return s.loads_cancelled; }},
+    {"sets", "Set calls made on this node (one forwarded here counts where it was made).",
+     [](const GroupStats& s) { return s.sets; }},
+    {"removes", "Remove calls made on this node (likewise).",
+     [](const GroupStats& s) { return s.removes; }},
+    {"invalidations_sent", "Invalidate messages sent to peers by this node as a key's owner.",
+     [](const GroupStats& s) { return s.invalidations_sent; }},
+    {"invalidations_unacked",
+     "Of those, not acknowledged in time (the peer may keep a copy up to -hot-max-age).",
+     [](const GroupStats& s) { return s.invalidations_unacked; }},
+    {"invalidations_received", "Invalidate messages from owners applied here.",
+     [](const GroupStats& s) { return s.invalidations_received; }},
+    {"loads_discarded",
+     "Loaded values not stored because a Set, Remove or Invalidate of their key came while "
+     "they loaded.",
+     [](const GroupStats& s) { return s.loads_discarded; }},
     {"evictions", "Entries evicted to stay within the cache's bytes.",
      [](const GroupStats& s) { return s.store.evictions; }},
     {"hot_evictions", "Hot cache entries evicted to stay within its bytes.",
@@ -195,6 +211,8 @@ int HttpStatusOf(const absl::Status& s) {
       return 503;
     case absl::StatusCode::kDeadlineExceeded:
       return 504;
+    case absl::StatusCode::kUnimplemented:  // a Set or Remove whose owner is a Go node
+      return 501;
     default:
       return 500;
   }
@@ -378,6 +396,51 @@ class AdminHttpServer::Impl {
                 [this](const httplib::Request& req, httplib::Response& res) {
                   ServeGet(req.matches[1].str(), req.matches[2].str(), res);
                 });
+    // Set (body = the value, ?ttl_ms=N) and Remove, across the cluster.
+    server_.Put(R"(/groups/([^/]*)/([\s\S]*))",
+                [this](const httplib::Request& req, httplib::Response& res) {
+                  ServeMutation(req, true, res);
+                });
+    server_.Delete(R"(/groups/([^/]*)/([\s\S]*))",
+                   [this](const httplib::Request& req, httplib::Response& res) {
+                     ServeMutation(req, false, res);
+                   });
+  }
+
+  // 200 with {"unacked":[...]} (the nodes that did not acknowledge dropping
+  // their copies) once the owner applied it; errors as for GET, plus 501 when
+  // the key's owner is a Go node.
+  void ServeMutation(const httplib::Request& req, bool set, httplib::Response& res) {
+    const std::string group_name = req.matches[1].str();
+    const std::string key = req.matches[2].str();
+    Group* group = options_.registry->GetGroup(group_name);
+    if (group == nullptr) {
+      Text(res, 404, absl::StrCat("lcache: no group \"", group_name, "\" on this node"));
+      return;
+    }
+    std::optional<absl::Duration> ttl;
+    if (req.has_param("ttl_ms")) {
+      if (!set) {
+        Text(res, 400, "lcache: ttl_ms is for PUT");
+        return;
+      }
+      int64_t ms = 0;
+      const std::string text = req.get_param_value("ttl_ms");
+      if (!absl::SimpleAtoi(text, &ms) || ms < 0) {
+        Text(res, 400,
+             absl::StrCat("lcache: ttl_ms must be an integer >= 0 (0: never expires), got \"",
+                          absl::CHexEscape(text), "\""));
+        return;
+      }
+      ttl = absl::Milliseconds(ms);
+    }
+    absl::StatusOr<MutationResult> r = set ? group->Set(key, req.body, ttl) : group->Remove(key);
+    if (!r.ok()) {
+      const absl::string_view message = r.status().message();
+      Text(res, HttpStatusOf(r.status()), std::string_view(message.data(), message.size()));
+      return;
+    }
+    res.set_content(Dump({{"unacked", r->unacknowledged}}), "application/json");
   }
 
   void ServeGet(const std::string& group_name, const std::string& key, httplib::Response& res) {
