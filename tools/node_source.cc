@@ -1,10 +1,14 @@
 #include "node_source.h"
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "lcache/hash_ring.h"
@@ -29,8 +33,29 @@ Getter DemoSource() {
 }
 
 absl::Status BadSpec(std::string_view spec) {
-  return absl::InvalidArgumentError("-source must be demo or synthetic:BYTES[:DELAY_MS], got \"" +
-                                    std::string(spec) + "\"");
+  return absl::InvalidArgumentError(
+      "-source must be demo, synthetic:BYTES[:DELAY_MS] or dir:PATH[:DELAY_MS], got \"" +
+      std::string(spec) + "\"");
+}
+
+// dir:PATH: each key's value is a file named by the key's bytes in hex (any
+// byte may be in a key; a hex name is always a valid file name).
+absl::StatusOr<Getter> DirSource(std::string path, uint32_t delay_ms) {
+  if (!std::filesystem::is_directory(path)) {
+    return absl::InvalidArgumentError("-source dir:PATH: \"" + path + "\" is not a directory");
+  }
+  return Getter([path = std::move(path), delay_ms](std::string_view key) -> absl::StatusOr<Loaded> {
+    LogLoad(key);
+    std::ifstream file(path + "/" + absl::BytesToHexString(Absl(key)), std::ios::binary);
+    std::string value;
+    if (file) value.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+    // After the read, as a database's answer travels after its snapshot: the
+    // value may be out of date by the time it arrives.
+    if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    if (!file.is_open()) return KeyNotFoundError();
+    if (file.bad()) return absl::UnavailableError("lcache: cannot read the origin's file");
+    return ByteView::Adopt(std::move(value));
+  });
 }
 
 }  // namespace
@@ -49,6 +74,16 @@ std::string SyntheticValue(std::string_view key, size_t bytes) {
 
 absl::StatusOr<Getter> MakeSource(std::string_view spec) {
   if (spec == "demo") return DemoSource();
+  if (spec.starts_with("dir:")) {
+    std::string_view rest = spec.substr(4);
+    uint32_t delay_ms = 0;
+    if (const size_t colon = rest.rfind(':'); colon != std::string_view::npos) {
+      if (!absl::SimpleAtoi(Absl(rest.substr(colon + 1)), &delay_ms)) return BadSpec(spec);
+      rest = rest.substr(0, colon);
+    }
+    if (rest.empty()) return BadSpec(spec);
+    return DirSource(std::string(rest), delay_ms);
+  }
   std::vector<absl::string_view> parts = absl::StrSplit(Absl(spec), ':');
   if (parts.size() < 2 || parts.size() > 3 || parts[0] != "synthetic") return BadSpec(spec);
   uint32_t bytes = 0;

@@ -4,6 +4,12 @@
 //                               Sam=567; any other key is not found
 //   synthetic:BYTES[:DELAY_MS]  any key, a deterministic value of BYTES bytes
 //                               (the same on every node), after DELAY_MS
+//   dir:PATH[:DELAY_MS]         the contents of the file PATH/<key in hex>,
+//                               returned DELAY_MS after it was read (so the
+//                               value may be out of date when it arrives); no
+//                               file: not found. A
+//                               changing origin, for tests of Set and Remove
+//                               (write the file, then Set or Remove the key)
 //
 // Every load is logged as `[getter] load key=KEY`, the key last on the line,
 // as the Go program does.
