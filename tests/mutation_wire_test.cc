@@ -60,7 +60,8 @@ class MutationWireTest : public ::testing::TestWithParam<PeerTransport> {
   }
 
   int OwnerIndex(std::string_view key) const {
-    const std::string_view owner = HashRing(RingKind::kGroupcache, ring_).Owner(key);
+    const HashRing ring(RingKind::kGroupcache, ring_);
+    const std::string_view owner = ring.Owner(key);
     for (int i = 0; i < static_cast<int>(addresses_.size()); ++i) {
       if (addresses_[i] == owner) return i;
     }
