@@ -1153,6 +1153,93 @@ class HotCacheTest(OpsTest):
             self.assertIn(message, proc.stderr + proc.stdout, args)
 
 
+def http_request(port, method, path, body=None, timeout=10):
+    """(status, body bytes) of METHOD http://127.0.0.1:port/path."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
+    try:
+        with _no_proxy.open(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class MutationSurfaceTest(OpsTest):
+    """Set and Remove through lcache-cli and the admin HTTP API, with bad input
+    for each (the guarantees themselves: consistency_test.py)."""
+
+    def cli(self, node, *args):
+        return subprocess.run([str(BIN_DIR / "lcache-cli"), *args[:1], "-addr", node.addr,
+                               *args[1:], *TRANSPORT_ARGS], capture_output=True, timeout=20)
+
+    def test_cli_set_get_rm_and_bad_input(self):
+        (a, ah), (b, bh), (c, ch) = self.start_http_nodes(3, source="demo")
+        owner = next(n for n in (a, b, c) if n.addr == ring_owner(a.peers, "Tom"))
+        asker = next(n for n in (a, b, c) if n is not owner)
+        for node in (a, b, c):
+            self.assertEqual(node.get("Tom"), b"630")
+        r = self.cli(asker, "set", "-key", "Tom", "-value", "700", "-ttl-ms", "60000")
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        for node in (a, b, c):
+            r = self.cli(node, "get", "-key", "Tom")
+            self.assertEqual((r.returncode, r.stdout), (0, b"700"), node.addr)
+        r = self.cli(owner, "rm", "-key", "Tom")
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        for node in (a, b, c):
+            self.assertEqual(node.get("Tom"), b"630", node.addr)  # the getter's again
+        r = self.cli(asker, "rm", "-key", "Nobody")  # not cached anywhere: a success
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+        for args, says in (
+                (("set", "-key", "", "-value", "v"), EMPTY_KEY),
+                (("rm", "-key", ""), EMPTY_KEY),
+                (("set", "-key", "k" * 5000, "-value", "v"), "key too long"),
+                (("set", "-key", "Tom", "-value", "v", "-ttl-ms", "-5"), "-ttl-ms"),
+                (("rm", "-key", "Tom", "-ttl-ms", "5"), "-ttl-ms is for set"),
+                (("set", "-group", "nope", "-key", "Tom", "-value", "v"), 'unknown group "nope"'),
+                (("set", "-key", "Tom", "-value", "v", "-ttl-ms", str(10 ** 15)),
+                 "over the limit"),
+                (("put", "-key", "Tom"), "usage: lcache-cli get|set|rm")):
+            with self.subTest(args[:2]):
+                r = self.cli(asker, *args)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(says, r.stderr.decode())
+        self.assertEqual(asker.get("Tom"), b"630")
+        m = metric_values(self.metrics({a: ah, b: bh, c: ch}[asker]))
+        self.assertEqual(m['lcache_sets_total{group="scores"}'], 1)
+        self.assertEqual(m['lcache_removes_total{group="scores"}'], 1)
+        m = metric_values(self.metrics({a: ah, b: bh, c: ch}[owner]))
+        # Two mutations of Tom (and the rm of Nobody if it owns that too), to 2 peers each.
+        mutations = 2 + (ring_owner(a.peers, "Nobody") == owner.addr)
+        self.assertEqual(m['lcache_invalidations_sent_total{group="scores"}'], 2 * mutations)
+        self.stop_all()
+
+    def test_http_put_and_delete(self):
+        (a, ah), (b, bh) = self.start_http_nodes(2, source="demo")
+        status, body = http_request(ah, "PUT", "/groups/scores/Tom?ttl_ms=60000", b"\x00bytes\n")
+        self.assertEqual((status, json.loads(body)), (200, {"unacked": []}))
+        for hport in (ah, bh):
+            self.assertEqual(http_get(hport, "/groups/scores/Tom")[:2], (200, b"\x00bytes\n"))
+        status, body = http_request(bh, "DELETE", "/groups/scores/Tom")
+        self.assertEqual((status, json.loads(body)), (200, {"unacked": []}))
+        for hport in (ah, bh):
+            self.assertEqual(http_get(hport, "/groups/scores/Tom")[:2], (200, b"630"))
+
+        for method, path, body, status, says in (
+                ("PUT", "/groups/scores/Tom?ttl_ms=abc", b"v", 400, b"ttl_ms must be an integer"),
+                ("PUT", "/groups/scores/Tom?ttl_ms=-1", b"v", 400, b"ttl_ms must be an integer"),
+                ("DELETE", "/groups/scores/Tom?ttl_ms=5", None, 400, b"ttl_ms is for PUT"),
+                ("PUT", "/groups/nope/Tom", b"v", 404, b'no group "nope"'),
+                ("PUT", "/groups/scores/", b"v", 400, EMPTY_KEY.encode()),
+                ("DELETE", "/groups/scores/" + "k" * 4097, None, 400, b"key too long"),
+                ("PUT", "/groups/scores/Tom", b"v" * (65 << 10), 413, b"")):
+            with self.subTest(f"{method} {path[:40]}"):
+                got_status, got_body = http_request(ah, method, path, body)
+                self.assertEqual(got_status, status, got_body)
+                self.assertIn(says, got_body)
+        self.assertEqual(http_get(bh, "/groups/scores/Tom")[:2], (200, b"630"))
+        self.stop_all()
+
+
 def run_main(doc, name, add_arguments=None, configure=None):
     """The main of every integration suite here: --bin DIR (where
     lcache-node is), the suite's own arguments, then unittest's; every node

@@ -1,4 +1,4 @@
-// Set, Remove and Invalidate over the wire (docs/PROTOCOL.md, section 5):
+// Set, Remove and Invalidate over the wire (docs/PROTOCOL.md, section 6):
 // three Nodes in one process over loopback, on each transport, called by a
 // raw gRPC client with hand-written JSON as a foreign client would. The
 // owner applies the change and every other node drops its copies before

@@ -40,7 +40,7 @@
 // group's default_ttl if it has one, and never later than hot_max_age after
 // it was fetched. Which values are kept: HotPromotion.
 //
-// Set and Remove change a key across the cluster (docs/PROTOCOL.md, 5): the
+// Set and Remove change a key across the cluster (docs/PROTOCOL.md, section 6): the
 // node that receives one sends it to the key's owner, which applies it and
 // tells every other node to drop its copies (Invalidate) before it answers.
 // A load of the key that began before a Set or Remove and ends after it

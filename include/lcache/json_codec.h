@@ -98,7 +98,7 @@ std::string EncodeGetResponse(std::string_view value, std::string_view err,
 // so a truncated value could not be told from a shorter one.
 absl::StatusOr<GetResponse> DecodeGetResponse(std::string_view json);
 
-// --- Set, Remove and Invalidate (ours; docs/PROTOCOL.md, section 5) -----------
+// --- Set, Remove and Invalidate (docs/PROTOCOL.md, section 6) -----------------
 //
 //   Set request         {"group","key","value"(base64, omitted when empty),
 //                        "ttl_ms"(omitted: the group's default; 0: no expiry)}

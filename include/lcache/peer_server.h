@@ -32,7 +32,7 @@
 namespace lcache {
 
 inline constexpr char kGetMethod[] = "/lcache.LCache/Get";
-// Ours (docs/PROTOCOL.md, section 5): a Go node answers them UNIMPLEMENTED.
+// Ours (docs/PROTOCOL.md, section 6): a Go node answers them UNIMPLEMENTED.
 inline constexpr char kSetMethod[] = "/lcache.LCache/Set";
 inline constexpr char kRemoveMethod[] = "/lcache.LCache/Remove";
 // Sent by a key's owner to every other node after a Set or Remove.

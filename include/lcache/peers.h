@@ -36,7 +36,7 @@ struct PeerValue {
   absl::Duration ttl = absl::InfiniteDuration();
 };
 
-// A change of one key sent to a peer (docs/PROTOCOL.md, section 5): a
+// A change of one key sent to a peer (docs/PROTOCOL.md, section 6): a
 // client's Set or Remove forwarded to the key's owner, or the owner's
 // Invalidate, which tells every other node to drop its copies.
 struct PeerMutation {

@@ -2,7 +2,7 @@
 // at most) -> the owner drops its copies and detaches the key's flights
 // under the key's epoch (KeyEpochs), stores the new value -> Invalidate to
 // every other node -> the answer, listing the nodes that did not acknowledge.
-// Docs: group.h (guarantees), docs/PROTOCOL.md, section 5 (messages).
+// Docs: group.h (guarantees), docs/PROTOCOL.md, section 6 (messages).
 
 #include <algorithm>
 #include <condition_variable>
