@@ -9,9 +9,12 @@ are local hits on the node called, the last as the floor this client adds to
 any call. p50 and p99 of each, in µs, as the client saw them.
 
 Mix: lcache-bench on core 1 sends Gets (Zipf 0.99 over KEYS keys, 100-byte
-synthetic values, CONC in flight, spread over the nodes); beside it this
-script sends Sets of Zipf-drawn keys at a steady 1% of the Get rate of the
-run without them (measured first, same cluster). Each configuration on a
+synthetic values, CONC in flight, spread over the nodes: after the warm-up
+nearly all hits, many of them hot copies); beside it this script sends Sets
+and Removes (alternately) of Zipf-drawn keys, so the hottest keys change
+most, at a steady 1% of the Get rate of the run without them (measured
+first, same cluster). A Remove makes the next Get of its key load again on
+the owner; either drops every hot copy of the key. Each configuration on a
 fresh cluster: a WARMUP-second bench run, then the measured DURATION-second
 run; node CPU per Get from /proc/PID/stat. RUNS runs, interleaved; medians
 and min-max.
@@ -20,7 +23,7 @@ and min-max.
   RUNS=1 N=500 TRANSPORTS=lean bench/net_mutations.py
 
 Environment: BIN (build/bin), TRANSPORTS (lean,grpc), N (2000), RUNS (3),
-DURATION (10), WARMUP (5), KEYS (100000), CONC (32), PCT (1).
+DURATION (10), WARMUP (8), KEYS (10000), CONC (32), PCT (1).
 """
 
 import base64
@@ -46,8 +49,8 @@ TRANSPORTS = os.environ.get("TRANSPORTS", "lean,grpc").split(",")
 N = int(os.environ.get("N", 2000))
 RUNS = int(os.environ.get("RUNS", 3))
 DURATION = float(os.environ.get("DURATION", 10))
-WARMUP = float(os.environ.get("WARMUP", 5))
-KEYS = int(os.environ.get("KEYS", 100_000))
+WARMUP = float(os.environ.get("WARMUP", 8))
+KEYS = int(os.environ.get("KEYS", 10_000))
 CONC = int(os.environ.get("CONC", 32))
 PCT = float(os.environ.get("PCT", 1))
 TCK = os.sysconf("SC_CLK_TCK")
@@ -128,7 +131,8 @@ class ZipfKeys:
 
 
 def mutator(client, rate, stop, counts):
-    """Sets at `rate` per second, paced against the clock, until `stop`."""
+    """Sets and Removes, alternately, at `rate` per second in all, paced
+    against the clock, until `stop`."""
     keys = ZipfKeys(KEYS)
     value = base64.b64encode(b"w" * 100).decode()
     rng = random.Random(3)
@@ -139,8 +143,11 @@ def mutator(client, rate, stop, counts):
         now = time.monotonic()
         if due > now:
             time.sleep(due - now)  # pacing a steady rate, not a synchronisation
+        body = {"group": GROUP, "key": keys.next()}
+        if i % 2 == 0:
+            body["value"] = value
         try:
-            client.call("Set", rng.randrange(3), {"group": GROUP, "key": keys.next(), "value": value})
+            client.call("Set" if i % 2 == 0 else "Remove", rng.randrange(3), body)
             counts["ok"] += 1
         except (grpc.RpcError, RuntimeError):
             counts["errors"] += 1
@@ -202,7 +209,7 @@ def main():
     for transport in TRANSPORTS:
         base = mix_run(transport, 0, 0, logdir)
         rate = base["qps"] * PCT / 100
-        print(f"\n{transport}: Gets alone {base['qps']:.0f}/s; Sets at {rate:.0f}/s ({PCT:g}%)",
+        print(f"\n{transport}: Gets alone {base['qps']:.0f}/s; mutations at {rate:.0f}/s ({PCT:g}%)",
               flush=True)
         results = {"none": [], "sets": []}
         for run in range(RUNS):
@@ -210,10 +217,10 @@ def main():
                 res = mix_run(transport, r, run, logdir)
                 results[name].append(res)
                 print(f"  run {run + 1} {name}: {res}", flush=True)
-        print(f"\n| {transport} | Gets/s | node CPU µs / Get | Get p99 µs | Get errors | Sets/s | Set errors |")
+        print(f"\n| {transport} | Gets/s | node CPU µs / Get | Get p99 µs | Get errors | mutations/s | mutation errors |")
         print("|---|---|---|---|---|---|---|")
         for name, rs in results.items():
-            print(f"| {'Gets only' if name == 'none' else f'+ {PCT:g}% Sets'} | "
+            print(f"| {'Gets only' if name == 'none' else f'+ {PCT:g}% Set/Remove'} | "
                   f"{fig(rs, 'qps', lambda v: f'{v / 1000:.1f}k')} | "
                   f"{fig(rs, 'cpu_us', lambda v: f'{v:.2f}')} | "
                   f"{fig(rs, 'p99', lambda v: f'{v:.0f}')} | {sum(r['errors'] for r in rs)} | "

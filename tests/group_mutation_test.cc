@@ -199,6 +199,10 @@ class FakePeer : public PeerGetter {
       std::lock_guard lock(mu_);
       mutations.push_back(m.kind);
       keys.emplace_back(m.key);
+      if (hold_mutations) {
+        held_mutations_.push_back(std::move(done));
+        return;
+      }
     }
     if (mutate_status.ok()) {
       done(MutationResult{.unacknowledged = unacknowledged});
@@ -220,8 +224,19 @@ class FakePeer : public PeerGetter {
     return held_gets_.size();
   }
 
+  // Answers the held mutations with OK.
+  void ReleaseMutations() {
+    std::vector<MutateDone> held;
+    {
+      std::lock_guard lock(mu_);
+      held.swap(held_mutations_);
+    }
+    for (MutateDone& d : held) d(MutationResult{});
+  }
+
   std::string value = "remote";
   bool hold_gets = false;
+  bool hold_mutations = false;  // a hung peer
   absl::Status mutate_status = absl::OkStatus();
   std::vector<std::string> unacknowledged;
   std::vector<PeerMutation::Kind> mutations;
@@ -230,6 +245,7 @@ class FakePeer : public PeerGetter {
  private:
   std::mutex mu_;
   std::vector<Done> held_gets_;
+  std::vector<MutateDone> held_mutations_;
 };
 
 // Keys starting with "o" are owned by `owner`; the rest by this node.
@@ -315,6 +331,24 @@ TEST_F(ClusterMutationTest, TheOwnerInvalidatesEveryOtherNodeAndListsThoseThatFa
   EXPECT_EQ(stats.invalidations_sent, 2);
   EXPECT_EQ(stats.invalidations_unacked, 1);
   EXPECT_EQ(Value(group_->Get("mine")), "v");
+}
+
+// An ejected peer that hangs is told, not waited for: the Set answers at
+// once and lists it.
+TEST_F(ClusterMutationTest, AnEjectedPeerIsToldButNotWaitedFor) {
+  auto hung = std::make_shared<FakePeer>();
+  hung->hold_mutations = true;
+  auto good = std::make_shared<FakePeer>();
+  picker_.others = {{"hung:1", hung, /*out=*/true}, {"good:2", good}};
+  StartWithPeers();
+  absl::StatusOr<MutationResult> r = group_->Remove("mine");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->unacknowledged, std::vector<std::string>{"hung:1"});
+  EXPECT_EQ(hung->mutations.size(), 1u);  // it was sent
+  EXPECT_EQ(good->mutations.size(), 1u);
+  EXPECT_EQ(group_->Stats().invalidations_unacked, 1);
+  hung->ReleaseMutations();  // its late answer changes nothing
+  EXPECT_EQ(group_->Stats().invalidations_unacked, 1);
 }
 
 // A peer's answer that left the owner before a Set there, and arrives

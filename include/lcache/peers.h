@@ -130,6 +130,9 @@ class PeerPicker {
   struct Peer {
     std::string address;
     std::shared_ptr<PeerGetter> getter;  // null: this node
+    // Out of service (ejected by outlier detection): an owner sends it the
+    // invalidation but does not wait for its answer.
+    bool out = false;
   };
 
   // Where a Set or Remove of `key` goes: its owner on the ring, healthy or

@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/flights.h"
-#include "core/group_counters.h"
+#include "core/group_internal.h"
 #include "core/hot_admission.h"
 #include "core/key_epochs.h"
 
@@ -201,16 +201,13 @@ absl::Status NotRun(absl::Status status) {
   return status;
 }
 
-// The deadline of a peer call made for a caller whose deadline is `caller`:
-// a quarter of the time left (at most 250 ms) stays for the local fallback,
-// should the peer fail. The transport also caps the call by its own timeout.
-absl::Time PeerDeadline(absl::Time now, absl::Time caller) {
+}  // namespace
+
+absl::Time internal::PeerCallDeadline(absl::Time now, absl::Time caller) {
   if (caller == absl::InfiniteFuture()) return caller;
   const absl::Duration left = caller - now;
   return caller - std::clamp(left / 4, absl::ZeroDuration(), absl::Milliseconds(250));
 }
-
-}  // namespace
 
 // The synchronous Get is the asynchronous one waited for. Its runner hands
 // the tasks back to this thread: a getter it leads runs here, as before, and
@@ -302,7 +299,7 @@ void Group::StartRemote(std::shared_ptr<FlightContext> f) {
   }
   counters_->Add(Counters::kLoadsDeduped);
   const absl::Time asked_at = clock_->Now();
-  const absl::Time deadline = PeerDeadline(absl::Now(), f->deadline);
+  const absl::Time deadline = internal::PeerCallDeadline(absl::Now(), f->deadline);
   // The callback holds the peer: PickPeer's pointer keeps it usable for the
   // call, whatever happens to the peer set meanwhile.
   PeerGetter::Cancel cancel;

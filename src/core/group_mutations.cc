@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/flights.h"
-#include "core/group_counters.h"
+#include "core/group_internal.h"
 #include "core/key_epochs.h"
 #include "lcache/group.h"
 
@@ -29,15 +29,6 @@ const char* KindName(PeerMutation::Kind kind) {
       return "Invalidate";
   }
   return "?";
-}
-
-// The deadline of a call to a peer made for a caller whose deadline is
-// `caller`: a quarter of the time left (at most 250 ms) stays for the answer
-// to travel back. The transport also caps the call by its own timeout.
-absl::Time PeerCallDeadline(absl::Time caller) {
-  if (caller == absl::InfiniteFuture()) return caller;
-  const absl::Duration left = caller - absl::Now();
-  return caller - std::clamp(left / 4, absl::ZeroDuration(), absl::Milliseconds(250));
 }
 
 absl::StatusOr<MutationResult> Await(const std::function<void(MutationCallback)>& start) {
@@ -132,14 +123,14 @@ void Group::Mutate(const PeerMutation& m, const MutationOptions& options, Mutati
 void Group::ForwardToOwner(const PeerMutation& m, PeerPicker::Peer owner,
                            const MutationOptions& options, MutationCallback done) {
   owner.getter->StartMutate(
-      m, PeerCallDeadline(options.deadline),
+      m, internal::PeerCallDeadline(absl::Now(), options.deadline),
       [this, kind = m.kind, key = std::string(m.key), address = owner.address, peer = owner.getter,
        done = std::move(done)](absl::StatusOr<MutationResult> r) {
         if (r.ok()) {
           // The owner told every node it knows, this one included; dropping
           // our own copies again also covers an invalidation that could not
           // reach us.
-          Invalidate(key);
+          DropCopies(key, [&] { store_->Remove(key); });
           done(std::move(r));
           return;
         }
@@ -192,7 +183,9 @@ void Group::ApplyAsOwner(const PeerMutation& m, const MutationOptions& options,
 }
 
 // Tells every other node to drop its copies, and answers once each has
-// acknowledged or failed.
+// acknowledged or failed. A peer that is out of service (ejected) is told
+// but not waited for: a hung peer would otherwise hold every mutation for
+// the whole peer timeout. It is listed as not acknowledged at once.
 void Group::InvalidatePeers(std::string_view key, absl::Time deadline, MutationCallback done) {
   PeerPicker* picker = peers_.load(std::memory_order_acquire);
   std::vector<PeerPicker::Peer> peers;
@@ -203,15 +196,32 @@ void Group::InvalidatePeers(std::string_view key, absl::Time deadline, MutationC
   }
   struct Gather {
     std::mutex mu;
-    size_t left;
+    size_t left = 0;  // calls not answered yet
     MutationResult result;
     MutationCallback done;
   };
   auto gather = std::make_shared<Gather>();
-  gather->left = peers.size();
   gather->done = std::move(done);
-  const absl::Time call_deadline = PeerCallDeadline(deadline);
+  const absl::Time call_deadline = internal::PeerCallDeadline(absl::Now(), deadline);
   for (PeerPicker::Peer& peer : peers) {
+    if (peer.out) {
+      counters_->Add(Counters::kInvalidationsSent);
+      counters_->Add(Counters::kInvalidationsUnacked);
+      gather->result.unacknowledged.push_back(peer.address);
+      peer.getter->StartMutate(
+          {.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key}, call_deadline,
+          [](absl::StatusOr<MutationResult>) {});
+    } else {
+      ++gather->left;
+    }
+  }
+  if (gather->left == 0) {
+    std::sort(gather->result.unacknowledged.begin(), gather->result.unacknowledged.end());
+    gather->done(std::move(gather->result));
+    return;
+  }
+  for (PeerPicker::Peer& peer : peers) {
+    if (peer.out) continue;
     counters_->Add(Counters::kInvalidationsSent);
     peer.getter->StartMutate(
         {.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key}, call_deadline,

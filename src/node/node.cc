@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "lcache/grpc_peer.h"
@@ -23,6 +24,11 @@ namespace {
 
 // Logs failed calls to a peer (the group then loads the key itself and counts
 // a peer error). Answers from the owner, found or not, are not failures.
+// A key as a log line shows it: C escapes for anything but printable ASCII.
+std::string EscapedKey(std::string_view key) {
+  return absl::CHexEscape(absl::string_view(key.data(), key.size()));
+}
+
 class LoggedPeer final : public PeerGetter {
  public:
   LoggedPeer(std::string address, std::shared_ptr<PeerGetter> peer)
@@ -57,7 +63,7 @@ class LoggedPeer final : public PeerGetter {
                          kind == PeerMutation::Kind::kInvalidate ? "Invalidate"
                          : kind == PeerMutation::Kind::kSet      ? "Set"
                                                                  : "Remove",
-                         key, r.status().ToString());
+                         EscapedKey(key), r.status().ToString());
           }
           done(std::move(r));
         });
@@ -69,7 +75,8 @@ class LoggedPeer final : public PeerGetter {
   void Log(const absl::Status& status, std::string_view key) const {
     if (!status.ok() && !absl::IsNotFound(status) && !absl::IsInvalidArgument(status) &&
         !absl::IsCancelled(status) && !IsCallerDeadline(status)) {
-      spdlog::warn("peer {} failed for key={}: {}", address_, key, status.ToString());
+      // Escaped: a key is any bytes, and a log line must stay one line.
+      spdlog::warn("peer {} failed for key={}: {}", address_, EscapedKey(key), status.ToString());
     }
   }
 

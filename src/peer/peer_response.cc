@@ -31,7 +31,11 @@ MutationRequest RequestOf(const PeerMutation& m) {
     case PeerMutation::Kind::kSet: {
       std::optional<int64_t> ttl_ms;
       if (m.ttl) {
-        ttl_ms = *m.ttl == absl::InfiniteDuration() ? 0 : absl::ToInt64Milliseconds(*m.ttl);
+        // Rounded up: a positive ttl under a millisecond must not become 0,
+        // which means never.
+        ttl_ms = *m.ttl == absl::InfiniteDuration()
+                     ? 0
+                     : absl::ToInt64Milliseconds(absl::Ceil(*m.ttl, absl::Milliseconds(1)));
       }
       return {kSetMethod, wire::EncodeSetRequest(m.group, m.key, m.value, ttl_ms)};
     }

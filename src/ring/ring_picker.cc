@@ -224,7 +224,10 @@ std::vector<PeerPicker::Peer> RingPicker::OtherPeers() {
   std::vector<Peer> peers;
   for (const std::string& address : snapshot->ring.addresses()) {
     auto it = snapshot->getters.find(address);
-    if (it != snapshot->getters.end()) peers.push_back({address, it->second.getter});
+    if (it == snapshot->getters.end()) continue;
+    const PeerEntry& entry = it->second;
+    peers.push_back({address, entry.getter,
+                     entry.monitored != nullptr && entry.monitored->health().out()});
   }
   return peers;
 }

@@ -1,14 +1,15 @@
-// Group::Counters: a Group's counters (GroupStats), shared by the files
-// that implement Group (group.cc, group_mutations.cc).
+// What the files that implement Group (group.cc, group_mutations.cc) share:
+// its counters (GroupStats) and the deadline of a call to a peer.
 
-#ifndef LCACHE_SRC_CORE_GROUP_COUNTERS_H_
-#define LCACHE_SRC_CORE_GROUP_COUNTERS_H_
+#ifndef LCACHE_SRC_CORE_GROUP_INTERNAL_H_
+#define LCACHE_SRC_CORE_GROUP_INTERNAL_H_
 
 #include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/time/time.h"
 #include "lcache/group.h"
 
 namespace lcache {
@@ -63,6 +64,15 @@ class Group::Counters {
   std::array<Stripe, kStripes> stripes_;
 };
 
+namespace internal {
+
+// The deadline of a call to a peer made for a caller whose deadline is
+// `caller`: a quarter of the time left (at most 250 ms) stays for what
+// follows it (a local fallback, the answer's way back). The transport also
+// caps the call by its own timeout.
+absl::Time PeerCallDeadline(absl::Time now, absl::Time caller);
+
+}  // namespace internal
 }  // namespace lcache
 
-#endif  // LCACHE_SRC_CORE_GROUP_COUNTERS_H_
+#endif  // LCACHE_SRC_CORE_GROUP_INTERNAL_H_
