@@ -633,6 +633,19 @@ class DisagreeingPeersTest(ClusterTest):
         self.stop_all()
 
 
+def serve_get_only(get):
+    """A gRPC server on 127.0.0.1 that, like a node of the Go program,
+    serves /lcache.LCache/Get with `get(body, context)` and nothing else (gRPC
+    answers any other method UNIMPLEMENTED). Returns (server, "host:port")."""
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(8))
+    handler = grpc.unary_unary_rpc_method_handler(get)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("lcache.LCache", {"Get": handler}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
 class FakeGoNode:
     """A stand-in for a node of the Go program that thinks `owner` owns every
     key: it forwards each request to `owner` WITHOUT the forwarding mark (Go
@@ -644,13 +657,7 @@ class FakeGoNode:
         self.owner_stub = None
         self.forwards = 0
         self.local_loads = []
-        self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(8))
-        handler = grpc.unary_unary_rpc_method_handler(self._get)
-        self.server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler("lcache.LCache", {"Get": handler}),))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
-        self.addr = f"127.0.0.1:{self.port}"
-        self.server.start()
+        self.server, self.addr = serve_get_only(self._get)
 
     def forward_to(self, owner_addr):
         channel = grpc.insecure_channel(owner_addr)

@@ -22,7 +22,6 @@ Run: /usr/bin/python3 tests/consistency_test.py --bin build/bin [--seconds N]
 
 import base64
 import collections
-import concurrent.futures
 import json
 import os
 import pathlib
@@ -274,13 +273,7 @@ class GoStandIn:
 
     def __init__(self, origin):
         self.origin = origin
-        self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(8))
-        handler = grpc.unary_unary_rpc_method_handler(self._get)
-        self.server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler("lcache.LCache", {"Get": handler}),))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
-        self.addr = f"127.0.0.1:{self.port}"
-        self.server.start()
+        self.server, self.addr = ct.serve_get_only(self._get)
 
     def _get(self, body, context):
         key = json.loads(body)["key"]
