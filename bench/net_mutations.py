@@ -23,7 +23,10 @@ and min-max.
   RUNS=1 N=500 TRANSPORTS=lean bench/net_mutations.py
 
 Environment: BIN (build/bin), TRANSPORTS (lean,grpc), N (2000), RUNS (3),
-DURATION (10), WARMUP (8), KEYS (10000), CONC (32), PCT (1).
+DURATION (10), WARMUP (8), KEYS (10000), CONC (32), PCT (1), PARTS
+(latency,mix), MUTATORS (4: threads sharing the mutation rate, so that the
+Python client keeps the pace), MUTATE (hot: Zipf-drawn keys the Gets read;
+cold: keys no Get reads, the mutations' own cost alone).
 """
 
 import base64
@@ -53,6 +56,9 @@ WARMUP = float(os.environ.get("WARMUP", 8))
 KEYS = int(os.environ.get("KEYS", 10_000))
 CONC = int(os.environ.get("CONC", 32))
 PCT = float(os.environ.get("PCT", 1))
+PARTS = os.environ.get("PARTS", "latency,mix").split(",")
+MUTATORS = int(os.environ.get("MUTATORS", 4))
+MUTATE = os.environ.get("MUTATE", "hot")
 TCK = os.sysconf("SC_CLK_TCK")
 GROUP = "scores"
 
@@ -130,12 +136,13 @@ class ZipfKeys:
         return f"k{bisect.bisect_left(self.cdf, self.rng.random() * self.total)}"
 
 
-def mutator(client, rate, stop, counts):
-    """Sets and Removes, alternately, at `rate` per second in all, paced
-    against the clock, until `stop`."""
-    keys = ZipfKeys(KEYS)
+def mutator(client, rate, stop, counts, seed):
+    """Sets and Removes, alternately, at `rate` per second, paced against the
+    clock, until `stop`."""
+    keys = ZipfKeys(KEYS, seed=seed)
     value = base64.b64encode(b"w" * 100).decode()
-    rng = random.Random(3)
+    rng = random.Random(seed)
+    lock = counts["lock"]
     t0 = time.monotonic()
     i = 0
     while not stop.is_set():
@@ -143,14 +150,17 @@ def mutator(client, rate, stop, counts):
         now = time.monotonic()
         if due > now:
             time.sleep(due - now)  # pacing a steady rate, not a synchronisation
-        body = {"group": GROUP, "key": keys.next()}
+        key = keys.next() if MUTATE == "hot" else f"cold{seed}-{i % 5000}"
+        body = {"group": GROUP, "key": key}
         if i % 2 == 0:
             body["value"] = value
         try:
             client.call("Set" if i % 2 == 0 else "Remove", rng.randrange(3), body)
-            counts["ok"] += 1
+            with lock:
+                counts["ok"] += 1
         except (grpc.RpcError, RuntimeError):
-            counts["errors"] += 1
+            with lock:
+                counts["errors"] += 1
         i += 1
 
 
@@ -170,19 +180,19 @@ def mix_run(transport, rate, run, logdir):
     nodes = start_nodes(BIN, 3, logdir, ["-source", "synthetic:100", "-transport", transport],
                         core=0)
     client = Client(nodes.ports)
-    stop, counts = threading.Event(), {"ok": 0, "errors": 0}
+    stop, counts = threading.Event(), {"ok": 0, "errors": 0, "lock": threading.Lock()}
     try:
         bench(nodes.peers, WARMUP, seed=100 + run)
-        thread = None
-        if rate > 0:
-            thread = threading.Thread(target=mutator, args=(client, rate, stop, counts))
-            thread.start()
+        threads = [threading.Thread(target=mutator, args=(client, rate / MUTATORS, stop, counts, i))
+                   for i in range(MUTATORS if rate > 0 else 0)]
+        for t in threads:
+            t.start()
         before = sum(cpu_ticks(p.pid) for p in nodes.procs)
         out = bench(nodes.peers, DURATION, seed=200 + run)
         used = sum(cpu_ticks(p.pid) for p in nodes.procs) - before
         stop.set()
-        if thread:
-            thread.join()
+        for t in threads:
+            t.join()
         calls = out["ok"] + out["errors"]
         return {"qps": out["qps"], "cpu_us": used / TCK * 1e6 / calls,
                 "p99": out["latency_us"]["p99"], "errors": out["errors"],
@@ -201,12 +211,13 @@ def main():
     os.sched_setaffinity(0, {1})
     logdir = tempfile.mkdtemp(prefix="lcache-net-mutations.")
     print(f"3 nodes on core 0, clients on core 1; logs in {logdir}", flush=True)
-    print("\n| transport | op | p50 µs | p99 µs |\n|---|---|---|---|")
-    for transport in TRANSPORTS:
-        for op, (p50, p99) in latency(transport, logdir).items():
-            print(f"| {transport} | {op} | {p50:.0f} | {p99:.0f} |", flush=True)
+    if "latency" in PARTS:
+        print("\n| transport | op | p50 µs | p99 µs |\n|---|---|---|---|")
+        for transport in TRANSPORTS:
+            for op, (p50, p99) in latency(transport, logdir).items():
+                print(f"| {transport} | {op} | {p50:.0f} | {p99:.0f} |", flush=True)
 
-    for transport in TRANSPORTS:
+    for transport in TRANSPORTS if "mix" in PARTS else []:
         base = mix_run(transport, 0, 0, logdir)
         rate = base["qps"] * PCT / 100
         print(f"\n{transport}: Gets alone {base['qps']:.0f}/s; mutations at {rate:.0f}/s ({PCT:g}%)",
