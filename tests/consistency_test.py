@@ -13,6 +13,8 @@ an invalidation missed, or a racing load that stored an old value.
 
 Scenarios: static peers; one node SIGKILLed halfway (its copies die with
 it; mutations of the keys it owns fail, the rest go on); etcd discovery;
+etcd with a node SIGKILLed halfway (its keys move to live owners when its
+lease expires, and change again there);
 a stand-in for a Go node in the ring (it answers Get only, so the keys it
 owns cannot change and the others' invalidations are not acknowledged by
 it). CI runs each for a few seconds; --seconds N runs them longer.
@@ -81,6 +83,7 @@ class Checker:
         self.stale = []  # (key, version seen, floor, node)
         self.mutations = collections.Counter()  # ("set"/"remove", "ok" or grpc code)
         self.unacked = collections.Counter()  # address -> mutations it did not acknowledge
+        self.last_ok = {}  # key -> when a mutation of it last returned OK (monotonic)
 
     def start_versions(self):
         """Writes version 0 of every key, so the first loads find it."""
@@ -138,6 +141,7 @@ class Checker:
                     continue
                 with self.lock:
                     self.floor[key] = max(self.floor[key], version)
+                    self.last_ok[key] = time.monotonic()
                     self.mutations[(kind, "ok")] += 1
                     for address in resp.get("unacked", []):
                         self.unacked[address] += 1
@@ -215,25 +219,56 @@ class ConsistencyTest(ct.ClusterTest):
         self.assertGreater(failed, 0, checker.summary())
         self.assertGreater(checker.unacked[victim.addr], 0, checker.summary())
 
-    def test_etcd_discovery(self):
+    def start_etcd_nodes(self, n):
         etcd = etcd_test.Etcd(self.logdir)
         self.addCleanup(etcd.stop)
         etcd.start()
         nodes = []
-        for _ in range(3):
+        for _ in range(n):
             node = ct.Node(self.logdir, ct.free_port(), source=self.source(),
                            args=["-etcd", etcd.endpoint, "-etcd-lease-ttl-s", str(etcd_test.TTL_S)])
             self.nodes.append(node)
             node.start()
             nodes.append(node)
-        addrs = sorted(n.addr for n in nodes)
+        addrs = sorted(node.addr for node in nodes)
         for node in nodes:
-            ct.wait_until(lambda: etcd_test.view(node) == addrs, 10, f"{node.addr} sees all three")
+            ct.wait_until(lambda: etcd_test.view(node) == addrs, 10, f"{node.addr} sees all")
+        return nodes
+
+    def test_etcd_discovery(self):
+        nodes = self.start_etcd_nodes(3)
         checker = Checker(nodes, self.origin, KEYS)
         checker.run(SECONDS)
         self.assert_consistent(checker)
         self.assertEqual(checker.read_errors, collections.Counter(), checker.summary())
         self.assertEqual(checker.unacked, collections.Counter(), checker.summary())
+
+    def test_etcd_a_node_killed_halfway(self):
+        # After the kill, the victim's lease expires (TTL_S) and every ring
+        # drops it: its keys move to live owners and can change again there.
+        nodes = self.start_etcd_nodes(3)
+        victim = nodes[2]
+        ring = sorted(n.addr for n in nodes)
+        victims_keys = [k for k in KEYS if ct.ring_owner(ring, k) == victim.addr]
+        self.assertTrue(victims_keys, ring)
+        checker = Checker(nodes, self.origin, KEYS)
+        killed = {}
+
+        def kill():
+            checker.alive.remove(victim)
+            victim.kill()
+            killed["at"] = time.monotonic()
+
+        checker.run(max(SECONDS, 2 * (etcd_test.TTL_S + 3)), halfway=kill)
+        self.assert_consistent(checker, min_ok=30)
+        survivors_errors = {k: n for k, n in checker.read_errors.items() if k[0] != victim.addr}
+        self.assertEqual(survivors_errors, {}, checker.summary())
+        survivors = sorted(n.addr for n in nodes if n is not victim)
+        for node in nodes[:2]:
+            self.assertEqual(etcd_test.view(node), survivors, checker.summary())
+        changed_after = [k for k in victims_keys if checker.last_ok.get(k, 0) > killed["at"]]
+        self.assertTrue(changed_after, f"no mutation of {victims_keys} succeeded after the kill; "
+                                       f"{checker.summary()}")
 
     def test_a_go_node_in_the_ring(self):
         go = GoStandIn(self.origin)
