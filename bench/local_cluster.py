@@ -3,6 +3,8 @@
     from local_cluster import free_port, start_nodes, stop_nodes
     nodes = start_nodes(bin_dir, 3, logdir, ["-source", "synthetic:100"], core=0)
     ... nodes.peers, nodes.ports, nodes.hports, nodes.procs ...
+    out = run_bench(bin_dir, nodes.peers, 10, seed=1, concurrency=32, keys=1000, core=1)
+    used = node_cpu_seconds(nodes)  # utime + stime of all nodes so far
     stop_nodes(nodes)
 
 Every node gets the same -peers list (all of them, in port order), its own
@@ -10,6 +12,8 @@ Every node gets the same -peers list (all of them, in port order), its own
 CPU (taskset -c CORE). start_nodes returns once every node's /readyz is 200
 (exits with the log directory after 10 s)."""
 
+import json
+import os
 import pathlib
 import socket
 import subprocess
@@ -66,6 +70,31 @@ def start_nodes(bin_dir, n, logdir, args, core=None):
                 sys.exit(f"node with -http {hport} not ready; logs in {logdir}")
             time.sleep(0.05)
     return nodes
+
+
+def node_cpu_seconds(nodes):
+    """utime + stime of every node process so far, from /proc/PID/stat."""
+    total = 0
+    for p in nodes.procs:
+        fields = pathlib.Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_bench(bin_dir, targets, seconds, seed, concurrency, keys, zipf=0.99, core=None):
+    """One lcache-bench run (Zipf keys k0..k{keys-1}, no warm-up of its own),
+    optionally pinned to `core`; its -json result. A run that counted errors
+    (exit 1) is reported, not fatal; one that printed no result exits."""
+    pin = ["taskset", "-c", str(core)] if core is not None else []
+    r = subprocess.run([*pin, str(pathlib.Path(bin_dir) / "lcache-bench"), "-json",
+                        "-targets", targets, "-concurrency", str(concurrency),
+                        "-duration-s", str(seconds), "-warmup-s", "0", "-keys", str(keys),
+                        "-dist", "zipf", "-zipf-s", str(zipf), "-seed", str(seed)],
+                       capture_output=True, text=True, timeout=seconds + 60)
+    try:
+        return json.loads(r.stdout)
+    except json.JSONDecodeError:
+        sys.exit(f"lcache-bench failed ({r.returncode}): {r.stderr}{r.stdout}")
 
 
 def stop_nodes(nodes):

@@ -21,15 +21,13 @@ the same run), RUNS (3), DURATION (10), WARMUP (10), KEYS (1000000), ZIPF
 Needs lcache-node and lcache-bench in each build directory, taskset.
 """
 
-import json
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
 
-from local_cluster import start_nodes, stop_nodes
+from local_cluster import node_cpu_seconds, run_bench, start_nodes, stop_nodes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILDS = [pathlib.Path(b) if pathlib.Path(b).is_absolute() else ROOT / b
@@ -43,24 +41,10 @@ CONC = int(os.environ.get("CONC", 32))
 VALUE_BYTES = int(os.environ.get("VALUE_BYTES", 100))
 NODES = int(os.environ.get("NODES", 3))
 NODE_ARGS = os.environ.get("NODE_ARGS", "").split()
-TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_ticks(pid):
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime
 
 
 def bench(binary, targets, seconds, seed):
-    r = subprocess.run(["taskset", "-c", "1", str(binary / "lcache-bench"), "-json",
-                        "-targets", targets, "-concurrency", str(CONC),
-                        "-duration-s", str(seconds), "-warmup-s", "0", "-keys", str(KEYS),
-                        "-dist", "zipf", "-zipf-s", str(ZIPF), "-seed", str(seed)],
-                       capture_output=True, text=True, timeout=seconds + 60)
-    try:
-        return json.loads(r.stdout)  # exit 1 with errors counted: reported, not fatal
-    except json.JSONDecodeError:
-        sys.exit(f"lcache-bench failed ({r.returncode}): {r.stderr}{r.stdout}")
+    return run_bench(binary, targets, seconds, seed, CONC, KEYS, ZIPF, core=1)
 
 
 def one_run(binary, n, run, logdir):
@@ -69,11 +53,11 @@ def one_run(binary, n, run, logdir):
     peers, procs = nodes.peers, nodes.procs
     try:
         bench(binary, peers, WARMUP, seed=1000 + run)
-        before = sum(cpu_ticks(p.pid) for p in procs)
+        before = node_cpu_seconds(nodes)
         out = bench(binary, peers, DURATION, seed=2000 + run)
-        used = sum(cpu_ticks(p.pid) for p in procs) - before
+        used = node_cpu_seconds(nodes) - before
         calls = out["ok"] + out["errors"]
-        return {"cpu_us": used / TCK * 1e6 / calls, "qps": out["qps"],
+        return {"cpu_us": used * 1e6 / calls, "qps": out["qps"],
                 "p99": out["latency_us"]["p99"], "errors": out["errors"]}
     finally:
         stop_nodes(nodes)

@@ -19,15 +19,13 @@ CONC (32), VALUE_BYTES (100), CACHE_MB (64: the hot cache gets 8).
 Needs build/bin/lcache-node and build/bin/lcache-bench (release preset).
 """
 
-import json
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
 
-from local_cluster import http_get, start_nodes, stop_nodes
+from local_cluster import http_get, run_bench, start_nodes, stop_nodes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "build" / "bin"
@@ -61,15 +59,7 @@ def peer_calls(hports):
 
 
 def bench(targets, seconds, seed):
-    r = subprocess.run([str(BIN / "lcache-bench"), "-json", "-targets", targets,
-                        "-concurrency", str(CONC), "-duration-s", str(seconds), "-warmup-s", "0",
-                        "-keys", str(KEYS), "-dist", "zipf", "-zipf-s", str(ZIPF),
-                        "-seed", str(seed)],
-                       capture_output=True, text=True, timeout=seconds + 60)
-    try:
-        return json.loads(r.stdout)  # exit 1 with errors counted: reported, not fatal
-    except json.JSONDecodeError:
-        sys.exit(f"lcache-bench failed ({r.returncode}): {r.stderr}{r.stdout}")
+    return run_bench(BIN, targets, seconds, seed, CONC, KEYS, ZIPF)
 
 
 def one_run(config, run, logdir):

@@ -36,15 +36,13 @@ import os
 import pathlib
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 
 import grpc
 
-from local_cluster import start_nodes, stop_nodes
+from local_cluster import node_cpu_seconds, run_bench, start_nodes, stop_nodes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = pathlib.Path(os.environ.get("BIN", ROOT / "build/bin"))
@@ -59,13 +57,7 @@ PCT = float(os.environ.get("PCT", 1))
 PARTS = os.environ.get("PARTS", "latency,mix").split(",")
 MUTATORS = int(os.environ.get("MUTATORS", 4))
 MUTATE = os.environ.get("MUTATE", "hot")
-TCK = os.sysconf("SC_CLK_TCK")
 GROUP = "scores"
-
-
-def cpu_ticks(pid):
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 class Client:
@@ -165,15 +157,7 @@ def mutator(client, rate, stop, counts, seed):
 
 
 def bench(targets, seconds, seed):
-    r = subprocess.run(["taskset", "-c", "1", str(BIN / "lcache-bench"), "-json",
-                        "-targets", targets, "-concurrency", str(CONC),
-                        "-duration-s", str(seconds), "-warmup-s", "0", "-keys", str(KEYS),
-                        "-dist", "zipf", "-seed", str(seed)],
-                       capture_output=True, text=True, timeout=seconds + 60)
-    try:
-        return json.loads(r.stdout)
-    except json.JSONDecodeError:
-        sys.exit(f"lcache-bench failed ({r.returncode}): {r.stderr}{r.stdout}")
+    return run_bench(BIN, targets, seconds, seed, CONC, KEYS, core=1)
 
 
 def mix_run(transport, rate, run, logdir):
@@ -187,14 +171,14 @@ def mix_run(transport, rate, run, logdir):
                    for i in range(MUTATORS if rate > 0 else 0)]
         for t in threads:
             t.start()
-        before = sum(cpu_ticks(p.pid) for p in nodes.procs)
+        before = node_cpu_seconds(nodes)
         out = bench(nodes.peers, DURATION, seed=200 + run)
-        used = sum(cpu_ticks(p.pid) for p in nodes.procs) - before
+        used = node_cpu_seconds(nodes) - before
         stop.set()
         for t in threads:
             t.join()
         calls = out["ok"] + out["errors"]
-        return {"qps": out["qps"], "cpu_us": used / TCK * 1e6 / calls,
+        return {"qps": out["qps"], "cpu_us": used * 1e6 / calls,
                 "p99": out["latency_us"]["p99"], "errors": out["errors"],
                 "sets": counts["ok"] / DURATION, "set_errors": counts["errors"]}
     finally:
