@@ -439,7 +439,7 @@ TEST_F(MutationTest, NoReadThatStartsAfterAMutationSeesAnOlderVersion) {
 }
 
 TEST(KeyEpochsTest, AStoreAfterAMutationOfItsKeyDoesNotRun) {
-  internal::KeyEpochs epochs;
+  internal::KeyEpochs epochs(Clock::Real());
   const uint64_t e = epochs.Begin("k");
   bool stored = false;
   epochs.Mutate("k", [] {});

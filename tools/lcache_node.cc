@@ -51,6 +51,12 @@ ABSL_FLAG(std::string, hot_max_age, "60s",
           "longest life of a copy of a key another node owns (hot copy, or a value loaded here "
           "because its owner failed): the staleness bound of a node an invalidation missed. A "
           "duration (500ms, 60s, 5m), a bare number of milliseconds, or inf for no bound");
+ABSL_FLAG(std::string, warmup, "120s",
+          "after a ring change, how long a node that took keys over first peeks at their previous "
+          "owner's copy before it loads (a duration or milliseconds; 0 = never)");
+ABSL_FLAG(int64_t, handoff_mb, 64,
+          "on SIGTERM, before leaving the ring, push up to this many MiB of the most valuable "
+          "entries to the nodes that will own them, within -grace-ms (0 = no hand-off)");
 ABSL_FLAG(std::string, source, "demo",
           "the group's data: demo (Tom/Jack/Sam) or synthetic:BYTES[:DELAY_MS]");
 ABSL_FLAG(int64_t, max_key_bytes, 4096, "longer keys are rejected");
@@ -94,6 +100,15 @@ namespace {
 
 std::vector<std::string> SplitList(const std::string& list) {
   return absl::StrSplit(list, ',', absl::SkipWhitespace());
+}
+
+// A duration flag: "60s", "500ms", "5m", "inf", or a bare number of
+// milliseconds; nullopt when it is none of these.
+std::optional<absl::Duration> DurationFlag(const std::string& text) {
+  absl::Duration d;
+  if (int64_t ms = 0; absl::SimpleAtoi(text, &ms)) return absl::Milliseconds(ms);
+  if (absl::ParseDuration(text, &d)) return d;
+  return std::nullopt;
 }
 
 // SIGINT and SIGTERM: the signals that stop the node.
@@ -142,15 +157,12 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
     return usage("-hot-promote must be frequency or random, got " +
                  absl::GetFlag(FLAGS_hot_promote));
   }
-  absl::Duration hot_max_age;
-  const std::string hot_max_age_text = absl::GetFlag(FLAGS_hot_max_age);
-  if (int64_t ms = 0; absl::SimpleAtoi(hot_max_age_text, &ms)) {
-    hot_max_age = absl::Milliseconds(ms);
-  } else if (!absl::ParseDuration(hot_max_age_text, &hot_max_age)) {
+  std::optional<absl::Duration> hot_max_age = DurationFlag(absl::GetFlag(FLAGS_hot_max_age));
+  if (!hot_max_age) {
     return usage("-hot-max-age must be a duration such as 60s or 500ms, got \"" +
-                 hot_max_age_text + "\"");
+                 absl::GetFlag(FLAGS_hot_max_age) + "\"");
   }
-  if (hot_max_age <= absl::ZeroDuration()) {
+  if (*hot_max_age <= absl::ZeroDuration()) {
     return usage("-hot-max-age must be > 0 (inf for no bound), got " +
                  absl::GetFlag(FLAGS_hot_max_age));
   }
@@ -165,8 +177,17 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
       .max_key_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_key_bytes)),
       .hot_cache_bytes = hot_cache_mb < 0 ? -1 : hot_cache_mb << 20,
       .hot_promotion = *hot_promotion,
-      .hot_max_age = hot_max_age,
+      .hot_max_age = *hot_max_age,
   });
+  const std::optional<absl::Duration> warmup = DurationFlag(absl::GetFlag(FLAGS_warmup));
+  if (!warmup || *warmup < absl::ZeroDuration()) {
+    return usage("-warmup must be a duration >= 0 such as 120s, got \"" +
+                 absl::GetFlag(FLAGS_warmup) + "\"");
+  }
+  if (absl::GetFlag(FLAGS_handoff_mb) < 0) {
+    return usage("-handoff-mb must be >= 0, got " + std::to_string(absl::GetFlag(FLAGS_handoff_mb)));
+  }
+  options.handoff_bytes = absl::GetFlag(FLAGS_handoff_mb) << 20;
 
   const std::optional<RingKind> ring = ParseRingKind(absl::GetFlag(FLAGS_ring));
   if (!ring) return usage("-ring must be groupcache or balanced, got " + absl::GetFlag(FLAGS_ring));
@@ -182,6 +203,7 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
       .ejection = {.after_failures = eject_after,
                    .base_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_base_ms)),
                    .max_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_max_ms))},
+      .warmup = *warmup,
   };
   if (use_etcd) {
     options.etcd = EtcdOptions{

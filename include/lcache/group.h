@@ -57,6 +57,20 @@
 //     hot_max_age.
 //   - The owner must answer: a Set or Remove whose owner is unreachable, or
 //     a Go node (UNIMPLEMENTED), fails, and nothing was changed by it.
+//
+// Ring changes (docs/PROTOCOL.md, section 8) need not turn keys cold:
+//   - Peek: a key this node took over in a recent ring change (the picker's
+//     PreviousOwner, within its warm-up window) is first asked of its
+//     previous owner's store, with Peek (a stored copy only, never a load,
+//     at most kPeekTimeout); the getter runs only if that finds nothing.
+//     The copy is stored as a load's would be, under the same lease, so a
+//     Set or Remove that races it wins.
+//   - Hand-off: a departing node calls HandOff before it leaves the ring:
+//     its most valuable entries go to the nodes that will own them
+//     (PeerPicker::HeirOf), which keep each one only if they hold no value
+//     of the key and no mutation touched it lately (AcceptHandoff). A Set or
+//     Remove that the departing node applies while it hands a key off is
+//     followed by another Invalidate to the heir.
 
 #ifndef LCACHE_GROUP_H_
 #define LCACHE_GROUP_H_
@@ -186,6 +200,13 @@ struct GroupStats {
   int64_t invalidations_received = 0;  // Invalidate messages applied here
   int64_t loads_discarded = 0;  // loaded values not stored because a Set, Remove or
                                 // Invalidate of their key came while they loaded
+  int64_t peek_hits = 0;     // loads a previous owner's copy answered: getter calls avoided
+  int64_t peek_misses = 0;   // peeks that found nothing (or failed): the getter ran
+  int64_t peeks_served = 0;  // Peek requests this node answered with a copy
+  int64_t handoff_entries_sent = 0;  // entries this node handed off, acknowledged
+  int64_t handoff_bytes_sent = 0;    // their len(key) + len(value)
+  int64_t handoffs_kept = 0;     // handed-off entries this node kept
+  int64_t handoffs_refused = 0;  // handed-off entries it did not (held one, or changed lately)
   StoreStats store;
   StoreStats hot_store;  // all zero without a hot cache
   // Latencies, timed with the group's clock. Hits are not timed (a clock read
@@ -242,6 +263,34 @@ using MutationCallback = std::function<void(absl::StatusOr<MutationResult>)>;
 
 // The longest time to live a Set accepts: ten years. Longer is a mistake.
 inline constexpr absl::Duration kMaxSetTtl = absl::Hours(24 * 365 * 10);
+
+// The longest a peek at a previous owner may take before the getter runs
+// instead: a stored copy on a live node answers in well under a millisecond.
+inline constexpr absl::Duration kPeekTimeout = absl::Milliseconds(250);
+
+// How long after a mutation of a key's stripe AcceptHandoff refuses values
+// for it: longer than a hand-off call may be on its way (see AcceptHandoff).
+inline constexpr absl::Duration kHandoffQuiet = absl::Seconds(10);
+
+// A departing node's hand-off (Group::HandOff).
+struct HandoffOptions {
+  // Entries are pushed most valuable first until their len(key) +
+  // len(value) reach this.
+  int64_t max_bytes = int64_t{64} << 20;
+  // Entries not pushed by then are not pushed; calls in flight then are
+  // not waited for.
+  absl::Time deadline = absl::InfiniteFuture();
+  // Calls in flight at once, over all heirs.
+  int max_in_flight = 64;
+};
+
+struct HandoffResult {
+  int64_t entries = 0;  // acknowledged by their heirs (kept there or not)
+  int64_t bytes = 0;    // len(key) + len(value) of those
+  int64_t failed = 0;   // calls that failed or did not end in time
+  int64_t skipped = 0;  // entries with no heir, or whose heir does not take hand-offs
+  bool cut_short = false;  // the deadline ended it before the budget was used
+};
 
 // Marks an error that is not the key's answer but the load's fate: it was
 // refused (the runner's error, e.g. RESOURCE_EXHAUSTED), dropped before it
@@ -314,6 +363,28 @@ class Group {
   // when a key's owner tells it the key changed. Not sent to peers.
   void Invalidate(std::string_view key);
 
+  // The store's copy of `key` (not the hot cache's), for a peer that took
+  // the key over and peeks before it loads. Never loads; counted in
+  // peeks_served when found. REQUIRES: a valid key.
+  std::optional<ExpiringValue> Peek(std::string_view key);
+
+  // Keeps `value` as a departing node handed it over, with time to live
+  // `ttl` (nullopt, zero or infinite: none), unless this node holds a value
+  // of `key` already or a Set, Remove or Invalidate touched the key's
+  // stripe in the last kHandoffQuiet (a value handed over while its key
+  // changed may be older than the change). OK whether kept or not (counted
+  // in handoffs_kept / handoffs_refused); InvalidArgument for a bad key, ttl
+  // or value, as Set's.
+  absl::Status AcceptHandoff(std::string_view key, std::string_view value,
+                             std::optional<absl::Duration> ttl);
+
+  // Pushes this node's most valuable entries (Store::ForEachByValue) to
+  // their heirs (PeerPicker::HeirOf) with Handoff calls, and returns when
+  // every call has ended or options.deadline passed. Before a node leaves
+  // the ring, while the others still route its keys to it. Blocks; call it
+  // from a thread that may wait.
+  HandoffResult HandOff(const HandoffOptions& options);
+
   // Removes expired entries from the store and the hot cache; see
   // Store::ReclaimExpired.
   int64_t ReclaimExpired(int64_t max_entries);
@@ -353,6 +424,10 @@ class Group {
                     absl::Time asked_at);
   void StartLocal(std::shared_ptr<FlightContext> flight);
   void LeadLocal(std::shared_ptr<internal::Flight> local, const LoadRunner& run_load);
+  void PeekPrevious(std::shared_ptr<internal::Flight> local, const LoadRunner& run_load,
+                    uint64_t epoch, std::shared_ptr<PeerGetter> previous);
+  void RunGetter(std::shared_ptr<internal::Flight> local, const LoadRunner& run_load,
+                 uint64_t epoch);
   absl::StatusOr<ExpiringValue> LoadFromGetter(std::string_view key, uint64_t epoch);
   absl::Time ExpiryOf(const Loaded& loaded) const;
   absl::Time ExpiryOf(const PeerValue& fetched, absl::Time asked_at) const;

@@ -3,8 +3,8 @@
 // docs/PROTOCOL.md: gRPC over HTTP/2 with JSON messages (json_codec.h),
 // byte-compatible with the Go lru_cache, so Go and C++ nodes share one ring.
 //
-// Methods: /lcache.LCache/Get (the Go program's), Set, Remove and
-// Invalidate (ours). A server serves every group of a GroupRegistry; a
+// Methods: /lcache.LCache/Get (the Go program's), Set, Remove, Invalidate,
+// Peek and Handoff (ours). A server serves every group of a GroupRegistry; a
 // client is a PeerGetter per peer address (peers.h).
 //
 // Health: a server also answers grpc.health.v1.Health/Check (Kubernetes'
@@ -37,6 +37,10 @@ inline constexpr char kSetMethod[] = "/lcache.LCache/Set";
 inline constexpr char kRemoveMethod[] = "/lcache.LCache/Remove";
 // Sent by a key's owner to every other node after a Set or Remove.
 inline constexpr char kInvalidateMethod[] = "/lcache.LCache/Invalidate";
+// The warm cluster's (docs/PROTOCOL.md, section 8): a stored copy only, never
+// a load; and a departing node's value for the key's next owner.
+inline constexpr char kPeekMethod[] = "/lcache.LCache/Peek";
+inline constexpr char kHandoffMethod[] = "/lcache.LCache/Handoff";
 inline constexpr char kForwardedMetadataKey[] = "lcache-forwarded";
 inline constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
 

@@ -38,15 +38,18 @@ struct PeerValue {
 
 // A change of one key sent to a peer (docs/PROTOCOL.md, section 6): a
 // client's Set or Remove forwarded to the key's owner, or the owner's
-// Invalidate, which tells every other node to drop its copies.
+// Invalidate, which tells every other node to drop its copies; or a
+// departing node's Handoff of a value to the key's next owner (section 8),
+// which keeps it only if it holds none and nothing changed the key lately.
 struct PeerMutation {
-  enum class Kind { kSet, kRemove, kInvalidate };
+  enum class Kind { kSet, kRemove, kInvalidate, kHandoff };
 
   Kind kind = Kind::kInvalidate;
   std::string_view group;
   std::string_view key;
-  std::string_view value = {};                      // kSet
-  std::optional<absl::Duration> ttl = std::nullopt;  // kSet; nullopt: the group's default
+  std::string_view value = {};                      // kSet, kHandoff
+  std::optional<absl::Duration> ttl = std::nullopt;  // kSet, kHandoff; nullopt: the group's
+                                                     // default for kSet, none for kHandoff
 };
 
 // What a Set or Remove achieved: the peers (addresses) that did not confirm,
@@ -99,6 +102,16 @@ class PeerGetter {
   // answers UNIMPLEMENTED at once.
   virtual void StartMutate(const PeerMutation& mutation, absl::Time deadline, MutateDone done);
 
+  // Asks the peer for its stored copy of `key` only: it never loads, and
+  // answers NotFound when it holds none (docs/PROTOCOL.md, section 8). A
+  // node that took over a key after a ring change asks the key's previous
+  // owner so before it calls the getter. `done` as for StartGet; a peer that
+  // does not know the method (a Go node) answers UNIMPLEMENTED, and the
+  // transports then answer every later StartPeek UNIMPLEMENTED at once. The
+  // default answers UNIMPLEMENTED at once.
+  virtual void StartPeek(std::string_view group, std::string_view key, absl::Time deadline,
+                         Done done);
+
  protected:
   // StartGet with no deadline of the caller's, waited for: the Get of a
   // getter whose calls are asynchronous. REQUIRES: StartGet returns true.
@@ -143,6 +156,23 @@ class PeerPicker {
 
   // Every other node, to which the owner of a mutated key sends Invalidate.
   virtual std::vector<Peer> OtherPeers() { return {}; }
+
+  // For a key this node owns since a recent ring change (within the
+  // picker's warm-up window): the live, healthy peer that owned it before
+  // and may still hold it, to peek at before calling the getter. Null when
+  // there is none (the default).
+  virtual std::shared_ptr<PeerGetter> PreviousOwner(std::string_view key) {
+    (void)key;
+    return nullptr;
+  }
+
+  // The node that would own `key` if this node left the ring: where a
+  // departing node hands the key off. Null getter when there is none (this
+  // node is alone, or not on the ring). The default: none.
+  virtual Peer HeirOf(std::string_view key) {
+    (void)key;
+    return {};
+  }
 };
 
 }  // namespace lcache

@@ -19,6 +19,14 @@
 // that is ejected, except for the one probe request that may bring it back.
 // Counters: ejection_stats(). A peer kept across SetPeers keeps its health.
 //
+// Warm-up (RingPickerOptions::warmup, off by default): for that long after a
+// ring change, PreviousOwner names, for a key this node took over, the live
+// peer that owned it on an earlier ring (up to kRingHistory rings back; on
+// this node's first ring, the ring without itself, which is what the others
+// had before it joined), so the Group can peek at that peer's copy before it
+// calls the getter. HeirOf names the owner on the ring without this node:
+// where a departing node hands its keys off.
+//
 // Self: pass the full peer list of the cluster, this node included under the
 // exact address it was started with (its -addr), as the Go program does.
 // PickPeer never returns a getter for `self`, and the factory is never called
@@ -56,6 +64,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lcache/clock.h"
 #include "lcache/hash_ring.h"
 #include "lcache/outlier_ejection.h"
 #include "lcache/peers.h"
@@ -74,6 +83,10 @@ struct RingPickerOptions {
   // after_failures == 0 (the default) turns ejection off: PickPeer returns
   // the factory's getters themselves.
   EjectionOptions ejection = {};
+  // How long after a ring change PreviousOwner answers; zero: never.
+  absl::Duration warmup = absl::ZeroDuration();
+  // Times the warm-up window. Null: Clock::Real(). Must outlive the picker.
+  const Clock* clock = nullptr;
 };
 
 class RingPicker final : public PeerPicker {
@@ -113,6 +126,14 @@ class RingPicker final : public PeerPicker {
   Peer OwnerOf(std::string_view key) override;
   // Every peer on the ring but self, in ring order, ejected ones included.
   std::vector<Peer> OtherPeers() override;
+  // See "Warm-up" above: null unless `key` is self's now and, on the newest
+  // ring of the window where another node owned it, that node is still on
+  // the ring and not ejected.
+  std::shared_ptr<PeerGetter> PreviousOwner(std::string_view key) override;
+  Peer HeirOf(std::string_view key) override;
+
+  // Rings kept for PreviousOwner, at most.
+  static constexpr size_t kRingHistory = 4;
 
   // Ejection counters since construction, and the peers out right now.
   EjectionStats ejection_stats() const;
@@ -135,6 +156,8 @@ class RingPicker final : public PeerPicker {
   const int replicas_;
   const EjectionOptions ejection_;
   const std::shared_ptr<EjectionCounters> ejection_counters_;
+  const absl::Duration warmup_;
+  const Clock* const clock_;
 
   // Serialises SetPeers calls; PickPeer and Peers never take it.
   std::mutex writer_mu_;

@@ -119,6 +119,18 @@ class Store {
   // INT64_MAX for an unbounded store.
   virtual int64_t MaxEntryBytes() const = 0;
 
+  // Calls `visit` for live entries, the most valuable first as the policy
+  // ranks them (the most recently used; LRU-2's main list before its
+  // history; TinyLFU's protected, then probation, then window), until their
+  // len(key) + len(value) reach about `max_bytes`. Each shard contributes
+  // up to its share, interleaved rank by rank, or until `visit` returns
+  // false. `visit` runs outside the store's locks and may call into the
+  // store; the entries are a snapshot taken first (one that changes
+  // meanwhile is visited as it was, and holds its memory until visited).
+  // For a departing node's hand-off.
+  using ValueVisitor = std::function<bool(std::string_view key, const ExpiringValue& v)>;
+  virtual void ForEachByValue(int64_t max_bytes, const ValueVisitor& visit) = 0;
+
   // Removes `key`; returns whether it was present.
   virtual bool Remove(std::string_view key) = 0;
 

@@ -93,7 +93,7 @@ Group::Group(GroupOptions options)
                        .on_removal = options.on_removal})),
       remote_flights_(std::make_unique<internal::Flights>(&get_miss_latency_, clock_)),
       local_flights_(std::make_unique<internal::Flights>(&get_miss_latency_, clock_)),
-      epochs_(std::make_unique<internal::KeyEpochs>()),
+      epochs_(std::make_unique<internal::KeyEpochs>(clock_)),
       counters_(std::make_unique<Counters>()) {
   if (const int64_t hot_bytes = HotCacheBytes(options); hot_bytes > 0) {
     // Plain LRU: the admission rule already filters what comes in. The
@@ -397,6 +397,18 @@ void Group::LeadLocal(std::shared_ptr<internal::Flight> local,
     local_flights_->Finish(local, *std::move(hit));
     return;
   }
+  // Taken over in a recent ring change: the previous owner may hold it.
+  if (PeerPicker* picker = peers_.load(std::memory_order_acquire); picker != nullptr) {
+    if (std::shared_ptr<PeerGetter> previous = picker->PreviousOwner(local->key())) {
+      PeekPrevious(std::move(local), run_load, epoch, std::move(previous));
+      return;
+    }
+  }
+  RunGetter(std::move(local), run_load, epoch);
+}
+
+void Group::RunGetter(std::shared_ptr<internal::Flight> local, const LoadRunner& run_load,
+                      uint64_t epoch) {
   absl::Status refused = run_load([this, local, epoch](absl::Status run) {
     if (run.ok()) {
       // Queued behind other loads, it may have outlived every caller.
@@ -505,6 +517,13 @@ GroupStats Group::Stats() const {
   s.invalidations_unacked = counters_->Sum(Counters::kInvalidationsUnacked);
   s.invalidations_received = counters_->Sum(Counters::kInvalidationsReceived);
   s.loads_discarded = counters_->Sum(Counters::kLoadsDiscarded);
+  s.peek_hits = counters_->Sum(Counters::kPeekHits);
+  s.peek_misses = counters_->Sum(Counters::kPeekMisses);
+  s.peeks_served = counters_->Sum(Counters::kPeeksServed);
+  s.handoff_entries_sent = counters_->Sum(Counters::kHandoffEntriesSent);
+  s.handoff_bytes_sent = counters_->Sum(Counters::kHandoffBytesSent);
+  s.handoffs_kept = counters_->Sum(Counters::kHandoffsKept);
+  s.handoffs_refused = counters_->Sum(Counters::kHandoffsRefused);
   s.store = store_->Stats();
   if (hot_store_ != nullptr) s.hot_store = hot_store_->Stats();
   s.get_miss_latency = get_miss_latency_.Snapshot();

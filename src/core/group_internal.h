@@ -1,4 +1,5 @@
-// What the files that implement Group (group.cc, group_mutations.cc) share:
+// What the files that implement Group (group.cc, group_mutations.cc,
+// group_handoff.cc) share:
 // its counters (GroupStats) and the deadline of a call to a peer.
 
 #ifndef LCACHE_SRC_CORE_GROUP_INTERNAL_H_
@@ -37,10 +38,19 @@ class Group::Counters {
     kInvalidationsUnacked,
     kInvalidationsReceived,
     kLoadsDiscarded,
+    kPeekHits,
+    kPeekMisses,
+    kPeeksServed,
+    kHandoffEntriesSent,
+    kHandoffBytesSent,
+    kHandoffsKept,
+    kHandoffsRefused,
     kNumFields
   };
 
-  void Add(Field f) { stripes_[ThreadStripe()].v[f].fetch_add(1, std::memory_order_relaxed); }
+  void Add(Field f, int64_t n = 1) {
+    stripes_[ThreadStripe()].v[f].fetch_add(n, std::memory_order_relaxed);
+  }
 
   int64_t Sum(Field f) const {
     int64_t n = 0;

@@ -27,6 +27,8 @@ const char* KindName(PeerMutation::Kind kind) {
       return "Remove";
     case PeerMutation::Kind::kInvalidate:
       return "Invalidate";
+    case PeerMutation::Kind::kHandoff:
+      return "Handoff";
   }
   return "?";
 }

@@ -11,6 +11,10 @@
 //
 //   epochs.Mutate(key, [&] { store.Remove(key); });  // Set, Remove, Invalidate
 //
+// A value that did not start loading here (a departing node's hand-off) has
+// no epoch to compare: StoreIfQuiet stores it only if its stripe saw no
+// mutation for a while, longer than such a value can spend on its way.
+//
 // Begin, StoreIfUnchanged and Mutate take the stripe's lock, so a mutation
 // is atomic with respect to both ends of a load: a load that began before it
 // cannot store after it, and one that began after it sees its effect.
@@ -29,11 +33,14 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <mutex>
 #include <string_view>
 
 #include "absl/hash/hash.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "lcache/clock.h"
 
 namespace lcache::internal {
 
@@ -41,6 +48,8 @@ class KeyEpochs {
  public:
   // 1024 stripes of one cache line each: 64 KiB per group.
   static constexpr size_t kStripes = 1024;
+
+  explicit KeyEpochs(const Clock* clock) : clock_(clock) {}
 
   // The epoch of `key`'s stripe now: call it before the load looks at the
   // store, the getter or a peer.
@@ -67,20 +76,35 @@ class KeyEpochs {
     Stripe& s = StripeOf(key);
     std::lock_guard lock(s.mu);
     ++s.epoch;
+    s.mutated_at_ns = absl::ToUnixNanos(clock_->Now());
     apply();
+  }
+
+  // Runs `store` if no mutation of `key`'s stripe happened in the last
+  // `quiet`; returns whether it ran.
+  template <typename F>
+  bool StoreIfQuiet(std::string_view key, absl::Duration quiet, F&& store) {
+    Stripe& s = StripeOf(key);
+    std::lock_guard lock(s.mu);
+    if (absl::ToUnixNanos(clock_->Now() - quiet) < s.mutated_at_ns) return false;
+    store();
+    return true;
   }
 
  private:
   struct alignas(64) Stripe {
     std::mutex mu;
-    uint64_t epoch = 0;  // guarded by mu
+    uint64_t epoch = 0;                                        // guarded by mu
+    int64_t mutated_at_ns = std::numeric_limits<int64_t>::min();  // guarded by mu
   };
+  static_assert(sizeof(Stripe) == 64, "a stripe is one cache line");
 
   Stripe& StripeOf(std::string_view key) {
     const size_t h = absl::Hash<absl::string_view>{}(absl::string_view(key.data(), key.size()));
     return stripes_[h % kStripes];
   }
 
+  const Clock* const clock_;
   std::array<Stripe, kStripes> stripes_;
 };
 

@@ -49,4 +49,10 @@ void PeerGetter::StartMutate(const PeerMutation& mutation, absl::Time deadline, 
   done(absl::UnimplementedError("lcache: this peer client cannot send Set, Remove or Invalidate"));
 }
 
+void PeerGetter::StartPeek(std::string_view group, std::string_view key, absl::Time deadline,
+                           Done done) {
+  (void)group, (void)key, (void)deadline;
+  done(absl::UnimplementedError("lcache: this peer client cannot send Peek"));
+}
+
 }  // namespace lcache

@@ -58,7 +58,9 @@ class LoggedPeer final : public PeerGetter {
          done = std::move(done)](absl::StatusOr<MutationResult> r) {
           // An invalidation that did not arrive leaves a copy in place (until
           // -hot-max-age): worth a line, as is a mutation its owner refused.
-          if (!r.ok() && !absl::IsInvalidArgument(r.status())) {
+          // A hand-off is many calls, summed up once at its end.
+          if (!r.ok() && !absl::IsInvalidArgument(r.status()) &&
+              kind != PeerMutation::Kind::kHandoff) {
             spdlog::warn("peer {} failed {} of key={}: {}", address_,
                          kind == PeerMutation::Kind::kInvalidate ? "Invalidate"
                          : kind == PeerMutation::Kind::kSet      ? "Set"
@@ -67,6 +69,13 @@ class LoggedPeer final : public PeerGetter {
           }
           done(std::move(r));
         });
+  }
+
+  // Not logged: a peek that fails costs a getter call, which is the cold
+  // cluster's ordinary price (counted in peek_misses).
+  void StartPeek(std::string_view group, std::string_view key, absl::Time deadline,
+                 Done done) override {
+    peer_->StartPeek(group, key, deadline, std::move(done));
   }
 
  private:
@@ -134,6 +143,9 @@ absl::Status Validate(const NodeOptions& options) {
     return absl::InvalidArgumentError(
         "lcache: NodeOptions.drain_delay, grace and reclaim_interval must be >= 0");
   }
+  if (options.handoff_bytes < 0) {
+    return absl::InvalidArgumentError("lcache: NodeOptions.handoff_bytes must be >= 0");
+  }
   return absl::OkStatus();
 }
 
@@ -155,6 +167,7 @@ class Node::Impl {
 
   absl::Status Start();
   void Stop();
+  void HandOff();
 
   bool ready() const {
     return !draining_.load(std::memory_order_relaxed) &&
@@ -272,6 +285,9 @@ absl::Status Node::Impl::Start() {
 void Node::Impl::Stop() {
   std::call_once(stopped_, [this] {
     draining_.store(true, std::memory_order_relaxed);  // /readyz 503, health NOT_SERVING
+    // Still on every ring: Sets of our keys come here, and reach the heirs
+    // as Invalidates, while the hand-off runs.
+    if (started_ && server_ != nullptr && options_.handoff_bytes > 0) HandOff();
     if (discovery_) discovery_->Stop();  // revoke the lease: peers stop sending us keys
     if (server_ != nullptr && options_.drain_delay > absl::ZeroDuration()) {
       // Serving on purpose while probes and load balancers notice.
@@ -286,6 +302,19 @@ void Node::Impl::Stop() {
                    ejection.returns, ejection.probes, ejection.skipped);
     }
   });
+}
+
+void Node::Impl::HandOff() {
+  const absl::Time deadline = absl::Now() + options_.grace;
+  for (Group* group : registry_.Groups()) {
+    const absl::Time t0 = absl::Now();
+    const HandoffResult r =
+        group->HandOff({.max_bytes = options_.handoff_bytes, .deadline = deadline});
+    spdlog::info(
+        "group {}: handed off {} entries ({} bytes) in {} ms; {} failed, {} without an heir{}",
+        group->name(), r.entries, r.bytes, absl::ToInt64Milliseconds(absl::Now() - t0), r.failed,
+        r.skipped, r.cut_short ? "; cut short by -grace-ms" : "");
+  }
 }
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {

@@ -26,9 +26,16 @@ absl::StatusOr<PeerValue> ValueOfGetResponse(std::string_view address, std::stri
   return absl::UnknownError(decoded->err);
 }
 
+absl::Status PeekUnimplemented(std::string_view address) {
+  return absl::UnimplementedError(
+      absl::StrCat("lcache: peer ", absl::string_view(address.data(), address.size()),
+                   " does not serve Peek (a Go node?); not asked again"));
+}
+
 MutationRequest RequestOf(const PeerMutation& m) {
   switch (m.kind) {
-    case PeerMutation::Kind::kSet: {
+    case PeerMutation::Kind::kSet:
+    case PeerMutation::Kind::kHandoff: {
       std::optional<int64_t> ttl_ms;
       if (m.ttl) {
         // Rounded up: a positive ttl under a millisecond must not become 0,
@@ -37,7 +44,8 @@ MutationRequest RequestOf(const PeerMutation& m) {
                      ? 0
                      : absl::ToInt64Milliseconds(absl::Ceil(*m.ttl, absl::Milliseconds(1)));
       }
-      return {kSetMethod, wire::EncodeSetRequest(m.group, m.key, m.value, ttl_ms)};
+      return {m.kind == PeerMutation::Kind::kSet ? kSetMethod : kHandoffMethod,
+              wire::EncodeSetRequest(m.group, m.key, m.value, ttl_ms)};
     }
     case PeerMutation::Kind::kRemove:
       return {kRemoveMethod, wire::EncodeGetRequest(m.group, m.key)};

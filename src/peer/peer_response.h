@@ -21,6 +21,10 @@ namespace lcache::internal {
 // Unknown; an undecodable message as Internal.
 absl::StatusOr<PeerValue> ValueOfGetResponse(std::string_view address, std::string_view message);
 
+// What StartPeek answers, without a call, once `address` answered a Peek
+// UNIMPLEMENTED (a Go node).
+absl::Status PeekUnimplemented(std::string_view address);
+
 // The method and request message that carry `mutation`.
 struct MutationRequest {
   const char* method;

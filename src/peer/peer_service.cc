@@ -118,8 +118,29 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
   return std::nullopt;
 }
 
+PeerReply PeerService::Peek(std::string_view message) {
+  if (message.size() > max_request_bytes_) {
+    return PeerReply::Error(absl::StatusCode::kInvalidArgument,
+                            absl::StrCat("lcache: request of ", message.size(),
+                                         " bytes is over the limit of ", max_request_bytes_));
+  }
+  absl::StatusOr<wire::GetRequest> request = wire::DecodeGetRequest(message, max_key_bytes_);
+  if (!request.ok()) {
+    return PeerReply::Error(absl::StatusCode::kInvalidArgument,
+                            std::string(request.status().message()));
+  }
+  Group* group = registry_->GetGroup(request->group);
+  if (group == nullptr || request->key.empty()) {
+    return Ok(wire::EncodeGetResponse("", kKeyNotFoundMessage));
+  }
+  std::optional<ExpiringValue> stored = group->Peek(request->key);
+  if (!stored) return Ok(wire::EncodeGetResponse("", kKeyNotFoundMessage));
+  return Ok(EncodeValue(*group, *stored));
+}
+
 bool PeerService::IsMutationMethod(std::string_view method) {
-  return method == kSetMethod || method == kRemoveMethod || method == kInvalidateMethod;
+  return method == kSetMethod || method == kRemoveMethod || method == kInvalidateMethod ||
+         method == kHandoffMethod;
 }
 
 namespace {
@@ -145,7 +166,7 @@ std::optional<PeerReply> PeerService::Mutate(std::string_view method, std::strin
                             absl::StrCat("lcache: request of ", message.size(),
                                          " bytes is over the limit of ", max_request_bytes_));
   }
-  const bool set = method == kSetMethod;
+  const bool set = method == kSetMethod || method == kHandoffMethod;
   absl::StatusOr<wire::SetRequest> request;
   if (set) {
     request = wire::DecodeSetRequest(message, max_key_bytes_);
@@ -168,6 +189,13 @@ std::optional<PeerReply> PeerService::Mutate(std::string_view method, std::strin
   if (group == nullptr) {
     return Ok(wire::EncodeMutationResponse(
         absl::StrCat("lcache: unknown group \"", request->group, "\"")));
+  }
+  if (method == kHandoffMethod) {
+    std::optional<absl::Duration> ttl;
+    if (request->ttl_ms) ttl = absl::Milliseconds(*request->ttl_ms);
+    const absl::Status s = group->AcceptHandoff(request->key, request->value, ttl);
+    const absl::string_view err = s.message();
+    return Ok(wire::EncodeMutationResponse(std::string_view(err.data(), err.size())));
   }
   const MutationOptions options{
       .scope = forwarded ? LoadScope::kLocalOnly : LoadScope::kAnywhere, .deadline = deadline};

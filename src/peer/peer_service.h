@@ -29,7 +29,8 @@ namespace lcache::internal {
 
 // For an UNIMPLEMENTED answer's message.
 inline constexpr char kServedMethods[] =
-    "/lcache.LCache/Get, Set, Remove, Invalidate and /grpc.health.v1.Health/Check";
+    "/lcache.LCache/Get, Set, Remove, Invalidate, Peek, Handoff and "
+    "/grpc.health.v1.Health/Check";
 
 // A reply: OK with the JSON response message, or an error status for the
 // call (a gRPC status code and message).
@@ -74,7 +75,13 @@ class PeerService {
                                std::function<void(PeerReply)> done,
                                CallerGone* caller_gone = nullptr);
 
-  // Whether `method` (an HTTP/2 :path) is Set, Remove or Invalidate.
+  // Answers a Peek request message (a GetRequest) at once: the group's
+  // stored copy of the key (Group::Peek), never a load; in-band "key not
+  // found" when there is none, for an unknown group, or for an empty key;
+  // INVALID_ARGUMENT for an undecodable or oversized message.
+  PeerReply Peek(std::string_view message);
+
+  // Whether `method` (an HTTP/2 :path) is Set, Remove, Invalidate or Handoff.
   static bool IsMutationMethod(std::string_view method);
 
   // Answers the request `message` of a mutation `method` (IsMutationMethod)
@@ -85,7 +92,9 @@ class PeerService {
   // or value the group refuses are answered in-band ({"err"}), as Get's
   // errors are; an owner that cannot be reached is the call's status.
   // Invalidate for a group this node does not serve is a success: it holds
-  // no copies of that group's keys.
+  // no copies of that group's keys. Handoff is answered at once: "" whether
+  // or not the value was kept (Group::AcceptHandoff), in-band errors for an
+  // unknown group or bad input.
   std::optional<PeerReply> Mutate(std::string_view method, std::string_view message,
                                   bool forwarded, absl::Time deadline,
                                   std::function<void(PeerReply)> done);

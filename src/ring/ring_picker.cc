@@ -50,9 +50,15 @@ class MonitoredPeer final : public PeerGetter {
   }
 
   // Not watched: a mutation is sent whatever the peer's health, and its
-  // failures are the mutation's to report.
+  // failures are the mutation's to report. A peek is only ever sent to a
+  // peer that is in (PreviousOwner), and its failure costs a getter call,
+  // not a fallback.
   void StartMutate(const PeerMutation& mutation, absl::Time deadline, MutateDone done) override {
     peer_->StartMutate(mutation, deadline, std::move(done));
+  }
+  void StartPeek(std::string_view group, std::string_view key, absl::Time deadline,
+                 Done done) override {
+    peer_->StartPeek(group, key, deadline, std::move(done));
   }
 
   PeerHealth& health() { return health_; }
@@ -102,10 +108,30 @@ using GetterMap =
 
 }  // namespace
 
+// A ring this node had before, and until when PreviousOwner consults it.
+struct FormerRing {
+  std::shared_ptr<const HashRing> ring;
+  absl::Time until;
+};
+
 struct RingPicker::Snapshot {
   HashRing ring;
   GetterMap getters;  // every address on the ring except self
+  HashRing heirs;     // `ring` without self
+  std::vector<FormerRing> history = {};  // newest first, at most kRingHistory
 };
+
+namespace {
+
+HashRing WithoutSelf(const HashRing& ring, std::string_view self, RingKind kind, int replicas) {
+  std::vector<std::string> others;
+  for (const std::string& address : ring.addresses()) {
+    if (address != self) others.push_back(address);
+  }
+  return HashRing(kind, std::move(others), replicas);
+}
+
+}  // namespace
 
 RingPicker::RingPicker(std::string self, PeerFactory factory, int replicas)
     : RingPicker(std::move(self), std::move(factory),
@@ -120,7 +146,10 @@ RingPicker::RingPicker(std::string self, PeerFactory factory, RingPickerOptions 
       replicas_(options.replicas),
       ejection_(std::move(options.ejection)),
       ejection_counters_(std::make_shared<EjectionCounters>()),
-      snapshot_(std::make_shared<const Snapshot>(Snapshot{HashRing(kind_, {}, replicas_), {}})) {
+      warmup_(options.warmup),
+      clock_(options.clock != nullptr ? options.clock : Clock::Real()),
+      snapshot_(std::make_shared<const Snapshot>(
+          Snapshot{HashRing(kind_, {}, replicas_), {}, HashRing(kind_, {}, replicas_)})) {
   assert(factory_ != nullptr);
   assert(replicas_ >= 0);
 }
@@ -170,10 +199,27 @@ RingPicker::Change RingPicker::SetPeers(std::vector<std::string> addresses) {
     kept.push_back(address);
   }
 
-  auto next = std::make_shared<const Snapshot>(
-      Snapshot{HashRing(kind_, std::move(kept), replicas_), std::move(getters)});
+  HashRing ring(kind_, std::move(kept), replicas_);
+  HashRing heirs = WithoutSelf(ring, self_, kind_, replicas_);
+  auto next = std::make_shared<Snapshot>(
+      Snapshot{std::move(ring), std::move(getters), std::move(heirs), {}});
   const std::vector<std::string>& before = old->ring.addresses();
   const std::vector<std::string>& after = next->ring.addresses();
+  if (warmup_ > absl::ZeroDuration()) {
+    const absl::Time now = clock_->Now();
+    // Before this node's first ring the others had the ring without it.
+    if (before.empty()) {
+      if (next->heirs.addresses().size() != after.size() && !next->heirs.addresses().empty()) {
+        next->history.push_back({std::make_shared<const HashRing>(next->heirs), now + warmup_});
+      }
+    } else if (before != after) {
+      next->history.push_back({std::make_shared<const HashRing>(old->ring), now + warmup_});
+    }
+    for (const FormerRing& former : old->history) {
+      if (next->history.size() >= kRingHistory) break;
+      if (former.until > now) next->history.push_back(former);
+    }
+  }
   const std::unordered_set<std::string_view> was(before.begin(), before.end());
   const std::unordered_set<std::string_view> now(after.begin(), after.end());
   for (const std::string& address : after) {
@@ -230,6 +276,31 @@ std::vector<PeerPicker::Peer> RingPicker::OtherPeers() {
                      entry.monitored != nullptr && entry.monitored->health().out()});
   }
   return peers;
+}
+
+std::shared_ptr<PeerGetter> RingPicker::PreviousOwner(std::string_view key) {
+  const std::shared_ptr<const Snapshot> snapshot = Load();
+  if (snapshot->history.empty() || snapshot->ring.Owner(key) != self_) return nullptr;
+  const absl::Time now = clock_->Now();
+  for (const FormerRing& former : snapshot->history) {
+    if (former.until <= now) continue;
+    const std::string_view owner = former.ring->Owner(key);
+    if (owner.empty() || owner == self_) continue;  // ours then too: nothing to peek at
+    auto it = snapshot->getters.find(owner);
+    if (it == snapshot->getters.end()) continue;  // gone, and its copies with it
+    const PeerEntry& entry = it->second;
+    if (entry.monitored != nullptr && entry.monitored->health().out()) return nullptr;
+    return entry.getter;
+  }
+  return nullptr;
+}
+
+PeerPicker::Peer RingPicker::HeirOf(std::string_view key) {
+  const std::shared_ptr<const Snapshot> snapshot = Load();
+  const std::string_view heir = snapshot->heirs.Owner(key);
+  auto it = snapshot->getters.find(heir);
+  if (it == snapshot->getters.end()) return {};
+  return {std::string(heir), it->second.getter};
 }
 
 std::vector<std::string> RingPicker::Peers() const { return Load()->ring.addresses(); }

@@ -58,6 +58,7 @@ class LruList {
   // Whether an entry of `charge` bytes could ever fit.
   bool Fits(int64_t charge) const { return capacity_ == 0 || charge <= capacity_; }
 
+  Entry* head() const { return head_; }
   Entry* tail() const { return tail_; }
   int64_t bytes() const { return bytes_; }
   int64_t len() const { return len_; }

@@ -12,7 +12,8 @@
 //                                                reject it; `old` is the entry it replaces
 //   LruList* Touch(Entry* e)                     on a hit: reorder; returns a list that may
 //                                                now be over capacity, or null
-//   template <class F> void ForEachQueue(F f)    every list, coldest-first order irrelevant
+//   template <class F> void ForEachQueue(F f)    every list, the least valuable first
+//                                                (a hand-off reads them the other way)
 // and optionally (tinylfu_store.cc uses them):
 //   Entry* NextVictim()                          instead of the returned list's tail while
 //                                                it is over capacity: the next entry to
@@ -31,6 +32,7 @@
 #define LCACHE_SRC_STORE_SHARDED_STORE_H_
 
 #include <algorithm>
+#include <array>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -139,6 +141,25 @@ class alignas(64) Shard {
     s->evictions += evictions_;
     s->expirations += expirations_;
     const_cast<Policy&>(policy_).ForEachQueue([&](const LruList& q) { s->bytes += q.bytes(); });
+  }
+
+  // Appends live entries, most valuable first (the policy's lists from the
+  // last ForEachQueue visits to the first, each from its head), until their
+  // charges reach `budget`. Each comes with a reference for the caller.
+  void CollectValuable(int64_t budget, const Clock& clock, std::vector<Entry*>* out) const {
+    std::lock_guard lock(mu_);
+    std::array<const LruList*, 4> lists{};
+    size_t n = 0;
+    const_cast<Policy&>(policy_).ForEachQueue([&](const LruList& q) { lists[n++] = &q; });
+    const int64_t now = absl::ToUnixNanos(clock.Now());
+    for (size_t i = n; i-- > 0 && budget > 0;) {
+      for (Entry* e = lists[i]->head(); e != nullptr && budget > 0; e = e->next) {
+        if (e->ExpiredAt(now)) continue;
+        e->Ref();
+        out->push_back(e);
+        budget -= e->charge();
+      }
+    }
   }
 
   int64_t MaxCharge() const { return policy_.MaxCharge(); }
@@ -282,6 +303,33 @@ class ShardedStore final : public Store {
   }
 
   int64_t MaxEntryBytes() const override { return shards_.front()->MaxCharge(); }
+
+  // Each shard's most valuable entries up to its share of `max_bytes`, then
+  // ranks interleaved across shards, so that a caller who stops early has
+  // had every shard's best.
+  void ForEachByValue(int64_t max_bytes, const ValueVisitor& visit) override {
+    if (max_bytes <= 0) return;
+    std::vector<std::vector<Entry*>> ranked(shards_.size());
+    for (size_t s = 0; s < shards_.size(); ++s) {
+      shards_[s]->CollectValuable(max_bytes / num_shards_ + 1, clock_, &ranked[s]);
+    }
+    bool more = true;
+    for (size_t rank = 0;; ++rank) {
+      bool any = false;
+      for (const std::vector<Entry*>& entries : ranked) {
+        if (rank >= entries.size()) continue;
+        any = true;
+        Entry* e = entries[rank];
+        if (more) {
+          const absl::Time expire_at = e->has_expiry() ? absl::FromUnixNanos(e->expire_unix_nanos())
+                                                       : absl::InfiniteFuture();
+          more = visit(e->key(), ExpiringValue(e->ShareValue(), expire_at));
+        }
+        e->Unref();  // every collected entry, visited or not
+      }
+      if (!any) return;
+    }
+  }
 
   int64_t Len() const override {
     int64_t n = 0;

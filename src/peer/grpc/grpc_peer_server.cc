@@ -120,7 +120,8 @@ class GrpcPeerServer::Call {
         server_->RequestCall();
         health_check_ = ctx_.method() == kHealthCheckMethod;
         mutation_ = internal::PeerService::IsMutationMethod(ctx_.method());
-        if (ctx_.method() != kGetMethod && !health_check_ && !mutation_) {
+        peek_ = ctx_.method() == kPeekMethod;
+        if (ctx_.method() != kGetMethod && !health_check_ && !mutation_ && !peek_) {
           Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                               absl::StrCat("lcache: unknown method ", ctx_.method(),
                                            "; this server serves ", internal::kServedMethods)));
@@ -139,6 +140,8 @@ class GrpcPeerServer::Call {
         }
         if (health_check_) {
           Reply(server_->service_.HealthCheck(internal::BytesOf(request_).value_or("")));
+        } else if (peek_) {
+          Reply(server_->service_.Peek(internal::BytesOf(request_).value_or("")));
         } else {
           server_->Handle(this);
         }
@@ -205,7 +208,8 @@ class GrpcPeerServer::Call {
   grpc::ByteBuffer response_;
   Step step_ = Step::kRequested;
   bool health_check_ = false;
-  bool mutation_ = false;  // Set, Remove or Invalidate
+  bool mutation_ = false;  // Set, Remove, Invalidate or Handoff
+  bool peek_ = false;
   bool finished_ = false;  // the last operation's tag came out
   bool done_ = false;      // the done tag came out
   internal::CallerGone caller_gone_;  // a miss's, filled in by PeerService::Get

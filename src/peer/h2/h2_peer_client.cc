@@ -30,6 +30,8 @@ class H2PeerGetter final : public PeerGetter {
   bool StartGet(std::string_view group, std::string_view key, absl::Time deadline,
                 Done done, Cancel* cancel) override;
   void StartMutate(const PeerMutation& mutation, absl::Time deadline, MutateDone done) override;
+  void StartPeek(std::string_view group, std::string_view key, absl::Time deadline,
+                 Done done) override;
 
  private:
   const std::shared_ptr<H2PeerClientImpl> client_;
@@ -38,6 +40,9 @@ class H2PeerGetter final : public PeerGetter {
   const std::shared_ptr<const std::string> address_;
   std::vector<std::shared_ptr<internal::H2Client::Connection>> connections_;  // one per loop
   internal::H2Client::CallOptions call_;
+  // Set once the peer answered a Peek UNIMPLEMENTED (a Go node): it is not
+  // asked again.
+  const std::shared_ptr<std::atomic<bool>> no_peek_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 class H2PeerClientImpl final : public H2PeerClient {
@@ -120,6 +125,29 @@ void H2PeerGetter::StartMutate(const PeerMutation& mutation, absl::Time deadline
           done(std::move(status));
         } else {
           done(internal::ResultOfMutationResponse(*address, message));
+        }
+      },
+      deadline);
+}
+
+void H2PeerGetter::StartPeek(std::string_view group, std::string_view key, absl::Time deadline,
+                             Done done) {
+  if (no_peek_->load(std::memory_order_relaxed)) {
+    done(internal::PeekUnimplemented(*address_));
+    return;
+  }
+  const size_t i = client_->PickLoop();
+  internal::H2Client::CallOptions call = call_;
+  call.path = kPeekMethod;
+  client_->client(i).Call(
+      connections_[i], call, wire::EncodeGetRequest(group, key),
+      [address = address_, no_peek = no_peek_, done = std::move(done)](
+          absl::Status status, std::string_view message) {
+        if (absl::IsUnimplemented(status)) no_peek->store(true, std::memory_order_relaxed);
+        if (!status.ok()) {
+          done(std::move(status));
+        } else {
+          done(internal::ValueOfGetResponse(*address, message));
         }
       },
       deadline);

@@ -453,7 +453,8 @@ void Connection::Process(Stream* s) {
   }
   const bool get = s->path == kGetMethod;
   const bool mutation = internal::PeerService::IsMutationMethod(s->path);
-  if (!get && !mutation && s->path != kHealthCheckMethod) {
+  const bool peek = s->path == kPeekMethod;
+  if (!get && !mutation && !peek && s->path != kHealthCheckMethod) {
     Reply(s, PeerReply::Error(absl::StatusCode::kUnimplemented,
                               absl::StrCat("lcache: unknown method ", s->path,
                                            "; this server serves ", internal::kServedMethods)));
@@ -480,6 +481,10 @@ void Connection::Process(Stream* s) {
   if (!message.ok()) {
     Reply(s, PeerReply::Error(absl::StatusCode::kInvalidArgument,
                               std::string(message.status().message())));
+    return;
+  }
+  if (peek) {
+    Reply(s, server_->service().Peek(*message));
     return;
   }
   if (!get && !mutation) {

@@ -1,0 +1,179 @@
+// A Group across ring changes (docs/PROTOCOL.md, section 8): a node that
+// took a key over peeks at its previous owner's copy before it calls the
+// getter; a departing node hands its most valuable entries to their heirs.
+// Both keep the leases of key_epochs.h: a Set or Remove racing either wins.
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+
+#include "absl/time/clock.h"
+#include "core/flights.h"
+#include "core/group_internal.h"
+#include "core/key_epochs.h"
+#include "lcache/group.h"
+
+namespace lcache {
+
+// --- Peek: the node that took a key over ------------------------------------
+
+void Group::PeekPrevious(std::shared_ptr<internal::Flight> local, const LoadRunner& run_load,
+                         uint64_t epoch, std::shared_ptr<PeerGetter> previous) {
+  const absl::Time asked_at = clock_->Now();
+  PeerGetter* peer = previous.get();
+  // The callback holds the flight (copied, not moved: the key argument
+  // reads it), the peer, as StartRemote's does, and the runner for the
+  // getter call that follows a miss.
+  peer->StartPeek(
+      name_, local->key(), absl::Now() + kPeekTimeout,
+      [this, local, run_load, epoch, previous = std::move(previous),
+       asked_at](absl::StatusOr<PeerValue> v) mutable {
+        if (!v.ok()) {
+          // Not found there, or the peer failed: either way a load, as it
+          // would have been without the peek.
+          counters_->Add(Counters::kPeekMisses);
+          RunGetter(std::move(local), run_load, epoch);
+          return;
+        }
+        counters_->Add(Counters::kPeekHits);
+        ExpiringValue found(std::move(v->value), ExpiryOf(*v, asked_at));
+        // Stored as the getter's value would be: this node owns the key.
+        if (!epochs_->StoreIfUnchanged(local->key(), epoch, [&] {
+              store_->Set(local->key(), found.value.view(), found.expire_at);
+              if (hot_store_ != nullptr) hot_store_->Remove(local->key());
+            })) {
+          counters_->Add(Counters::kLoadsDiscarded);
+        }
+        local_flights_->Finish(local, found);
+      });
+}
+
+std::optional<ExpiringValue> Group::Peek(std::string_view key) {
+  std::optional<ExpiringValue> stored = store_->GetWithExpiry(key);
+  if (stored) counters_->Add(Counters::kPeeksServed);
+  return stored;
+}
+
+// --- Hand-off: the heir ------------------------------------------------------
+
+absl::Status Group::AcceptHandoff(std::string_view key, std::string_view value,
+                                  std::optional<absl::Duration> ttl) {
+  if (absl::Status s = ValidateSet(key, value, ttl); !s.ok()) return s;
+  absl::Time expire_at = absl::InfiniteFuture();
+  if (ttl && *ttl > absl::ZeroDuration() && *ttl != absl::InfiniteDuration()) {
+    expire_at = clock_->Now() + *ttl;
+  }
+  bool kept = false;
+  // The quiet period stands in for the epoch a load would have: the sender
+  // read the value at most a call's timeout ago (see HandOff), so a value
+  // older than a mutation here is refused, and one that arrives before the
+  // mutation's Invalidate is dropped by it.
+  epochs_->StoreIfQuiet(key, kHandoffQuiet, [&] {
+    if (store_->GetWithExpiry(key).has_value()) return;  // ours is as new as any
+    kept = store_->Set(key, value, expire_at);
+    if (kept && hot_store_ != nullptr) hot_store_->Remove(key);
+  });
+  counters_->Add(kept ? Counters::kHandoffsKept : Counters::kHandoffsRefused);
+  return absl::OkStatus();
+}
+
+// --- Hand-off: the departing node --------------------------------------------
+
+namespace {
+
+// The calls of one hand-off, shared with their callbacks.
+struct HandoffCalls {
+  std::mutex mu;
+  std::condition_variable cv;
+  int in_flight = 0;
+  HandoffResult result;
+  std::unordered_set<std::string> refusing;  // heirs that answered UNIMPLEMENTED (Go nodes)
+};
+
+}  // namespace
+
+HandoffResult Group::HandOff(const HandoffOptions& options) {
+  PeerPicker* picker = peers_.load(std::memory_order_acquire);
+  auto calls = std::make_shared<HandoffCalls>();
+  if (picker == nullptr || options.max_bytes <= 0) return calls->result;
+  const int max_in_flight = std::max(1, options.max_in_flight);
+
+  store_->ForEachByValue(options.max_bytes, [&](std::string_view key, const ExpiringValue&) {
+    PeerPicker::Peer heir = picker->HeirOf(key);
+    std::unique_lock lock(calls->mu);
+    if (heir.getter == nullptr || calls->refusing.contains(heir.address)) {
+      ++calls->result.skipped;
+      return true;
+    }
+    if (!calls->cv.wait_until(lock, absl::ToChronoTime(options.deadline),
+                              [&] { return calls->in_flight < max_in_flight; })) {
+      calls->result.cut_short = true;
+      return false;
+    }
+    lock.unlock();
+    // The epoch before the value: a Set or Remove applied here after this
+    // read moves it, and the heir then gets an Invalidate after the value.
+    const uint64_t epoch = epochs_->Begin(key);
+    std::optional<ExpiringValue> v = store_->GetWithExpiry(key);
+    if (!v) return true;  // gone since the snapshot
+    std::optional<absl::Duration> ttl;
+    if (v->expire_at != absl::InfiniteFuture()) {
+      ttl = v->expire_at - clock_->Now();
+      if (*ttl <= absl::ZeroDuration()) return true;
+    }
+    const int64_t bytes = static_cast<int64_t>(key.size() + v->value.size());
+    lock.lock();
+    ++calls->in_flight;
+    lock.unlock();
+    const PeerMutation handoff{.kind = PeerMutation::Kind::kHandoff,
+                               .group = name_,
+                               .key = key,
+                               .value = v->value.view(),
+                               .ttl = ttl};
+    // Bounded by the transport's timeout too: well under kHandoffQuiet.
+    heir.getter->StartMutate(
+        handoff, options.deadline,
+        [this, calls, epoch, bytes, key = std::string(key), heir](
+            absl::StatusOr<MutationResult> r) {
+          // Changed here while on its way: the heir may have kept the old
+          // value after the owner's Invalidate reached it. The Invalidate
+          // that follows stays counted in flight.
+          const bool moved = r.ok() && epochs_->Begin(key) != epoch;
+          {
+            std::lock_guard lock(calls->mu);
+            if (!moved) --calls->in_flight;
+            if (r.ok()) {
+              ++calls->result.entries;
+              calls->result.bytes += bytes;
+              counters_->Add(Counters::kHandoffEntriesSent);
+              counters_->Add(Counters::kHandoffBytesSent, bytes);
+            } else {
+              ++calls->result.failed;
+              if (absl::IsUnimplemented(r.status())) calls->refusing.insert(heir.address);
+            }
+          }
+          calls->cv.notify_all();
+          if (!moved) return;
+          heir.getter->StartMutate(
+              {.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key},
+              absl::Now() + kPeekTimeout * 4, [calls](absl::StatusOr<MutationResult>) {
+                {
+                  std::lock_guard lock(calls->mu);
+                  --calls->in_flight;
+                }
+                calls->cv.notify_all();
+              });
+        });
+    return true;
+  });
+
+  // Every call ends by its deadline or its transport's timeout, so this
+  // wait ends, and no callback outlives the call.
+  std::unique_lock lock(calls->mu);
+  calls->cv.wait(lock, [&] { return calls->in_flight == 0; });
+  return calls->result;
+}
+
+}  // namespace lcache
