@@ -700,5 +700,102 @@ TEST_F(RingPickerTest, WithoutEjectionAFailingPeerIsAlwaysPicked) {
   EXPECT_EQ(picker.ejection_stats().ejections, 0);
 }
 
+// --- Warm-up: PreviousOwner and HeirOf -----------------------------------------
+
+class WarmupPickerTest : public RingPickerTest {
+ protected:
+  RingPicker NewPicker(absl::Duration warmup = absl::Seconds(60)) {
+    return RingPicker(kSelf, Factory(), RingPickerOptions{.warmup = warmup, .clock = &clock_});
+  }
+  static std::string AddressOf(const std::shared_ptr<PeerGetter>& getter) {
+    return getter == nullptr ? "" : static_cast<FakeGetter&>(*getter).address();
+  }
+  ManualClock clock_;
+};
+
+TEST_F(WarmupPickerTest, AfterJoiningTheKeysItTookOverNameTheirOwnerOnTheRingWithoutIt) {
+  RingPicker picker = NewPicker();
+  picker.SetPeers({kSelf, kPeer2, kPeer3});
+  const std::vector<std::string> before = {kPeer2, kPeer3};
+  for (const char* previous : {kPeer2, kPeer3}) {
+    // A key self owns now that `previous` owned before self joined.
+    std::string key;
+    for (int n = 0; n < 100000 && key.empty(); ++n) {
+      std::string k = "key-" + std::to_string(n);
+      if (HashRing(std::vector<std::string>{kSelf, kPeer2, kPeer3}).Owner(k) == kSelf &&
+          HashRing(before).Owner(k) == previous) {
+        key = k;
+      }
+    }
+    ASSERT_FALSE(key.empty());
+    EXPECT_EQ(AddressOf(picker.PreviousOwner(key)), previous) << key;
+  }
+  // Keys another node owns are not self's to peek for.
+  EXPECT_EQ(picker.PreviousOwner(KeyOwnedBy({kSelf, kPeer2, kPeer3}, kPeer2)), nullptr);
+}
+
+TEST_F(WarmupPickerTest, TheWindowCloses) {
+  RingPicker picker = NewPicker(absl::Seconds(60));
+  picker.SetPeers({kSelf, kPeer2});
+  const std::string key = KeyOwnedBy({kSelf, kPeer2}, kSelf);
+  EXPECT_EQ(AddressOf(picker.PreviousOwner(key)), kPeer2);
+  clock_.Advance(absl::Seconds(59));
+  EXPECT_EQ(AddressOf(picker.PreviousOwner(key)), kPeer2);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(picker.PreviousOwner(key), nullptr);
+}
+
+TEST_F(WarmupPickerTest, WithoutAWindowThereIsNoPreviousOwner) {
+  RingPicker picker = NewPicker(absl::ZeroDuration());
+  picker.SetPeers({kSelf, kPeer2});
+  EXPECT_EQ(picker.PreviousOwner(KeyOwnedBy({kSelf, kPeer2}, kSelf)), nullptr);
+}
+
+TEST_F(WarmupPickerTest, AKeyTakenFromANodeThatLeftHasNoPreviousOwnerToAsk) {
+  RingPicker picker = NewPicker();
+  picker.SetPeers({kSelf, kPeer2, kPeer3});
+  clock_.Advance(absl::Seconds(61));  // the join's window is over
+  picker.SetPeers({kSelf, kPeer2});   // kPeer3 left: its copies went with it
+  const std::vector<std::string> three = {kSelf, kPeer2, kPeer3};
+  const std::vector<std::string> two = {kSelf, kPeer2};
+  std::string from3;
+  for (int n = 0; n < 100000 && from3.empty(); ++n) {
+    std::string k = "key-" + std::to_string(n);
+    if (HashRing(three).Owner(k) == kPeer3 && HashRing(two).Owner(k) == kSelf) from3 = k;
+  }
+  ASSERT_FALSE(from3.empty());
+  EXPECT_EQ(picker.PreviousOwner(from3), nullptr);
+  // It comes back: the keys it owned before are its own again, not self's.
+  picker.SetPeers({kSelf, kPeer2, kPeer3});
+  EXPECT_EQ(picker.PreviousOwner(from3), nullptr);
+  EXPECT_EQ(PickedAddress(picker, from3), kPeer3);
+}
+
+TEST_F(WarmupPickerTest, ARejoiningNodeAsksTheNodeThatHeldItsKeysMeanwhile) {
+  // Self left (its lease expired) and came back: the keys it owns again
+  // were kPeer2's in the meantime.
+  RingPicker picker = NewPicker();
+  picker.SetPeers({kSelf, kPeer2});
+  clock_.Advance(absl::Seconds(61));
+  picker.SetPeers({kPeer2});
+  picker.SetPeers({kSelf, kPeer2});
+  EXPECT_EQ(AddressOf(picker.PreviousOwner(KeyOwnedBy({kSelf, kPeer2}, kSelf))), kPeer2);
+}
+
+TEST_F(WarmupPickerTest, HeirOfNamesTheOwnerOnTheRingWithoutSelf) {
+  RingPicker picker = NewPicker(absl::ZeroDuration());
+  EXPECT_EQ(picker.HeirOf("any").getter, nullptr);  // no ring yet
+  picker.SetPeers({kSelf, kPeer2, kPeer3});
+  const std::vector<std::string> others = {kPeer2, kPeer3};
+  for (int n = 0; n < 200; ++n) {
+    const std::string key = "key-" + std::to_string(n);
+    const PeerPicker::Peer heir = picker.HeirOf(key);
+    EXPECT_EQ(heir.address, HashRing(others).Owner(key)) << key;
+    EXPECT_EQ(AddressOf(heir.getter), heir.address);
+  }
+  picker.SetPeers({kSelf});
+  EXPECT_EQ(picker.HeirOf("any").getter, nullptr);  // alone: nobody to hand off to
+}
+
 }  // namespace
 }  // namespace lcache

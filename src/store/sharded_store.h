@@ -311,7 +311,7 @@ class ShardedStore final : public Store {
     if (max_bytes <= 0) return;
     std::vector<std::vector<Entry*>> ranked(shards_.size());
     for (size_t s = 0; s < shards_.size(); ++s) {
-      shards_[s]->CollectValuable(max_bytes / num_shards_ + 1, clock_, &ranked[s]);
+      shards_[s]->CollectValuable((max_bytes + num_shards_ - 1) / num_shards_, clock_, &ranked[s]);
     }
     bool more = true;
     for (size_t rank = 0;; ++rank) {
