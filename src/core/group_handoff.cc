@@ -7,7 +7,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "absl/time/clock.h"
 #include "core/flights.h"
@@ -85,11 +85,15 @@ namespace {
 
 // The calls of one hand-off, shared with their callbacks.
 struct HandoffCalls {
+  // Whether an heir takes hand-offs (a Go node does not) is learned from
+  // the first call to it: the next ones wait for that answer.
+  enum class Heir { kProbing, kAccepts, kRefuses };
+
   std::mutex mu;
   std::condition_variable cv;
   int in_flight = 0;
   HandoffResult result;
-  std::unordered_set<std::string> refusing;  // heirs that answered UNIMPLEMENTED (Go nodes)
+  std::unordered_map<std::string, Heir> heirs;  // by address; absent: not asked yet
 };
 
 }  // namespace
@@ -99,20 +103,9 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
   auto calls = std::make_shared<HandoffCalls>();
   if (picker == nullptr || options.max_bytes <= 0) return calls->result;
   const int max_in_flight = std::max(1, options.max_in_flight);
+  using Heir = HandoffCalls::Heir;
 
   store_->ForEachByValue(options.max_bytes, [&](std::string_view key, const ExpiringValue&) {
-    PeerPicker::Peer heir = picker->HeirOf(key);
-    std::unique_lock lock(calls->mu);
-    if (heir.getter == nullptr || calls->refusing.contains(heir.address)) {
-      ++calls->result.skipped;
-      return true;
-    }
-    if (!calls->cv.wait_until(lock, absl::ToChronoTime(options.deadline),
-                              [&] { return calls->in_flight < max_in_flight; })) {
-      calls->result.cut_short = true;
-      return false;
-    }
-    lock.unlock();
     // The epoch before the value: a Set or Remove applied here after this
     // read moves it, and the heir then gets an Invalidate after the value.
     const uint64_t epoch = epochs_->Begin(key);
@@ -124,7 +117,26 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
       if (*ttl <= absl::ZeroDuration()) return true;
     }
     const int64_t bytes = static_cast<int64_t>(key.size() + v->value.size());
-    lock.lock();
+    PeerPicker::Peer heir = picker->HeirOf(key);
+
+    std::unique_lock lock(calls->mu);
+    if (heir.getter == nullptr) {
+      ++calls->result.skipped;
+      return true;
+    }
+    if (!calls->cv.wait_until(lock, absl::ToChronoTime(options.deadline), [&] {
+          auto it = calls->heirs.find(heir.address);
+          return (it == calls->heirs.end() || it->second != Heir::kProbing) &&
+                 calls->in_flight < max_in_flight;
+        })) {
+      calls->result.cut_short = true;
+      return false;
+    }
+    const auto [it, probe] = calls->heirs.try_emplace(heir.address, Heir::kProbing);
+    if (it->second == Heir::kRefuses) {
+      ++calls->result.skipped;
+      return true;
+    }
     ++calls->in_flight;
     lock.unlock();
     const PeerMutation handoff{.kind = PeerMutation::Kind::kHandoff,
@@ -135,12 +147,15 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
     // Bounded by the transport's timeout too: well under kHandoffQuiet.
     heir.getter->StartMutate(
         handoff, options.deadline,
-        [this, calls, epoch, bytes, key = std::string(key), heir](
+        [this, calls, epoch, bytes, probe, key = std::string(key), heir](
             absl::StatusOr<MutationResult> r) {
           // Changed here while on its way: the heir may have kept the old
-          // value after the owner's Invalidate reached it. The Invalidate
-          // that follows stays counted in flight.
-          const bool moved = r.ok() && epochs_->Begin(key) != epoch;
+          // value after the owner's Invalidate reached it (also when the
+          // call failed: it may have arrived all the same; not a Go node,
+          // which keeps nothing). The Invalidate that follows stays
+          // counted in flight.
+          const bool moved =
+              !absl::IsUnimplemented(r.status()) && epochs_->Begin(key) != epoch;
           {
             std::lock_guard lock(calls->mu);
             if (!moved) --calls->in_flight;
@@ -151,7 +166,16 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
               counters_->Add(Counters::kHandoffBytesSent, bytes);
             } else {
               ++calls->result.failed;
-              if (absl::IsUnimplemented(r.status())) calls->refusing.insert(heir.address);
+            }
+            if (absl::IsUnimplemented(r.status())) {
+              calls->heirs[heir.address] = Heir::kRefuses;
+            } else if (probe) {
+              // A probe that failed otherwise says nothing: the next call asks again.
+              if (r.ok()) {
+                calls->heirs[heir.address] = Heir::kAccepts;
+              } else {
+                calls->heirs.erase(heir.address);
+              }
             }
           }
           calls->cv.notify_all();

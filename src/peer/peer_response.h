@@ -7,6 +7,7 @@
 #ifndef LCACHE_SRC_PEER_PEER_RESPONSE_H_
 #define LCACHE_SRC_PEER_PEER_RESPONSE_H_
 
+#include <atomic>
 #include <string>
 #include <string_view>
 
@@ -21,9 +22,23 @@ namespace lcache::internal {
 // Unknown; an undecodable message as Internal.
 absl::StatusOr<PeerValue> ValueOfGetResponse(std::string_view address, std::string_view message);
 
-// What StartPeek answers, without a call, once `address` answered a Peek
-// UNIMPLEMENTED (a Go node).
-absl::Status PeekUnimplemented(std::string_view address);
+// Whether a peer serves Peek, learned from its answers: until the first
+// one, a single peek is in flight at a time and the others are refused at
+// once (their keys load), so a Go node is sent at most one. Thread-safe.
+class PeekSupport {
+ public:
+  // Whether a peek may be sent now.
+  bool MaySend();
+  // What a peek sent after MaySend() got.
+  void Learn(const absl::Status& status);
+
+ private:
+  enum State : int { kUnknown, kProbing, kYes, kNo };
+  std::atomic<int> state_{kUnknown};
+};
+
+// What StartPeek answers, without a call, when PeekSupport says no.
+absl::Status PeekNotSent(std::string_view address);
 
 // The method and request message that carry `mutation`.
 struct MutationRequest {

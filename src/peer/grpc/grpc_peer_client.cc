@@ -194,13 +194,13 @@ class GrpcPeerGetter final : public PeerGetter {
 
   void StartPeek(std::string_view group, std::string_view key, absl::Time deadline,
                  Done done) override {
-    if (no_peek_->load(std::memory_order_relaxed)) {
-      done(internal::PeekUnimplemented(peer_->address));
+    if (!peek_->MaySend()) {
+      done(internal::PeekNotSent(peer_->address));
       return;
     }
     auto* call = new AsyncCall();
-    call->done = [no_peek = no_peek_, done = std::move(done)](absl::StatusOr<PeerValue> v) {
-      if (absl::IsUnimplemented(v.status())) no_peek->store(true, std::memory_order_relaxed);
+    call->done = [peek = peek_, done = std::move(done)](absl::StatusOr<PeerValue> v) {
+      peek->Learn(v.status());
       done(std::move(v));
     };
     Start(call, kPeekMethod, wire::EncodeGetRequest(group, key), deadline, nullptr);
@@ -237,8 +237,8 @@ class GrpcPeerGetter final : public PeerGetter {
   const std::shared_ptr<const Peer> peer_;
   grpc::GenericStub stub_;  // owns the channel, shared by all calls
   const std::shared_ptr<Poller> poller_;
-  // Set once the peer answered a Peek UNIMPLEMENTED (a Go node).
-  const std::shared_ptr<std::atomic<bool>> no_peek_ = std::make_shared<std::atomic<bool>>(false);
+  // Shared with the peeks in flight.
+  const std::shared_ptr<internal::PeekSupport> peek_ = std::make_shared<internal::PeekSupport>();
 };
 
 }  // namespace

@@ -40,9 +40,8 @@ class H2PeerGetter final : public PeerGetter {
   const std::shared_ptr<const std::string> address_;
   std::vector<std::shared_ptr<internal::H2Client::Connection>> connections_;  // one per loop
   internal::H2Client::CallOptions call_;
-  // Set once the peer answered a Peek UNIMPLEMENTED (a Go node): it is not
-  // asked again.
-  const std::shared_ptr<std::atomic<bool>> no_peek_ = std::make_shared<std::atomic<bool>>(false);
+  // Shared with the peeks in flight.
+  const std::shared_ptr<internal::PeekSupport> peek_ = std::make_shared<internal::PeekSupport>();
 };
 
 class H2PeerClientImpl final : public H2PeerClient {
@@ -132,8 +131,8 @@ void H2PeerGetter::StartMutate(const PeerMutation& mutation, absl::Time deadline
 
 void H2PeerGetter::StartPeek(std::string_view group, std::string_view key, absl::Time deadline,
                              Done done) {
-  if (no_peek_->load(std::memory_order_relaxed)) {
-    done(internal::PeekUnimplemented(*address_));
+  if (!peek_->MaySend()) {
+    done(internal::PeekNotSent(*address_));
     return;
   }
   const size_t i = client_->PickLoop();
@@ -141,14 +140,13 @@ void H2PeerGetter::StartPeek(std::string_view group, std::string_view key, absl:
   call.path = kPeekMethod;
   client_->client(i).Call(
       connections_[i], call, wire::EncodeGetRequest(group, key),
-      [address = address_, no_peek = no_peek_, done = std::move(done)](
-          absl::Status status, std::string_view message) {
-        if (absl::IsUnimplemented(status)) no_peek->store(true, std::memory_order_relaxed);
-        if (!status.ok()) {
-          done(std::move(status));
-        } else {
-          done(internal::ValueOfGetResponse(*address, message));
-        }
+      [address = address_, peek = peek_, done = std::move(done)](absl::Status status,
+                                                                 std::string_view message) {
+        absl::StatusOr<PeerValue> v = status.ok()
+                                          ? internal::ValueOfGetResponse(*address, message)
+                                          : absl::StatusOr<PeerValue>(std::move(status));
+        peek->Learn(v.status());
+        done(std::move(v));
       },
       deadline);
 }
