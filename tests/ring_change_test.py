@@ -27,6 +27,7 @@ import collections
 import concurrent.futures
 import json
 import pathlib
+import re
 import sys
 import threading
 
@@ -40,7 +41,21 @@ KEYS = [f"warm-{i}" for i in range(240)]
 COLD = ["-warmup", "0", "-handoff-mb", "0"]
 
 
+def current_view(node):
+    """etcd_test.view over the node's current run only: a restarted node's
+    earlier runs logged peer sets it does not have yet."""
+    lines = re.findall(r"peers: added \[[^\]]*\] removed \[[^\]]*\]; now \d+: \[([^\]]*)\]",
+                       node.log_path.read_text(errors="replace"))
+    return [a for a in lines[-1].split(",") if a] if lines else None
+
+
 class RingChangeTest(etcd_test.EtcdTest):
+    def assert_views(self, nodes, want, within, what):
+        want = sorted(want)
+        for node in nodes:
+            ct.wait_until(lambda: current_view(node) == want, within,
+                          f"{node.addr}: {what} (sees {current_view(node)}, want {want})")
+
     def start_etcd_node(self, args=(), node=None):
         node = node or ct.Node(self.logdir, ct.free_port(),
                                args=self.etcd_args() + list(args))
