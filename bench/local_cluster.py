@@ -6,6 +6,9 @@
     out = run_bench(bin_dir, nodes.peers, 10, seed=1, concurrency=32, keys=1000, core=1)
     used = node_cpu_seconds(nodes)  # utime + stime of all nodes so far
     stop_nodes(nodes)
+    total = metric_total(hport, "lcache_local_loads_total")  # summed over groups
+    m = metrics(hport)  # {name: value} of every metric, summed over groups
+    wait_until(lambda: ..., 10, "what")  # polls; SystemExit naming `what` after 10 s
 
 Every node gets the same -peers list (all of them, in port order), its own
 -http admin listener, a log file node-PORT.log in `logdir`, and optionally a
@@ -34,6 +37,38 @@ def free_port():
 def http_get(hport, path, timeout=5):
     """The body of GET http://127.0.0.1:HPORT/PATH (no proxy)."""
     return _no_proxy.open(f"http://127.0.0.1:{hport}{path}", timeout=timeout).read().decode()
+
+
+def metrics(hport):
+    """The node's /metrics as {name: value}, each metric summed over its
+    label sets (histograms' _bucket, _sum, _count lines by those names)."""
+    out = {}
+    for line in http_get(hport, "/metrics").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, value = line.split("{", 1)[0].split(" ", 1)[0], float(line.rsplit(None, 1)[1])
+        out[name] = out.get(name, 0) + value
+    return {k: int(v) if v.is_integer() else v for k, v in out.items()}
+
+
+def metric_total(hport, name):
+    """The sum of metric `name` over its label sets (0 when absent)."""
+    return metrics(hport).get(name, 0)
+
+
+def wait_until(condition, timeout, what, interval=0.02):
+    """Polls `condition` until it returns a true value (returned); exits
+    naming `what` after `timeout` s (`what` may be a function returning the
+    text, called then: say what was seen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            text = what() if callable(what) else what
+            sys.exit(f"timed out after {timeout} s waiting for {text}")
+        time.sleep(interval)
 
 
 @dataclass

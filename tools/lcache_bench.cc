@@ -10,6 +10,22 @@
 // mark, so each node routes them by its ring like any client's. The node
 // serves whatever values its -source gives (synthetic:BYTES for a size).
 //
+// -dist sequential takes the keys in turn instead, k0, k1, ... cycling (one
+// counter for all calls), and sends key i of pass p to target (i + p) mod
+// targets: which node is asked for which key does not depend on which call
+// finished first; one pass spreads the keys over the targets, and as many
+// passes as there are targets ask every node for every key.
+//
+// The measured window ends after -duration-s, or, with -requests N, once N
+// calls have completed: exactly N are sent, and all are measured
+// (-duration-s and -warmup-s are then ignored), so
+//   lcache-bench -dist sequential -requests 20000 -keys 20000 ...
+// asks for every key exactly once, the count a script can check origin
+// loads against (-requests 60000 on 3 targets: each node for each key).
+// SIGINT or SIGTERM ends the window early and still prints the results: a
+// script can keep load on a cluster for as long as an event takes
+// (bench/net_warm_cluster.py).
+//
 // Everything runs on one thread, on GrpcLoadClient (grpc_load_client.h):
 // pre-encoded request frames out, nghttp2's HPACK decoder for the answers,
 // so the generator costs about half the CPU per call of the node it
@@ -29,6 +45,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -49,10 +66,13 @@
 ABSL_FLAG(std::string, targets, "127.0.0.1:9000", "comma-separated nodes (host:port)");
 ABSL_FLAG(std::string, group, "scores", "the group");
 ABSL_FLAG(int32_t, concurrency, 32, "calls in flight");
-ABSL_FLAG(double, duration_s, 10, "measured seconds");
-ABSL_FLAG(double, warmup_s, 2, "seconds of load before measuring");
+ABSL_FLAG(double, duration_s, 10, "measured seconds (ignored with -requests)");
+ABSL_FLAG(double, warmup_s, 2, "seconds of load before measuring (ignored with -requests)");
+ABSL_FLAG(int64_t, requests, 0,
+          "send exactly this many calls, all measured, then stop (0: run for -duration-s)");
 ABSL_FLAG(int64_t, keys, 1000, "key space: k0 .. k{keys-1}");
-ABSL_FLAG(std::string, dist, "uniform", "key distribution: uniform or zipf");
+ABSL_FLAG(std::string, dist, "uniform",
+          "key distribution: uniform, zipf, or sequential (k0, k1, ... in turn, cycling)");
 ABSL_FLAG(double, zipf_s, 0.99, "Zipf exponent (with -dist zipf)");
 ABSL_FLAG(uint64_t, seed, 1, "random seed");
 ABSL_FLAG(int64_t, timeout_ms, 2000, "deadline of each call");
@@ -62,11 +82,14 @@ ABSL_FLAG(bool, json, false, "print the results as one JSON object");
 namespace lcache::tools {
 namespace {
 
-// Draws key indexes: uniform, or Zipf by inverse CDF (a table of n doubles).
+// Draws key indexes: uniform, Zipf by inverse CDF (a table of n doubles), or
+// 0, 1, ..., n-1 in turn, pass after pass. One chooser serves every call (one
+// thread), so sequential keys are in turn across all calls, not per chain.
 class KeyChooser {
  public:
-  KeyChooser(int64_t n, bool zipf, double s, uint64_t seed) : n_(n), random_(seed) {
-    if (!zipf) return;
+  KeyChooser(int64_t n, const std::string& dist, double s, uint64_t seed)
+      : n_(n), sequential_(dist == "sequential"), random_(seed) {
+    if (dist != "zipf") return;
     cdf_.resize(static_cast<size_t>(n));
     double sum = 0;
     for (int64_t i = 0; i < n; ++i) {
@@ -75,7 +98,11 @@ class KeyChooser {
     }
     for (double& c : cdf_) c /= sum;
   }
+  bool sequential() const { return sequential_; }
+  // Sequential: the pass of the key Next() returned last (0 first).
+  int64_t pass() const { return (drawn_ - 1) / n_; }
   int64_t Next() {
+    if (sequential_) return drawn_++ % n_;
     if (cdf_.empty()) return std::uniform_int_distribution<int64_t>(0, n_ - 1)(random_);
     const double u = std::uniform_real_distribution<double>(0, 1)(random_);
     return std::lower_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin();
@@ -83,6 +110,8 @@ class KeyChooser {
 
  private:
   const int64_t n_;
+  const bool sequential_;
+  int64_t drawn_ = 0;  // sequential: keys drawn so far
   std::mt19937_64 random_;
   std::vector<double> cdf_;
 };
@@ -147,13 +176,16 @@ Cpu CpuSeconds() {
 class Bench {
  public:
   Bench()
-      : keys_(absl::GetFlag(FLAGS_keys), absl::GetFlag(FLAGS_dist) == "zipf",
-              absl::GetFlag(FLAGS_zipf_s), absl::GetFlag(FLAGS_seed)),
+      : keys_(absl::GetFlag(FLAGS_keys), absl::GetFlag(FLAGS_dist), absl::GetFlag(FLAGS_zipf_s),
+              absl::GetFlag(FLAGS_seed)),
         requests_(absl::GetFlag(FLAGS_group)) {}
 
-  // Starts the chains, spread round-robin over the targets.
-  void Start(GrpcLoadClient* client, int concurrency) {
+  // Starts the chains, spread round-robin over the targets (sequential keys:
+  // each call to its key's target, key + pass). `limit` > 0: issue that many
+  // calls in all, then none.
+  void Start(GrpcLoadClient* client, int concurrency, int64_t limit) {
     client_ = client;
+    limit_ = limit;
     calls_ = std::vector<GrpcLoadClient::Call>(static_cast<size_t>(concurrency));
     for (size_t i = 0; i < calls_.size(); ++i) Issue(&calls_[i], i);
   }
@@ -200,7 +232,11 @@ class Bench {
 
  private:
   void Issue(GrpcLoadClient::Call* call, size_t chain) {
-    if (!stopping_) client_->Start(call, chain, requests_.Write(keys_.Next()));
+    if (stopping_ || (limit_ > 0 && issued_ >= limit_)) return;
+    ++issued_;
+    const int64_t key = keys_.Next();
+    client_->Start(call, keys_.sequential() ? static_cast<size_t>(key + keys_.pass()) : chain,
+                   requests_.Write(key));
   }
 
   KeyChooser keys_;
@@ -209,7 +245,13 @@ class Bench {
   std::vector<GrpcLoadClient::Call> calls_;
   bool measuring_ = false;
   bool stopping_ = false;
+  int64_t limit_ = 0;  // 0: no limit
+  int64_t issued_ = 0;
 };
+
+// Set by SIGINT or SIGTERM: end the measured window and report.
+volatile std::sig_atomic_t stop_signal = 0;
+extern "C" void OnStopSignal(int) { stop_signal = 1; }
 
 double Percentile(std::vector<uint32_t>& v, double p) {
   if (v.empty()) return 0;
@@ -225,12 +267,16 @@ int Run() {
   const int concurrency = absl::GetFlag(FLAGS_concurrency);
   const double duration = absl::GetFlag(FLAGS_duration_s);
   const double warmup = absl::GetFlag(FLAGS_warmup_s);
-  if (targets.empty() || concurrency < 1 || duration <= 0 || warmup < 0 ||
-      absl::GetFlag(FLAGS_keys) < 1 || absl::GetFlag(FLAGS_timeout_ms) <= 0 ||
-      (absl::GetFlag(FLAGS_dist) != "uniform" && absl::GetFlag(FLAGS_dist) != "zipf")) {
+  const int64_t requests = absl::GetFlag(FLAGS_requests);
+  const std::string dist = absl::GetFlag(FLAGS_dist);
+  if (targets.empty() || concurrency < 1 || requests < 0 ||
+      (requests == 0 && (duration <= 0 || warmup < 0)) || absl::GetFlag(FLAGS_keys) < 1 ||
+      absl::GetFlag(FLAGS_timeout_ms) <= 0 ||
+      (dist != "uniform" && dist != "zipf" && dist != "sequential")) {
     std::fprintf(stderr,
-                 "lcache-bench: need -targets, -concurrency >= 1, -duration-s > 0, -warmup-s >= "
-                 "0, -keys >= 1, -timeout-ms > 0, -dist uniform|zipf\n");
+                 "lcache-bench: need -targets, -concurrency >= 1, -requests >= 0 (or, without "
+                 "it, -duration-s > 0 and -warmup-s >= 0), -keys >= 1, -timeout-ms > 0, -dist "
+                 "uniform|zipf|sequential\n");
     return 2;
   }
   GrpcLoadClient::Options options;
@@ -252,20 +298,40 @@ int Run() {
     return Clock::now() + std::chrono::nanoseconds(static_cast<int64_t>(s * 1e9));
   };
 
-  bench.Start(client->get(), concurrency);
-  (*client)->Poll(seconds_from_now(warmup));
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+  // Poll returns only at its `until`, so the loops below poll in slices of
+  // 10 ms: a stop signal, or the last of -requests calls, ends the window
+  // within a slice (100 wake-ups a second cost nothing next to the calls).
+  const auto slice = [&](Clock::time_point until) {
+    return std::min(until, Clock::now() + std::chrono::milliseconds(10));
+  };
+  bench.Start(client->get(), concurrency, requests);
+  if (requests == 0) {
+    for (const Clock::time_point end = seconds_from_now(warmup);
+         Clock::now() < end && !stop_signal;) {
+      (*client)->Poll(slice(end));
+    }
+  }
   bench.BeginMeasuring();
   const Cpu cpu0 = CpuSeconds();
   const Clock::time_point t0 = Clock::now();
-  const Clock::time_point end = seconds_from_now(duration);
+  // With -requests, the deadline of each call ends the run; no end of its own.
+  const Clock::time_point end =
+      requests > 0 ? Clock::time_point::max() : seconds_from_now(duration);
   const int64_t completed0 = bench.completed_;
-  for (Clock::time_point next = t0; next < end;) {
-    next = std::min(end, next + std::chrono::seconds(1));
-    (*client)->Poll(next);
-    if (progress) {
-      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-      std::fprintf(stderr, "\r%5.1f s  %9.0f calls/s  %zu in flight ", s,
-                   static_cast<double>(bench.completed_ - completed0) / s, (*client)->in_flight());
+  for (Clock::time_point next = t0 + std::chrono::seconds(1);
+       !stop_signal &&
+       (requests > 0 ? bench.completed_ - completed0 < requests : Clock::now() < end);) {
+    (*client)->Poll(slice(std::min(end, next)));
+    if (Clock::now() >= next) {
+      next += std::chrono::seconds(1);
+      if (progress) {
+        const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+        std::fprintf(stderr, "\r%5.1f s  %9.0f calls/s  %zu in flight ", s,
+                     static_cast<double>(bench.completed_ - completed0) / s,
+                     (*client)->in_flight());
+      }
     }
   }
   bench.EndMeasuring();
@@ -295,7 +361,9 @@ int Run() {
       {"concurrency", concurrency},
       {"seconds", seconds},
       {"keys", absl::GetFlag(FLAGS_keys)},
-      {"dist", absl::GetFlag(FLAGS_dist)},
+      {"dist", dist},
+      {"requests", requests},
+      {"stopped_by_signal", stop_signal != 0},
       {"ok", bench.ok_},
       {"errors", errors},
       {"errors_by_code", bench.errors_},
@@ -335,6 +403,11 @@ int main(int argc, char** argv) {
       argc, argv,
       "lcache-bench: closed-loop load on lcache nodes over the peer protocol.\n"
       "  lcache-bench -targets 127.0.0.1:9001 -concurrency 32 -duration-s 10 -keys 1000\n"
+      "  lcache-bench -targets 127.0.0.1:9001 -keys 20000 -dist sequential -requests 20000\n"
+      "The second sends exactly 20000 calls (k0 .. k19999, each once), all measured:\n"
+      "-requests ignores -duration-s and -warmup-s. Sequential key i of pass p goes\n"
+      "to target (i + p) mod targets. SIGINT/SIGTERM end the run early, and the\n"
+      "results are printed as usual.\n"
       "Exit status: 0 no errors, 1 some calls failed, 2 bad flags.",
       "lcache_bench.cc");
   return lcache::tools::Run();
