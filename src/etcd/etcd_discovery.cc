@@ -125,6 +125,12 @@ absl::Status EtcdDiscovery::Impl::Start() {
     }
   };
   if (!self_.empty()) {
+    // The others' ring first: from the moment this node registers they may
+    // route keys to it, and with a ring that names who owned them before it
+    // joined, it can ask those owners instead of loading (docs/PROTOCOL.md,
+    // section 8). Without it, its first misses would find no ring at all.
+    if (absl::Status s = retry([&] { return List(); }, "list"); !s.ok()) return s;
+    Publish();
     if (absl::Status s = retry([&] { return Register(); }, "register"); !s.ok()) return s;
   }
   if (absl::Status s = retry([&] { return List(); }, "list"); !s.ok()) {

@@ -26,29 +26,10 @@ absl::StatusOr<PeerValue> ValueOfGetResponse(std::string_view address, std::stri
   return absl::UnknownError(decoded->err);
 }
 
-bool PeekSupport::MaySend() {
-  int state = state_.load(std::memory_order_acquire);
-  if (state == kYes) return true;
-  if (state != kUnknown) return false;  // kNo, or another peek is the probe
-  return state_.compare_exchange_strong(state, kProbing, std::memory_order_acq_rel);
-}
-
-void PeekSupport::Learn(const absl::Status& status) {
-  if (absl::IsUnimplemented(status)) {
-    state_.store(kNo, std::memory_order_release);
-  } else if (status.ok() || absl::IsNotFound(status)) {
-    state_.store(kYes, std::memory_order_release);
-  } else {
-    // The peer did not say (unreachable, deadline): the next peek asks again.
-    int probing = kProbing;
-    state_.compare_exchange_strong(probing, kUnknown, std::memory_order_acq_rel);
-  }
-}
-
 absl::Status PeekNotSent(std::string_view address) {
   return absl::UnimplementedError(
       absl::StrCat("lcache: peer ", absl::string_view(address.data(), address.size()),
-                   " does not serve Peek (a Go node?), or has not said yet"));
+                   " does not serve Peek (a Go node?); not asked again"));
 }
 
 MutationRequest RequestOf(const PeerMutation& m) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "lcache/peers.h"
 
@@ -22,19 +23,21 @@ namespace lcache::internal {
 // Unknown; an undecodable message as Internal.
 absl::StatusOr<PeerValue> ValueOfGetResponse(std::string_view address, std::string_view message);
 
-// Whether a peer serves Peek, learned from its answers: until the first
-// one, a single peek is in flight at a time and the others are refused at
-// once (their keys load), so a Go node is sent at most one. Thread-safe.
+// Whether a peer serves Peek, learned from its answers: once it answered
+// UNIMPLEMENTED (a Go node) it is not sent another. Peeks are sent before
+// the first answer arrives, so a burst of misses right after a ring change
+// is not made to load while a probe is in flight; a Go node may get the few
+// sent in that first round trip. Thread-safe.
 class PeekSupport {
  public:
-  // Whether a peek may be sent now.
-  bool MaySend();
+  bool MaySend() const { return !refused_.load(std::memory_order_relaxed); }
   // What a peek sent after MaySend() got.
-  void Learn(const absl::Status& status);
+  void Learn(const absl::Status& status) {
+    if (absl::IsUnimplemented(status)) refused_.store(true, std::memory_order_relaxed);
+  }
 
  private:
-  enum State : int { kUnknown, kProbing, kYes, kNo };
-  std::atomic<int> state_{kUnknown};
+  std::atomic<bool> refused_{false};
 };
 
 // What StartPeek answers, without a call, when PeekSupport says no.
