@@ -123,13 +123,19 @@ class GroupPeer : public PeerGetter {
   std::vector<std::function<void()>> held_;
 };
 
-// This node owns every key; `previous` owned them before the last ring
-// change and `heir` would own them without this node. Both get the
-// invalidations of this node's Sets and Removes.
+// This node owns every key but those starting with "other" (owned by
+// `other`); `previous` owned them before the last ring change and `heir`
+// would own them without this node. All get the invalidations of this
+// node's Sets and Removes.
 class WarmPicker : public PeerPicker {
  public:
-  std::shared_ptr<PeerGetter> PickPeer(std::string_view) override { return nullptr; }
-  Peer OwnerOf(std::string_view) override { return {"self:0", nullptr}; }
+  std::shared_ptr<PeerGetter> PickPeer(std::string_view key) override {
+    return key.starts_with("other") ? other : nullptr;
+  }
+  Peer OwnerOf(std::string_view key) override {
+    if (key.starts_with("other")) return {"other:3", other};
+    return {"self:0", nullptr};
+  }
   std::vector<Peer> OtherPeers() override {
     std::vector<Peer> peers;
     if (previous) peers.push_back({"previous:1", previous});
@@ -144,6 +150,7 @@ class WarmPicker : public PeerPicker {
 
   std::shared_ptr<GroupPeer> previous;
   std::shared_ptr<GroupPeer> heir;
+  std::shared_ptr<GroupPeer> other;
 };
 
 class WarmGroupTest : public ::testing::Test {
@@ -292,6 +299,23 @@ TEST_F(WarmGroupTest, HandOffPushesEveryEntryToItsHeir) {
   EXPECT_EQ(leaving->Stats().handoff_bytes_sent, 60);
   EXPECT_EQ(heir->Stats().handoffs_kept, 10);
   EXPECT_EQ(leaving->store().Len(), 10);  // it serves them until it goes
+}
+
+TEST_F(WarmGroupTest, HandOffKeepsBackCopiesOfKeysAnotherNodeOwns) {
+  std::unique_ptr<Group> heir = NewGroup(&clock_);
+  std::unique_ptr<Group> owner = NewGroup(&clock_);
+  picker_.heir = std::make_shared<GroupPeer>(heir.get());
+  picker_.other = std::make_shared<GroupPeer>(owner.get());
+  std::unique_ptr<Group> leaving = NewGroup(&clock_, &picker_);
+  ASSERT_TRUE(leaving->Get("mine").ok());
+  // A copy of another node's key in this node's store (handed to it, say).
+  ASSERT_TRUE(leaving->AcceptHandoff("other-key", "v", std::nullopt).ok());
+
+  const HandoffResult r = leaving->HandOff({});
+  EXPECT_EQ(r.entries, 1);
+  EXPECT_EQ(r.not_owned, 1);
+  EXPECT_TRUE(heir->store().Get("mine").has_value());
+  EXPECT_FALSE(heir->store().Get("other-key").has_value());
 }
 
 TEST_F(WarmGroupTest, HandOffSendsTheMostRecentlyUsedFirstWithinItsBudget) {

@@ -274,8 +274,8 @@ inline constexpr absl::Duration kHandoffQuiet = absl::Seconds(10);
 
 // A departing node's hand-off (Group::HandOff).
 struct HandoffOptions {
-  // Entries are pushed most valuable first until their len(key) +
-  // len(value) reach this.
+  // Entries are examined most valuable first until their len(key) +
+  // len(value) reach this; those of keys this node owns are pushed.
   int64_t max_bytes = int64_t{64} << 20;
   // Entries not pushed by then are not pushed; calls in flight then are
   // not waited for.
@@ -289,6 +289,7 @@ struct HandoffResult {
   int64_t bytes = 0;    // len(key) + len(value) of those
   int64_t failed = 0;   // calls that failed or did not end in time
   int64_t skipped = 0;  // entries with no heir, or whose heir does not take hand-offs
+  int64_t not_owned = 0;  // copies of keys another node owns (it has them): not sent
   bool cut_short = false;  // the deadline ended it before the budget was used
 };
 

@@ -106,6 +106,13 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
   using Heir = HandoffCalls::Heir;
 
   store_->ForEachByValue(options.max_bytes, [&](std::string_view key, const ExpiringValue&) {
+    if (picker->OwnerOf(key).getter != nullptr) {
+      // A copy (a former owner's, a hand-off's, a fallback load's): the
+      // owner has the key, and its heir is not ours to choose.
+      std::lock_guard lock(calls->mu);
+      ++calls->result.not_owned;
+      return true;
+    }
     // The epoch before the value: a Set or Remove applied here after this
     // read moves it, and the heir then gets an Invalidate after the value.
     const uint64_t epoch = epochs_->Begin(key);

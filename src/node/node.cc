@@ -311,9 +311,10 @@ void Node::Impl::HandOff() {
     const HandoffResult r =
         group->HandOff({.max_bytes = options_.handoff_bytes, .deadline = deadline});
     spdlog::info(
-        "group {}: handed off {} entries ({} bytes) in {} ms; {} failed, {} without an heir{}",
+        "group {}: handed off {} entries ({} bytes) in {} ms; {} failed, {} without an heir, {} "
+        "copies of other nodes' keys kept back{}",
         group->name(), r.entries, r.bytes, absl::ToInt64Milliseconds(absl::Now() - t0), r.failed,
-        r.skipped, r.cut_short ? "; cut short by -grace-ms" : "");
+        r.skipped, r.not_owned, r.cut_short ? "; cut short by -grace-ms" : "");
   }
 }
 
