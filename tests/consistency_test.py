@@ -14,7 +14,10 @@ an invalidation missed, or a racing load that stored an old value.
 Scenarios: static peers; one node SIGKILLed halfway (its copies die with
 it; mutations of the keys it owns fail, the rest go on); etcd discovery;
 etcd with a node SIGKILLed halfway (its keys move to live owners when its
-lease expires, and change again there);
+lease expires, and change again there); etcd with a node restarted
+halfway (SIGTERM: it hands its entries off, then comes back and peeks at
+them) and with a fourth node joining halfway (it peeks at the previous
+owners' copies), docs/PROTOCOL.md section 8;
 a stand-in for a Go node in the ring (it answers Get only, so the keys it
 owns cannot change and the others' invalidations are not acknowledged by
 it). CI runs each for a few seconds; --seconds N runs them longer.
@@ -28,6 +31,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import sys
 import threading
 import time
@@ -84,6 +88,7 @@ class Checker:
         self.mutations = collections.Counter()  # ("set"/"remove", "ok" or grpc code)
         self.unacked = collections.Counter()  # address -> mutations it did not acknowledge
         self.last_ok = {}  # key -> when a mutation of it last returned OK (monotonic)
+        self.late_threads = []  # readers of nodes that joined or came back
 
     def start_versions(self):
         """Writes version 0 of every key, so the first loads find it."""
@@ -146,6 +151,16 @@ class Checker:
                     for address in resp.get("unacked", []):
                         self.unacked[address] += 1
 
+    def add_node(self, node):
+        """Reads through `node` too from now on (it joined, or is back)."""
+        with self.lock:
+            if node not in self.alive:
+                self.alive.append(node)
+        for _ in range(self.readers_per_node):
+            t = threading.Thread(target=self.reader, args=(node,))
+            self.late_threads.append(t)
+            t.start()
+
     def run(self, seconds, halfway=None):
         """Runs for `seconds`; `halfway()` is called in the middle."""
         self.start_versions()
@@ -161,13 +176,21 @@ class Checker:
             time.sleep(seconds / 2)
         finally:
             self.stop.set()
-            for t in threads:
+            for t in threads + self.late_threads:
                 t.join(30)
 
     def summary(self):
         return (f"{self.reads} reads, read errors {dict(self.read_errors)}, "
                 f"mutations {dict(self.mutations)}, unacknowledged by {dict(self.unacked)}, "
                 f"stale reads {self.stale[:10]}")
+
+
+def etcd_current_view(node):
+    """The peer set of the node's current run (a restarted node's earlier
+    runs logged peer sets it does not have yet)."""
+    lines = re.findall(r"peers: added \[[^\]]*\] removed \[[^\]]*\]; now \d+: \[([^\]]*)\]",
+                       node.log_path.read_text(errors="replace"))
+    return [a for a in lines[-1].split(",") if a] if lines else None
 
 
 class ConsistencyTest(ct.ClusterTest):
@@ -223,6 +246,7 @@ class ConsistencyTest(ct.ClusterTest):
         etcd = etcd_test.Etcd(self.logdir)
         self.addCleanup(etcd.stop)
         etcd.start()
+        self.etcd = etcd
         nodes = []
         for _ in range(n):
             node = ct.Node(self.logdir, ct.free_port(), source=self.source(),
@@ -242,6 +266,52 @@ class ConsistencyTest(ct.ClusterTest):
         self.assert_consistent(checker)
         self.assertEqual(checker.read_errors, collections.Counter(), checker.summary())
         self.assertEqual(checker.unacked, collections.Counter(), checker.summary())
+
+    def wait_views(self, nodes):
+        addrs = sorted(n.addr for n in nodes)
+        for node in nodes:
+            ct.wait_until(lambda: etcd_current_view(node) == addrs, 10, f"{node.addr} sees {addrs}")
+
+    def test_etcd_a_node_restarted_halfway(self):
+        # SIGTERM: the node hands its entries to their heirs while writers
+        # change the keys, the others drop it, it starts again and peeks at
+        # the heirs (docs/PROTOCOL.md, section 8): no value a completed Set or
+        # Remove replaced may come back through either.
+        nodes = self.start_etcd_nodes(3)
+        victim = nodes[2]
+        checker = Checker(nodes, self.origin, KEYS)
+
+        def restart():
+            with checker.lock:
+                checker.alive.remove(victim)
+            victim.stop(self, within=8)
+            self.wait_views(nodes[:2])
+            victim.start()
+            self.wait_views(nodes)
+            checker.add_node(victim)
+
+        checker.run(max(SECONDS, 8), halfway=restart)
+        self.assert_consistent(checker, min_ok=30)
+        self.assertRegex(victim.log(), r"handed off \d+ entries")
+
+    def test_etcd_a_node_joins_halfway(self):
+        nodes = self.start_etcd_nodes(3)
+        checker = Checker(nodes, self.origin, KEYS)
+        joined = []
+
+        def join():
+            node = ct.Node(self.logdir, ct.free_port(), source=self.source(),
+                           args=["-etcd", self.etcd.endpoint, "-etcd-lease-ttl-s",
+                                 str(etcd_test.TTL_S)])
+            self.nodes.append(node)
+            node.start()
+            joined.append(node)
+            self.wait_views(nodes + joined)
+            checker.add_node(node)
+
+        checker.run(max(SECONDS, 8), halfway=join)
+        self.assert_consistent(checker, min_ok=30)
+        self.assertEqual(checker.read_errors, collections.Counter(), checker.summary())
 
     def test_etcd_a_node_killed_halfway(self):
         # After the kill, the victim's lease expires (TTL_S) and every ring
