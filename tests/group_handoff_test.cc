@@ -64,6 +64,7 @@ class GroupPeer : public PeerGetter {
     ++mutations;
     if (go_node) return done(absl::UnimplementedError("unknown method"));
     if (m.kind == PeerMutation::Kind::kInvalidate) {
+      if (unreachable_for_invalidations) return done(absl::UnavailableError("partitioned"));
       target_->Invalidate(m.key);
       done(MutationResult{});
       return;
@@ -102,6 +103,7 @@ class GroupPeer : public PeerGetter {
 
   std::atomic<bool> hold{false};
   bool go_node = false;  // answers every call of ours UNIMPLEMENTED
+  bool unreachable_for_invalidations = false;  // its Invalidates fail, unapplied
   std::atomic<int> peeks{0};
   std::atomic<int> mutations{0};
   std::atomic<int> handoffs{0};
@@ -142,7 +144,7 @@ class WarmPicker : public PeerPicker {
     if (heir) peers.push_back({"heir:2", heir});
     return peers;
   }
-  std::shared_ptr<PeerGetter> PreviousOwner(std::string_view) override { return previous; }
+  Previous PreviousOwner(std::string_view) override { return {previous, since}; }
   Peer HeirOf(std::string_view) override {
     if (heir == nullptr) return {};
     return {"heir:2", heir};
@@ -151,6 +153,7 @@ class WarmPicker : public PeerPicker {
   std::shared_ptr<GroupPeer> previous;
   std::shared_ptr<GroupPeer> heir;
   std::shared_ptr<GroupPeer> other;
+  absl::Time since = absl::InfinitePast();  // when the ring changed
 };
 
 class WarmGroupTest : public ::testing::Test {
@@ -238,6 +241,40 @@ TEST_F(WarmGroupTest, ARemoveWhileAPeekIsOnItsWayWins) {
   EXPECT_FALSE(now->store().Get("k").has_value());
   EXPECT_EQ(now->Stats().loads_discarded, 1);
   EXPECT_EQ(Value(now->Get("k")), "k@2");
+}
+
+// Remove at the new owner, whose Invalidate the previous owner missed: the
+// previous owner's copy is the removed value, so the new owner does not
+// peek at it any more (it would bring the value back); it loads.
+TEST_F(WarmGroupTest, AKeyChangedSinceTheRingChangeIsNotPeekedFor) {
+  std::unique_ptr<Group> before = NewGroup(&clock_);
+  ASSERT_EQ(Value(before->Get("k")), "k@1");
+  picker_.previous = std::make_shared<GroupPeer>(before.get());
+  picker_.previous->unreachable_for_invalidations = true;
+  picker_.since = clock_.Now();
+  std::unique_ptr<Group> now = NewGroup(&clock_, &picker_);
+  clock_.Advance(absl::Seconds(1));
+  origin_.version = 2;
+  absl::StatusOr<MutationResult> r = now->Remove("k");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->unacknowledged, std::vector<std::string>{"previous:1"});
+  ASSERT_TRUE(before->Peek("k").has_value());  // it kept the removed value
+
+  EXPECT_EQ(Value(now->Get("k")), "k@2");
+  EXPECT_EQ(picker_.previous->peeks, 0);
+}
+
+TEST_F(WarmGroupTest, AMutationBeforeTheRingChangeDoesNotStopThePeek) {
+  std::unique_ptr<Group> before = NewGroup(&clock_);
+  std::unique_ptr<Group> now = NewGroup(&clock_, &picker_);
+  ASSERT_TRUE(now->Remove("k").ok());  // alone, before the change
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_EQ(Value(before->Get("k")), "k@1");
+  picker_.previous = std::make_shared<GroupPeer>(before.get());
+  picker_.since = clock_.Now();
+  origin_.version = 2;
+  EXPECT_EQ(Value(now->Get("k")), "k@1");
+  EXPECT_EQ(now->Stats().peek_hits, 1);
 }
 
 // --- AcceptHandoff ------------------------------------------------------------

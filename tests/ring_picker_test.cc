@@ -728,27 +728,27 @@ TEST_F(WarmupPickerTest, AfterJoiningTheKeysItTookOverNameTheirOwnerOnTheRingWit
       }
     }
     ASSERT_FALSE(key.empty());
-    EXPECT_EQ(AddressOf(picker.PreviousOwner(key)), previous) << key;
+    EXPECT_EQ(AddressOf(picker.PreviousOwner(key).getter), previous) << key;
   }
   // Keys another node owns are not self's to peek for.
-  EXPECT_EQ(picker.PreviousOwner(KeyOwnedBy({kSelf, kPeer2, kPeer3}, kPeer2)), nullptr);
+  EXPECT_EQ(picker.PreviousOwner(KeyOwnedBy({kSelf, kPeer2, kPeer3}, kPeer2)).getter, nullptr);
 }
 
 TEST_F(WarmupPickerTest, TheWindowCloses) {
   RingPicker picker = NewPicker(absl::Seconds(60));
   picker.SetPeers({kSelf, kPeer2});
   const std::string key = KeyOwnedBy({kSelf, kPeer2}, kSelf);
-  EXPECT_EQ(AddressOf(picker.PreviousOwner(key)), kPeer2);
+  EXPECT_EQ(AddressOf(picker.PreviousOwner(key).getter), kPeer2);
   clock_.Advance(absl::Seconds(59));
-  EXPECT_EQ(AddressOf(picker.PreviousOwner(key)), kPeer2);
+  EXPECT_EQ(AddressOf(picker.PreviousOwner(key).getter), kPeer2);
   clock_.Advance(absl::Seconds(1));
-  EXPECT_EQ(picker.PreviousOwner(key), nullptr);
+  EXPECT_EQ(picker.PreviousOwner(key).getter, nullptr);
 }
 
 TEST_F(WarmupPickerTest, WithoutAWindowThereIsNoPreviousOwner) {
   RingPicker picker = NewPicker(absl::ZeroDuration());
   picker.SetPeers({kSelf, kPeer2});
-  EXPECT_EQ(picker.PreviousOwner(KeyOwnedBy({kSelf, kPeer2}, kSelf)), nullptr);
+  EXPECT_EQ(picker.PreviousOwner(KeyOwnedBy({kSelf, kPeer2}, kSelf)).getter, nullptr);
 }
 
 TEST_F(WarmupPickerTest, AKeyTakenFromANodeThatLeftHasNoPreviousOwnerToAsk) {
@@ -764,10 +764,10 @@ TEST_F(WarmupPickerTest, AKeyTakenFromANodeThatLeftHasNoPreviousOwnerToAsk) {
     if (HashRing(three).Owner(k) == kPeer3 && HashRing(two).Owner(k) == kSelf) from3 = k;
   }
   ASSERT_FALSE(from3.empty());
-  EXPECT_EQ(picker.PreviousOwner(from3), nullptr);
+  EXPECT_EQ(picker.PreviousOwner(from3).getter, nullptr);
   // It comes back: the keys it owned before are its own again, not self's.
   picker.SetPeers({kSelf, kPeer2, kPeer3});
-  EXPECT_EQ(picker.PreviousOwner(from3), nullptr);
+  EXPECT_EQ(picker.PreviousOwner(from3).getter, nullptr);
   EXPECT_EQ(PickedAddress(picker, from3), kPeer3);
 }
 
@@ -779,7 +779,7 @@ TEST_F(WarmupPickerTest, ARejoiningNodeAsksTheNodeThatHeldItsKeysMeanwhile) {
   clock_.Advance(absl::Seconds(61));
   picker.SetPeers({kPeer2});
   picker.SetPeers({kSelf, kPeer2});
-  EXPECT_EQ(AddressOf(picker.PreviousOwner(KeyOwnedBy({kSelf, kPeer2}, kSelf))), kPeer2);
+  EXPECT_EQ(AddressOf(picker.PreviousOwner(KeyOwnedBy({kSelf, kPeer2}, kSelf)).getter), kPeer2);
 }
 
 TEST_F(WarmupPickerTest, HeirOfNamesTheOwnerOnTheRingWithoutSelf) {

@@ -159,11 +159,19 @@ class PeerPicker {
 
   // For a key this node owns since a recent ring change (within the
   // picker's warm-up window): the live, healthy peer that owned it before
-  // and may still hold it, to peek at before calling the getter. Null when
-  // there is none (the default).
-  virtual std::shared_ptr<PeerGetter> PreviousOwner(std::string_view key) {
+  // and may still hold it, to peek at before calling the getter.
+  struct Previous {
+    std::shared_ptr<PeerGetter> getter;  // null: there is none
+    // When the ring on which it owned the key was replaced, on the picker's
+    // clock (the Group compares it with its own: keep them the same clock).
+    // A Set, Remove or Invalidate of the key this node applied since then
+    // makes the previous owner's copy suspect (it may have missed that
+    // invalidation), so the Group does not peek.
+    absl::Time since = absl::InfinitePast();
+  };
+  virtual Previous PreviousOwner(std::string_view key) {
     (void)key;
-    return nullptr;
+    return {};
   }
 
   // The node that would own `key` if this node left the ring: where a

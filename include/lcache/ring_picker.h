@@ -129,7 +129,7 @@ class RingPicker final : public PeerPicker {
   // See "Warm-up" above: null unless `key` is self's now and, on the newest
   // ring of the window where another node owned it, that node is still on
   // the ring and not ejected.
-  std::shared_ptr<PeerGetter> PreviousOwner(std::string_view key) override;
+  Previous PreviousOwner(std::string_view key) override;
   Peer HeirOf(std::string_view key) override;
 
   // Rings kept for PreviousOwner, at most.

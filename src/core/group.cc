@@ -397,10 +397,13 @@ void Group::LeadLocal(std::shared_ptr<internal::Flight> local,
     local_flights_->Finish(local, *std::move(hit));
     return;
   }
-  // Taken over in a recent ring change: the previous owner may hold it.
+  // Taken over in a recent ring change: the previous owner may hold it,
+  // unless the key changed here since (its copy may be the one that change
+  // replaced, if its invalidation did not reach it).
   if (PeerPicker* picker = peers_.load(std::memory_order_acquire); picker != nullptr) {
-    if (std::shared_ptr<PeerGetter> previous = picker->PreviousOwner(local->key())) {
-      PeekPrevious(std::move(local), run_load, epoch, std::move(previous));
+    PeerPicker::Previous previous = picker->PreviousOwner(local->key());
+    if (previous.getter != nullptr && !epochs_->MutatedSince(local->key(), previous.since)) {
+      PeekPrevious(std::move(local), run_load, epoch, std::move(previous.getter));
       return;
     }
   }

@@ -48,6 +48,7 @@ class KeyEpochs {
  public:
   // 1024 stripes of one cache line each: 64 KiB per group.
   static constexpr size_t kStripes = 1024;
+  static constexpr int64_t kNever = std::numeric_limits<int64_t>::min();
 
   explicit KeyEpochs(const Clock* clock) : clock_(clock) {}
 
@@ -80,6 +81,13 @@ class KeyEpochs {
     apply();
   }
 
+  // Whether a mutation of `key`'s stripe happened at or after `t`.
+  bool MutatedSince(std::string_view key, absl::Time t) {
+    Stripe& s = StripeOf(key);
+    std::lock_guard lock(s.mu);
+    return s.mutated_at_ns != kNever && s.mutated_at_ns >= absl::ToUnixNanos(t);
+  }
+
   // Runs `store` if no mutation of `key`'s stripe happened in the last
   // `quiet`; returns whether it ran.
   template <typename F>
@@ -95,7 +103,7 @@ class KeyEpochs {
   struct alignas(64) Stripe {
     std::mutex mu;
     uint64_t epoch = 0;                                        // guarded by mu
-    int64_t mutated_at_ns = std::numeric_limits<int64_t>::min();  // guarded by mu
+    int64_t mutated_at_ns = kNever;                            // guarded by mu
   };
   static_assert(sizeof(Stripe) == 64, "a stripe is one cache line");
 

@@ -108,9 +108,11 @@ using GetterMap =
 
 }  // namespace
 
-// A ring this node had before, and until when PreviousOwner consults it.
+// A ring this node had before, when it was replaced, and until when
+// PreviousOwner consults it.
 struct FormerRing {
   std::shared_ptr<const HashRing> ring;
+  absl::Time replaced_at;
   absl::Time until;
 };
 
@@ -210,10 +212,11 @@ RingPicker::Change RingPicker::SetPeers(std::vector<std::string> addresses) {
     // Before this node's first ring the others had the ring without it.
     if (before.empty()) {
       if (next->heirs.addresses().size() != after.size() && !next->heirs.addresses().empty()) {
-        next->history.push_back({std::make_shared<const HashRing>(next->heirs), now + warmup_});
+        next->history.push_back(
+            {std::make_shared<const HashRing>(next->heirs), now, now + warmup_});
       }
     } else if (before != after) {
-      next->history.push_back({std::make_shared<const HashRing>(old->ring), now + warmup_});
+      next->history.push_back({std::make_shared<const HashRing>(old->ring), now, now + warmup_});
     }
     for (const FormerRing& former : old->history) {
       if (next->history.size() >= kRingHistory) break;
@@ -278,21 +281,22 @@ std::vector<PeerPicker::Peer> RingPicker::OtherPeers() {
   return peers;
 }
 
-std::shared_ptr<PeerGetter> RingPicker::PreviousOwner(std::string_view key) {
+PeerPicker::Previous RingPicker::PreviousOwner(std::string_view key) {
   const std::shared_ptr<const Snapshot> snapshot = Load();
-  if (snapshot->history.empty() || snapshot->ring.Owner(key) != self_) return nullptr;
+  if (snapshot->history.empty() || snapshot->ring.Owner(key) != self_) return {};
   const absl::Time now = clock_->Now();
   for (const FormerRing& former : snapshot->history) {
     if (former.until <= now) continue;
     const std::string_view owner = former.ring->Owner(key);
-    if (owner.empty() || owner == self_) continue;  // ours then too: nothing to peek at
+    if (owner.empty() || owner == self_) continue;  // ours then too: look further back
     auto it = snapshot->getters.find(owner);
     if (it == snapshot->getters.end()) continue;  // gone, and its copies with it
     const PeerEntry& entry = it->second;
-    if (entry.monitored != nullptr && entry.monitored->health().out()) return nullptr;
-    return entry.getter;
+    if (entry.monitored != nullptr && entry.monitored->health().out()) return {};
+    // Since the first change after which it was no longer the owner.
+    return {entry.getter, former.replaced_at};
   }
-  return nullptr;
+  return {};
 }
 
 PeerPicker::Peer RingPicker::HeirOf(std::string_view key) {
