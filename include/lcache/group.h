@@ -65,12 +65,16 @@
 //     at most kPeekTimeout); the getter runs only if that finds nothing.
 //     The copy is stored as a load's would be, under the same lease, so a
 //     Set or Remove that races it wins.
-//   - Hand-off: a departing node calls HandOff before it leaves the ring:
-//     its most valuable entries go to the nodes that will own them
-//     (PeerPicker::HeirOf), which keep each one only if they hold no value
-//     of the key and no mutation touched it lately (AcceptHandoff). A Set or
-//     Remove that the departing node applies while it hands a key off is
-//     followed by another Invalidate to the heir.
+//   - Hand-off: a departing node calls HandOff right after it left the ring
+//     (the others route its keys to their new owners and apply the Sets and
+//     Removes of them), while it still serves: its most valuable entries go
+//     to those owners (PeerPicker::HeirOf), which keep each one only if they
+//     hold no value of the key and no mutation touched it in the last
+//     kHandoffQuiet (AcceptHandoff). As a hand-off ends within
+//     kMaxHandoffTime, a value read before a mutation an heir applied reaches
+//     it within that period, and is refused. A Set or Remove that the
+//     departing node itself applies meanwhile (a node with an older ring
+//     sent it) is followed by another Invalidate to the heir.
 
 #ifndef LCACHE_GROUP_H_
 #define LCACHE_GROUP_H_
@@ -268,17 +272,20 @@ inline constexpr absl::Duration kMaxSetTtl = absl::Hours(24 * 365 * 10);
 // instead: a stored copy on a live node answers in well under a millisecond.
 inline constexpr absl::Duration kPeekTimeout = absl::Milliseconds(250);
 
-// How long after a mutation of a key's stripe AcceptHandoff refuses values
-// for it: longer than a hand-off call may be on its way (see AcceptHandoff).
+// The longest a hand-off lasts (HandOff ends its calls by then), and how
+// long after a mutation of a key's stripe AcceptHandoff refuses values for
+// it: longer, so that a value read before a mutation the heir applied
+// arrives within the quiet period, and is refused (see HandOff).
+inline constexpr absl::Duration kMaxHandoffTime = absl::Seconds(5);
 inline constexpr absl::Duration kHandoffQuiet = absl::Seconds(10);
 
 // A departing node's hand-off (Group::HandOff).
 struct HandoffOptions {
-  // Entries are examined most valuable first until their len(key) +
-  // len(value) reach this; those of keys this node owns are pushed.
+  // Entries are pushed most valuable first until their len(key) +
+  // len(value) reach this.
   int64_t max_bytes = int64_t{64} << 20;
-  // Entries not pushed by then are not pushed; calls in flight then are
-  // not waited for.
+  // Entries not pushed by then are not pushed, and every call ends by then;
+  // at most kMaxHandoffTime from the start.
   absl::Time deadline = absl::InfiniteFuture();
   // Calls in flight at once, over all heirs.
   int max_in_flight = 64;
@@ -289,7 +296,6 @@ struct HandoffResult {
   int64_t bytes = 0;    // len(key) + len(value) of those
   int64_t failed = 0;   // calls that failed or did not end in time
   int64_t skipped = 0;  // entries with no heir, or whose heir does not take hand-offs
-  int64_t not_owned = 0;  // copies of keys another node owns (it has them): not sent
   bool cut_short = false;  // the deadline ended it before the budget was used
 };
 
@@ -381,9 +387,9 @@ class Group {
 
   // Pushes this node's most valuable entries (Store::ForEachByValue) to
   // their heirs (PeerPicker::HeirOf) with Handoff calls, and returns when
-  // every call has ended or options.deadline passed. Before a node leaves
-  // the ring, while the others still route its keys to it. Blocks; call it
-  // from a thread that may wait.
+  // every call has ended, by options.deadline or kMaxHandoffTime. Right
+  // after this node left the others' rings (see the file comment). Blocks;
+  // call it from a thread that may wait.
   HandoffResult HandOff(const HandoffOptions& options);
 
   // Removes expired entries from the store and the hot cache; see

@@ -93,9 +93,9 @@ struct NodeOptions {
   // balancers and probes notice), then how long calls in flight may take.
   absl::Duration drain_delay = absl::ZeroDuration();
   absl::Duration grace = absl::Seconds(5);
-  // Stop(), first, while peers still route this node's keys here: each
-  // group hands up to this many bytes of its most valuable entries to the
-  // nodes that will own them (Group::HandOff), within `grace`; 0: none.
+  // Stop(), right after leaving the ring: each group hands up to this many
+  // bytes of its most valuable entries to the nodes that now own them
+  // (Group::HandOff), within `grace` and kMaxHandoffTime (5 s); 0: none.
   int64_t handoff_bytes = int64_t{64} << 20;
 };
 
@@ -113,9 +113,9 @@ class Node {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  // Drains and stops: reports not ready, hands its most valuable entries
-  // off (handoff_bytes), revokes the etcd registration
-  // (peers stop sending keys at once), keeps serving for drain_delay, stops
+  // Drains and stops: reports not ready, revokes the etcd registration
+  // (peers stop sending keys at once), hands its most valuable entries off
+  // (handoff_bytes), keeps serving for drain_delay, stops
   // accepting, lets calls in flight finish within grace, then stops the
   // admin listener (its requests in flight run to the end). Idempotent.
   void Stop();

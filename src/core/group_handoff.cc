@@ -103,16 +103,20 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
   auto calls = std::make_shared<HandoffCalls>();
   if (picker == nullptr || options.max_bytes <= 0) return calls->result;
   const int max_in_flight = std::max(1, options.max_in_flight);
+  // Bounded so that every value reaches its heir within kHandoffQuiet of
+  // any mutation the heir applied after this node read it.
+  const absl::Time deadline = std::min(options.deadline, absl::Now() + kMaxHandoffTime);
   using Heir = HandoffCalls::Heir;
 
   store_->ForEachByValue(options.max_bytes, [&](std::string_view key, const ExpiringValue&) {
-    if (picker->OwnerOf(key).getter != nullptr) {
-      // A copy (a former owner's, a hand-off's, a fallback load's): the
-      // owner has the key, and its heir is not ours to choose.
+    if (absl::Now() >= deadline) {
       std::lock_guard lock(calls->mu);
-      ++calls->result.not_owned;
-      return true;
+      calls->result.cut_short = true;
+      return false;
     }
+    // A copy of a key another node owns (a hand-off this node took, a
+    // former owner's copy) goes to that owner: it may not have it yet (it
+    // came back and has not asked for it), and it refuses it if it does.
     // The epoch before the value: a Set or Remove applied here after this
     // read moves it, and the heir then gets an Invalidate after the value.
     const uint64_t epoch = epochs_->Begin(key);
@@ -131,7 +135,7 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
       ++calls->result.skipped;
       return true;
     }
-    if (!calls->cv.wait_until(lock, absl::ToChronoTime(options.deadline), [&] {
+    if (!calls->cv.wait_until(lock, absl::ToChronoTime(deadline), [&] {
           auto it = calls->heirs.find(heir.address);
           return (it == calls->heirs.end() || it->second != Heir::kProbing) &&
                  calls->in_flight < max_in_flight;
@@ -151,9 +155,8 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
                                .key = key,
                                .value = v->value.view(),
                                .ttl = ttl};
-    // Bounded by the transport's timeout too: well under kHandoffQuiet.
     heir.getter->StartMutate(
-        handoff, options.deadline,
+        handoff, deadline,
         [this, calls, epoch, bytes, probe, key = std::string(key), heir](
             absl::StatusOr<MutationResult> r) {
           // Changed here while on its way: the heir may have kept the old

@@ -285,10 +285,11 @@ absl::Status Node::Impl::Start() {
 void Node::Impl::Stop() {
   std::call_once(stopped_, [this] {
     draining_.store(true, std::memory_order_relaxed);  // /readyz 503, health NOT_SERVING
-    // Still on every ring: Sets of our keys come here, and reach the heirs
-    // as Invalidates, while the hand-off runs.
-    if (started_ && server_ != nullptr && options_.handoff_bytes > 0) HandOff();
     if (discovery_) discovery_->Stop();  // revoke the lease: peers stop sending us keys
+    // Off the others' rings now: they route our keys to their heirs, which
+    // apply the Sets and Removes of them; what we hand off after that is
+    // refused there for a while (Group::HandOff).
+    if (started_ && server_ != nullptr && options_.handoff_bytes > 0) HandOff();
     if (server_ != nullptr && options_.drain_delay > absl::ZeroDuration()) {
       // Serving on purpose while probes and load balancers notice.
       std::this_thread::sleep_for(absl::ToChronoMilliseconds(options_.drain_delay));
@@ -305,16 +306,16 @@ void Node::Impl::Stop() {
 }
 
 void Node::Impl::HandOff() {
-  const absl::Time deadline = absl::Now() + options_.grace;
+  const absl::Time deadline = absl::Now() + std::min(options_.grace, kMaxHandoffTime);
   for (Group* group : registry_.Groups()) {
     const absl::Time t0 = absl::Now();
     const HandoffResult r =
         group->HandOff({.max_bytes = options_.handoff_bytes, .deadline = deadline});
     spdlog::info(
-        "group {}: handed off {} entries ({} bytes) in {} ms; {} failed, {} without an heir, {} "
-        "copies of other nodes' keys kept back{}",
+        "group {}: handed off {} entries ({} bytes) in {} ms; {} failed, {} not sent (no heir, "
+        "or one that takes no hand-offs){}",
         group->name(), r.entries, r.bytes, absl::ToInt64Milliseconds(absl::Now() - t0), r.failed,
-        r.skipped, r.not_owned, r.cut_short ? "; cut short by -grace-ms" : "");
+        r.skipped, r.cut_short ? "; cut short" : "");
   }
 }
 

@@ -191,6 +191,12 @@ std::optional<PeerReply> PeerService::Mutate(std::string_view method, std::strin
         absl::StrCat("lcache: unknown group \"", request->group, "\"")));
   }
   if (method == kHandoffMethod) {
+    // Past its deadline the sender no longer counts on it, and the value is
+    // older than the hand-off's bound (Group::HandOff).
+    if (absl::Now() > deadline) {
+      return PeerReply::Error(absl::StatusCode::kDeadlineExceeded,
+                              "lcache: Handoff arrived after its deadline; not kept");
+    }
     std::optional<absl::Duration> ttl;
     if (request->ttl_ms) ttl = absl::Milliseconds(*request->ttl_ms);
     const absl::Status s = group->AcceptHandoff(request->key, request->value, ttl);
