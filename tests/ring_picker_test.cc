@@ -751,11 +751,13 @@ TEST_F(WarmupPickerTest, WithoutAWindowThereIsNoPreviousOwner) {
   EXPECT_EQ(picker.PreviousOwner(KeyOwnedBy({kSelf, kPeer2}, kSelf)).getter, nullptr);
 }
 
-TEST_F(WarmupPickerTest, AKeyTakenFromANodeThatLeftHasNoPreviousOwnerToAsk) {
+// A node that left may still be draining (it hands its keys off and serves
+// until it stops): its getter is kept for the window, then released.
+TEST_F(WarmupPickerTest, AKeyTakenFromANodeThatLeftNamesItUntilTheWindowCloses) {
   RingPicker picker = NewPicker();
   picker.SetPeers({kSelf, kPeer2, kPeer3});
   clock_.Advance(absl::Seconds(61));  // the join's window is over
-  picker.SetPeers({kSelf, kPeer2});   // kPeer3 left: its copies went with it
+  picker.SetPeers({kSelf, kPeer2});   // kPeer3 left
   const std::vector<std::string> three = {kSelf, kPeer2, kPeer3};
   const std::vector<std::string> two = {kSelf, kPeer2};
   std::string from3;
@@ -764,7 +766,12 @@ TEST_F(WarmupPickerTest, AKeyTakenFromANodeThatLeftHasNoPreviousOwnerToAsk) {
     if (HashRing(three).Owner(k) == kPeer3 && HashRing(two).Owner(k) == kSelf) from3 = k;
   }
   ASSERT_FALSE(from3.empty());
+  EXPECT_EQ(AddressOf(picker.PreviousOwner(from3).getter), kPeer3);
+  EXPECT_EQ(registry_.Alive(kPeer3), 1);
+  clock_.Advance(absl::Seconds(60));
   EXPECT_EQ(picker.PreviousOwner(from3).getter, nullptr);
+  picker.SetPeers({kSelf, kPeer2});  // the next snapshot drops the closed window
+  EXPECT_EQ(registry_.Alive(kPeer3), 0);
   // It comes back: the keys it owned before are its own again, not self's.
   picker.SetPeers({kSelf, kPeer2, kPeer3});
   EXPECT_EQ(picker.PreviousOwner(from3).getter, nullptr);

@@ -29,7 +29,8 @@ absl::StatusOr<PeerValue> ValueOfGetResponse(std::string_view address, std::stri
 absl::Status PeekNotSent(std::string_view address) {
   return absl::UnimplementedError(
       absl::StrCat("lcache: peer ", absl::string_view(address.data(), address.size()),
-                   " does not serve Peek (a Go node?); not asked again"));
+                   " is not asked to Peek: it does not serve it (a Go node?), or could not be "
+                   "reached lately"));
 }
 
 MutationRequest RequestOf(const PeerMutation& m) {

@@ -13,6 +13,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "lcache/peers.h"
 
 namespace lcache::internal {
@@ -23,21 +25,34 @@ namespace lcache::internal {
 // Unknown; an undecodable message as Internal.
 absl::StatusOr<PeerValue> ValueOfGetResponse(std::string_view address, std::string_view message);
 
-// Whether a peer serves Peek, learned from its answers: once it answered
-// UNIMPLEMENTED (a Go node) it is not sent another. Peeks are sent before
-// the first answer arrives, so a burst of misses right after a ring change
-// is not made to load while a probe is in flight; a Go node may get the few
-// sent in that first round trip. Thread-safe.
+// Whether to peek at a peer, learned from its answers: once it answered
+// UNIMPLEMENTED (a Go node) it is not sent another; after it could not be
+// reached (a node that left and is gone, a dead one not yet dropped), none
+// for kPeekPause, so that its keys load at once instead of each waiting
+// for its peek to fail. Peeks are sent before the first answer arrives, so a
+// burst of misses right after a ring change is not made to load while a
+// probe is in flight; a Go node may get the few sent in that first round
+// trip. Thread-safe.
 class PeekSupport {
  public:
-  bool MaySend() const { return !refused_.load(std::memory_order_relaxed); }
+  static constexpr absl::Duration kPeekPause = absl::Seconds(5);
+
+  bool MaySend() const {
+    return !refused_.load(std::memory_order_relaxed) &&
+           absl::GetCurrentTimeNanos() >= paused_until_ns_.load(std::memory_order_relaxed);
+  }
   // What a peek sent after MaySend() got.
   void Learn(const absl::Status& status) {
     if (absl::IsUnimplemented(status)) refused_.store(true, std::memory_order_relaxed);
+    if (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) {
+      paused_until_ns_.store(absl::GetCurrentTimeNanos() + absl::ToInt64Nanoseconds(kPeekPause),
+                             std::memory_order_relaxed);
+    }
   }
 
  private:
   std::atomic<bool> refused_{false};
+  std::atomic<int64_t> paused_until_ns_{0};
 };
 
 // What StartPeek answers, without a call, when PeekSupport says no.

@@ -109,11 +109,14 @@ using GetterMap =
 }  // namespace
 
 // A ring this node had before, when it was replaced, and until when
-// PreviousOwner consults it.
+// PreviousOwner consults it; with the getters of the peers that left the
+// ring then: a node that leaves hands its keys off and still serves for a
+// while (its drain), so its copies can be peeked at until it is gone.
 struct FormerRing {
   std::shared_ptr<const HashRing> ring;
   absl::Time replaced_at;
   absl::Time until;
+  std::shared_ptr<const GetterMap> departed = nullptr;
 };
 
 struct RingPicker::Snapshot {
@@ -216,7 +219,12 @@ RingPicker::Change RingPicker::SetPeers(std::vector<std::string> addresses) {
             {std::make_shared<const HashRing>(next->heirs), now, now + warmup_});
       }
     } else if (before != after) {
-      next->history.push_back({std::make_shared<const HashRing>(old->ring), now, now + warmup_});
+      auto departed = std::make_shared<GetterMap>();
+      for (const auto& [address, entry] : old->getters) {
+        if (!next->getters.contains(address)) departed->emplace(address, entry);
+      }
+      next->history.push_back(
+          {std::make_shared<const HashRing>(old->ring), now, now + warmup_, std::move(departed)});
     }
     for (const FormerRing& former : old->history) {
       if (next->history.size() >= kRingHistory) break;
@@ -289,12 +297,20 @@ PeerPicker::Previous RingPicker::PreviousOwner(std::string_view key) {
     if (former.until <= now) continue;
     const std::string_view owner = former.ring->Owner(key);
     if (owner.empty() || owner == self_) continue;  // ours then too: look further back
-    auto it = snapshot->getters.find(owner);
-    if (it == snapshot->getters.end()) continue;  // gone, and its copies with it
-    const PeerEntry& entry = it->second;
-    if (entry.monitored != nullptr && entry.monitored->health().out()) return {};
-    // Since the first change after which it was no longer the owner.
-    return {entry.getter, former.replaced_at};
+    if (auto it = snapshot->getters.find(owner); it != snapshot->getters.end()) {
+      const PeerEntry& entry = it->second;
+      if (entry.monitored != nullptr && entry.monitored->health().out()) return {};
+      // Since the change after which it was no longer the owner.
+      return {entry.getter, former.replaced_at};
+    }
+    // Left the ring: it may still be draining (a peek at a node that is gone
+    // fails at once, and its keys load).
+    if (former.departed != nullptr) {
+      if (auto it = former.departed->find(owner); it != former.departed->end()) {
+        return {it->second.getter, former.replaced_at};
+      }
+    }
+    // Gone, and its copies with it: look further back.
   }
   return {};
 }
