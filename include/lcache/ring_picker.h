@@ -20,11 +20,12 @@
 // Counters: ejection_stats(). A peer kept across SetPeers keeps its health.
 //
 // Warm-up (RingPickerOptions::warmup, off by default): for that long after a
-// ring change, PreviousOwner names, for a key this node took over, the live
+// ring change, PreviousOwner names, for a key this node took over, the
 // peer that owned it on an earlier ring (up to kRingHistory rings back; on
 // this node's first ring, the ring without itself, which is what the others
-// had before it joined), so the Group can peek at that peer's copy before it
-// calls the getter. HeirOf names the owner on the ring without this node:
+// had before it joined): a live one, or one that left at that change (its
+// getter is kept for the window: it may still be draining), so the Group can
+// peek at that peer's copy before it calls the getter. HeirOf names the owner on the ring without this node:
 // where a departing node hands its keys off.
 //
 // Self: pass the full peer list of the cluster, this node included under the
