@@ -184,8 +184,9 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
     return usage("-warmup must be a duration >= 0 such as 120s, got \"" +
                  absl::GetFlag(FLAGS_warmup) + "\"");
   }
-  if (absl::GetFlag(FLAGS_handoff_mb) < 0) {
-    return usage("-handoff-mb must be >= 0, got " + std::to_string(absl::GetFlag(FLAGS_handoff_mb)));
+  if (absl::GetFlag(FLAGS_handoff_mb) < 0 || absl::GetFlag(FLAGS_handoff_mb) > (1 << 20)) {
+    return usage("-handoff-mb must be in [0, 1048576], got " +
+                 std::to_string(absl::GetFlag(FLAGS_handoff_mb)));
   }
   options.handoff_bytes = absl::GetFlag(FLAGS_handoff_mb) << 20;
 
@@ -260,9 +261,11 @@ int Run() {
   const sigset_t stop_signals = StopSignals();
   int signal = 0;
   sigwait(&stop_signals, &signal);
-  spdlog::info("{}: draining (not ready; serving for {} ms, then grace {} ms)",
-               signal == SIGINT ? "SIGINT" : "SIGTERM", absl::GetFlag(FLAGS_drain_delay_ms),
-               absl::GetFlag(FLAGS_grace_ms));
+  spdlog::info(
+      "{}: draining (not ready; leaving the ring, handing off up to {} MiB, serving for {} ms, "
+      "then grace {} ms)",
+      signal == SIGINT ? "SIGINT" : "SIGTERM", absl::GetFlag(FLAGS_handoff_mb),
+      absl::GetFlag(FLAGS_drain_delay_ms), absl::GetFlag(FLAGS_grace_ms));
   (*node)->Stop();
   spdlog::info("stopped");
   return 0;

@@ -295,7 +295,8 @@ struct HandoffResult {
   int64_t entries = 0;  // acknowledged by their heirs (kept there or not)
   int64_t bytes = 0;    // len(key) + len(value) of those
   int64_t failed = 0;   // calls that failed or did not end in time
-  int64_t skipped = 0;  // entries with no heir, or whose heir does not take hand-offs
+  int64_t skipped = 0;  // entries with no heir, or one that is out of service, does not
+                        // take hand-offs (a Go node) or failed its first call
   bool cut_short = false;  // the deadline ended it before the budget was used
 };
 

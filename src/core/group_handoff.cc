@@ -131,7 +131,7 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
     PeerPicker::Peer heir = picker->HeirOf(key);
 
     std::unique_lock lock(calls->mu);
-    if (heir.getter == nullptr) {
+    if (heir.getter == nullptr || heir.out) {
       ++calls->result.skipped;
       return true;
     }
@@ -177,15 +177,13 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
             } else {
               ++calls->result.failed;
             }
-            if (absl::IsUnimplemented(r.status())) {
+            // A Go node, or an heir that cannot take this one (unreachable,
+            // out of time): the rest of its entries would only wait behind
+            // one probe after another.
+            if (absl::IsUnimplemented(r.status()) || (probe && !r.ok())) {
               calls->heirs[heir.address] = Heir::kRefuses;
             } else if (probe) {
-              // A probe that failed otherwise says nothing: the next call asks again.
-              if (r.ok()) {
-                calls->heirs[heir.address] = Heir::kAccepts;
-              } else {
-                calls->heirs.erase(heir.address);
-              }
+              calls->heirs[heir.address] = Heir::kAccepts;
             }
           }
           calls->cv.notify_all();

@@ -79,15 +79,22 @@ PeerService::PeerService(const PeerServerOptions& options)
   loads_->skip_after_ns.store(std::numeric_limits<int64_t>::max(), std::memory_order_relaxed);
 }
 
+absl::Status PeerService::CheckSize(std::string_view message) const {
+  if (message.size() <= max_request_bytes_) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("lcache: request of ", message.size(),
+                                                 " bytes is over the limit of ",
+                                                 max_request_bytes_));
+}
+
+absl::StatusOr<wire::GetRequest> PeerService::DecodeGet(std::string_view message) const {
+  if (absl::Status s = CheckSize(message); !s.ok()) return s;
+  return wire::DecodeGetRequest(message, max_key_bytes_);
+}
+
 std::optional<PeerReply> PeerService::Get(std::string_view message, bool forwarded,
                                           absl::Time deadline, std::function<void(PeerReply)> done,
                                           CallerGone* caller_gone) {
-  if (message.size() > max_request_bytes_) {
-    return PeerReply::Error(absl::StatusCode::kInvalidArgument,
-                            absl::StrCat("lcache: request of ", message.size(),
-                                         " bytes is over the limit of ", max_request_bytes_));
-  }
-  absl::StatusOr<wire::GetRequest> request = wire::DecodeGetRequest(message, max_key_bytes_);
+  absl::StatusOr<wire::GetRequest> request = DecodeGet(message);
   if (!request.ok()) {
     return PeerReply::Error(absl::StatusCode::kInvalidArgument,
                             std::string(request.status().message()));
@@ -119,12 +126,7 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
 }
 
 PeerReply PeerService::Peek(std::string_view message) {
-  if (message.size() > max_request_bytes_) {
-    return PeerReply::Error(absl::StatusCode::kInvalidArgument,
-                            absl::StrCat("lcache: request of ", message.size(),
-                                         " bytes is over the limit of ", max_request_bytes_));
-  }
-  absl::StatusOr<wire::GetRequest> request = wire::DecodeGetRequest(message, max_key_bytes_);
+  absl::StatusOr<wire::GetRequest> request = DecodeGet(message);
   if (!request.ok()) {
     return PeerReply::Error(absl::StatusCode::kInvalidArgument,
                             std::string(request.status().message()));
@@ -161,10 +163,8 @@ PeerReply ReplyOfMutation(const absl::StatusOr<MutationResult>& r) {
 std::optional<PeerReply> PeerService::Mutate(std::string_view method, std::string_view message,
                                              bool forwarded, absl::Time deadline,
                                              std::function<void(PeerReply)> done) {
-  if (message.size() > max_request_bytes_) {
-    return PeerReply::Error(absl::StatusCode::kInvalidArgument,
-                            absl::StrCat("lcache: request of ", message.size(),
-                                         " bytes is over the limit of ", max_request_bytes_));
+  if (absl::Status s = CheckSize(message); !s.ok()) {
+    return PeerReply::Error(absl::StatusCode::kInvalidArgument, std::string(s.message()));
   }
   const bool set = method == kSetMethod || method == kHandoffMethod;
   absl::StatusOr<wire::SetRequest> request;

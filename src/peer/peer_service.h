@@ -21,7 +21,9 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "lcache/json_codec.h"
 #include "lcache/peer_server.h"
 #include "peer/load_executor.h"
 
@@ -120,6 +122,11 @@ class PeerService {
   size_t max_request_bytes() const { return max_request_bytes_; }
 
  private:
+  // INVALID_ARGUMENT for a message over max_request_bytes; the decoded Get
+  // (or Peek, Remove, Invalidate) request.
+  absl::Status CheckSize(std::string_view message) const;
+  absl::StatusOr<wire::GetRequest> DecodeGet(std::string_view message) const;
+
   GroupRegistry* const registry_;
   const size_t max_key_bytes_;
   const size_t max_request_bytes_;

@@ -320,7 +320,9 @@ PeerPicker::Peer RingPicker::HeirOf(std::string_view key) {
   const std::string_view heir = snapshot->heirs.Owner(key);
   auto it = snapshot->getters.find(heir);
   if (it == snapshot->getters.end()) return {};
-  return {std::string(heir), it->second.getter};
+  const PeerEntry& entry = it->second;
+  return {std::string(heir), entry.getter,
+          entry.monitored != nullptr && entry.monitored->health().out()};
 }
 
 std::vector<std::string> RingPicker::Peers() const { return Load()->ring.addresses(); }

@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -150,7 +151,10 @@ class alignas(64) Shard {
     std::lock_guard lock(mu_);
     std::array<const LruList*, 4> lists{};
     size_t n = 0;
-    const_cast<Policy&>(policy_).ForEachQueue([&](const LruList& q) { lists[n++] = &q; });
+    const_cast<Policy&>(policy_).ForEachQueue([&](const LruList& q) {
+      assert(n < lists.size());
+      lists[n++] = &q;
+    });
     const int64_t now = absl::ToUnixNanos(clock.Now());
     for (size_t i = n; i-- > 0 && budget > 0;) {
       for (Entry* e = lists[i]->head(); e != nullptr && budget > 0; e = e->next) {
