@@ -67,9 +67,10 @@ absl::Status Group::AcceptHandoff(std::string_view key, std::string_view value,
   }
   bool kept = false;
   // The quiet period stands in for the epoch a load would have: the sender
-  // read the value at most a call's timeout ago (see HandOff), so a value
-  // older than a mutation here is refused, and one that arrives before the
-  // mutation's Invalidate is dropped by it.
+  // left the ring before it read the value, and its calls end within
+  // kMaxHandoffTime of that (see HandOff), so a value it read before a
+  // mutation this node applied arrives within kHandoffQuiet of the mutation
+  // and is refused.
   epochs_->StoreIfQuiet(key, kHandoffQuiet, [&] {
     if (store_->GetWithExpiry(key).has_value()) return;  // ours is as new as any
     kept = store_->Set(key, value, expire_at);
