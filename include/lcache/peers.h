@@ -144,7 +144,7 @@ class PeerPicker {
     std::string address;
     std::shared_ptr<PeerGetter> getter;  // null: this node
     // Out of service (ejected by outlier detection): an owner sends it the
-    // invalidation but does not wait for its answer.
+    // invalidation but does not wait for its answer; a hand-off skips it.
     bool out = false;
   };
 

@@ -85,6 +85,10 @@ absl::Status Group::AcceptHandoff(std::string_view key, std::string_view value,
 namespace {
 
 // The calls of one hand-off, shared with their callbacks.
+// The follow-up Invalidate of a value that changed while it was on its way:
+// sent when the hand-off's own deadline may have passed, so it has its own.
+constexpr absl::Duration kFollowUpTimeout = absl::Seconds(1);
+
 struct HandoffCalls {
   // Whether an heir takes hand-offs (a Go node does not) is learned from
   // the first call to it: the next ones wait for that answer.
@@ -191,7 +195,7 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
           if (!moved) return;
           heir.getter->StartMutate(
               {.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key},
-              absl::Now() + kPeekTimeout * 4, [calls](absl::StatusOr<MutationResult>) {
+              absl::Now() + kFollowUpTimeout, [calls](absl::StatusOr<MutationResult>) {
                 {
                   std::lock_guard lock(calls->mu);
                   --calls->in_flight;

@@ -50,9 +50,9 @@ class MonitoredPeer final : public PeerGetter {
   }
 
   // Not watched: a mutation is sent whatever the peer's health, and its
-  // failures are the mutation's to report. A peek is only ever sent to a
-  // peer that is in (PreviousOwner), and its failure costs a getter call,
-  // not a fallback.
+  // failures are the mutation's to report. A peek is sent only to a peer
+  // that is in service or has left the ring (PreviousOwner), and its failure
+  // costs a getter call, not a fallback: not watched either.
   void StartMutate(const PeerMutation& mutation, absl::Time deadline, MutateDone done) override {
     peer_->StartMutate(mutation, deadline, std::move(done));
   }
