@@ -327,11 +327,13 @@ class K8sArgsTest(EtcdTest):
         args = []
         for a in container["args"]:
             a = a.replace("$(POD_IP):9000", f"127.0.0.1:{port}")
+            a = a.replace("0.0.0.0:9000", f"127.0.0.1:{port}")  # -listen, on loopback only
             a = a.replace("0.0.0.0:8080", f"127.0.0.1:{http_port}")
             a = a.replace("etcd:2379", self.etcd.endpoint)
             self.assertNotIn("$(", a, f"unsubstituted variable in {a!r}")
             args.append(a)
         self.assertIn(f"-addr=127.0.0.1:{port}", args)
+        self.assertIn(f"-listen=127.0.0.1:{port}", args)
         node = ct.Node(self.logdir, port, args=args)
         node.source = "demo"
         self.nodes.append(node)

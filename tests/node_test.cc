@@ -358,6 +358,45 @@ TEST_F(NodeTest, ATakenAddressIsAnErrorThatNamesIt) {
   ExpectGet(*nodes_[0], "still-serving");  // the first node is unharmed
 }
 
+// listen_address apart from the ring name, as in a pod: node 1 is known as
+// 127.0.0.2:P (its "pod IP") and listens on every address. Node 0 reaches it
+// by that name, a client by 127.0.0.1:P (a port-forward), and node 1 routes
+// by its ring name: a key it owns loads there, wherever it was asked.
+TEST_F(NodeTest, AListenAddressApartFromTheRingNameServesBoth) {
+  const int port = UnusedPorts(1)[0];
+  const std::vector<std::string> ring = {addresses_[0], absl::StrCat("127.0.0.2:", port)};
+  absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(OptionsFor(0, ring));
+  ASSERT_TRUE(node.ok()) << node.status();
+  nodes_.push_back(*std::move(node));
+  addresses_[1] = ring[1];
+  NodeOptions pod = OptionsFor(1, ring);
+  pod.listen_address = absl::StrCat("0.0.0.0:", port);
+  node = Node::Start(std::move(pod));
+  ASSERT_TRUE(node.ok()) << node.status();
+  nodes_.push_back(*std::move(node));
+  EXPECT_EQ(nodes_[1]->address(), ring[1]);
+  EXPECT_EQ(nodes_[1]->port(), port);
+
+  std::string key;  // a key the pod owns
+  for (int i = 0; key.empty(); ++i) {
+    const std::string k = absl::StrCat("pod-", i);
+    if (OwnerOf(ring, k) == ring[1]) key = k;
+  }
+  ExpectGet(*nodes_[0], key);  // forwarded to 127.0.0.2:P
+  ExpectGet(*nodes_[1], key);
+  EXPECT_EQ(LoadersOf(key), std::multiset<std::string>{ring[1]});
+
+  // A client through 127.0.0.1:P: the same node, the same cached value.
+  absl::StatusOr<std::shared_ptr<H2PeerClient>> client = H2PeerClient::Create(1);
+  ASSERT_TRUE(client.ok()) << client.status();
+  std::shared_ptr<PeerGetter> forwarded =
+      (*client)->NewGetter(absl::StrCat("127.0.0.1:", port), {.timeout = absl::Seconds(5)});
+  absl::StatusOr<PeerValue> v = forwarded->Get("g", key);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->value.view(), ValueOf(key));
+  EXPECT_EQ(LoadersOf(key), std::multiset<std::string>{ring[1]});
+}
+
 // Set and Remove through every node while readers on every node Get the
 // same keys, over the lean transport's loops (under TSan: the mutation path's
 // race check; the guarantees are consistency_test.py's). Afterwards every

@@ -29,6 +29,9 @@
 // The Go program's flags, with its defaults.
 ABSL_FLAG(std::string, addr, "127.0.0.1:9000",
           "gRPC listen address, also this node's identity on the ring");
+ABSL_FLAG(std::string, listen, "",
+          "host:port to listen on when it differs from -addr (e.g. 0.0.0.0:9001 while -addr is "
+          "the pod's IP); empty: -addr");
 ABSL_FLAG(std::string, svc, "lcache", "service name (etcd prefix)");
 ABSL_FLAG(std::string, peers, "", "comma-separated static peer addresses (include this node)");
 ABSL_FLAG(std::string, etcd, "",
@@ -127,6 +130,12 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
   options.address = absl::GetFlag(FLAGS_addr);
   if (const auto split = wire::SplitHostPort(options.address); !split || split->port.empty()) {
     return usage("-addr must be host:port (e.g. 127.0.0.1:9001), got \"" + options.address + "\"");
+  }
+  options.listen_address = absl::GetFlag(FLAGS_listen);
+  if (const auto split = wire::SplitHostPort(options.listen_address);
+      !options.listen_address.empty() && (!split || split->port.empty())) {
+    return usage("-listen must be host:port (e.g. 0.0.0.0:9001), got \"" +
+                 options.listen_address + "\"");
   }
   const bool use_etcd = !absl::GetFlag(FLAGS_etcd).empty();
   if (use_etcd && !absl::GetFlag(FLAGS_peers).empty()) {

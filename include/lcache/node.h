@@ -61,6 +61,10 @@ struct NodeOptions {
   // 0 listens on a free port (port()), but the ring still knows the node by
   // this string: only for a node without peers.
   std::string address = "127.0.0.1:9000";
+  // host:port the peer server binds, when it differs from `address`: e.g.
+  // 0.0.0.0:9001 in a pod that registers its own IP as `address`. Empty:
+  // `address`. Peers still reach the node only at `address`.
+  std::string listen_address = "";
   // The groups the node serves; each routes its misses through the node's
   // ring (GroupOptions::peers is set by the node). At least one.
   std::vector<GroupOptions> groups = {};

@@ -233,7 +233,7 @@ absl::Status Node::Impl::Start() {
   for (Group* group : groups) group->SetPeerPicker(picker_.get());
 
   const PeerServerOptions server_options{
-      .address = options_.address,
+      .address = options_.listen_address.empty() ? options_.address : options_.listen_address,
       .registry = &registry_,
       .max_key_bytes = options_.max_key_bytes,
       .load_threads = options_.load_threads,
@@ -245,13 +245,14 @@ absl::Status Node::Impl::Start() {
           ? StartH2PeerServer(server_options, lean_client_)
           : StartGrpcPeerServer(server_options);
   if (!server.ok()) {
-    return absl::Status(server.status().code(), absl::StrCat("cannot serve on ", options_.address,
-                                                             ": ", server.status().message()));
+    return absl::Status(server.status().code(), absl::StrCat("cannot serve on ",
+                                                             server_options.address, ": ",
+                                                             server.status().message()));
   }
   server_ = *std::move(server);
   for (size_t i = 0; i < groups.size(); ++i) {
-    spdlog::info("lcache-node serving group {} on {} (port {}, {} transport), {}, ring {}",
-                 groups[i]->name(), options_.address, server_->port(),
+    spdlog::info("lcache-node serving group {} as {} on {} (port {}, {} transport), {}, ring {}",
+                 groups[i]->name(), options_.address, server_options.address, server_->port(),
                  PeerTransportName(options_.transport), described[i],
                  RingKindName(options_.ring.kind));
   }
