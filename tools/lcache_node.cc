@@ -23,6 +23,7 @@
 #include "go_flags.h"
 #include "lcache/grpc_wire.h"
 #include "lcache/node.h"
+#include "lcache/origin.h"
 #include "node_source.h"
 #include "spdlog/spdlog.h"
 
@@ -61,7 +62,22 @@ ABSL_FLAG(int64_t, handoff_mb, 64,
           "on SIGTERM, before leaving the ring, push up to this many MiB of the most valuable "
           "entries to the nodes that will own them, within -grace-ms (0 = no hand-off)");
 ABSL_FLAG(std::string, source, "demo",
-          "the group's data: demo (Tom/Jack/Sam) or synthetic:BYTES[:DELAY_MS]");
+          "the group's data: demo (Tom/Jack/Sam), synthetic:BYTES[:DELAY_MS], dir:PATH, an HTTP "
+          "origin (http://host:port/path/{key}, or https) or PostgreSQL "
+          "(postgres://user@host:port/db with -source-query)");
+ABSL_FLAG(std::string, source_query, "",
+          "postgres source: the query, with the key as $1 and one column, e.g. "
+          "'SELECT v FROM t WHERE k = $1'");
+ABSL_FLAG(std::string, source_password_file, "",
+          "postgres source: a file whose first line is the password (else PGPASSWORD or "
+          "~/.pgpass; never in the URL)");
+ABSL_FLAG(int64_t, origin_timeout_ms, 1500,
+          "http/postgres source: the longest a load may take (keep it under -peer-timeout-ms, or "
+          "a forwarded Get gives up on the owner first and loads again)");
+ABSL_FLAG(int64_t, origin_max_bytes, 16 << 20, "http/postgres source: the largest value taken");
+ABSL_FLAG(int32_t, origin_connections, 8,
+          "http/postgres source: connections kept open (postgres: at most this many)");
+ABSL_FLAG(std::string, origin_ca, "", "https source: a CA bundle to trust instead of the system's");
 ABSL_FLAG(int64_t, max_key_bytes, 4096, "longer keys are rejected");
 ABSL_FLAG(int32_t, load_threads, 8, "threads that run loads (misses)");
 ABSL_FLAG(int32_t, max_queued_loads, 1024, "loads queued beyond this get RESOURCE_EXHAUSTED");
@@ -175,12 +191,35 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
     return usage("-hot-max-age must be > 0 (inf for no bound), got " +
                  absl::GetFlag(FLAGS_hot_max_age));
   }
-  absl::StatusOr<Getter> getter = tools::MakeSource(absl::GetFlag(FLAGS_source));
-  if (!getter.ok()) return getter.status();
+  Getter getter;
+  std::shared_ptr<Origin> origin;
+  if (const std::string source = absl::GetFlag(FLAGS_source); tools::IsOriginSpec(source)) {
+    if (absl::GetFlag(FLAGS_origin_timeout_ms) <= 0 || absl::GetFlag(FLAGS_origin_max_bytes) <= 0 ||
+        absl::GetFlag(FLAGS_origin_connections) <= 0) {
+      return usage("-origin-timeout-ms, -origin-max-bytes and -origin-connections must be > 0");
+    }
+    absl::StatusOr<std::shared_ptr<Origin>> made = tools::MakeOrigin(
+        source, {.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_origin_timeout_ms)),
+                 .max_value_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_origin_max_bytes)),
+                 .connections = absl::GetFlag(FLAGS_origin_connections),
+                 .query = absl::GetFlag(FLAGS_source_query),
+                 .password_file = absl::GetFlag(FLAGS_source_password_file),
+                 .ca_file = absl::GetFlag(FLAGS_origin_ca)});
+    if (!made.ok()) return made.status();
+    origin = *std::move(made);
+  } else {
+    if (!absl::GetFlag(FLAGS_source_query).empty()) {
+      return usage("-source-query is for a postgres:// source only");
+    }
+    absl::StatusOr<Getter> made = tools::MakeSource(source);
+    if (!made.ok()) return made.status();
+    getter = *std::move(made);
+  }
   options.groups.push_back({
       .name = absl::GetFlag(FLAGS_group),
       .cache_bytes = absl::GetFlag(FLAGS_cache_mb) << 20,
-      .getter = *std::move(getter),
+      .getter = std::move(getter),
+      .origin = std::move(origin),
       .policy = *policy,
       .default_ttl = absl::Milliseconds(absl::GetFlag(FLAGS_expire_ms)),
       .max_key_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_key_bytes)),
@@ -249,6 +288,19 @@ int Run() {
   if (!options.ok()) {
     spdlog::error("{}", std::string(options.status().message()));
     return 2;
+  }
+  if (const std::shared_ptr<Origin>& origin = options->groups[0].origin; origin != nullptr) {
+    // A query the database refuses can never work; a database that is down
+    // now may come back, and the node serves what its peers hold meanwhile.
+    if (absl::Status s = origin->Check(); absl::IsInvalidArgument(s)) {
+      spdlog::error("{}", std::string(s.message()));
+      return 2;
+    } else if (!s.ok()) {
+      spdlog::warn("origin {} {} not reachable at start (loads retry): {}", origin->kind(),
+                   origin->endpoint(), std::string(s.message()));
+    } else {
+      spdlog::info("origin {} {}", origin->kind(), origin->endpoint());
+    }
   }
   absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(*std::move(options));
   if (!node.ok()) {

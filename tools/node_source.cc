@@ -12,6 +12,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "lcache/hash_ring.h"
+#include "lcache/http_origin.h"
+#include "lcache/postgres_origin.h"
 #include "spdlog/spdlog.h"
 
 namespace lcache::tools {
@@ -34,7 +36,8 @@ Getter DemoSource() {
 
 absl::Status BadSpec(std::string_view spec) {
   return absl::InvalidArgumentError(
-      "-source must be demo, synthetic:BYTES[:DELAY_MS] or dir:PATH[:DELAY_MS], got \"" +
+      "-source must be demo, synthetic:BYTES[:DELAY_MS], dir:PATH[:DELAY_MS], an "
+      "http(s)://.../{key} URL or a postgres:// URL, got \"" +
       std::string(spec) + "\"");
 }
 
@@ -70,6 +73,39 @@ std::string SyntheticValue(std::string_view key, size_t bytes) {
     c = static_cast<char>('a' + x % 26);
   }
   return v;
+}
+
+bool IsOriginSpec(std::string_view spec) {
+  return spec.starts_with("http://") || spec.starts_with("https://") ||
+         spec.starts_with("postgres://") || spec.starts_with("postgresql://");
+}
+
+absl::StatusOr<std::shared_ptr<Origin>> MakeOrigin(std::string_view spec,
+                                                   const OriginFlags& flags) {
+  if (spec.starts_with("http")) {
+    if (!flags.query.empty()) {
+      return absl::InvalidArgumentError("-source-query is for a postgres:// source only");
+    }
+    absl::StatusOr<std::shared_ptr<HttpOrigin>> http = HttpOrigin::Create({
+        .url = std::string(spec),
+        .timeout = flags.timeout,
+        .max_value_bytes = flags.max_value_bytes,
+        .max_idle_connections = flags.connections,
+        .ca_file = flags.ca_file,
+    });
+    if (!http.ok()) return http.status();
+    return std::shared_ptr<Origin>(*std::move(http));
+  }
+  absl::StatusOr<std::shared_ptr<PostgresOrigin>> pg = PostgresOrigin::Create({
+      .url = std::string(spec),
+      .query = flags.query,
+      .password_file = flags.password_file,
+      .connections = flags.connections,
+      .timeout = flags.timeout,
+      .max_value_bytes = flags.max_value_bytes,
+  });
+  if (!pg.ok()) return pg.status();
+  return std::shared_ptr<Origin>(*std::move(pg));
 }
 
 absl::StatusOr<Getter> MakeSource(std::string_view spec) {

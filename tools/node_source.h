@@ -11,22 +11,47 @@
 //                               changing origin, for tests of Set and Remove
 //                               (write the file, then Set or Remove the key)
 //
-// Every load is logged as `[getter] load key=KEY`, the key last on the line,
-// as the Go program does.
+//   http://HOST:PORT/PATH/{key}  an HTTP origin (also https://): HttpOrigin
+//   postgres://USER@HOST:PORT/DB  a PostgreSQL origin running -source-query:
+//                                 PostgresOrigin (also postgresql://)
+//
+// Every load of demo, synthetic and dir is logged as `[getter] load key=KEY`,
+// the key last on the line, as the Go program does; the origins count theirs
+// in /metrics instead.
 
 #ifndef LCACHE_TOOLS_NODE_SOURCE_H_
 #define LCACHE_TOOLS_NODE_SOURCE_H_
 
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "lcache/group.h"
+#include "lcache/origin.h"
 
 namespace lcache::tools {
 
 // The getter for a -source value; InvalidArgument for a malformed one.
 absl::StatusOr<Getter> MakeSource(std::string_view spec);
+
+// Whether the -source value names an origin (http, https, postgres).
+bool IsOriginSpec(std::string_view spec);
+
+// The -origin-* and -source-* flags.
+struct OriginFlags {
+  absl::Duration timeout = absl::Milliseconds(1500);
+  size_t max_value_bytes = size_t{16} << 20;
+  int connections = 8;
+  std::string query = {};          // postgres
+  std::string password_file = {};  // postgres
+  std::string ca_file = {};        // https
+};
+
+// The origin an IsOriginSpec value names; InvalidArgument for a bad one.
+absl::StatusOr<std::shared_ptr<Origin>> MakeOrigin(std::string_view spec,
+                                                   const OriginFlags& flags);
 
 // The value synthetic:BYTES gives `key`.
 std::string SyntheticValue(std::string_view key, size_t bytes);

@@ -122,6 +122,10 @@ struct Loaded {
 
   ByteView value;
   std::optional<absl::Duration> ttl;
+  // false: answer the callers waiting for this load, and keep no copy
+  // anywhere: not in the store, and not as a hot copy on the nodes it is
+  // forwarded to (they see it expire at once). HTTP's Cache-Control: no-store.
+  bool cacheable = true;
 };
 
 // Which values fetched from peers the hot cache keeps.
@@ -142,11 +146,15 @@ std::optional<HotPromotion> ParseHotPromotion(std::string_view name);
 // to hand over a string without a copy; the store copies it once.
 using Getter = std::function<absl::StatusOr<Loaded>(std::string_view key)>;
 
+class Origin;  // lcache/origin.h
+
 struct GroupOptions {
   std::string name = {};
   // Capacity of the local store: len(key) + len(value) bytes. 0 = unbounded.
   int64_t cache_bytes = 0;
+  // What loads a missing key: a getter, or an origin (not both).
   Getter getter = nullptr;
+  std::shared_ptr<Origin> origin = nullptr;
   StorePolicy policy = StorePolicy::kLru;
   // Time to live of loaded entries unless the getter says otherwise.
   // Zero or infinite: entries do not expire.
@@ -412,6 +420,8 @@ class Group {
   void CallerLeft(std::string_view key);
 
   const std::string& name() const { return name_; }
+  // GroupOptions::origin; null for a group with a getter.
+  const Origin* origin() const { return origin_.get(); }
   GroupStats Stats() const;
   Store& store() { return *store_; }
   Store* hot_store() { return hot_store_.get(); }  // null without a hot cache
@@ -455,6 +465,7 @@ class Group {
   void DropCopies(std::string_view key, F&& then);
 
   const std::string name_;
+  const std::shared_ptr<Origin> origin_;
   const Getter getter_;
   const absl::Duration default_ttl_;
   const absl::Duration hot_max_age_;

@@ -3,6 +3,7 @@
 // getter -> populate the store.
 
 #include "lcache/group.h"
+#include "lcache/origin.h"
 
 #include <algorithm>
 #include <array>
@@ -40,9 +41,15 @@ int64_t HotCacheBytes(const GroupOptions& options) {
 
 absl::StatusOr<std::unique_ptr<Group>> Group::Create(GroupOptions options) {
   if (options.name.empty()) return absl::InvalidArgumentError("lcache: group name is empty");
-  if (!options.getter) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("lcache: group \"", options.name, "\" has no getter"));
+  if (!options.getter == !options.origin) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lcache: group \"", options.name, "\" needs a getter or an origin (",
+        options.getter ? "has both" : "has neither", ")"));
+  }
+  if (options.origin) {
+    options.getter = [origin = options.origin.get()](std::string_view key) {
+      return origin->Load(key);
+    };
   }
   if (options.cache_bytes < 0) {
     return absl::InvalidArgumentError(
@@ -77,6 +84,7 @@ absl::StatusOr<std::unique_ptr<Group>> Group::Create(GroupOptions options) {
 
 Group::Group(GroupOptions options)
     : name_(std::move(options.name)),
+      origin_(std::move(options.origin)),
       getter_(std::move(options.getter)),
       default_ttl_(options.default_ttl),
       hot_max_age_(options.hot_max_age),
@@ -446,6 +454,11 @@ absl::StatusOr<ExpiringValue> Group::LoadFromGetter(std::string_view key, uint64
     return std::move(loaded).status();
   }
   counters_->Add(Counters::kLocalLoads);
+  if (!loaded->cacheable) {
+    // For the callers of this load only. Expired already, so that neither a
+    // hot cache here nor a peer this answer is forwarded to (ttl_ms 0) keeps it.
+    return ExpiringValue(std::move(loaded->value), clock_->Now());
+  }
   absl::Time expire_at = ExpiryOf(*loaded);
   // Loaded here for a key another node owns (its owner failed): a copy no
   // invalidation may reach, so it lives no longer than a hot copy would.

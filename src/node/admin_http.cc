@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "httplib.h"
 #include "lcache/grpc_wire.h"
+#include "lcache/origin.h"
 #include "lcache/store.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -53,11 +54,16 @@ std::string EscapeLabel(std::string_view v) {
 struct GroupFigures {
   std::string name;
   GroupStats stats;
+  const Origin* origin;  // null: a getter
+  OriginStats origin_stats;
 };
 
 std::vector<GroupFigures> Collect(const GroupRegistry& registry) {
   std::vector<GroupFigures> out;
-  for (Group* g : registry.Groups()) out.push_back({g->name(), g->Stats()});
+  for (Group* g : registry.Groups()) {
+    out.push_back({g->name(), g->Stats(), g->origin(),
+                   g->origin() != nullptr ? g->origin()->stats() : OriginStats{}});
+  }
   std::sort(out.begin(), out.end(),
             [](const GroupFigures& a, const GroupFigures& b) { return a.name < b.name; });
   return out;
@@ -170,18 +176,59 @@ void AppendHeader(std::string& out, const std::string& name, const char* help, c
   absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
 }
 
-void AppendHistogram(std::string& out, const std::string& name, const std::string& group,
+// `labels`: the series' labels, escaped, without braces (group="g").
+void AppendHistogram(std::string& out, const std::string& name, const std::string& labels,
                      const LatencySnapshot& h) {
   int64_t cumulative = 0;
   for (size_t b = 0; b < kLatencyBucketBoundsNs.size(); ++b) {
     cumulative += h.counts[b];
-    absl::StrAppend(&out, name, "_bucket{group=\"", group, "\",le=\"",
-                    Seconds(kLatencyBucketBoundsNs[b]), "\"} ", cumulative, "\n");
+    absl::StrAppend(&out, name, "_bucket{", labels, ",le=\"", Seconds(kLatencyBucketBoundsNs[b]),
+                    "\"} ", cumulative, "\n");
   }
-  absl::StrAppend(&out, name, "_bucket{group=\"", group, "\",le=\"+Inf\"} ", h.count, "\n");
-  absl::StrAppend(&out, name, "_sum{group=\"", group, "\"} ",
-                  Seconds(absl::ToInt64Nanoseconds(h.sum)), "\n");
-  absl::StrAppend(&out, name, "_count{group=\"", group, "\"} ", h.count, "\n");
+  absl::StrAppend(&out, name, "_bucket{", labels, ",le=\"+Inf\"} ", h.count, "\n");
+  absl::StrAppend(&out, name, "_sum{", labels, "} ", Seconds(absl::ToInt64Nanoseconds(h.sum)),
+                  "\n");
+  absl::StrAppend(&out, name, "_count{", labels, "} ", h.count, "\n");
+}
+
+// The origins' figures (groups loading through an Origin), labelled by group
+// and kind of origin.
+struct OriginFigure {
+  const char* name;
+  const char* help;
+  int64_t OriginStats::*field;
+};
+
+constexpr OriginFigure kOriginCounters[] = {
+    {"lcache_origin_requests_total", "Loads asked of the group's origin.", &OriginStats::requests},
+    {"lcache_origin_not_found_total", "Origin requests answered: no such key.",
+     &OriginStats::not_found},
+    {"lcache_origin_errors_total",
+     "Origin requests that failed: timeouts, unreachable, answers that are not values.",
+     &OriginStats::errors},
+    {"lcache_origin_uncacheable_total",
+     "Values the origin said not to keep (Cache-Control: no-store and the like).",
+     &OriginStats::uncacheable},
+};
+
+void AppendOrigins(std::string& out, const std::vector<GroupFigures>& groups) {
+  std::vector<std::pair<const GroupFigures*, std::string>> series;
+  for (const GroupFigures& g : groups) {
+    if (g.origin == nullptr) continue;
+    series.emplace_back(&g, absl::StrCat("group=\"", EscapeLabel(g.name), "\",origin=\"",
+                                         EscapeLabel(g.origin->kind()), "\""));
+  }
+  if (series.empty()) return;
+  for (const OriginFigure& f : kOriginCounters) {
+    AppendHeader(out, f.name, f.help, "counter");
+    for (const auto& [g, labels] : series) {
+      absl::StrAppend(&out, f.name, "{", labels, "} ", g->origin_stats.*f.field, "\n");
+    }
+  }
+  const std::string name = "lcache_origin_request_duration_seconds";
+  AppendHeader(out, name, "Origin requests, from the call to the answer or the failure.",
+               "histogram");
+  for (const auto& [g, labels] : series) AppendHistogram(out, name, labels, g->origin_stats.latency);
 }
 
 nlohmann::json HistogramJson(const LatencySnapshot& h) {
@@ -286,9 +333,11 @@ std::string RenderMetrics(const GroupRegistry& registry, const RingPicker* picke
     const std::string name = absl::StrCat("lcache_", h.name);
     AppendHeader(out, name, h.help, "histogram");
     for (size_t i = 0; i < groups.size(); ++i) {
-      AppendHistogram(out, name, labels[i], groups[i].stats.*h.field);
+      AppendHistogram(out, name, absl::StrCat("group=\"", labels[i], "\""),
+                      groups[i].stats.*h.field);
     }
   }
+  AppendOrigins(out, groups);
   return out;
 }
 
@@ -301,6 +350,15 @@ std::string RenderStatsJson(const GroupRegistry& registry, const RingPicker* pic
     nlohmann::json latency = nlohmann::json::object();
     for (const Histogram& h : kHistograms) latency[h.name] = HistogramJson(g.stats.*h.field);
     j["latency"] = std::move(latency);
+    if (g.origin != nullptr) {
+      nlohmann::json o = {{"kind", std::string(g.origin->kind())},
+                          {"endpoint", g.origin->endpoint()}};
+      for (const OriginFigure& f : kOriginCounters) {
+        o[std::string_view(f.name).substr(14)] = g.origin_stats.*f.field;  // no "lcache_origin_"
+      }
+      o["latency"] = HistogramJson(g.origin_stats.latency);
+      j["origin"] = std::move(o);
+    }
     groups[g.name] = std::move(j);
   }
   const std::vector<std::string> peers = PeersOf(picker);
