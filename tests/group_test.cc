@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lcache/hash_ring.h"
+#include "lcache/origin.h"
 
 namespace lcache {
 namespace {
@@ -190,6 +191,64 @@ TEST(GroupTest, GetterTtlOverridesTheDefault) {
   ASSERT_TRUE(group->Get("short").ok());
   ASSERT_TRUE(group->Get("forever").ok());
   EXPECT_EQ(loads, 3);  // only "short" was loaded again
+}
+
+TEST(GroupTest, AnUncacheableValueIsServedToItsCallersAndNotKept) {
+  std::atomic<int> loads = 0;
+  auto group = MakeGroup({.getter = [&](std::string_view) -> absl::StatusOr<Loaded> {
+    ++loads;
+    Loaded loaded(ByteView::Copy("fresh"));
+    loaded.cacheable = false;
+    return loaded;
+  }});
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<ByteView> v = group->Get("k");
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(v->view(), "fresh");
+  }
+  EXPECT_EQ(loads, 3);
+  EXPECT_EQ(group->store().Stats().items, 0);
+  EXPECT_FALSE(group->GetIfCached("k").has_value());
+}
+
+// An Origin in place of a getter: loads go through it, and the group shows it.
+class CountingOrigin final : public Origin {
+ public:
+  absl::StatusOr<Loaded> Load(std::string_view key) override {
+    ++loads;
+    if (key == "missing") return KeyNotFoundError();
+    return ByteView::Copy("from-origin");
+  }
+  std::string_view kind() const override { return "test"; }
+  const std::string& endpoint() const override { return endpoint_; }
+  OriginStats stats() const override {
+    OriginStats s;
+    s.requests = loads;
+    return s;
+  }
+  std::atomic<int> loads = 0;
+
+ private:
+  const std::string endpoint_ = "test://";
+};
+
+TEST(GroupTest, AnOriginLoadsInPlaceOfAGetterNeverBesideOne) {
+  auto origin = std::make_shared<CountingOrigin>();
+  auto group = MakeGroup({.origin = origin});
+  EXPECT_EQ(group->origin(), origin.get());
+  EXPECT_EQ(group->Get("k")->view(), "from-origin");
+  EXPECT_EQ(group->Get("k")->view(), "from-origin");
+  EXPECT_TRUE(absl::IsNotFound(group->Get("missing").status()));
+  EXPECT_EQ(origin->loads, 2);
+
+  Scores scores;
+  absl::StatusOr<std::unique_ptr<Group>> both =
+      Group::Create({.name = "g", .getter = scores.getter(), .origin = origin});
+  EXPECT_TRUE(absl::IsInvalidArgument(both.status()));
+  EXPECT_THAT(both.status().message(), HasSubstr("has both"));
+  absl::StatusOr<std::unique_ptr<Group>> neither = Group::Create({.name = "g"});
+  EXPECT_THAT(neither.status().message(), HasSubstr("needs a getter or an origin"));
+  EXPECT_EQ(MakeGroup({.getter = scores.getter()})->origin(), nullptr);
 }
 
 // Latencies come from the group's clock: a getter that moves a ManualClock

@@ -52,7 +52,9 @@ class Db {
   Getter getter() {
     return [this](std::string_view key) -> absl::StatusOr<Loaded> {
       ++loads;
-      return ByteView::Copy("value-of-" + std::string(key));
+      Loaded loaded(ByteView::Copy("value-of-" + std::string(key)));
+      loaded.cacheable = !key.starts_with("nostore");  // as HTTP's Cache-Control: no-store
+      return loaded;
     };
   }
   std::atomic<int> loads{0};
@@ -131,6 +133,18 @@ class HotCacheTest : public ::testing::Test {
   std::shared_ptr<OwnerPeer> peer_;
   std::unique_ptr<Picker> picker_;
 };
+
+// A value its origin says not to keep: the owner answers with ttl 0, and
+// neither it nor the asking node keeps a copy, however often it is asked.
+TEST_F(HotCacheTest, AnUncacheableValueIsKeptNeitherByTheOwnerNorHot) {
+  Start({.promotion = HotPromotion::kFrequency});
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Get("nostore-k"), "value-of-nostore-k");
+  EXPECT_EQ(peer_->calls, 5);
+  EXPECT_EQ(owner_db_.loads, 5);
+  EXPECT_EQ(group_->Stats().hot_keeps, 0);
+  EXPECT_EQ(owner_->store().Stats().items, 0);
+  EXPECT_EQ(group_->hot_store()->Stats().items, 0);
+}
 
 TEST_F(HotCacheTest, AKeyFetchedTwiceIsThenServedLocally) {
   Start();

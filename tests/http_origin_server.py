@@ -7,6 +7,7 @@ assert what reached the origin.
 GET /items/<key> answers by the key's first word (up to the first '-'):
   missing  404          gone     410          broken   500
   busy     503          moved    301          slow     200 after 3 s
+  lazy     200 after 0.3 s
   huge     200, 2 MiB   nostore  200, Cache-Control: no-store
   maxage   200, Cache-Control: max-age=60, Age: 10
   expires  200, Date now, Expires in 30 s
@@ -18,6 +19,7 @@ Run alone: python3 tests/http_origin_server.py  (prints "port N")."""
 import email.utils
 import http.server
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -31,6 +33,7 @@ class Origin(http.server.ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests = {}
         self.connections = 0
+        self.sockets = []  # every connection's, to cut them on stop()
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
@@ -42,8 +45,18 @@ class Origin(http.server.ThreadingHTTPServer):
         return self
 
     def stop(self):
+        """Down for real: no listener, and every open connection cut."""
         self.shutdown()
         self.server_close()
+        with self.lock:
+            for sock in self.sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def handle_error(self, request, client_address):
+        pass  # a client that hung up (the node giving up on "slow" or "huge")
 
     def count(self, path):
         with self.lock:
@@ -56,11 +69,15 @@ class Origin(http.server.ThreadingHTTPServer):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the node reuses connections
+    # Headers and body go in two writes: without this, Nagle holds the body
+    # for the client's delayed ACK (40 ms per request).
+    disable_nagle_algorithm = True
 
     def setup(self):
         super().setup()
         with self.server.lock:
             self.server.connections += 1
+            self.server.sockets.append(self.request)
 
     def log_message(self, *args):
         pass
@@ -98,6 +115,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(301, headers=[("Location", "/items/elsewhere")])
         if kind == b"slow":
             time.sleep(3)
+        if kind == b"lazy":
+            time.sleep(0.3)
         if kind == b"huge":
             return self.answer(200, b"x" * (2 << 20))
         headers = []

@@ -5,13 +5,14 @@
 #             link lines must name none of the wire (JSON, HTTP/2, gRPC)
 #   h2/       the lean transport alone (the h2 component and those below it)
 #   cluster/  lcache::Node, both transports and etcd discovery
+#   origin/   the HTTP and PostgreSQL origins alone
 set -euo pipefail
 build_dir=$1
 source_dir=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cmake --install "$build_dir" --prefix "$work/prefix" >/dev/null
-for project in core h2 cluster; do
+for project in core h2 cluster origin; do
   cmake -S "$source_dir/tests/consumer/$project" -B "$work/$project" -G Ninja \
     -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$work/$project" >/dev/null
@@ -30,3 +31,4 @@ done
 "$work/h2/consumer_h2"
 "$work/cluster/consumer_node"
 "$work/cluster/consumer_etcd"
+"$work/origin/consumer_origin"

@@ -20,6 +20,7 @@ USES = {
     "h2": {"peer", "core"},
     "grpc": {"peer", "core"},
     "etcd": set(),
+    "origin": {"core"},
     "node": {"h2", "grpc", "peer", "etcd", "core"},
 }
 
@@ -29,6 +30,7 @@ PUBLIC = {
     "ring_picker.h": "core", "singleflight.h": "core", "store.h": "core",
     "peer_server.h": "peer", "json_codec.h": "peer", "grpc_wire.h": "peer",
     "h2_peer.h": "h2", "grpc_peer.h": "grpc", "etcd_discovery.h": "etcd", "node.h": "node",
+    "origin.h": "core", "http_origin.h": "origin", "postgres_origin.h": "origin",
 }
 
 # Quoted includes, and <lcache/...> as a user would write them.
@@ -44,7 +46,7 @@ def layer_of_source(rel):
         return "core"
     if parts[1] == "peer":
         return parts[2] if len(parts) > 3 and parts[2] in ("h2", "grpc") else "peer"
-    return parts[1]  # etcd, node
+    return parts[1]  # etcd, origin, node
 
 
 def layer_of_include(name):
@@ -57,7 +59,7 @@ def layer_of_include(name):
     if first == "peer":
         second = name.split("/")[1]
         return second if second in ("h2", "grpc") else "peer"
-    if first in ("etcd", "node") and not name.startswith("etcd/etcdserverpb") \
+    if first in ("etcd", "origin", "node") and not name.startswith("etcd/etcdserverpb") \
             and not name.startswith("etcd/mvccpb"):
         return first
     return None

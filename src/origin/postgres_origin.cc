@@ -82,10 +82,6 @@ absl::StatusOr<Result> Await(PGconn* conn, absl::Time deadline, absl::Duration t
   return last;
 }
 
-bool ConnectionError(const absl::Status& s) {
-  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
-}
-
 }  // namespace
 
 // Open connections, each with the statement prepared: idle ones wait in a
@@ -123,6 +119,9 @@ class PostgresOrigin::Pool {
           "lcache: origin postgres unreachable (", last_error_, "); next attempt in ",
           absl::FormatDuration(absl::Trunc(retry_at_ - now, absl::Milliseconds(1)))));
     }
+    // A connect that times out only because this load had waited for most
+    // of its time says nothing about the server: no backoff for it.
+    const bool fair_attempt = deadline - absl::Now() >= options_.timeout / 2;
     ++open_;
     lock.unlock();
     absl::StatusOr<PGconn*> c = Connect(deadline);
@@ -130,7 +129,8 @@ class PostgresOrigin::Pool {
     if (!c.ok()) {
       --open_;
       cv_.notify_one();
-      if (ConnectionError(c.status())) {
+      if (absl::IsUnavailable(c.status()) ||
+          (absl::IsDeadlineExceeded(c.status()) && fair_attempt)) {
         backoff_ = std::min(backoff_ == absl::ZeroDuration() ? kFirstBackoff : backoff_ * 2,
                             options_.max_backoff);
         retry_at_ = absl::Now() + backoff_;
@@ -328,6 +328,11 @@ absl::StatusOr<Loaded> PostgresOrigin::Query(std::string_view key) {
       const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
       const std::string what = ErrorOf(res);
       pool_->GiveBack(c, true);
+      if (state != nullptr && std::string_view(state) == "57014") {  // statement_timeout
+        return absl::DeadlineExceededError(
+            absl::StrCat("lcache: origin postgres did not answer within ",
+                         absl::FormatDuration(options_.timeout), " (", what, ")"));
+      }
       if (state != nullptr && std::string_view(state).starts_with("22")) {
         return absl::InvalidArgumentError(
             absl::StrCat("lcache: origin postgres rejects the key: ", what));
