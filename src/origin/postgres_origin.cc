@@ -116,7 +116,7 @@ class PostgresOrigin::Pool {
     }
     if (const absl::Time now = absl::Now(); now < retry_at_) {
       return absl::UnavailableError(absl::StrCat(
-          "lcache: origin postgres unreachable (", last_error_, "); next attempt in ",
+          "lcache: origin postgres: cannot connect (", last_error_, "); next attempt in ",
           absl::FormatDuration(absl::Trunc(retry_at_ - now, absl::Milliseconds(1)))));
     }
     // A connect that times out only because this load had waited for most
@@ -134,7 +134,8 @@ class PostgresOrigin::Pool {
         backoff_ = std::min(backoff_ == absl::ZeroDuration() ? kFirstBackoff : backoff_ * 2,
                             options_.max_backoff);
         retry_at_ = absl::Now() + backoff_;
-        last_error_ = std::string(c.status().message());
+        last_error_ = std::string(
+            absl::StripPrefix(c.status().message(), "lcache: origin postgres: "));
       }
       return c.status();
     }
