@@ -20,6 +20,7 @@ import email.utils
 import http.server
 import json
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -28,8 +29,13 @@ import urllib.parse
 class Origin(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: (certificate file, key file) to serve https."""
         super().__init__(("127.0.0.1", 0), Handler)
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.socket = context.wrap_socket(self.socket, server_side=True)
         self.lock = threading.Lock()
         self.requests = {}
         self.connections = 0

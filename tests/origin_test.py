@@ -148,6 +148,21 @@ class HttpOriginTest(OriginTest):
         self.assertIn('lcache_origin_request_duration_seconds_count{group="scores",'
                       f'origin="http"}} {self.origin.total()}\n', m)
 
+    def test_https_with_the_origins_ca_and_not_without(self):
+        from etcd_test import make_tls
+        tls = make_tls(self.logdir)
+        origin = http_origin_server.Origin(tls=(tls / "server.crt", tls / "server.key")).start()
+        self.addCleanup(origin.stop)
+        url = f"https://127.0.0.1:{origin.port}/items/{{key}}"
+        trusting, distrusting = self.start_with_http(url, ["-origin-ca", str(tls / "ca.crt")]) + \
+            self.start_with_http(url)
+        self.assertEqual(trusting.get("secure"), b"v:secure")
+        self.assertEqual(origin.count("/items/secure"), 1)
+        err = answer(distrusting, "secure-2")["err"]
+        self.assertIn(f"origin https://127.0.0.1:{origin.port}", err)
+        self.assertIn("certificate", err)
+        self.assertEqual(origin.count("/items/secure-2"), 0)
+
     def test_origin_down_is_a_quick_error_and_cached_values_stay(self):
         (node,) = self.start_with_http(self.url)
         self.assertEqual(node.get("kept"), b"v:kept")
@@ -267,7 +282,7 @@ class PostgresOriginTest(OriginTest):
                 CREATE TABLE dups (k text, v text);
                 CREATE TABLE nums (id int PRIMARY KEY, v text);
                 INSERT INTO items VALUES ('Tom', '630'), ('Jack', '589'), ('nothing', NULL),
-                                         ('lazy-1', 'L');
+                                         ('lazy-1', 'L'), ('big', repeat('x', 5000));
                 INSERT INTO blobs VALUES ('bin', '\\x00ff0a0d22'::bytea);
                 INSERT INTO dups VALUES ('twice', 'a'), ('twice', 'b');
                 INSERT INTO nums VALUES (7, 'seven');
@@ -317,15 +332,18 @@ class PostgresOriginTest(OriginTest):
         return r.returncode, r.stdout + r.stderr
 
     def test_rows_become_values_and_the_rest_clear_errors(self):
-        (node,) = self.start_with_http(self.source(), self.node_args("SELECT lookup($1)"))
+        (node,) = self.start_with_http(self.source(), self.node_args(
+            "SELECT lookup($1)", "-origin-max-bytes", "4096"))
         self.assertEqual(node.get("Tom"), b"630")
         self.assertEqual(node.get("Tom"), b"630")
         self.assertEqual(self.calls("Tom"), 1)
+        self.assertIn("5000 bytes, over the limit of 4096", answer(node, "big")["err"])
         self.assertEqual(answer(node, "nobody"), {"err": ct.NOT_FOUND})
         self.assertEqual(answer(node, "nothing"), {"err": ct.NOT_FOUND})  # NULL
         self.assertIn("NUL byte", answer(node, "a\x00b")["err"])
-        self.assertEqual(self.metric(node, "lcache_origin_requests_total"), 4)
+        self.assertEqual(self.metric(node, "lcache_origin_requests_total"), 5)
         self.assertEqual(self.metric(node, "lcache_origin_not_found_total"), 2)
+        self.assertEqual(self.metric(node, "lcache_origin_errors_total"), 2)
 
         # bytea: the bytes themselves.
         (blobs,) = self.start_with_http(self.source(),
