@@ -347,8 +347,11 @@ class ConsistencyTest(ct.ClusterTest):
                                    peers_of=lambda addrs, i: addrs + [go.addr])
         ring = nodes[0].peers
         go_keys = [k for k in (f"go-{i}" for i in range(200)) if ct.ring_owner(ring, k) == go.addr]
-        ours = [k for k in KEYS if ct.ring_owner(ring, k) != go.addr]
-        self.assertTrue(go_keys and len(ours) >= 6, ring)
+        # The checker's keys among those the C++ nodes own: with random ports
+        # the Go node's share of a fixed dozen can be most of it.
+        ours = [k for k in (f"ck-{i}" for i in range(200))
+                if ct.ring_owner(ring, k) != go.addr][:len(KEYS)]
+        self.assertTrue(go_keys and len(ours) == len(KEYS), ring)
 
         # A key the Go node owns: a clear error naming it, nothing changed.
         key = go_keys[0]
