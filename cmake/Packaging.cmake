@@ -18,7 +18,8 @@ install(FILES packaging/lcache-node.service DESTINATION /lib/systemd/system
   COMPONENT service EXCLUDE_FROM_ALL)
 install(FILES packaging/lcache-node.default DESTINATION /etc/default RENAME lcache-node
   COMPONENT service EXCLUDE_FROM_ALL)
-install(FILES README.md DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT programs)
+install(FILES README.md DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/lcache-node
+  COMPONENT programs)
 
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME lcache)

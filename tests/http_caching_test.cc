@@ -33,6 +33,9 @@ TEST(HttpCachingTest, NoStoreNoCacheAndPrivateAreServedNotKept) {
                             "public,  PRIVATE=\"Set-Cookie\""}) {
     EXPECT_FALSE(Of({std::string("Cache-Control: ") + value}).cacheable) << value;
   }
+  // Vary: * matches no later request.
+  EXPECT_FALSE(Of({"Cache-Control: max-age=60", "Vary: Accept, *"}).cacheable);
+  EXPECT_EQ(Of({"Cache-Control: max-age=60", "Vary: Accept-Encoding"}).ttl, absl::Seconds(60));
   // Across several Cache-Control lines too.
   EXPECT_FALSE(Of({"Cache-Control: max-age=60", "cache-control: no-store"}).cacheable);
 }

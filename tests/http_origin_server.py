@@ -9,6 +9,7 @@ GET /items/<key> answers by the key's first word (up to the first '-'):
   busy     503          moved    301          slow     200 after 3 s
   lazy     200 after 0.3 s
   huge     200, 2 MiB   nostore  200, Cache-Control: no-store
+  stream   200, 2 MiB chunked (no Content-Length)
   maxage   200, Cache-Control: max-age=60, Age: 10
   expires  200, Date now, Expires in 30 s
   anything else: 200, "v:" + the key (the path segment, percent-decoded)
@@ -125,6 +126,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(0.3)
         if kind == b"huge":
             return self.answer(200, b"x" * (2 << 20))
+        if kind == b"stream":  # 2 MiB in chunks, no Content-Length
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"y" * 65536
+            try:
+                for _ in range(32):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                self.close_connection = True
+            return
         headers = []
         if kind == b"nostore":
             headers = [("Cache-Control", "no-store")]

@@ -72,11 +72,12 @@ port=$(free_port)
 http_port=$(free_port)
 
 if ((installed)) && [[ -d /run/systemd/system ]]; then
+  systemd-analyze verify /lib/systemd/system/lcache-node.service || fail "systemd-analyze verify"
   # systemd runs here: the unit itself, on free ports through a runtime drop-in.
   mkdir -p /run/systemd/system/lcache-node.service.d
   printf '[Service]\nEnvironment="LCACHE_ARGS=-addr 127.0.0.1:%s -http 127.0.0.1:%s -source demo"\n' \
     "$port" "$http_port" >/run/systemd/system/lcache-node.service.d/test.conf
-  trap 'systemctl stop lcache-node; rm -rf /run/systemd/system/lcache-node.service.d; systemctl daemon-reload; cleanup' EXIT
+  trap 'systemctl stop lcache-node || true; rm -rf /run/systemd/system/lcache-node.service.d; systemctl daemon-reload || true; cleanup' EXIT
   systemctl daemon-reload
   systemctl start lcache-node
 else
@@ -96,10 +97,15 @@ else
   node_pid=$!
 fi
 
+ready=0
 for _ in $(seq 100); do
-  if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$http_port/readyz', timeout=1)" 2>/dev/null; then break; fi
+  if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$http_port/readyz', timeout=1)" 2>/dev/null; then
+    ready=1
+    break
+  fi
   sleep 0.1
 done
+((ready)) || { cat "$work/node.log" >&2 2>/dev/null; fail "the node never became ready"; }
 value=$("$root/usr/bin/lcache-cli" get -addr "127.0.0.1:$port" -key Tom) ||
   { cat "$work/node.log" >&2 2>/dev/null; fail "lcache-cli get failed"; }
 [[ "$value" == "630" ]] || fail "Tom = $value"

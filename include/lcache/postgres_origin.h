@@ -12,19 +12,26 @@
 //
 //   one row           the value (the group's default TTL)
 //   no row, or NULL   KeyNotFoundError()
-//   several rows      Internal, naming how many
+//   several rows      Internal (rows arrive one at a time: the second
+//                     stops the query, the rest are never read)
 //   a key the column's type rejects (SQLSTATE class 22)   InvalidArgument
-//   any other SQL error                                   Internal, with it
+//   any other SQL error   Internal, with it; the connection is closed (a
+//                     dropped table or a changed column fails the prepared
+//                     statement until it is prepared anew)
 //   too slow          DeadlineExceeded after `timeout`: waiting for a
 //                     connection, connecting and the query together; the
 //                     server stops the query then too (statement_timeout)
 //   unreachable       Unavailable, with libpq's reason; while a reconnect
 //                     backs off (100 ms, doubling up to `max_backoff`),
 //                     loads that need a new connection fail at once
-//   value too big     OutOfRange, past `max_value_bytes`
+//   value too big     OutOfRange, past `max_value_bytes` (checked before a
+//                     bytea is decoded; libpq has read the row by then)
 //
 // A connection that breaks while idle (the server restarted) costs no load
-// an error: the load is retried once on a fresh connection.
+// an error: the pool drops every idle connection and the load is retried
+// once on a fresh one. Every wait (a connection, connecting, sending, the
+// answer) is bounded by the load's deadline, except resolving a host name,
+// which libpq does synchronously: give an address for a strict bound.
 //
 // The password never appears in the URL (Create refuses one there, where
 // `ps` and logs would show it): it comes from `password_file`, or from

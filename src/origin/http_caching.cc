@@ -48,10 +48,15 @@ void CachingHeaders::Add(std::string_view line) {
     date = value;
   } else if (absl::EqualsIgnoreCase(name, "age")) {
     age = value;
+  } else if (absl::EqualsIgnoreCase(name, "vary")) {
+    for (absl::string_view field : absl::StrSplit(value, ',')) {
+      if (absl::StripAsciiWhitespace(field) == "*") vary_any = true;
+    }
   }
 }
 
 Freshness FreshnessOf(const CachingHeaders& headers, absl::Time now) {
+  if (headers.vary_any) return {.cacheable = false, .ttl = std::nullopt};
   std::optional<int64_t> max_age;
   std::optional<int64_t> s_maxage;
   for (absl::string_view directive : absl::StrSplit(headers.cache_control, ',')) {

@@ -3,13 +3,16 @@
 // cannot revalidate, so whatever would need revalidation is not kept.
 //
 //   Cache-Control: no-store, no-cache or private   served, not kept
+//   Vary: *                                        served, not kept
 //   Cache-Control: s-maxage=N (else max-age=N)     kept for N s minus Age
 //   Expires (without max-age)                      kept until then, measured
 //                                                  against the answer's Date
 //   none of these                                  the group's default TTL
 //
 // A lifetime of zero or less (already stale, an Expires that is not a date)
-// means: served, not kept.
+// means: served, not kept. Age is taken from the Age header only, not from
+// the origin's Date against our clock: a few seconds of skew between the two
+// would otherwise shorten (or void) every short max-age.
 
 #ifndef LCACHE_SRC_ORIGIN_HTTP_CACHING_H_
 #define LCACHE_SRC_ORIGIN_HTTP_CACHING_H_
@@ -29,6 +32,7 @@ struct CachingHeaders {
   std::optional<std::string> expires;
   std::optional<std::string> date;
   std::optional<std::string> age;
+  bool vary_any = false;  // Vary: * (no request can ever match it)
 
   // Takes one header line ("Name: value\r\n"); ignores the others.
   void Add(std::string_view line);

@@ -122,9 +122,9 @@ absl::StatusOr<std::shared_ptr<HttpOrigin>> HttpOrigin::Create(HttpOriginOptions
   const size_t at = options.url.find(kKeyPlaceholder);
   if (at == std::string::npos ||
       options.url.find(kKeyPlaceholder, at + kKeyPlaceholderSize) != std::string::npos) {
+    // Not the URL itself: it may hold user:password@.
     return absl::InvalidArgumentError(
-        absl::StrCat("lcache: origin URL must hold {key} once, where the key goes, got \"",
-                     options.url, "\""));
+        "lcache: origin URL must hold {key} once, where the key goes");
   }
   if (options.timeout <= absl::ZeroDuration() || options.max_value_bytes == 0 ||
       options.max_idle_connections < 0) {
@@ -157,6 +157,9 @@ absl::StatusOr<Loaded> HttpOrigin::Load(std::string_view key) {
 }
 
 absl::StatusOr<Loaded> HttpOrigin::Fetch(std::string_view key) {
+  // A group never asks for "", but a caller of Load may; curl would take a
+  // length of 0 as "measure it with strlen".
+  if (key.empty()) return absl::InvalidArgumentError(kEmptyKeyMessage);
   CURL* h = handles_->Take();
   if (h == nullptr) return absl::ResourceExhaustedError("lcache: curl_easy_init failed");
   // Given back on every path, the connection left open for the next load.

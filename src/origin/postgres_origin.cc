@@ -8,6 +8,8 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -51,42 +53,55 @@ bool WaitFor(const PGconn* conn, short events, absl::Time deadline) {
   }
 }
 
-// The result of the command sent last, read within the deadline. A
-// connection that breaks gives Unavailable; the deadline DeadlineExceeded.
-absl::StatusOr<Result> Await(PGconn* conn, absl::Time deadline, absl::Duration timeout) {
-  const auto late = [&] {
-    return absl::DeadlineExceededError(absl::StrCat(
-        "lcache: origin postgres did not answer within ", absl::FormatDuration(timeout)));
-  };
-  const auto broken = [&] {
-    return absl::UnavailableError(absl::StrCat("lcache: origin postgres: ", ErrorOf(conn)));
-  };
+absl::Status Late(absl::Duration timeout) {
+  return absl::DeadlineExceededError(absl::StrCat(
+      "lcache: origin postgres did not answer within ", absl::FormatDuration(timeout)));
+}
+
+absl::Status Broken(const PGconn* conn) {
+  return absl::UnavailableError(absl::StrCat("lcache: origin postgres: ", ErrorOf(conn)));
+}
+
+// Sends what the last PQsend* call left in libpq's buffer (the connection is
+// non-blocking), within the deadline.
+absl::Status Flush(PGconn* conn, absl::Time deadline, absl::Duration timeout) {
   while (true) {
     const int flushed = PQflush(conn);
-    if (flushed < 0) return broken();
-    if (flushed == 0) break;
-    if (!WaitFor(conn, POLLOUT | POLLIN, deadline)) return late();
-    if (PQconsumeInput(conn) == 0) return broken();
+    if (flushed < 0) return Broken(conn);
+    if (flushed == 0) return absl::OkStatus();
+    if (!WaitFor(conn, POLLOUT | POLLIN, deadline)) return Late(timeout);
+    if (PQconsumeInput(conn) == 0) return Broken(conn);
   }
+}
+
+// The next result of the command in progress; null once it is complete.
+absl::StatusOr<Result> Next(PGconn* conn, absl::Time deadline, absl::Duration timeout) {
+  while (PQisBusy(conn)) {
+    if (!WaitFor(conn, POLLIN, deadline)) return Late(timeout);
+    if (PQconsumeInput(conn) == 0) return Broken(conn);
+  }
+  return Result(PQgetResult(conn), &PQclear);
+}
+
+// The last result of a command with one (SET, prepare, describe).
+absl::StatusOr<Result> Last(PGconn* conn, absl::Time deadline, absl::Duration timeout) {
+  if (absl::Status s = Flush(conn, deadline, timeout); !s.ok()) return s;
   Result last(nullptr, &PQclear);
   while (true) {
-    while (PQisBusy(conn)) {
-      if (!WaitFor(conn, POLLIN, deadline)) return late();
-      if (PQconsumeInput(conn) == 0) return broken();
-    }
-    PGresult* r = PQgetResult(conn);
-    if (r == nullptr) break;
-    last.reset(r);
+    absl::StatusOr<Result> r = Next(conn, deadline, timeout);
+    if (!r.ok()) return r.status();
+    if (*r == nullptr) break;
+    last = *std::move(r);
   }
-  if (last == nullptr || PQstatus(conn) != CONNECTION_OK) return broken();
+  if (last == nullptr || PQstatus(conn) != CONNECTION_OK) return Broken(conn);
   return last;
 }
 
 }  // namespace
 
 // Open connections, each with the statement prepared: idle ones wait in a
-// stack; at most `size` exist; after a failed connect, new ones wait for the
-// backoff (loads that find an idle connection go on meanwhile).
+// stack; at most `connections` exist; after a failed connect, new ones wait
+// for the backoff (loads that find an idle connection go on meanwhile).
 class PostgresOrigin::Pool {
  public:
   Pool(const PostgresOriginOptions& options, std::string password)
@@ -96,9 +111,27 @@ class PostgresOrigin::Pool {
     for (PGconn* c : idle_) PQfinish(c);
   }
 
-  struct Lease {
-    PGconn* conn = nullptr;
-    bool reused = false;  // idle before: may have broken while it waited
+  // A connection taken from the pool. Given back on destruction, closed
+  // unless `healthy` was set: any path that does not end well, an exception
+  // included, costs the connection and never the pool's count.
+  class Lease {
+   public:
+    Lease(Pool* pool, PGconn* conn, bool reused) : pool_(pool), conn_(conn), reused_(reused) {}
+    Lease(Lease&& other) noexcept
+        : healthy(other.healthy), pool_(other.pool_),
+          conn_(std::exchange(other.conn_, nullptr)), reused_(other.reused_) {}
+    Lease& operator=(Lease&&) = delete;
+    ~Lease() {
+      if (conn_ != nullptr) pool_->GiveBack(conn_, healthy);
+    }
+    PGconn* conn() const { return conn_; }
+    bool reused() const { return reused_; }  // idle before: may have broken meanwhile
+    bool healthy = false;
+
+   private:
+    Pool* pool_;
+    PGconn* conn_;
+    bool reused_;
   };
 
   absl::StatusOr<Lease> Take(absl::Time deadline) {
@@ -109,31 +142,39 @@ class PostgresOrigin::Pool {
           "lcache: origin postgres: all ", options_.connections, " connections stayed busy for ",
           absl::FormatDuration(options_.timeout)));
     }
+    const absl::Time now = absl::Now();
+    // Woken with no time left: a query now would only time out, and close
+    // a healthy connection doing so.
+    if (now >= deadline) return Late(options_.timeout);
     if (!idle_.empty()) {
       PGconn* c = idle_.back();
       idle_.pop_back();
-      return Lease{.conn = c, .reused = true};
+      return Lease(this, c, /*reused=*/true);
     }
-    if (const absl::Time now = absl::Now(); now < retry_at_) {
+    if (now < retry_at_) {
       return absl::UnavailableError(absl::StrCat(
           "lcache: origin postgres: cannot connect (", last_error_, "); next attempt in ",
           absl::FormatDuration(absl::Trunc(retry_at_ - now, absl::Milliseconds(1)))));
     }
     // A connect that times out only because this load had waited for most
     // of its time says nothing about the server: no backoff for it.
-    const bool fair_attempt = deadline - absl::Now() >= options_.timeout / 2;
+    const bool fair_attempt = deadline - now >= options_.timeout / 2;
     ++open_;
     lock.unlock();
     absl::StatusOr<PGconn*> c = Connect(deadline);
     lock.lock();
     if (!c.ok()) {
       --open_;
-      cv_.notify_one();
-      if (absl::IsUnavailable(c.status()) ||
-          (absl::IsDeadlineExceeded(c.status()) && fair_attempt)) {
-        backoff_ = std::min(backoff_ == absl::ZeroDuration() ? kFirstBackoff : backoff_ * 2,
-                            options_.max_backoff);
-        retry_at_ = absl::Now() + backoff_;
+      cv_.notify_all();
+      if (!absl::IsDeadlineExceeded(c.status()) || fair_attempt) {
+        // Attempts that were under way together are one failure, not many:
+        // only one that started after the last failure doubles the wait.
+        if (now >= last_failure_) {
+          backoff_ = std::min(backoff_ == absl::ZeroDuration() ? kFirstBackoff : backoff_ * 2,
+                              options_.max_backoff);
+        }
+        last_failure_ = absl::Now();
+        retry_at_ = last_failure_ + backoff_;
         last_error_ = std::string(
             absl::StripPrefix(c.status().message(), "lcache: origin postgres: "));
       }
@@ -141,13 +182,25 @@ class PostgresOrigin::Pool {
     }
     backoff_ = absl::ZeroDuration();
     retry_at_ = absl::InfinitePast();
-    return Lease{.conn = *c, .reused = false};
+    return Lease(this, *c, /*reused=*/false);
   }
 
-  // `healthy`: the connection may serve another load.
+  // Closes every idle connection: after one turned out broken (a server
+  // restart), the others most likely are too.
+  void DropIdle() {
+    std::vector<PGconn*> dropped;
+    {
+      std::lock_guard lock(mu_);
+      dropped.swap(idle_);
+      open_ -= static_cast<int>(dropped.size());
+    }
+    for (PGconn* c : dropped) PQfinish(c);
+    cv_.notify_all();
+  }
+
+ private:
   void GiveBack(PGconn* c, bool healthy) {
-    if (!healthy || PQstatus(c) != CONNECTION_OK ||
-        PQtransactionStatus(c) != PQTRANS_IDLE) {
+    if (!healthy || PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
       PQfinish(c);
       std::lock_guard lock(mu_);
       --open_;
@@ -155,13 +208,11 @@ class PostgresOrigin::Pool {
       std::lock_guard lock(mu_);
       idle_.push_back(c);
     }
-    cv_.notify_one();
+    cv_.notify_all();
   }
 
- private:
   // A new connection with the statement prepared, or why not.
   absl::StatusOr<PGconn*> Connect(absl::Time deadline) {
-    const std::string timeout_ms = std::to_string(absl::ToInt64Milliseconds(options_.timeout));
     // dbname first, expanded from the URL; the keywords after it win.
     std::vector<const char*> keys = {"dbname", "application_name"};
     std::vector<const char*> values = {options_.url.c_str(), "lcache"};
@@ -171,14 +222,14 @@ class PostgresOrigin::Pool {
     }
     keys.push_back(nullptr);
     values.push_back(nullptr);
+    // A host name is resolved here, synchronously, outside the deadline:
+    // give an address (host=10.0.0.3 or hostaddr) for a strict bound.
     PGconn* c = PQconnectStartParams(keys.data(), values.data(), /*expand_dbname=*/1);
     if (c == nullptr) return absl::ResourceExhaustedError("lcache: out of memory");
     std::unique_ptr<PGconn, decltype(&PQfinish)> conn(c, &PQfinish);
     PostgresPollingStatusType state = PGRES_POLLING_WRITING;
     while (state != PGRES_POLLING_OK) {
-      if (state == PGRES_POLLING_FAILED || PQstatus(c) == CONNECTION_BAD) {
-        return absl::UnavailableError(absl::StrCat("lcache: origin postgres: ", ErrorOf(c)));
-      }
+      if (state == PGRES_POLLING_FAILED || PQstatus(c) == CONNECTION_BAD) return Broken(c);
       if (!WaitFor(c, state == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline)) {
         return absl::DeadlineExceededError(
             absl::StrCat("lcache: origin postgres: no connection within ",
@@ -186,28 +237,25 @@ class PostgresOrigin::Pool {
       }
       state = PQconnectPoll(c);
     }
+    // Sends never block from here on: every wait is a poll with the deadline.
+    if (PQsetnonblocking(c, 1) != 0) return Broken(c);
     // The server gives up on a query when we do, so a slow one does not
     // hold a backend after its load failed.
-    const std::string set = absl::StrCat("SET statement_timeout = ", timeout_ms);
-    if (PQsendQuery(c, set.c_str()) == 0) {
-      return absl::UnavailableError(absl::StrCat("lcache: origin postgres: ", ErrorOf(c)));
-    }
-    if (absl::StatusOr<Result> r = Await(c, deadline, options_.timeout); !r.ok()) {
+    const std::string set = absl::StrCat("SET statement_timeout = ",
+                                         absl::ToInt64Milliseconds(options_.timeout));
+    if (PQsendQuery(c, set.c_str()) == 0) return Broken(c);
+    if (absl::StatusOr<Result> r = Last(c, deadline, options_.timeout); !r.ok()) {
       return r.status();
     }
-    if (PQsendPrepare(c, kStatement, options_.query.c_str(), 1, nullptr) == 0) {
-      return absl::UnavailableError(absl::StrCat("lcache: origin postgres: ", ErrorOf(c)));
-    }
-    absl::StatusOr<Result> prepared = Await(c, deadline, options_.timeout);
+    if (PQsendPrepare(c, kStatement, options_.query.c_str(), 1, nullptr) == 0) return Broken(c);
+    absl::StatusOr<Result> prepared = Last(c, deadline, options_.timeout);
     if (!prepared.ok()) return prepared.status();
     if (PQresultStatus(prepared->get()) != PGRES_COMMAND_OK) {
       return absl::InvalidArgumentError(absl::StrCat(
           "lcache: origin postgres refuses the query: ", ErrorOf(prepared->get())));
     }
-    if (PQsendDescribePrepared(c, kStatement) == 0) {
-      return absl::UnavailableError(absl::StrCat("lcache: origin postgres: ", ErrorOf(c)));
-    }
-    absl::StatusOr<Result> described = Await(c, deadline, options_.timeout);
+    if (PQsendDescribePrepared(c, kStatement) == 0) return Broken(c);
+    absl::StatusOr<Result> described = Last(c, deadline, options_.timeout);
     if (!described.ok()) return described.status();
     if (PQnparams(described->get()) != 1 || PQnfields(described->get()) != 1) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -226,6 +274,7 @@ class PostgresOrigin::Pool {
   int open_ = 0;  // idle and taken
   absl::Duration backoff_ = absl::ZeroDuration();
   absl::Time retry_at_ = absl::InfinitePast();
+  absl::Time last_failure_ = absl::InfinitePast();
   std::string last_error_;
 };
 
@@ -243,10 +292,9 @@ absl::StatusOr<std::shared_ptr<PostgresOrigin>> PostgresOrigin::Create(
   char* parse_error = nullptr;
   PQconninfoOption* parsed = PQconninfoParse(options.url.c_str(), &parse_error);
   if (parsed == nullptr) {
-    // libpq's message quotes the URL back only for a bad keyword, never a value.
-    const std::string why = parse_error != nullptr ? parse_error : "cannot parse the URL";
+    // Not libpq's text: it may quote the URL, password included.
     PQfreemem(parse_error);
-    return bad(std::string(absl::StripAsciiWhitespace(why)));
+    return bad("cannot parse the URL (a postgres:// URI or key=value pairs, as libpq takes)");
   }
   std::string user, host, port, db;
   bool has_password = false;
@@ -290,7 +338,7 @@ PostgresOrigin::~PostgresOrigin() = default;
 absl::Status PostgresOrigin::Check() {
   absl::StatusOr<Pool::Lease> lease = pool_->Take(absl::Now() + options_.timeout);
   if (!lease.ok()) return lease.status();
-  pool_->GiveBack(lease->conn, true);
+  lease->healthy = true;
   return absl::OkStatus();
 }
 
@@ -312,65 +360,92 @@ absl::StatusOr<Loaded> PostgresOrigin::Query(std::string_view key) {
   for (int attempt = 0;; ++attempt) {
     absl::StatusOr<Pool::Lease> lease = pool_->Take(deadline);
     if (!lease.ok()) return lease.status();
-    PGconn* c = lease->conn;
-    absl::StatusOr<Result> r =
-        PQsendQueryPrepared(c, kStatement, 1, params, nullptr, nullptr, /*text*/ 0) != 0
-            ? Await(c, deadline, options_.timeout)
-            : absl::UnavailableError(absl::StrCat("lcache: origin postgres: ", ErrorOf(c)));
-    if (!r.ok()) {
-      pool_->GiveBack(c, false);
-      // An idle connection the server closed (a restart, an idle timeout):
-      // once more on a fresh one, if time is left.
-      if (absl::IsUnavailable(r.status()) && lease->reused && attempt == 0) continue;
-      return r.status();
+    PGconn* c = lease->conn();
+    // Rows one at a time, so that a query matching many rows for a key is
+    // stopped at the second instead of read whole.
+    absl::Status sent =
+        PQsendQueryPrepared(c, kStatement, 1, params, nullptr, nullptr, /*text*/ 0) != 0 &&
+                PQsetSingleRowMode(c) != 0
+            ? Flush(c, deadline, options_.timeout)
+            : Broken(c);
+    std::optional<std::string> value;
+    bool found = false;  // a row, NULL or not
+    Result error(nullptr, &PQclear);
+    while (sent.ok()) {
+      absl::StatusOr<Result> r = Next(c, deadline, options_.timeout);
+      if (!r.ok()) {
+        sent = r.status();
+        break;
+      }
+      if (*r == nullptr) break;  // the command is complete
+      const PGresult* res = r->get();
+      const ExecStatusType status = PQresultStatus(res);
+      if (status == PGRES_SINGLE_TUPLE) {
+        if (found) {
+          // The connection still has rows coming: it goes (the lease is not
+          // healthy), rather than reading them all.
+          return absl::InternalError(
+              "lcache: origin postgres query returned more than one row for one key");
+        }
+        found = true;
+        if (PQgetisnull(res, 0, 0)) continue;
+        const bool bytea = PQftype(res, 0) == kByteaOid;
+        const size_t length = static_cast<size_t>(PQgetlength(res, 0, 0));
+        // bytea comes as \x and two hex digits a byte: check before decoding.
+        if ((bytea ? (length - std::min<size_t>(length, 2)) / 2 : length) >
+            options_.max_value_bytes) {
+          // The command is not over (its end is still to come): the lease
+          // closes the connection.
+          return absl::OutOfRangeError(absl::StrCat(
+              "lcache: origin postgres sent a value of ",
+              bytea ? (length - std::min<size_t>(length, 2)) / 2 : length,
+              " bytes, over the limit of ", options_.max_value_bytes));
+        }
+        if (bytea) {
+          size_t n = 0;
+          std::unique_ptr<unsigned char, decltype(&PQfreemem)> bytes(
+              PQunescapeBytea(reinterpret_cast<const unsigned char*>(PQgetvalue(res, 0, 0)), &n),
+              &PQfreemem);
+          if (bytes == nullptr) return absl::ResourceExhaustedError("lcache: out of memory");
+          value.emplace(reinterpret_cast<const char*>(bytes.get()), n);
+        } else {
+          value.emplace(PQgetvalue(res, 0, 0), length);
+        }
+      } else if (status != PGRES_TUPLES_OK && error == nullptr) {
+        error = *std::move(r);
+      }
     }
-    const PGresult* res = r->get();
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-      const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-      const std::string what = ErrorOf(res);
-      pool_->GiveBack(c, true);
-      if (state != nullptr && std::string_view(state) == "57014") {  // statement_timeout
+    if (!sent.ok()) {
+      // An idle connection the server closed (a restart, an idle timeout),
+      // and likely its idle siblings too: once more, on a fresh one.
+      if (absl::IsUnavailable(sent) && lease->reused() && attempt == 0) {
+        pool_->DropIdle();
+        continue;
+      }
+      return sent;
+    }
+    if (error != nullptr) {
+      const char* state = PQresultErrorField(error.get(), PG_DIAG_SQLSTATE);
+      const std::string_view code = state != nullptr ? state : "";
+      const std::string what = ErrorOf(error.get());
+      // A key the column's type rejects, or the server's statement_timeout:
+      // the connection is fine. Anything else (a dropped table, a plan the
+      // schema outdated) may fail every time on it: it is closed.
+      lease->healthy = code.starts_with("22") || code == "57014";
+      if (code == "57014") {
         return absl::DeadlineExceededError(
             absl::StrCat("lcache: origin postgres did not answer within ",
                          absl::FormatDuration(options_.timeout), " (", what, ")"));
       }
-      if (state != nullptr && std::string_view(state).starts_with("22")) {
+      if (code.starts_with("22")) {
         return absl::InvalidArgumentError(
             absl::StrCat("lcache: origin postgres rejects the key: ", what));
       }
       return absl::InternalError(absl::StrCat("lcache: origin postgres query failed: ", what));
     }
-    const int rows = PQntuples(res);
-    if (rows > 1) {
-      pool_->GiveBack(c, true);
-      return absl::InternalError(absl::StrCat("lcache: origin postgres query returned ", rows,
-                                              " rows for one key (at most 1 expected)"));
-    }
-    if (rows == 0 || PQgetisnull(res, 0, 0)) {
-      pool_->GiveBack(c, true);
-      return KeyNotFoundError();
-    }
-    std::string value;
-    if (PQftype(res, 0) == kByteaOid) {
-      size_t n = 0;
-      unsigned char* bytes =
-          PQunescapeBytea(reinterpret_cast<const unsigned char*>(PQgetvalue(res, 0, 0)), &n);
-      if (bytes == nullptr) {
-        pool_->GiveBack(c, true);
-        return absl::ResourceExhaustedError("lcache: out of memory");
-      }
-      value.assign(reinterpret_cast<const char*>(bytes), n);
-      PQfreemem(bytes);
-    } else {
-      value.assign(PQgetvalue(res, 0, 0), static_cast<size_t>(PQgetlength(res, 0, 0)));
-    }
-    pool_->GiveBack(c, true);
-    if (value.size() > options_.max_value_bytes) {
-      return absl::OutOfRangeError(absl::StrCat("lcache: origin postgres sent a value of ",
-                                                value.size(), " bytes, over the limit of ",
-                                                options_.max_value_bytes));
-    }
-    return Loaded(ByteView::Adopt(std::move(value)));
+    lease->healthy = true;
+    if (!value) return KeyNotFoundError();  // no row, or NULL
+    return Loaded(ByteView::Adopt(*std::move(value)));
   }
 }
 
