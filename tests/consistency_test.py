@@ -317,8 +317,12 @@ class ConsistencyTest(ct.ClusterTest):
         # After the kill, the victim's lease expires (TTL_S) and every ring
         # drops it: its keys move to live owners and can change again there.
         nodes = self.start_etcd_nodes(3)
-        victim = nodes[2]
         ring = sorted(n.addr for n in nodes)
+        # The victim: the node owning most of the checker's keys (with random
+        # ports a given node may own none of a dozen).
+        victim = max(nodes, key=lambda n: sum(ct.ring_owner(ring, k) == n.addr for k in KEYS))
+        nodes.remove(victim)
+        nodes.append(victim)  # the survivors first, as the checks below expect
         victims_keys = [k for k in KEYS if ct.ring_owner(ring, k) == victim.addr]
         self.assertTrue(victims_keys, ring)
         checker = Checker(nodes, self.origin, KEYS)

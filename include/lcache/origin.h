@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -62,6 +63,14 @@ class OriginMeter {
  public:
   // Counts one request that took `took` and ended in `result`.
   void Record(const absl::StatusOr<Loaded>& result, absl::Duration took);
+  // Runs `request` (returning absl::StatusOr<Loaded>), Records it, returns its result.
+  template <typename Request>
+  absl::StatusOr<Loaded> Measure(Request&& request) {
+    const absl::Time start = absl::Now();
+    absl::StatusOr<Loaded> result = std::forward<Request>(request)();
+    Record(result, absl::Now() - start);
+    return result;
+  }
   OriginStats Snapshot() const;
 
  private:

@@ -150,10 +150,7 @@ HttpOrigin::~HttpOrigin() = default;
 const std::string& HttpOrigin::endpoint() const { return endpoint_; }
 
 absl::StatusOr<Loaded> HttpOrigin::Load(std::string_view key) {
-  const absl::Time start = absl::Now();
-  absl::StatusOr<Loaded> result = Fetch(key);
-  meter_.Record(result, absl::Now() - start);
-  return result;
+  return meter_.Measure([&] { return Fetch(key); });
 }
 
 absl::StatusOr<Loaded> HttpOrigin::Fetch(std::string_view key) {

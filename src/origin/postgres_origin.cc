@@ -343,10 +343,7 @@ absl::Status PostgresOrigin::Check() {
 }
 
 absl::StatusOr<Loaded> PostgresOrigin::Load(std::string_view key) {
-  const absl::Time start = absl::Now();
-  absl::StatusOr<Loaded> result = Query(key);
-  meter_.Record(result, absl::Now() - start);
-  return result;
+  return meter_.Measure([&] { return Query(key); });
 }
 
 absl::StatusOr<Loaded> PostgresOrigin::Query(std::string_view key) {
