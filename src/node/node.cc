@@ -3,10 +3,13 @@
 #include "lcache/node.h"
 
 #include <atomic>
+#include <chrono>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
@@ -168,6 +171,19 @@ class Node::Impl {
   absl::Status Start();
   void Stop();
   void HandOff();
+  ~Impl();
+
+  // The last reference to a peer getter must go on this thread, never on
+  // the getter's own: a gRPC getter released by a callback's tail on its
+  // poller thread detaches that thread, which then tears gRPC down while
+  // main() exits (a SIGSEGV after "stopped"). So the node holds every
+  // getter it made, drops those only it still holds as it makes new ones,
+  // and at destruction waits for the others' callbacks to let go.
+  void KeepUntilDestroyed(std::shared_ptr<PeerGetter> getter) {
+    std::lock_guard lock(made_mu_);
+    std::erase_if(made_, [](const std::shared_ptr<PeerGetter>& g) { return g.use_count() == 1; });
+    made_.push_back(std::move(getter));
+  }
 
   bool ready() const {
     return !draining_.load(std::memory_order_relaxed) &&
@@ -181,6 +197,8 @@ class Node::Impl {
   std::atomic<bool> discovered_{false};
   bool started_ = false;  // Start succeeded
   GroupRegistry registry_;
+  std::mutex made_mu_;
+  std::vector<std::shared_ptr<PeerGetter>> made_;  // KeepUntilDestroyed
   // Every group routes through it. Stop() ends the servers, the only callers
   // of Group::Get the node runs, before the picker goes.
   std::unique_ptr<RingPicker> picker_;
@@ -221,9 +239,11 @@ absl::Status Node::Impl::Start() {
   if (ring.ejection.on_event == nullptr) ring.ejection.on_event = LogEjection;
   picker_ = std::make_unique<RingPicker>(
       options_.address,
-      [client, lean = lean_client_](const std::string& peer) -> std::shared_ptr<PeerGetter> {
-        return std::make_shared<LoggedPeer>(
+      [this, client, lean = lean_client_](const std::string& peer) -> std::shared_ptr<PeerGetter> {
+        auto getter = std::make_shared<LoggedPeer>(
             peer, lean ? lean->NewGetter(peer, client) : NewGrpcPeerGetter(peer, client));
+        KeepUntilDestroyed(getter);
+        return getter;
       },
       std::move(ring));
   if (!options_.etcd) {
@@ -304,6 +324,29 @@ void Node::Impl::Stop() {
                    ejection.returns, ejection.probes, ejection.skipped);
     }
   });
+}
+
+Node::Impl::~Impl() {
+  Stop();
+  admin_.reset();
+  discovery_.reset();
+  server_.reset();
+  picker_.reset();
+  // A callback ending on a transport thread may still hold a getter for a
+  // moment (a Get answered during the drain): wait for it, boundedly.
+  const absl::Time deadline = absl::Now() + absl::Seconds(2);
+  std::vector<std::shared_ptr<PeerGetter>> made;
+  {
+    std::lock_guard lock(made_mu_);
+    made.swap(made_);
+  }
+  for (const std::shared_ptr<PeerGetter>& g : made) {
+    while (g.use_count() > 1 && absl::Now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  made.clear();  // joins the getters' threads, here
+  lean_client_.reset();
 }
 
 void Node::Impl::HandOff() {

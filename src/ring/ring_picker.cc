@@ -28,7 +28,7 @@ class MonitoredPeer final : public PeerGetter {
  public:
   MonitoredPeer(std::shared_ptr<PeerGetter> peer, const std::string& address,
                 const EjectionOptions& options, std::shared_ptr<EjectionCounters> counters)
-      : peer_(std::move(peer)), health_(address, options, std::move(counters)) {}
+      : health_(address, options, std::move(counters)), peer_(std::move(peer)) {}
 
   absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
     const uint64_t epoch = health_.epoch();
@@ -65,8 +65,10 @@ class MonitoredPeer final : public PeerGetter {
   PeerGetter& peer() { return *peer_; }
 
  private:
-  const std::shared_ptr<PeerGetter> peer_;
+  // The peer is released first: a call of its still ending (on its own
+  // thread) may report to the health it watches.
   PeerHealth health_;
+  const std::shared_ptr<PeerGetter> peer_;
 };
 
 // The one request allowed to an ejected peer: its result decides whether the
