@@ -28,10 +28,19 @@ from dataclasses import dataclass
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+_given_ports = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one handed out before by this process
+    (the kernel may pick a just-closed port again)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 def http_get(hport, path, timeout=5):

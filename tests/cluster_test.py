@@ -87,10 +87,20 @@ def wait_until(condition, timeout, what, interval=0.02):
         time.sleep(interval)
 
 
+_given_ports = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on now, and never one this process
+    handed out before: the kernel may pick a just-closed port again, and a
+    node given the same port for -addr and -http cannot start."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 _live = []  # every started process, killed at exit whatever happened
