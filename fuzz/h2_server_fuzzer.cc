@@ -16,7 +16,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -51,15 +54,31 @@ struct Server {
 };
 
 int Connect(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    std::abort();  // the server stopped accepting: a finding
+  // Thousands of connections a second leave as many in TIME_WAIT (60 s):
+  // spread them over source addresses 127.0.0.2-254, each with its own
+  // ephemeral ports, so that a session does not run out of them.
+  static uint32_t next_source = 0;
+  for (int attempt = 0;; ++attempt) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in source{};
+    source.sin_family = AF_INET;
+    source.sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1 + next_source++ % 253);
+    bind(fd, reinterpret_cast<sockaddr*>(&source), sizeof source);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+    const int error = errno;
+    close(fd);
+    // Out of local ports for a moment, or libFuzzer's timer signal: again.
+    // Anything else (refused) means the server stopped accepting: a finding.
+    if ((error != EADDRNOTAVAIL && error != EAGAIN && error != EINTR) || attempt == 500) {
+      std::fprintf(stderr, "h2_server_fuzzer: connect: %s\n", std::strerror(error));
+      std::abort();
+    }
+    usleep(10000);
   }
-  return fd;
 }
 
 }  // namespace
