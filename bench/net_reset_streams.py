@@ -25,7 +25,7 @@ def framed(m): return struct.pack(">BI", 0, len(m)) + m
 
 port, hport = free_port(), free_port()
 log = tempfile.NamedTemporaryFile(delete=False, suffix=".log")
-proc = subprocess.Popen([node_bin, "-addr", f"127.0.0.1:{port}", "-source", "synthetic:100:5",
+proc = subprocess.Popen([node_bin, "-addr", f"127.0.0.1:{port}", "-source", "synthetic:100:5", "-log-loads", "all",
                          "-http", f"127.0.0.1:{hport}"], stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -170,7 +170,7 @@ class Node:
         self.proc = spawn([pathlib.Path(self.cfg.node_bin) / "lcache-node",
                            "-addr", self.addr, "-http", f"127.0.0.1:{self.hport}",
                            "-etcd", self.etcd.endpoint, "-etcd-lease-ttl-s", "3",
-                           "-source", "synthetic:100", "-cache-mb", "256",
+                           "-source", "synthetic:100", "-cache-mb", "256", "-log-loads", "all",
                            *shlex.split(self.cfg.node_args)], self.log_path, NODE_CORE)
 
     def alive(self):

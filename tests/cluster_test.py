@@ -140,7 +140,9 @@ class Node:
     def start(self, ready_timeout=10.0):
         self.starts += 1
         self.log_path = pathlib.Path(self.logdir) / f"node-{self.port}-{self.starts}.log"
-        cmd = [str(BIN_DIR / "lcache-node"), "-addr", self.addr, "-source", self.source]
+        # Every load logged: loads() counts them (the default samples them).
+        cmd = [str(BIN_DIR / "lcache-node"), "-addr", self.addr, "-source", self.source,
+               "-log-loads", "all"]
         if self.peers:
             cmd += ["-peers", ",".join(self.peers)]
         cmd += TRANSPORT_ARGS + self.args

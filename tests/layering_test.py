@@ -30,7 +30,7 @@ PUBLIC = {
     "ring_picker.h": "core", "singleflight.h": "core", "store.h": "core",
     "peer_server.h": "peer", "json_codec.h": "peer", "grpc_wire.h": "peer",
     "h2_peer.h": "h2", "grpc_peer.h": "grpc", "etcd_discovery.h": "etcd", "node.h": "node",
-    "origin.h": "core", "http_origin.h": "origin", "postgres_origin.h": "origin",
+    "origin.h": "core", "log_key.h": "core", "http_origin.h": "origin", "postgres_origin.h": "origin",
 }
 
 # Quoted includes, and <lcache/...> as a user would write them.

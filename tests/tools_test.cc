@@ -57,5 +57,17 @@ TEST(NodeSourceTest, BadSpecsAreRejectedWithTheExpectedForm) {
             absl::string_view::npos);
 }
 
+TEST(NodeSourceTest, LoadLoggingFlag) {
+  EXPECT_EQ(*ParseLoadLogging("all"), LoadLogging::kAll);
+  EXPECT_EQ(*ParseLoadLogging("sampled"), LoadLogging::kSampled);
+  EXPECT_EQ(*ParseLoadLogging("none"), LoadLogging::kNone);
+  EXPECT_EQ(ParseLoadLogging("every").status().code(), absl::StatusCode::kInvalidArgument);
+  for (LoadLogging logging : {LoadLogging::kAll, LoadLogging::kSampled, LoadLogging::kNone}) {
+    absl::StatusOr<Getter> demo = MakeSource("demo", logging);
+    ASSERT_TRUE(demo.ok());
+    EXPECT_EQ((*demo)("Sam")->value.view(), "567");
+  }
+}
+
 }  // namespace
 }  // namespace lcache::tools

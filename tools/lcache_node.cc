@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "go_flags.h"
 #include "lcache/grpc_wire.h"
+#include "lcache/log_key.h"
 #include "lcache/node.h"
 #include "lcache/origin.h"
 #include "node_source.h"
@@ -65,6 +66,9 @@ ABSL_FLAG(std::string, source, "demo",
           "the group's data: demo (Tom/Jack/Sam), synthetic:BYTES[:DELAY_MS], dir:PATH, an HTTP "
           "origin (http://host:port/path/{key}, or https) or PostgreSQL "
           "(postgres://user@host:port/db with -source-query)");
+ABSL_FLAG(std::string, log_loads, "sampled",
+          "demo/synthetic/dir source: log each load (all), the first 10 a second and a count "
+          "of the rest (sampled), or none");
 ABSL_FLAG(std::string, source_query, "",
           "postgres source: the query, with the key as $1 and one column, e.g. "
           "'SELECT v FROM t WHERE k = $1'");
@@ -211,7 +215,10 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
     if (!absl::GetFlag(FLAGS_source_query).empty()) {
       return usage("-source-query is for a postgres:// source only");
     }
-    absl::StatusOr<Getter> made = tools::MakeSource(source);
+    absl::StatusOr<tools::LoadLogging> logging =
+        tools::ParseLoadLogging(absl::GetFlag(FLAGS_log_loads));
+    if (!logging.ok()) return logging.status();
+    absl::StatusOr<Getter> made = tools::MakeSource(source, *logging);
     if (!made.ok()) return made.status();
     getter = *std::move(made);
   }
@@ -311,9 +318,9 @@ int Run() {
   if (const std::string key = absl::GetFlag(FLAGS_get); !key.empty()) {
     absl::StatusOr<ByteView> v = (*node)->group(absl::GetFlag(FLAGS_group))->Get(key);
     if (v.ok()) {
-      spdlog::info("get {} = {}", key, v->view());
+      spdlog::info("get {} = {}", LogKey(key), LogKey(v->view(), 1024));
     } else {
-      spdlog::info("get {} failed: {}", key, v.status().ToString());
+      spdlog::info("get {} failed: {}", LogKey(key), v.status().ToString());
     }
   }
 

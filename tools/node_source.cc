@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -11,8 +12,10 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "lcache/hash_ring.h"
 #include "lcache/http_origin.h"
+#include "lcache/log_key.h"
 #include "lcache/postgres_origin.h"
 #include "spdlog/spdlog.h"
 
@@ -21,13 +24,50 @@ namespace {
 
 absl::string_view Absl(std::string_view s) { return {s.data(), s.size()}; }
 
-void LogLoad(std::string_view key) { spdlog::info("[getter] load key={}", key); }
+// Logs loads as `logging` says. Sampled: the first kSampledLoadLinesPerSecond
+// of each second, and when a second has passed, how many were left out.
+class LoadLog {
+ public:
+  explicit LoadLog(LoadLogging logging) : logging_(logging) {}
 
-Getter DemoSource() {
+  void operator()(std::string_view key) {
+    if (logging_ == LoadLogging::kNone) return;
+    if (logging_ == LoadLogging::kSampled && !Admit()) return;
+    spdlog::info("[getter] load key={}", LogKey(key));
+  }
+
+ private:
+  bool Admit() {
+    const int64_t second = absl::ToUnixSeconds(absl::Now());
+    std::lock_guard lock(mu_);
+    if (second != second_) {
+      if (left_out_ > 0) {
+        spdlog::info("[getter] {} more loads not logged (-log-loads=sampled)", left_out_);
+      }
+      second_ = second;
+      logged_ = 0;
+      left_out_ = 0;
+    }
+    if (logged_ < kSampledLoadLinesPerSecond) {
+      ++logged_;
+      return true;
+    }
+    ++left_out_;
+    return false;
+  }
+
+  const LoadLogging logging_;
+  std::mutex mu_;
+  int64_t second_ = 0;
+  int logged_ = 0;
+  int64_t left_out_ = 0;
+};
+
+Getter DemoSource(std::shared_ptr<LoadLog> log_load) {
   static const auto* const scores = new absl::flat_hash_map<std::string, std::string>{
       {"Tom", "630"}, {"Jack", "589"}, {"Sam", "567"}};
-  return [](std::string_view key) -> absl::StatusOr<Loaded> {
-    LogLoad(key);
+  return [log_load = std::move(log_load)](std::string_view key) -> absl::StatusOr<Loaded> {
+    (*log_load)(key);
     auto it = scores->find(Absl(key));
     if (it == scores->end()) return KeyNotFoundError();
     return ByteView::Copy(it->second);
@@ -43,12 +83,14 @@ absl::Status BadSpec(std::string_view spec) {
 
 // dir:PATH: each key's value is a file named by the key's bytes in hex (any
 // byte may be in a key; a hex name is always a valid file name).
-absl::StatusOr<Getter> DirSource(std::string path, uint32_t delay_ms) {
+absl::StatusOr<Getter> DirSource(std::string path, uint32_t delay_ms,
+                                 std::shared_ptr<LoadLog> log_load) {
   if (!std::filesystem::is_directory(path)) {
     return absl::InvalidArgumentError("-source dir:PATH: \"" + path + "\" is not a directory");
   }
-  return Getter([path = std::move(path), delay_ms](std::string_view key) -> absl::StatusOr<Loaded> {
-    LogLoad(key);
+  return Getter([path = std::move(path), delay_ms,
+                 log_load = std::move(log_load)](std::string_view key) -> absl::StatusOr<Loaded> {
+    (*log_load)(key);
     std::ifstream file(path + "/" + absl::BytesToHexString(Absl(key)), std::ios::binary);
     std::string value;
     if (file) value.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
@@ -108,8 +150,17 @@ absl::StatusOr<std::shared_ptr<Origin>> MakeOrigin(std::string_view spec,
   return std::shared_ptr<Origin>(*std::move(pg));
 }
 
-absl::StatusOr<Getter> MakeSource(std::string_view spec) {
-  if (spec == "demo") return DemoSource();
+absl::StatusOr<LoadLogging> ParseLoadLogging(std::string_view flag) {
+  if (flag == "all") return LoadLogging::kAll;
+  if (flag == "sampled") return LoadLogging::kSampled;
+  if (flag == "none") return LoadLogging::kNone;
+  return absl::InvalidArgumentError("-log-loads must be all, sampled or none, got \"" +
+                                    LogKey(flag) + "\"");
+}
+
+absl::StatusOr<Getter> MakeSource(std::string_view spec, LoadLogging logging) {
+  auto log_load = std::make_shared<LoadLog>(logging);
+  if (spec == "demo") return DemoSource(std::move(log_load));
   if (spec.starts_with("dir:")) {
     std::string_view rest = spec.substr(4);
     uint32_t delay_ms = 0;
@@ -118,7 +169,7 @@ absl::StatusOr<Getter> MakeSource(std::string_view spec) {
       rest = rest.substr(0, colon);
     }
     if (rest.empty()) return BadSpec(spec);
-    return DirSource(std::string(rest), delay_ms);
+    return DirSource(std::string(rest), delay_ms, std::move(log_load));
   }
   std::vector<absl::string_view> parts = absl::StrSplit(Absl(spec), ':');
   if (parts.size() < 2 || parts.size() > 3 || parts[0] != "synthetic") return BadSpec(spec);
@@ -126,8 +177,9 @@ absl::StatusOr<Getter> MakeSource(std::string_view spec) {
   uint32_t delay_ms = 0;
   if (!absl::SimpleAtoi(parts[1], &bytes) || bytes > (64u << 20)) return BadSpec(spec);
   if (parts.size() == 3 && !absl::SimpleAtoi(parts[2], &delay_ms)) return BadSpec(spec);
-  return Getter([bytes, delay_ms](std::string_view key) -> absl::StatusOr<Loaded> {
-    LogLoad(key);
+  return Getter([bytes, delay_ms,
+                 log_load = std::move(log_load)](std::string_view key) -> absl::StatusOr<Loaded> {
+    (*log_load)(key);
     if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     return ByteView::Adopt(SyntheticValue(key, bytes));
   });

@@ -15,9 +15,11 @@
 //   postgres://USER@HOST:PORT/DB  a PostgreSQL origin running -source-query:
 //                                 PostgresOrigin (also postgresql://)
 //
-// Every load of demo, synthetic and dir is logged as `[getter] load key=KEY`,
-// the key last on the line, as the Go program does; the origins count theirs
-// in /metrics instead.
+// Loads of demo, synthetic and dir are logged as `[getter] load key=KEY`,
+// the key last on the line and escaped (LogKey), as `-log-loads` says: every
+// one (kAll, what tests that count loads use), the first few of each second
+// and a count of the rest (kSampled, the default: a miss storm must not fill
+// the disk), or none. The origins count theirs in /metrics instead.
 
 #ifndef LCACHE_TOOLS_NODE_SOURCE_H_
 #define LCACHE_TOOLS_NODE_SOURCE_H_
@@ -33,8 +35,15 @@
 
 namespace lcache::tools {
 
+enum class LoadLogging { kAll, kSampled, kNone };
+inline constexpr int kSampledLoadLinesPerSecond = 10;
+
+// The -log-loads value (all, sampled, none); InvalidArgument otherwise.
+absl::StatusOr<LoadLogging> ParseLoadLogging(std::string_view flag);
+
 // The getter for a -source value; InvalidArgument for a malformed one.
-absl::StatusOr<Getter> MakeSource(std::string_view spec);
+absl::StatusOr<Getter> MakeSource(std::string_view spec,
+                                  LoadLogging logging = LoadLogging::kSampled);
 
 // Whether the -source value names an origin (http, https, postgres).
 bool IsOriginSpec(std::string_view spec);

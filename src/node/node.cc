@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "lcache/grpc_peer.h"
 #include "lcache/h2_peer.h"
+#include "lcache/log_key.h"
 #include "lcache/outlier_ejection.h"
 #include "lcache/peer_server.h"
 #include "node/admin_http.h"
@@ -27,11 +27,6 @@ namespace {
 
 // Logs failed calls to a peer (the group then loads the key itself and counts
 // a peer error). Answers from the owner, found or not, are not failures.
-// A key as a log line shows it: C escapes for anything but printable ASCII.
-std::string EscapedKey(std::string_view key) {
-  return absl::CHexEscape(absl::string_view(key.data(), key.size()));
-}
-
 class LoggedPeer final : public PeerGetter {
  public:
   LoggedPeer(std::string address, std::shared_ptr<PeerGetter> peer)
@@ -68,7 +63,7 @@ class LoggedPeer final : public PeerGetter {
                          kind == PeerMutation::Kind::kInvalidate ? "Invalidate"
                          : kind == PeerMutation::Kind::kSet      ? "Set"
                                                                  : "Remove",
-                         EscapedKey(key), r.status().ToString());
+                         LogKey(key), r.status().ToString());
           }
           done(std::move(r));
         });
@@ -88,7 +83,7 @@ class LoggedPeer final : public PeerGetter {
     if (!status.ok() && !absl::IsNotFound(status) && !absl::IsInvalidArgument(status) &&
         !absl::IsCancelled(status) && !IsCallerDeadline(status)) {
       // Escaped: a key is any bytes, and a log line must stay one line.
-      spdlog::warn("peer {} failed for key={}: {}", address_, EscapedKey(key), status.ToString());
+      spdlog::warn("peer {} failed for key={}: {}", address_, LogKey(key), status.ToString());
     }
   }
 
