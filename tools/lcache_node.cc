@@ -10,6 +10,9 @@
 // lease (peers drop this node at once), keep serving for -drain-delay-ms,
 // stop accepting, let calls in flight finish within -grace-ms, exit 0.
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <optional>
@@ -85,6 +88,18 @@ ABSL_FLAG(std::string, origin_ca, "", "https source: a CA bundle to trust instea
 ABSL_FLAG(int64_t, max_key_bytes, 4096, "longer keys are rejected");
 ABSL_FLAG(int32_t, load_threads, 8, "threads that run loads (misses)");
 ABSL_FLAG(int32_t, max_queued_loads, 1024, "loads queued beyond this get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int32_t, max_connections, 4096,
+          "peer/client port: connections beyond this are closed at accept");
+ABSL_FLAG(std::string, idle_timeout, "30s",
+          "peer/client port: a connection with no request that has read nothing for this long "
+          "is closed");
+ABSL_FLAG(std::string, request_timeout, "10s",
+          "peer/client port: a request (headers and body) not complete by then is reset, and a "
+          "connection without its HTTP/2 preface closed");
+ABSL_FLAG(int64_t, max_conn_buffer_kb, 4096,
+          "peer/client port: request bytes one connection may have buffered, in KiB");
+ABSL_FLAG(int64_t, max_buffer_mb, 32,
+          "peer/client port: request bytes all connections may have buffered, in MiB");
 ABSL_FLAG(int64_t, grace_ms, 5000, "on SIGTERM, how long calls in flight may take to finish");
 ABSL_FLAG(std::string, transport, "lean",
           "the peer protocol's server and client: lean (nghttp2 + libevent) or grpc (gRPC C++); "
@@ -132,6 +147,15 @@ std::optional<absl::Duration> DurationFlag(const std::string& text) {
   if (int64_t ms = 0; absl::SimpleAtoi(text, &ms)) return absl::Milliseconds(ms);
   if (absl::ParseDuration(text, &d)) return d;
   return std::nullopt;
+}
+
+// Every connection is a descriptor, and the usual soft limit (1024) is far
+// below -max-connections: raise it to the hard limit, as Go programs do.
+void RaiseDescriptorLimit() {
+  rlimit limit = {};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &limit);
 }
 
 // SIGINT and SIGTERM: the signals that stop the node.
@@ -282,6 +306,21 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
   options.max_key_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_key_bytes));
   options.load_threads = absl::GetFlag(FLAGS_load_threads);
   options.max_queued_loads = absl::GetFlag(FLAGS_max_queued_loads);
+  std::optional<absl::Duration> idle_timeout = DurationFlag(absl::GetFlag(FLAGS_idle_timeout));
+  std::optional<absl::Duration> request_timeout =
+      DurationFlag(absl::GetFlag(FLAGS_request_timeout));
+  if (!idle_timeout || !request_timeout) {
+    return usage("-idle-timeout and -request-timeout must be durations such as 30s or 500ms");
+  }
+  options.server_limits = {
+      .max_connections = absl::GetFlag(FLAGS_max_connections),
+      .idle_timeout = *idle_timeout,
+      .request_timeout = *request_timeout,
+      .max_connection_buffer_bytes =
+          static_cast<size_t>(std::max<int64_t>(absl::GetFlag(FLAGS_max_conn_buffer_kb), 0)) << 10,
+      .max_buffer_bytes =
+          static_cast<size_t>(std::max<int64_t>(absl::GetFlag(FLAGS_max_buffer_mb), 0)) << 20,
+  };
   options.http_address = absl::GetFlag(FLAGS_http);
   options.drain_delay = absl::Milliseconds(absl::GetFlag(FLAGS_drain_delay_ms));
   options.grace = absl::Milliseconds(absl::GetFlag(FLAGS_grace_ms));
@@ -357,5 +396,6 @@ int main(int argc, char** argv) {
       "(-cache-mb = --cache_mb).",
       "lcache_node.cc");
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  lcache::RaiseDescriptorLimit();
   return lcache::Run();
 }

@@ -41,6 +41,7 @@
 #include "absl/time/time.h"
 #include "lcache/etcd_discovery.h"
 #include "lcache/group.h"
+#include "lcache/peer_server.h"
 #include "lcache/ring_picker.h"
 
 namespace lcache {
@@ -86,6 +87,7 @@ struct NodeOptions {
   size_t max_key_bytes = 4096;
   int load_threads = 8;
   int max_queued_loads = 1024;
+  PeerServerLimits server_limits = {};
 
   // The HTTP admin listener's host:port; empty: none.
   std::string http_address = "";

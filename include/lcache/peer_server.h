@@ -44,6 +44,31 @@ inline constexpr char kHandoffMethod[] = "/lcache.LCache/Handoff";
 inline constexpr char kForwardedMetadataKey[] = "lcache-forwarded";
 inline constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
 
+// Limits on what clients can hold (docs/SECURITY.md). The lean transport
+// enforces each; on the gRPC transport, gRPC C++ enforces the idle and
+// handshake timeouts and the buffered bytes (its resource quota), and
+// nothing caps connections (gRPC 1.51 has no such option).
+struct PeerServerLimits {
+  // Connections beyond this are closed as soon as they are accepted.
+  int max_connections = 4096;
+  // A connection with no request in progress that has read nothing for this
+  // long is sent GOAWAY and closed. Lean clients PING an idle peer every
+  // 10 s, so a link between nodes stays up; an idle Go client reconnects on
+  // its next call.
+  absl::Duration idle_timeout = absl::Seconds(30);
+  // A connection that has not sent the HTTP/2 preface and its SETTINGS by
+  // then is closed, and a request (headers and body) not complete this long
+  // after it began is reset (RST_STREAM CANCEL). A request's wait for its
+  // load is not limited by this, but by its own deadline.
+  absl::Duration request_timeout = absl::Seconds(10);
+  // Bytes of request bodies held for requests not complete yet, per
+  // connection and in all: the request that would pass either is reset
+  // (RST_STREAM ENHANCE_YOUR_CALM, which gRPC clients report as
+  // RESOURCE_EXHAUSTED) and what it held is freed.
+  size_t max_connection_buffer_bytes = size_t{4} << 20;
+  size_t max_buffer_bytes = size_t{32} << 20;
+};
+
 struct PeerServerOptions {
   // host:port to listen on; port 0 picks a free one (see PeerServer::port()).
   std::string address = {};
@@ -64,6 +89,13 @@ struct PeerServerOptions {
   // must not block. A node returns false once it drains (and until it has
   // joined the cluster).
   std::function<bool()> serving = nullptr;
+
+  // What one client can hold (PeerServerLimits).
+  PeerServerLimits limits = {};
+  // Told of refused connections, resets and accept failures (at most one
+  // line per kind every 10 s, with the count since the last); null: silent.
+  // Called on a server thread: must not block.
+  std::function<void(const std::string&)> warn = nullptr;
 };
 
 // A running server. Thread-safe.

@@ -254,6 +254,8 @@ absl::Status Node::Impl::Start() {
       .load_threads = options_.load_threads,
       .max_queued_loads = options_.max_queued_loads,
       .serving = [this] { return ready(); },
+      .limits = options_.server_limits,
+      .warn = [](const std::string& line) { spdlog::warn("{}", line); },
   };
   absl::StatusOr<std::unique_ptr<PeerServer>> server =
       options_.transport == PeerTransport::kLean

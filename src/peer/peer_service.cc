@@ -262,6 +262,24 @@ absl::Status ValidatePeerServerOptions(const PeerServerOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat(
         "lcache: PeerServerOptions.load_threads must be >= 1, got ", options.load_threads));
   }
+  if (options.limits.max_connections < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lcache: PeerServerLimits.max_connections must be >= 1, got ", options.limits.max_connections));
+  }
+  if (options.limits.idle_timeout <= absl::ZeroDuration() ||
+      options.limits.request_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "lcache: PeerServerLimits.idle_timeout and request_timeout must be > 0");
+  }
+  // The largest request must fit (its 5-byte gRPC prefix included).
+  if (options.limits.max_connection_buffer_bytes < static_cast<size_t>(options.max_request_bytes) + 5 ||
+      options.limits.max_buffer_bytes < options.limits.max_connection_buffer_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lcache: PeerServerOptions needs max_request_bytes + 5 <= max_connection_buffer_bytes <= "
+        "max_buffer_bytes, got ",
+        options.max_request_bytes, ", ", options.limits.max_connection_buffer_bytes, ", ",
+        options.limits.max_buffer_bytes));
+  }
   if (options.max_queued_loads < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "lcache: PeerServerOptions.max_queued_loads must be >= 0, got ", options.max_queued_loads));

@@ -53,6 +53,7 @@
 #include <grpc/grpc.h>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
@@ -227,6 +228,22 @@ absl::Status GrpcPeerServer::Start(const PeerServerOptions& options) {
   // Handle, with a message that says what the limit is.
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<int64_t>(int64_t{options.max_request_bytes} * 4, std::numeric_limits<int>::max())));
+  // The limits gRPC C++ has (PeerServerLimits): idle connections closed,
+  // handshakes bounded, and the memory its buffers may take (the resource
+  // quota). It cannot cap connections, reset one slow request or pause
+  // accepting at the descriptor limit (docs/SECURITY.md).
+  const PeerServerLimits& limits = options.limits;
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                             static_cast<int>(std::min<int64_t>(
+                                 absl::ToInt64Milliseconds(limits.idle_timeout),
+                                 std::numeric_limits<int>::max())));
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             static_cast<int>(std::min<int64_t>(
+                                 absl::ToInt64Milliseconds(limits.request_timeout),
+                                 std::numeric_limits<int>::max())));
+  grpc::ResourceQuota quota("lcache-peer-server");
+  quota.Resize(limits.max_buffer_bytes);
+  builder.SetResourceQuota(quota);
   cq_ = builder.AddCompletionQueue();
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {

@@ -19,6 +19,17 @@
 // a load still queued for it is dropped (Stream::~Stream flags it), and the
 // reply of one that ran finds no stream and is dropped.
 //
+// Limits (PeerServerOptions, docs/SECURITY.md), so that one client cannot
+// hold the node's memory or descriptors: connections beyond max_connections
+// are closed at accept; at the descriptor limit accepting pauses and backs
+// off instead of spinning; each loop's sweep (every kSweepEvery) closes
+// connections idle past idle_timeout (GOAWAY first) or without a preface
+// after request_timeout, and resets requests not complete after
+// request_timeout; request bytes held for incomplete requests are counted
+// per connection and server-wide, and the request that would pass a limit is
+// reset. After a burst of held bytes, memory is given back to the system
+// (malloc_trim) once it has been freed.
+//
 // Shutdown: health turns NOT_SERVING, the listener closes, each connection
 // gets GOAWAY (streams already received are still answered, new ones are
 // refused, so gRPC clients retry them elsewhere) and closes when its last
@@ -26,6 +37,7 @@
 
 #include <event2/event.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -33,6 +45,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -57,6 +70,7 @@
 #include "peer/h2/h2_peer_client_loops.h"
 #include "peer/h2/h2_socket.h"
 #include "peer/peer_service.h"
+#include "peer/warn_limiter.h"
 
 namespace lcache {
 namespace {
@@ -68,6 +82,13 @@ using internal::PeerReply;
 constexpr uint32_t kMaxConcurrentStreams = 1024;
 constexpr int32_t kStreamWindow = 1 << 20;
 constexpr int32_t kConnectionWindow = 16 << 20;
+// How often each loop looks for idle connections and stalled requests.
+constexpr absl::Duration kSweepEvery = absl::Seconds(1);
+// Accepting again after the descriptor limit: the first wait, doubled up to the last.
+constexpr absl::Duration kFirstAcceptBackoff = absl::Milliseconds(50);
+constexpr absl::Duration kMaxAcceptBackoff = absl::Seconds(1);
+// Held bytes past which, once they are freed again, memory is trimmed.
+constexpr size_t kTrimAfterBytes = size_t{8} << 20;
 
 class H2PeerServer;
 class Loop;
@@ -97,6 +118,10 @@ struct Stream {
   absl::Time deadline = absl::InfiniteFuture();
   std::string body;                                // the request body, up to the limit
   size_t body_bytes = 0;                           // the whole body's size, kept past the limit
+  size_t held = 0;                                 // of body, counted against the buffer limits
+  absl::Time began = absl::InfinitePast();         // its HEADERS arrived
+  bool request_done = false;                       // END_STREAM arrived
+  bool reset = false;                              // we reset it (a limit): ignore the rest
   bool answered = false;                           // a reply was submitted
   internal::CallerGone caller_gone;                // a miss's (PeerService::Get)
   Loop* loop = nullptr;                            // the connection's
@@ -122,6 +147,10 @@ class Connection {
   void Deliver(int32_t stream_id, PeerReply reply);
   // Writes what nghttp2 has to send. False: the connection is finished.
   bool Flush();
+  // The sweep: resets requests begun before `stalled_before` and not
+  // complete; false if the connection is to be closed now (no preface by
+  // `stalled_before`); sends GOAWAY if it has been idle since `idle_before`.
+  bool Sweep(absl::Time stalled_before, absl::Time idle_before);
 
   uint64_t id() const { return id_; }
   // Inside nghttp2_session_mem_recv: our callbacks run, and nghttp2 must not
@@ -148,6 +177,14 @@ class Connection {
   bool Read();
   void Process(Stream* s);
   void Reply(Stream* s, PeerReply reply);
+  // Counts `bytes` more held by `s`, false (nothing counted) if that would
+  // pass the connection's or the server's limit.
+  bool Hold(Stream* s, size_t bytes);
+  // `s` holds nothing any more.
+  void Release(Stream* s);
+  // Resets `s` (a limit): frees what it holds and ignores the rest of it.
+  void ResetStream(Stream* s, uint32_t error_code);
+  std::string PeerAddress() const;
   std::string_view ResponseContentType(const Stream& s) const;
 
   H2PeerServer* const server_;
@@ -161,6 +198,10 @@ class Connection {
   size_t out_offset_ = 0;
   Stream* streams_ = nullptr;  // open streams, linked through Stream::next
   bool reading_ = false;
+  size_t held_ = 0;  // the streams' held bytes
+  absl::Time last_read_ = absl::Now();
+  bool preface_done_ = false;  // the client's SETTINGS arrived
+  bool going_away_ = false;    // GOAWAY sent (idle, or draining)
 };
 
 // One event loop and the connections it owns. The loop is its own, or a
@@ -193,6 +234,8 @@ class Loop : public std::enable_shared_from_this<Loop> {
 
   // Loop thread only.
   void AddConnection(int fd);
+  // Starts the sweep timer (on the loop's thread).
+  void StartSweep();
   void Deliver(uint64_t connection, int32_t stream, PeerReply reply);
   void FlushLater(Connection* c);
   void Close(Connection* c);
@@ -201,7 +244,7 @@ class Loop : public std::enable_shared_from_this<Loop> {
   void CloseAll() {
     connections_.clear();
     closed_.clear();
-    for (event** e : {&reap_event_, &flush_event_}) {
+    for (event** e : {&reap_event_, &flush_event_, &sweep_event_}) {
       if (*e != nullptr) event_free(*e);
       *e = nullptr;
     }
@@ -214,6 +257,7 @@ class Loop : public std::enable_shared_from_this<Loop> {
  private:
   static void OnReap(evutil_socket_t, short, void* self);
   static void OnFlush(evutil_socket_t, short, void* self);
+  static void OnSweep(evutil_socket_t, short, void* self);
 
   H2PeerServer* const server_;
   const nghttp2_session_callbacks* const callbacks_;
@@ -229,6 +273,7 @@ class Loop : public std::enable_shared_from_this<Loop> {
   event* reap_event_ = nullptr;
   std::vector<uint64_t> to_flush_;  // connections with replies to write (FlushLater)
   event* flush_event_ = nullptr;
+  event* sweep_event_ = nullptr;
   bool draining_ = false;
   uint64_t next_id_ = 1;
   std::atomic<size_t> connection_count_{0};
@@ -247,6 +292,15 @@ class H2PeerServer final : public PeerServer {
 
   internal::PeerService& service() { return service_; }
   size_t max_body_bytes() const { return service_.max_request_bytes() + wire::kGrpcPrefixBytes; }
+  const PeerServerLimits& limits() const { return limits_; }
+  const Loop* first_loop() const { return loops_.empty() ? nullptr : loops_[0].get(); }
+  internal::WarnLimiter& warn() { return warn_; }
+  // Server-wide held request bytes (Connection::Hold): false, nothing
+  // counted, if `bytes` more would pass max_buffer_bytes.
+  bool Hold(size_t bytes);
+  void Release(size_t bytes) { held_.fetch_sub(bytes, std::memory_order_relaxed); }
+  // Called by loop 0's sweep: gives memory back after a burst of held bytes.
+  void TrimAfterBurst();
   // Called by a loop when a connection closed while draining.
   void ConnectionClosed() {
     std::lock_guard lock(idle_mu_);
@@ -255,8 +309,17 @@ class H2PeerServer final : public PeerServer {
 
  private:
   static void OnAccept(evutil_socket_t fd, short, void* self);
+  static void OnAcceptRetry(evutil_socket_t, short, void* self);
+  size_t Connections() const;
+  // accept() failed for want of descriptors or memory: stop watching the
+  // listener for a while instead of failing on it in a loop.
+  void PauseAccepting(int error);
 
   internal::PeerService service_;
+  const PeerServerLimits limits_;
+  internal::WarnLimiter warn_;
+  std::atomic<size_t> held_{0};
+  std::atomic<size_t> peak_held_{0};  // since the last trim
   const int io_threads_;
   const std::shared_ptr<H2PeerClient> client_;  // null: the loops are ours
   nghttp2_session_callbacks* callbacks_ = nullptr;
@@ -264,6 +327,8 @@ class H2PeerServer final : public PeerServer {
   int listen_fd_ = -1;
   event* accept_event_ = nullptr;  // on loop 0
   size_t next_loop_ = 0;           // loop 0's thread only
+  event* accept_retry_event_ = nullptr;  // loop 0: accepting again after a pause
+  absl::Duration accept_backoff_ = kFirstAcceptBackoff;  // loop 0's thread only
   int port_ = 0;
 
   std::mutex idle_mu_;
@@ -288,6 +353,7 @@ Connection::~Connection() {
     streams_ = s->next;
     delete s;
   }
+  server_->Release(held_);
   if (read_event_ != nullptr) event_free(read_event_);
   if (write_event_ != nullptr) event_free(write_event_);
   nghttp2_session_del(session_);
@@ -323,9 +389,74 @@ void Connection::OnEvent(evutil_socket_t, short what, void* self) {
 
 bool Connection::Read() {
   reading_ = true;
+  last_read_ = absl::Now();  // before: the streams this read begins take it as their start
   const bool ok = internal::ReadIntoSession(fd_, session_);
   reading_ = false;
   return ok;
+}
+
+bool Connection::Hold(Stream* s, size_t bytes) {
+  if (held_ + bytes > server_->limits().max_connection_buffer_bytes || !server_->Hold(bytes)) {
+    return false;
+  }
+  held_ += bytes;
+  s->held += bytes;
+  return true;
+}
+
+void Connection::Release(Stream* s) {
+  held_ -= s->held;
+  server_->Release(s->held);
+  s->held = 0;
+}
+
+void Connection::ResetStream(Stream* s, uint32_t error_code) {
+  s->reset = true;
+  s->answered = true;  // nobody waits for a load of it
+  Release(s);
+  std::string().swap(s->body);
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id, error_code);
+}
+
+std::string Connection::PeerAddress() const {
+  sockaddr_storage addr = {};
+  socklen_t len = sizeof addr;
+  char host[NI_MAXHOST] = "?";
+  char port[NI_MAXSERV] = "?";
+  if (getpeername(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    getnameinfo(reinterpret_cast<sockaddr*>(&addr), len, host, sizeof host, port, sizeof port,
+                NI_NUMERICHOST | NI_NUMERICSERV);
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+bool Connection::Sweep(absl::Time stalled_before, absl::Time idle_before) {
+  if (!preface_done_ && last_read_ < stalled_before) {
+    server_->warn().Count(internal::WarnLimiter::kIdleClosed, [&] {
+      return absl::StrCat("lcache: closed a connection from ", PeerAddress(),
+                          " that sent no HTTP/2 preface within the request timeout");
+    });
+    return false;
+  }
+  bool reset_any = false;
+  for (Stream* s = streams_; s != nullptr; s = s->next) {
+    if (s->request_done || s->reset || s->began >= stalled_before) continue;
+    server_->warn().Count(internal::WarnLimiter::kRequestTimedOut, [&] {
+      return absl::StrCat("lcache: reset a request from ", PeerAddress(),
+                          " not complete within the request timeout");
+    });
+    ResetStream(s, NGHTTP2_CANCEL);
+    reset_any = true;
+  }
+  if (streams_ == nullptr && !going_away_ && last_read_ < idle_before) {
+    // Streams the client opens before it reads the GOAWAY are refused; a
+    // gRPC client retries them on a new connection.
+    going_away_ = true;
+    Drain();  // closes the connection once the GOAWAY is out
+    return true;
+  }
+  if (reset_any && !Flush()) loop_->Close(this);
+  return true;
 }
 
 bool Connection::Flush() {
@@ -343,6 +474,7 @@ bool Connection::Flush() {
 }
 
 void Connection::Drain() {
+  going_away_ = true;
   nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
                         nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
                         nullptr, 0);
@@ -354,6 +486,7 @@ int Connection::OnBeginHeaders(nghttp2_session* session, const nghttp2_frame* fr
   auto* c = static_cast<Connection*>(self);
   auto* s = new Stream();
   s->id = frame->hd.stream_id;
+  s->began = c->last_read_;  // when the read that brought it began: no clock call per request
   s->loop = c->loop_;
   s->next = c->streams_;
   if (c->streams_ != nullptr) c->streams_->prev = s;
@@ -387,25 +520,44 @@ int Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
 int Connection::OnDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id,
                             const uint8_t* data, size_t len, void* self) {
   auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, stream_id));
-  if (s == nullptr) return 0;
+  if (s == nullptr || s->reset) return 0;
+  auto* c = static_cast<Connection*>(self);
   s->body_bytes += len;
   // Past the limit the bytes are counted, not kept: the answer is an error
   // that says how large the message was.
-  if (s->body_bytes <= static_cast<Connection*>(self)->server_->max_body_bytes()) {
-    s->body.append(reinterpret_cast<const char*>(data), len);
-  } else {
-    s->body.clear();
+  if (s->body_bytes > c->server_->max_body_bytes()) {
+    c->Release(s);
+    std::string().swap(s->body);
+    return 0;
   }
+  if (!c->Hold(s, len)) {
+    c->server_->warn().Count(internal::WarnLimiter::kBufferFull, [&] {
+      return absl::StrCat("lcache: reset a request from ", c->PeerAddress(),
+                          ": request bytes held would pass the connection's (",
+                          c->server_->limits().max_connection_buffer_bytes,
+                          ") or the server's (", c->server_->limits().max_buffer_bytes, ") limit");
+    });
+    c->ResetStream(s, NGHTTP2_ENHANCE_YOUR_CALM);
+    return 0;
+  }
+  s->body.append(reinterpret_cast<const char*>(data), len);
   return 0;
 }
 
 int Connection::OnFrame(nghttp2_session* session, const nghttp2_frame* frame, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  if (frame->hd.type == NGHTTP2_SETTINGS) c->preface_done_ = true;
   const bool request_done = (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
                             (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   if (!request_done) return 0;
   auto* s =
       static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
-  if (s != nullptr && !s->answered) static_cast<Connection*>(self)->Process(s);
+  if (s == nullptr || s->reset) return 0;
+  s->request_done = true;
+  if (!s->answered) c->Process(s);
+  // The request is read: it holds nothing against the limits any more.
+  c->Release(s);
+  std::string().swap(s->body);
   return 0;
 }
 
@@ -413,6 +565,7 @@ int Connection::OnStreamClose(nghttp2_session* session, int32_t stream_id, uint3
   auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, stream_id));
   if (s == nullptr) return 0;
   auto* c = static_cast<Connection*>(self);
+  c->Release(s);
   if (s->prev != nullptr) s->prev->next = s->next;
   if (s->next != nullptr) s->next->prev = s->prev;
   if (c->streams_ == s) c->streams_ = s->next;
@@ -509,11 +662,7 @@ void Connection::Process(Stream* s) {
                                            std::move(reply_later))
                : server_->service().Get(*message, s->forwarded, s->deadline,
                                         std::move(reply_later), &s->caller_gone);
-  if (reply) {
-    Reply(s, *std::move(reply));
-  } else {
-    s->body = std::string();  // not needed any more while the load runs
-  }
+  if (reply) Reply(s, *std::move(reply));
 }
 
 void Connection::Deliver(int32_t stream_id, PeerReply reply) {
@@ -567,6 +716,26 @@ void Loop::AddConnection(int fd) {
   if (!c->Start(base(), callbacks_)) return;  // the destructor closes fd
   connections_.emplace(id, std::move(c));
   connection_count_.fetch_add(1, std::memory_order_release);
+}
+
+void Loop::StartSweep() {
+  sweep_event_ = event_new(base(), -1, EV_PERSIST, &Loop::OnSweep, this);
+  if (sweep_event_ == nullptr) return;
+  const timeval every = absl::ToTimeval(kSweepEvery);
+  event_add(sweep_event_, &every);
+}
+
+void Loop::OnSweep(evutil_socket_t, short, void* self) {
+  auto* loop = static_cast<Loop*>(self);
+  const absl::Time now = absl::Now();
+  const PeerServerLimits& limits = loop->server_->limits();
+  std::vector<Connection*> all;
+  all.reserve(loop->connections_.size());
+  for (auto& [id, c] : loop->connections_) all.push_back(c.get());
+  for (Connection* c : all) {
+    if (!c->Sweep(now - limits.request_timeout, now - limits.idle_timeout)) loop->Close(c);
+  }
+  if (loop == loop->server_->first_loop()) loop->server_->TrimAfterBurst();
 }
 
 void Loop::Deliver(uint64_t connection, int32_t stream, PeerReply reply) {
@@ -670,7 +839,11 @@ absl::StatusOr<int> Listen(const std::string& address) {
 
 H2PeerServer::H2PeerServer(const PeerServerOptions& options, int io_threads,
                            std::shared_ptr<H2PeerClient> client)
-    : service_(options), io_threads_(io_threads), client_(std::move(client)) {
+    : service_(options),
+      limits_(options.limits),
+      warn_(options.warn, absl::Seconds(10)),
+      io_threads_(io_threads),
+      client_(std::move(client)) {
   nghttp2_session_callbacks_new(&callbacks_);
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks_, &Connection::OnBeginHeaders);
   nghttp2_session_callbacks_set_on_header_callback(callbacks_, &Connection::OnHeader);
@@ -711,20 +884,27 @@ absl::Status H2PeerServer::Start(const std::string& address) {
   const auto listen = [this] {
     accept_event_ = event_new(loops_[0]->base(), listen_fd_, EV_READ | EV_PERSIST,
                               &H2PeerServer::OnAccept, this);
+    accept_retry_event_ = event_new(loops_[0]->base(), -1, 0, &H2PeerServer::OnAcceptRetry, this);
     if (accept_event_ != nullptr) event_add(accept_event_, nullptr);
   };
   if (client_ == nullptr) {
     listen();  // our loops do not run yet
-    for (auto& loop : loops_) loop->Start();
+    for (auto& loop : loops_) {
+      loop->StartSweep();
+      loop->Start();
+    }
   } else {
     // The client's loops already run, and a libevent base is not thread-safe
-    // here: the accept event is added on loop 0's own thread.
-    std::promise<void> added;
-    loops_[0]->Post([&] {
-      listen();
-      added.set_value();
-    });
-    added.get_future().wait();
+    // here: the events are added on each loop's own thread.
+    std::vector<std::promise<void>> added(loops_.size());
+    for (size_t i = 0; i < loops_.size(); ++i) {
+      loops_[i]->Post([&, i] {
+        if (i == 0) listen();
+        loops_[i]->StartSweep();
+        added[i].set_value();
+      });
+    }
+    for (auto& a : added) a.get_future().wait();
   }
   if (accept_event_ == nullptr) {
     Shutdown(absl::ZeroDuration());
@@ -733,11 +913,74 @@ absl::Status H2PeerServer::Start(const std::string& address) {
   return absl::OkStatus();
 }
 
+bool H2PeerServer::Hold(size_t bytes) {
+  const size_t before = held_.fetch_add(bytes, std::memory_order_relaxed);
+  if (before + bytes > limits_.max_buffer_bytes) {
+    held_.fetch_sub(bytes, std::memory_order_relaxed);
+    return false;
+  }
+  size_t peak = peak_held_.load(std::memory_order_relaxed);
+  while (before + bytes > peak &&
+         !peak_held_.compare_exchange_weak(peak, before + bytes, std::memory_order_relaxed)) {
+  }
+  return true;
+}
+
+void H2PeerServer::TrimAfterBurst() {
+  // Request bodies are small allocations, served from malloc's arenas, which
+  // keep freed memory: without a trim, an attack's peak would stay resident.
+  const size_t held = held_.load(std::memory_order_relaxed);
+  const size_t peak = peak_held_.load(std::memory_order_relaxed);
+  if (peak < kTrimAfterBytes || held > peak / 8) return;
+  peak_held_.store(held, std::memory_order_relaxed);
+  malloc_trim(0);
+}
+
+size_t H2PeerServer::Connections() const {
+  size_t n = 0;
+  for (const auto& loop : loops_) n += loop->connections();
+  return n;
+}
+
+void H2PeerServer::PauseAccepting(int error) {
+  warn_.Count(internal::WarnLimiter::kAcceptFailed, [&] {
+    return absl::StrCat("lcache: cannot accept connections (", std::strerror(error),
+                        "); accepting again in ", absl::FormatDuration(accept_backoff_),
+                        ", backing off up to ", absl::FormatDuration(kMaxAcceptBackoff));
+  });
+  if (accept_event_ == nullptr || accept_retry_event_ == nullptr) return;
+  event_del(accept_event_);
+  const timeval wait = absl::ToTimeval(accept_backoff_);
+  event_add(accept_retry_event_, &wait);
+  accept_backoff_ = std::min(accept_backoff_ * 2, kMaxAcceptBackoff);
+}
+
+void H2PeerServer::OnAcceptRetry(evutil_socket_t, short, void* self) {
+  auto* server = static_cast<H2PeerServer*>(self);
+  if (server->accept_event_ != nullptr) event_add(server->accept_event_, nullptr);
+}
+
 void H2PeerServer::OnAccept(evutil_socket_t listen_fd, short, void* self) {
   auto* server = static_cast<H2PeerServer*>(self);
   while (true) {
     const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;  // EAGAIN, or an error the next accept may not have
+    if (fd < 0) {
+      const int error = errno;
+      if (error == EINTR || error == ECONNABORTED) continue;
+      if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
+        server->PauseAccepting(error);
+      }
+      return;  // EAGAIN: all taken
+    }
+    server->accept_backoff_ = kFirstAcceptBackoff;
+    if (server->Connections() >= static_cast<size_t>(server->limits_.max_connections)) {
+      close(fd);
+      server->warn_.Count(internal::WarnLimiter::kConnectionRefused, [&] {
+        return absl::StrCat("lcache: refused a connection: ", server->limits_.max_connections,
+                            " are open (the limit)");
+      });
+      continue;
+    }
     const int on = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     Loop* loop = server->loops_[server->next_loop_++ % server->loops_.size()].get();
@@ -761,6 +1004,8 @@ void H2PeerServer::Shutdown(absl::Duration grace) {
     first->Post([this] {
       if (accept_event_ != nullptr) event_free(accept_event_);
       accept_event_ = nullptr;
+      if (accept_retry_event_ != nullptr) event_free(accept_retry_event_);
+      accept_retry_event_ = nullptr;
       close(listen_fd_);
       listen_fd_ = -1;
     });
@@ -799,6 +1044,8 @@ void H2PeerServer::Shutdown(absl::Duration grace) {
   service_.Stop(deadline);
   if (accept_event_ != nullptr) event_free(accept_event_);
   accept_event_ = nullptr;
+  if (accept_retry_event_ != nullptr) event_free(accept_retry_event_);
+  accept_retry_event_ = nullptr;
   if (listen_fd_ >= 0) close(listen_fd_);
   listen_fd_ = -1;
   loops_.clear();
