@@ -134,6 +134,7 @@ class Node:
         self.proc = None
         self.channel = None
         self.starts = 0
+        self.preexec = None  # run in the child before exec (e.g. resource limits)
 
     # -- process --------------------------------------------------------
 
@@ -148,7 +149,7 @@ class Node:
         cmd += TRANSPORT_ARGS + self.args
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, preexec_fn=self.preexec)
         _live.append(self.proc)
         deadline = time.monotonic() + ready_timeout
         # The node logs "serving" once it listens. Connecting before that
