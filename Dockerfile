@@ -31,9 +31,14 @@ RUN apt-get update -qq \
 COPY --from=build /src/build/bin/lcache-node /src/build/bin/lcache-cli /usr/local/bin/
 # Numeric, so that Kubernetes' runAsNonRoot can check it.
 USER 10001:10001
-# 9000: the peer protocol (gRPC) and grpc.health.v1; 8080: the HTTP admin API.
-EXPOSE 9000 8080
+# 9000: the peer protocol (gRPC) and grpc.health.v1: values, loads, Set and
+# Remove, plaintext and unauthenticated, for the cluster network only.
+# 8080: the HTTP admin API, on the container's loopback by default (nothing
+# outside needs it); to publish it (probes, Prometheus), pass
+# -http 0.0.0.0:8080 -http-token-file FILE: everything but /healthz and
+# /readyz then needs the token (docs/SECURITY.md, k8s/cache.yaml).
+EXPOSE 9000
 ENTRYPOINT ["lcache-node"]
 # -addr is also the node's name on the ring: with peers or etcd, pass the
 # address the other nodes reach it at (see k8s/cache.yaml).
-CMD ["-addr", "0.0.0.0:9000", "-http", "0.0.0.0:8080"]
+CMD ["-addr", "0.0.0.0:9000", "-http", "127.0.0.1:8080"]

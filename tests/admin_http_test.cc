@@ -4,6 +4,11 @@
 
 #include "node/admin_http.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <future>
@@ -41,13 +46,14 @@ class AdminHttpTest : public ::testing::Test {
     picker_.SetPeers({"127.0.0.1:1", "10.0.0.2:9000"});
   }
 
-  void Start(int max_inflight_loads = 8) {
+  void Start(int max_inflight_loads = 8, std::string token = "") {
     absl::StatusOr<std::unique_ptr<AdminHttpServer>> s =
         AdminHttpServer::Start({.address = "127.0.0.1:0",
                                 .registry = &registry_,
                                 .picker = &picker_,
                                 .ready = [this] { return ready_.load(); },
-                                .max_inflight_loads = max_inflight_loads});
+                                .max_inflight_loads = max_inflight_loads,
+                                .token = std::move(token)});
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = *std::move(s);
     client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
@@ -161,6 +167,61 @@ TEST_F(AdminHttpTest, StopIsIdempotentAndRefusesNewConnections) {
   server_->Stop();
   httplib::Client c("127.0.0.1", port);
   EXPECT_FALSE(c.Get("/healthz"));
+}
+
+TEST_F(AdminHttpTest, WithATokenOnlyProbesAreOpen) {
+  const std::string token = "s3cret-token-0123456789";
+  Start(8, token);
+  EXPECT_EQ(Get("/healthz").first, 200);
+  EXPECT_EQ(Get("/readyz").first, 200);
+  for (const char* path : {"/metrics", "/stats", "/peers", "/groups/scores/Tom"}) {
+    const auto [status, body] = Get(path);
+    EXPECT_EQ(status, 401) << path;
+    EXPECT_THAT(body, Not(HasSubstr("630"))) << path;
+  }
+  // A Set without the token is refused before its body is read, and changes nothing.
+  httplib::Result put = client_->Put("/groups/scores/Tom", "999", "application/octet-stream");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 401);
+  EXPECT_EQ(put->get_header_value("WWW-Authenticate"), "Bearer");
+  for (const std::string& wrong :
+       {std::string("Bearer wrong"), std::string("Bearer ") + token + "x",
+        std::string("Bearer ") + token.substr(0, token.size() - 1), std::string("Basic ") + token,
+        token}) {
+    httplib::Result r = client_->Get("/stats", {{"Authorization", wrong}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401) << wrong;
+  }
+  httplib::Result r = client_->Get("/groups/scores/Tom", {{"Authorization", "Bearer " + token}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "630");
+}
+
+TEST_F(AdminHttpTest, SlowClientsDoNotStarveTheProbes) {
+  Start();
+  // 24 clients that each send a request line and then nothing: with a fixed
+  // pool of httplib threads they held every thread.
+  std::vector<int> slow;
+  for (int i = 0; i < 24; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_GT(send(fd, "GET /stats HTTP/1.1\r\n", 21, 0), 0);
+    slow.push_back(fd);
+  }
+  httplib::Client probe("127.0.0.1", server_->port());
+  probe.set_connection_timeout(1);
+  probe.set_read_timeout(1);
+  for (int i = 0; i < 5; ++i) {
+    httplib::Result r = probe.Get("/healthz");
+    ASSERT_TRUE(r) << httplib::to_string(r.error());
+    EXPECT_EQ(r->status, 200);
+  }
+  for (int fd : slow) close(fd);
 }
 
 TEST(RenderMetricsTest, FamiliesHistogramsAndEscapedLabels) {

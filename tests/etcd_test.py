@@ -324,8 +324,12 @@ class K8sArgsTest(EtcdTest):
         (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"]
                         if c["name"] == "lcache"]
         port, http_port = ct.free_port(), ct.free_port()
+        token = "k8s-test-token-0123456789"
+        token_file = pathlib.Path(self.logdir) / "admin-token"
+        token_file.write_text(token + "\n")
         args = []
         for a in container["args"]:
+            a = a.replace("/etc/lcache/admin/token", str(token_file))  # the Secret's mount
             a = a.replace("$(POD_IP):9000", f"127.0.0.1:{port}")
             a = a.replace("0.0.0.0:9000", f"127.0.0.1:{port}")  # -listen, on loopback only
             a = a.replace("0.0.0.0:8080", f"127.0.0.1:{http_port}")
@@ -350,6 +354,17 @@ class K8sArgsTest(EtcdTest):
                 return None
         ct.wait_until(lambda: readyz() == 200, 5, "/readyz 200")
         self.assertEqual(node.get("Tom"), b"630")
+
+        def metrics(headers):
+            request = urllib.request.Request(f"http://127.0.0.1:{http_port}/metrics",
+                                             headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=2) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+        self.assertEqual(metrics({}), 401)  # the manifest's admin API needs the token
+        self.assertEqual(metrics({"Authorization": f"Bearer {token}"}), 200)
         node.stop(self, within=12)  # -drain-delay-ms=5000 of the manifest, then the grace
         self.assertEqual(self.etcd.addresses(), [])
 

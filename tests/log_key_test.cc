@@ -19,7 +19,10 @@ TEST(LogKeyTest, ControlBytesCannotForgeALine) {
   // \xNN for every other byte (and a hex-digit letter right after one, so
   // that the escape cannot be read as longer).
   EXPECT_EQ(LogKey(std::string("a\0z\x1b[31m\xff", 9)), "a\\x00z\\x1b[31m\\xff");
-  EXPECT_EQ(LogKey(std::string("\x01" "b", 2)), "\\x01\\x62");
+  EXPECT_EQ(LogKey(std::string("\x01"
+                               "b",
+                               2)),
+            "\\x01\\x62");
   EXPECT_EQ(LogKey("quote\"back\\slash"), "quote\\\"back\\\\slash");
 }
 

@@ -14,12 +14,14 @@
 
 #include <algorithm>
 #include <csignal>
+#include <fstream>
 #include <cstdio>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -100,6 +102,11 @@ ABSL_FLAG(int64_t, max_conn_buffer_kb, 4096,
           "peer/client port: request bytes one connection may have buffered, in KiB");
 ABSL_FLAG(int64_t, max_buffer_mb, 32,
           "peer/client port: request bytes all connections may have buffered, in MiB");
+ABSL_FLAG(std::string, http_token_file, "",
+          "admin HTTP: a file holding a token that every path but /healthz and /readyz needs "
+          "(Authorization: Bearer TOKEN)");
+ABSL_FLAG(int32_t, http_max_connections, 64,
+          "admin HTTP: connections served at once (a thread each); more wait");
 ABSL_FLAG(int64_t, grace_ms, 5000, "on SIGTERM, how long calls in flight may take to finish");
 ABSL_FLAG(std::string, transport, "lean",
           "the peer protocol's server and client: lean (nghttp2 + libevent) or grpc (gRPC C++); "
@@ -147,6 +154,22 @@ std::optional<absl::Duration> DurationFlag(const std::string& text) {
   if (int64_t ms = 0; absl::SimpleAtoi(text, &ms)) return absl::Milliseconds(ms);
   if (absl::ParseDuration(text, &d)) return d;
   return std::nullopt;
+}
+
+// The admin token: the file's first line, surrounding whitespace trimmed.
+// An empty or unreadable file is an error, not "no token".
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  std::ifstream file(path);
+  std::string line;
+  if (!file || !std::getline(file, line)) {
+    return absl::InvalidArgumentError("-http-token-file: cannot read \"" + path + "\"");
+  }
+  const absl::string_view token = absl::StripAsciiWhitespace(line);
+  if (token.size() < 16) {
+    return absl::InvalidArgumentError("-http-token-file: the token in \"" + path +
+                                      "\" is shorter than 16 characters");
+  }
+  return std::string(token);
 }
 
 // Every connection is a descriptor, and the usual soft limit (1024) is far
@@ -322,6 +345,13 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
           static_cast<size_t>(std::max<int64_t>(absl::GetFlag(FLAGS_max_buffer_mb), 0)) << 20,
   };
   options.http_address = absl::GetFlag(FLAGS_http);
+  if (const std::string path = absl::GetFlag(FLAGS_http_token_file); !path.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(path);
+    if (!token.ok()) return token.status();
+    options.http_token = *std::move(token);
+  }
+  options.http_max_connections = absl::GetFlag(FLAGS_http_max_connections);
+  if (options.http_max_connections < 1) return usage("-http-max-connections must be >= 1");
   options.drain_delay = absl::Milliseconds(absl::GetFlag(FLAGS_drain_delay_ms));
   options.grace = absl::Milliseconds(absl::GetFlag(FLAGS_grace_ms));
   return options;

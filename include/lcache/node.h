@@ -91,6 +91,11 @@ struct NodeOptions {
 
   // The HTTP admin listener's host:port; empty: none.
   std::string http_address = "";
+  // Non-empty: every admin path but /healthz and /readyz needs
+  // "Authorization: Bearer <http_token>".
+  std::string http_token = "";
+  // Admin connections served at once (a thread each); more wait.
+  int http_max_connections = 64;
   // How often expired entries nobody reads are swept
   // (GroupRegistry::StartReclaimer); zero: never.
   absl::Duration reclaim_interval = absl::Seconds(1);

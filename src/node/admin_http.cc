@@ -17,6 +17,7 @@
 #include "lcache/grpc_wire.h"
 #include "lcache/origin.h"
 #include "lcache/store.h"
+#include "node/admin_thread_pool.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 
@@ -368,11 +369,27 @@ std::string RenderStatsJson(const GroupRegistry& registry, const RingPicker* pic
                {"groups", std::move(groups)}});
 }
 
+// Compares in time independent of where the strings differ.
+bool SameSecret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const std::string_view x = a.size() == b.size() ? a : b;
+  for (size_t i = 0; i < b.size(); ++i) diff |= static_cast<unsigned char>(x[i] ^ b[i]);
+  return diff == 0;
+}
+
 class AdminHttpServer::Impl {
  public:
-  explicit Impl(AdminHttpOptions options) : options_(std::move(options)) {
-    const int threads = std::max(1, options_.threads);
-    server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  explicit Impl(AdminHttpOptions options)
+      : options_(std::move(options)) {
+    const int threads = std::max(1, options_.max_connections);
+    server_.new_task_queue = [threads] { return new ElasticThreadPool(threads); };
+    // One request per connection: no idle keep-alive connection holds a
+    // thread.
+    server_.set_keep_alive_max_count(1);
+    server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      return Authorized(req, res) ? httplib::Server::HandlerResponse::Unhandled
+                                  : httplib::Server::HandlerResponse::Handled;
+    });
     // httplib's default also sets SO_REUSEPORT, which would let a second
     // node bind the same port and silently share its traffic; a taken port
     // must be an error instead. SO_REUSEADDR only allows a quick restart.
@@ -381,7 +398,8 @@ class AdminHttpServer::Impl {
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     });
     server_.set_keep_alive_timeout(2);
-    server_.set_read_timeout(5);
+    server_.set_read_timeout(std::chrono::microseconds(
+        std::max<int64_t>(1, absl::ToInt64Microseconds(options_.read_timeout))));
     server_.set_payload_max_length(64 << 10);
     server_.set_exception_handler(
         [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
@@ -440,6 +458,21 @@ class AdminHttpServer::Impl {
  private:
   bool Ready() const { return options_.ready == nullptr || options_.ready(); }
 
+  // Before routing (and before a body is read): probes are open; the rest
+  // needs the token when there is one.
+  bool Authorized(const httplib::Request& req, httplib::Response& res) {
+    if (options_.token.empty() || req.path == "/healthz" || req.path == "/readyz") return true;
+    const std::string auth = req.get_header_value("Authorization");
+    constexpr std::string_view kBearer = "Bearer ";
+    if (auth.size() > kBearer.size() && auth.starts_with(kBearer) &&
+        SameSecret(std::string_view(auth).substr(kBearer.size()), options_.token)) {
+      return true;
+    }
+    res.set_header("WWW-Authenticate", "Bearer");
+    Text(res, 401, "lcache: this path needs \"Authorization: Bearer <token>\" (-http-token-file)");
+    return false;
+  }
+
   void Routes() {
     server_.Get("/healthz",
                 [](const httplib::Request&, httplib::Response& res) { Text(res, 200, "ok"); });
@@ -465,19 +498,17 @@ class AdminHttpServer::Impl {
           "application/json");
     });
     // [\s\S]: a key may hold any byte, a newline included (sent as %0A).
-    server_.Get(R"(/groups/([^/]*)/([\s\S]*))",
-                [this](const httplib::Request& req, httplib::Response& res) {
-                  ServeGet(req.matches[1].str(), req.matches[2].str(), res);
-                });
+    constexpr char kGroupKey[] = R"(/groups/([^/]*)/([\s\S]*))";
+    server_.Get(kGroupKey, [this](const httplib::Request& req, httplib::Response& res) {
+      ServeGet(req.matches[1].str(), req.matches[2].str(), res);
+    });
     // Set (body = the value, ?ttl_ms=N) and Remove, across the cluster.
-    server_.Put(R"(/groups/([^/]*)/([\s\S]*))",
-                [this](const httplib::Request& req, httplib::Response& res) {
-                  ServeMutation(req, true, res);
-                });
-    server_.Delete(R"(/groups/([^/]*)/([\s\S]*))",
-                   [this](const httplib::Request& req, httplib::Response& res) {
-                     ServeMutation(req, false, res);
-                   });
+    server_.Put(kGroupKey, [this](const httplib::Request& req, httplib::Response& res) {
+      ServeMutation(req, true, res);
+    });
+    server_.Delete(kGroupKey, [this](const httplib::Request& req, httplib::Response& res) {
+      ServeMutation(req, false, res);
+    });
   }
 
   // 200 with {"unacked":[...]} (the nodes that did not acknowledge dropping

@@ -12,11 +12,16 @@
 //                             503 when too many loads are in flight, 504 for a
 //                             deadline, 500 for any other error
 //
-// Meant for probes, scrapers and people with curl, not as the data path: each
-// connection holds one of `threads` threads while it lasts (httplib's model),
-// and idle keep-alive connections are dropped after 2 s. Loads started
-// through /groups are bounded (`max_inflight_loads`; more get 503 at once) so
-// that slow getters cannot take every thread from hits and probes.
+// Meant for probes, scrapers and people with curl, not as the data path: one
+// request per connection (no keep-alive), each on a thread of its own while
+// it lasts (httplib's model; threads are started as needed, up to
+// `max_connections`, admin_thread_pool.h), so slow clients cannot starve the
+// probes; a connection that sends nothing for `read_timeout` is closed. Loads started through /groups are bounded
+// (`max_inflight_loads`; more get 503 at once) so that slow getters cannot
+// take every thread from hits and probes.
+//
+// With a `token`, every path but /healthz and /readyz needs the header
+// "Authorization: Bearer <token>" (401 otherwise, the request unread).
 //
 // Thread-safety: the server's methods may be called from any thread.
 
@@ -28,6 +33,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "lcache/group.h"
 #include "lcache/ring_picker.h"
 
@@ -43,9 +49,15 @@ struct AdminHttpOptions {
   // Readiness for /readyz (and /stats); null means always ready. Called on
   // request threads: must be cheap and must not block.
   std::function<bool()> ready = nullptr;
-  int threads = 16;
+  // Connections served at once (a thread each); more wait to be accepted.
+  int max_connections = 64;
+  // A read that waits longer ends the connection. Per read, not per request:
+  // cpp-httplib 0.11 has no whole-request deadline (docs/SECURITY.md).
+  absl::Duration read_timeout = absl::Seconds(2);
   // /groups misses allowed to wait on a load at once; more get 503.
   int max_inflight_loads = 8;
+  // Empty: no authentication.
+  std::string token = {};
 };
 
 class AdminHttpServer {

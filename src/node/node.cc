@@ -291,10 +291,14 @@ absl::Status Node::Impl::Start() {
                                           .registry = &registry_,
                                           .picker = picker_.get(),
                                           .ready = [this] { return ready(); },
-                                          .max_inflight_loads = options_.load_threads});
+                                          .max_connections = options_.http_max_connections,
+                                          .max_inflight_loads = options_.load_threads,
+                                          .token = options_.http_token});
     if (!started.ok()) return started.status();
     admin_ = *std::move(started);
-    spdlog::info("admin HTTP on {} (port {})", options_.http_address, admin_->port());
+    spdlog::info("admin HTTP on {} (port {}){}", options_.http_address, admin_->port(),
+                 options_.http_token.empty() ? ", no token: open to whoever reaches it"
+                                             : ", token required but for /healthz and /readyz");
   }
   started_ = true;
   return absl::OkStatus();

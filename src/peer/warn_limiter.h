@@ -21,7 +21,14 @@ namespace lcache::internal {
 
 class WarnLimiter {
  public:
-  enum Kind { kConnectionRefused, kAcceptFailed, kIdleClosed, kRequestTimedOut, kBufferFull, kKinds };
+  enum Kind {
+    kConnectionRefused,
+    kAcceptFailed,
+    kIdleClosed,
+    kRequestTimedOut,
+    kBufferFull,
+    kKinds
+  };
 
   WarnLimiter(std::function<void(const std::string&)> warn, absl::Duration every)
       : warn_(std::move(warn)), every_(every) {}

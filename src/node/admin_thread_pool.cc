@@ -1,0 +1,49 @@
+#include "node/admin_thread_pool.h"
+
+#include <utility>
+
+namespace lcache::internal {
+
+void ElasticThreadPool::enqueue(std::function<void()> fn) {
+  std::lock_guard lock(mu_);
+  if (shut_down_) return;
+  jobs_.push_back(std::move(fn));
+  if (idle_ == 0 && static_cast<int>(threads_.size()) < max_threads_) {
+    threads_.emplace_back([this] { Work(); });
+  } else {
+    cv_.notify_one();
+  }
+}
+
+void ElasticThreadPool::shutdown() {
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard lock(mu_);
+    shut_down_ = true;
+    threads.swap(threads_);
+  }
+  cv_.notify_all();
+  for (std::thread& t : threads) t.join();
+}
+
+int ElasticThreadPool::threads() const {
+  std::lock_guard lock(mu_);
+  return static_cast<int>(threads_.size());
+}
+
+void ElasticThreadPool::Work() {
+  std::unique_lock lock(mu_);
+  while (true) {
+    ++idle_;
+    cv_.wait(lock, [this] { return !jobs_.empty() || shut_down_; });
+    --idle_;
+    if (jobs_.empty()) return;  // shut down, nothing left
+    std::function<void()> job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lock.unlock();
+    job();
+    lock.lock();
+  }
+}
+
+}  // namespace lcache::internal
