@@ -17,6 +17,7 @@
 #include <future>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -35,11 +36,16 @@ ABSL_FLAG(int64_t, timeout_ms, 2000, "deadline of the call");
 ABSL_FLAG(std::string, transport, "lean",
           "lean (nghttp2; content-type application/grpc+json, as Go clients send) or grpc "
           "(gRPC C++)");
+ABSL_FLAG(std::string, tls_ca, "",
+          "speak TLS, verifying the node against this CA (PEM); \"system\": the system's CAs");
+ABSL_FLAG(std::string, tls_cert, "", "TLS: a client certificate (PEM) for nodes that ask for one");
+ABSL_FLAG(std::string, tls_key, "", "TLS: the client certificate's key (PEM)");
 
 namespace {
 
 constexpr char kUsage[] =
-    "usage: lcache-cli get|set|rm -addr HOST:PORT -group GROUP -key KEY [-value V] [-ttl-ms N]";
+    "usage: lcache-cli get|set|rm -addr HOST:PORT -group GROUP -key KEY [-value V] [-ttl-ms N]\n"
+    "                  [-tls-ca CA.pem|system [-tls-cert CERT.pem -tls-key KEY.pem]]";
 
 int Fail(const absl::Status& status) {
   std::cerr << status.message() << "\n";
@@ -104,12 +110,22 @@ int main(int argc, char** argv) {
   }
   const lcache::PeerClientOptions options{
       .timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms)), .mark_forwarded = false};
+  std::optional<lcache::TlsOptions> tls;
+  if (const std::string ca = absl::GetFlag(FLAGS_tls_ca); !ca.empty()) {
+    tls = lcache::TlsOptions{.cert_file = absl::GetFlag(FLAGS_tls_cert),
+                             .key_file = absl::GetFlag(FLAGS_tls_key),
+                             .ca_file = ca == "system" ? "" : ca};
+  } else if (!absl::GetFlag(FLAGS_tls_cert).empty() || !absl::GetFlag(FLAGS_tls_key).empty()) {
+    std::cerr << "-tls-cert and -tls-key need -tls-ca (a CA file, or system)\n";
+    return 2;
+  }
   std::shared_ptr<lcache::H2PeerClient> client;  // outlives `peer`
   std::shared_ptr<lcache::PeerGetter> peer;
   if (absl::GetFlag(FLAGS_transport) == "grpc") {
-    peer = lcache::NewGrpcPeerGetter(absl::GetFlag(FLAGS_addr), options);
+    peer = lcache::NewGrpcPeerGetter(absl::GetFlag(FLAGS_addr), options, tls);
   } else if (absl::GetFlag(FLAGS_transport) == "lean") {
-    absl::StatusOr<std::shared_ptr<lcache::H2PeerClient>> created = lcache::H2PeerClient::Create();
+    absl::StatusOr<std::shared_ptr<lcache::H2PeerClient>> created =
+        lcache::H2PeerClient::Create(1, tls);
     if (!created.ok()) return Fail(created.status());
     client = *std::move(created);
     peer = client->NewGetter(absl::GetFlag(FLAGS_addr), options);

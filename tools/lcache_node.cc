@@ -102,6 +102,16 @@ ABSL_FLAG(int64_t, max_conn_buffer_kb, 4096,
           "peer/client port: request bytes one connection may have buffered, in KiB");
 ABSL_FLAG(int64_t, max_buffer_mb, 32,
           "peer/client port: request bytes all connections may have buffered, in MiB");
+ABSL_FLAG(std::string, tls_cert, "",
+          "TLS: this node's certificate chain (PEM): the peer port serves TLS only, and calls to "
+          "peers use TLS (with -tls-key; reloaded when the files change, and on SIGHUP)");
+ABSL_FLAG(std::string, tls_key, "", "TLS: the certificate's private key (PEM)");
+ABSL_FLAG(std::string, tls_ca, "",
+          "TLS: the CA (PEM) that signs the cluster's certificates: peers are verified against it "
+          "(default: the system's CAs)");
+ABSL_FLAG(std::string, tls_client_auth, "",
+          "TLS: none, request or require a client certificate signed by -tls-ca (default: "
+          "request with -tls-ca, else none). Only clients with one may mark requests forwarded");
 ABSL_FLAG(std::string, http_token_file, "",
           "admin HTTP: a file holding a token that every path but /healthz and /readyz needs "
           "(Authorization: Bearer TOKEN)");
@@ -156,6 +166,37 @@ std::optional<absl::Duration> DurationFlag(const std::string& text) {
   return std::nullopt;
 }
 
+// TlsOptions from the -tls-* flags; nullopt without -tls-cert.
+absl::StatusOr<std::optional<TlsOptions>> TlsFromFlags() {
+  TlsOptions tls{.cert_file = absl::GetFlag(FLAGS_tls_cert),
+                 .key_file = absl::GetFlag(FLAGS_tls_key),
+                 .ca_file = absl::GetFlag(FLAGS_tls_ca)};
+  const std::string auth = absl::GetFlag(FLAGS_tls_client_auth);
+  if (tls.cert_file.empty() && tls.key_file.empty()) {
+    if (!tls.ca_file.empty() || !auth.empty()) {
+      return absl::InvalidArgumentError("-tls-ca and -tls-client-auth need -tls-cert and -tls-key");
+    }
+    return std::nullopt;
+  }
+  if (tls.cert_file.empty() || tls.key_file.empty()) {
+    return absl::InvalidArgumentError("-tls-cert and -tls-key go together");
+  }
+  if (auth.empty()) {
+    tls.client_auth = tls.ca_file.empty() ? TlsOptions::ClientAuth::kNone
+                                          : TlsOptions::ClientAuth::kRequest;
+  } else if (auth == "none") {
+    tls.client_auth = TlsOptions::ClientAuth::kNone;
+  } else if (auth == "request") {
+    tls.client_auth = TlsOptions::ClientAuth::kRequest;
+  } else if (auth == "require") {
+    tls.client_auth = TlsOptions::ClientAuth::kRequire;
+  } else {
+    return absl::InvalidArgumentError("-tls-client-auth must be none, request or require, got \"" +
+                                      auth + "\"");
+  }
+  return tls;
+}
+
 // The admin token: the file's first line, surrounding whitespace trimmed.
 // An empty or unreadable file is an error, not "no token".
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
@@ -181,12 +222,14 @@ void RaiseDescriptorLimit() {
   setrlimit(RLIMIT_NOFILE, &limit);
 }
 
-// SIGINT and SIGTERM: the signals that stop the node.
+// SIGINT and SIGTERM: the signals that stop the node; SIGHUP: read the TLS
+// files again.
 sigset_t StopSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   return set;
 }
 
@@ -344,6 +387,11 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
       .max_buffer_bytes =
           static_cast<size_t>(std::max<int64_t>(absl::GetFlag(FLAGS_max_buffer_mb), 0)) << 20,
   };
+  if (absl::StatusOr<std::optional<TlsOptions>> tls = TlsFromFlags(); !tls.ok()) {
+    return tls.status();
+  } else {
+    options.tls = *std::move(tls);
+  }
   options.http_address = absl::GetFlag(FLAGS_http);
   if (const std::string path = absl::GetFlag(FLAGS_http_token_file); !path.empty()) {
     absl::StatusOr<std::string> token = ReadTokenFile(path);
@@ -397,7 +445,13 @@ int Run() {
   // this thread receives them.
   const sigset_t stop_signals = StopSignals();
   int signal = 0;
-  sigwait(&stop_signals, &signal);
+  while (sigwait(&stop_signals, &signal) == 0 && signal == SIGHUP) {
+    if (absl::Status s = (*node)->ReloadTls(); s.ok()) {
+      spdlog::info("SIGHUP: TLS files read again");
+    } else {
+      spdlog::error("SIGHUP: {}; still using the previous files", std::string(s.message()));
+    }
+  }
   spdlog::info(
       "{}: draining (not ready; leaving the ring, handing off up to {} MiB, serving for {} ms, "
       "then grace {} ms)",

@@ -7,6 +7,7 @@
 #define LCACHE_GRPC_PEER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -27,8 +28,13 @@ absl::StatusOr<std::unique_ptr<PeerServer>> StartGrpcPeerServer(PeerServerOption
 //   gRPC failures                        the gRPC code and message (UNAVAILABLE,
 //                                        DEADLINE_EXCEEDED, ...)
 //   a response that is not valid JSON    Internal
+//
+// With `tls`, the channel speaks TLS and verifies the server against
+// tls->ca_file; tls->cert_file and key_file are shown to servers that ask.
+// Files that cannot be read make a getter whose calls fail, saying so.
 std::shared_ptr<PeerGetter> NewGrpcPeerGetter(const std::string& address,
-                                              PeerClientOptions options = {});
+                                              PeerClientOptions options = {},
+                                              const std::optional<TlsOptions>& tls = std::nullopt);
 
 }  // namespace lcache
 

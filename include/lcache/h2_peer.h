@@ -12,7 +12,9 @@
 #ifndef LCACHE_H2_PEER_H_
 #define LCACHE_H2_PEER_H_
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -33,10 +35,20 @@ namespace lcache {
 // `io_threads` loops: a call made on one of them (by a server started on
 // this client, see below) stays on it; calls from other threads take the
 // loops in turn.
+//
+// With `tls`, every connection speaks TLS and verifies the server against
+// tls->ca_file and the host of its address; tls->cert_file and key_file, if
+// set, are shown to servers that ask (mutual TLS). `warn` hears of TLS files
+// that changed and do not load (the previous ones stay in use).
 class H2PeerClient : public std::enable_shared_from_this<H2PeerClient> {
  public:
-  static absl::StatusOr<std::shared_ptr<H2PeerClient>> Create(int io_threads = 1);
+  static absl::StatusOr<std::shared_ptr<H2PeerClient>> Create(
+      int io_threads = 1, std::optional<TlsOptions> tls = std::nullopt,
+      std::function<void(const std::string&)> warn = nullptr);
   virtual ~H2PeerClient() = default;
+
+  // Reads the TLS files again now (SIGHUP); OK without TLS.
+  virtual absl::Status ReloadTls() = 0;
 
   virtual std::shared_ptr<PeerGetter> NewGetter(const std::string& address,
                                                 PeerClientOptions options = {}) = 0;

@@ -83,6 +83,9 @@ struct NodeOptions {
   int io_threads = 1;  // lean transport: event-loop threads, shared by the server and the peer client
   // Deadline of each call to a peer.
   absl::Duration peer_timeout = absl::Seconds(2);
+  // TLS for the peer port and for calls to peers (TlsOptions, peer_server.h):
+  // every node of a cluster needs it then (Go nodes speak plaintext only).
+  std::optional<TlsOptions> tls = std::nullopt;
   // The peer server's limits (PeerServerOptions).
   size_t max_key_bytes = 4096;
   int load_threads = 8;
@@ -130,6 +133,11 @@ class Node {
   // accepting, lets calls in flight finish within grace, then stops the
   // admin listener (its requests in flight run to the end). Idempotent.
   void Stop();
+
+  // Reads the TLS files again now (lcache-node does on SIGHUP); on an error
+  // the previous ones stay in use. The lean transport only: the gRPC one
+  // reads them at start. OK without TLS.
+  absl::Status ReloadTls();
 
   // Replaces the static peer set (this node included) and logs the change;
   // FailedPrecondition with etcd, whose watch owns the set.

@@ -24,8 +24,10 @@
 
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "lcache/group.h"
 
@@ -43,6 +45,29 @@ inline constexpr char kPeekMethod[] = "/lcache.LCache/Peek";
 inline constexpr char kHandoffMethod[] = "/lcache.LCache/Handoff";
 inline constexpr char kForwardedMetadataKey[] = "lcache-forwarded";
 inline constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
+
+// TLS for the peer protocol, on both transports (docs/SECURITY.md): PEM
+// files. On the lean transport they are read again when they change
+// (looked at, at most once a second, when a connection starts) and on
+// ReloadTls(); new files that do not load leave the previous ones in use,
+// with a warning. The gRPC transport reads them once.
+struct TlsOptions {
+  // This node's certificate chain and key: served to clients and peers, and
+  // shown to peers when it calls them (mutual TLS).
+  std::string cert_file = {};
+  std::string key_file = {};
+  // The CAs that sign the cluster's certificates: peers' servers are
+  // verified against them (and their names: the host of the peer's
+  // address, an IP or a DNS name), and so are clients' certificates. Empty:
+  // the system's CAs, and clients' certificates are not verified.
+  std::string ca_file = {};
+  enum class ClientAuth {
+    kNone,     // clients are not asked for a certificate
+    kRequest,  // asked; a client without one is served as a client
+    kRequire,  // a client without a certificate the CA signed is refused
+  };
+  ClientAuth client_auth = ClientAuth::kNone;
+};
 
 // Limits on what clients can hold (docs/SECURITY.md). The lean transport
 // enforces each; on the gRPC transport, gRPC C++ enforces the idle and
@@ -92,6 +117,13 @@ struct PeerServerOptions {
 
   // What one client can hold (PeerServerLimits).
   PeerServerLimits limits = {};
+  // Serve TLS instead of plaintext (only: a plaintext client is refused).
+  // Requests marked kForwardedMetadataKey are then served as forwarded only
+  // from clients that showed a certificate the CA signed (the cluster's
+  // nodes); from others the mark is ignored and the key routed by the ring.
+  // Without TLS, every client that reaches the port is trusted with the
+  // mark: keep the port on the cluster's network.
+  std::optional<TlsOptions> tls = std::nullopt;
   // Told of refused connections, resets and accept failures (at most one
   // line per kind every 10 s, with the count since the last); null: silent.
   // Called on a server thread: must not block.
@@ -110,6 +142,10 @@ class PeerServer {
   // cancels the rest, and returns when everything has stopped. Idempotent;
   // the destructor calls it with no grace.
   virtual void Shutdown(absl::Duration grace) = 0;
+
+  // Reads the TLS files again now (SIGHUP); an error, with the previous
+  // files still in use, if they do not load. OK without TLS.
+  virtual absl::Status ReloadTls() { return absl::OkStatus(); }
 };
 
 struct PeerClientOptions {

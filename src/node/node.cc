@@ -226,7 +226,8 @@ absl::Status Node::Impl::Start() {
   const PeerClientOptions client{.timeout = options_.peer_timeout};
   if (options_.transport == PeerTransport::kLean) {
     // One client loop per I/O thread, shared with the server below.
-    absl::StatusOr<std::shared_ptr<H2PeerClient>> c = H2PeerClient::Create(options_.io_threads);
+    absl::StatusOr<std::shared_ptr<H2PeerClient>> c = H2PeerClient::Create(
+        options_.io_threads, options_.tls, [](const std::string& line) { spdlog::warn("{}", line); });
     if (!c.ok()) return c.status();
     lean_client_ = *std::move(c);
   }
@@ -236,7 +237,8 @@ absl::Status Node::Impl::Start() {
       options_.address,
       [this, client, lean = lean_client_](const std::string& peer) -> std::shared_ptr<PeerGetter> {
         auto getter = std::make_shared<LoggedPeer>(
-            peer, lean ? lean->NewGetter(peer, client) : NewGrpcPeerGetter(peer, client));
+            peer, lean ? lean->NewGetter(peer, client)
+                       : NewGrpcPeerGetter(peer, client, options_.tls));
         KeepUntilDestroyed(getter);
         return getter;
       },
@@ -255,6 +257,7 @@ absl::Status Node::Impl::Start() {
       .max_queued_loads = options_.max_queued_loads,
       .serving = [this] { return ready(); },
       .limits = options_.server_limits,
+      .tls = options_.tls,
       .warn = [](const std::string& line) { spdlog::warn("{}", line); },
   };
   absl::StatusOr<std::unique_ptr<PeerServer>> server =
@@ -387,6 +390,14 @@ absl::StatusOr<RingPicker::Change> Node::SetPeers(std::vector<std::string> peers
     return absl::FailedPreconditionError("lcache: this node's peers come from etcd");
   }
   return SetAndLogPeers(*impl_->picker_, std::move(peers));
+}
+
+absl::Status Node::ReloadTls() {
+  if (!impl_->options_.tls) return absl::OkStatus();
+  absl::Status server = impl_->server_->ReloadTls();
+  absl::Status client =
+      impl_->lean_client_ != nullptr ? impl_->lean_client_->ReloadTls() : absl::OkStatus();
+  return server.ok() ? client : server;
 }
 
 const std::string& Node::address() const { return impl_->options_.address; }

@@ -27,6 +27,7 @@ class WarnLimiter {
     kIdleClosed,
     kRequestTimedOut,
     kBufferFull,
+    kTlsFailed,
     kKinds
   };
 

@@ -33,6 +33,7 @@
 #include "lcache/grpc_peer.h"
 #include "lcache/json_codec.h"
 #include "peer/grpc/grpc_bytes.h"
+#include "peer/grpc/grpc_tls.h"
 #include "peer/peer_response.h"
 
 namespace lcache {
@@ -173,9 +174,10 @@ class Poller {
 
 class GrpcPeerGetter final : public PeerGetter {
  public:
-  GrpcPeerGetter(const std::string& address, PeerClientOptions options)
+  GrpcPeerGetter(const std::string& address, PeerClientOptions options,
+                 std::shared_ptr<grpc::ChannelCredentials> credentials)
       : peer_(std::make_shared<const Peer>(Peer{address, options})),
-        stub_(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())),
+        stub_(grpc::CreateChannel(address, std::move(credentials))),
         poller_(Poller::Start(peer_)) {}
 
   ~GrpcPeerGetter() override { poller_->Stop(); }
@@ -241,11 +243,32 @@ class GrpcPeerGetter final : public PeerGetter {
   const std::shared_ptr<internal::PeekSupport> peek_ = std::make_shared<internal::PeekSupport>();
 };
 
+// A peer whose channel could not be made: every call fails with why.
+class UnusablePeer final : public PeerGetter {
+ public:
+  explicit UnusablePeer(absl::Status why) : why_(std::move(why)) {}
+  absl::StatusOr<PeerValue> Get(std::string_view, std::string_view) override { return why_; }
+
+ private:
+  const absl::Status why_;
+};
+
 }  // namespace
 
 std::shared_ptr<PeerGetter> NewGrpcPeerGetter(const std::string& address,
-                                              PeerClientOptions options) {
-  return std::make_shared<GrpcPeerGetter>(address, options);
+                                              PeerClientOptions options,
+                                              const std::optional<TlsOptions>& tls) {
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (tls) {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ssl =
+        internal::GrpcChannelCredentials(*tls);
+    // Unreadable files: a channel that fails every call, saying why.
+    credentials = ssl.ok() ? *std::move(ssl) : nullptr;
+    if (credentials == nullptr) {
+      return std::make_shared<UnusablePeer>(ssl.status());
+    }
+  }
+  return std::make_shared<GrpcPeerGetter>(address, options, std::move(credentials));
 }
 
 }  // namespace lcache

@@ -63,6 +63,7 @@
 #include "absl/time/clock.h"
 #include "lcache/grpc_peer.h"
 #include "peer/grpc/grpc_bytes.h"
+#include "peer/grpc/grpc_tls.h"
 #include "peer/peer_service.h"
 
 namespace lcache {
@@ -91,6 +92,7 @@ class GrpcPeerServer final : public PeerServer {
 
   internal::PeerService service_;
   int port_ = 0;
+  bool tls_ = false;
 
   grpc::AsyncGenericService generic_;
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;
@@ -192,8 +194,13 @@ class GrpcPeerServer::Call {
   bool mutation() const { return mutation_; }
   const std::string& method() const { return ctx_.method(); }
 
+  // Marked, by a client trusted with the mark: with TLS, one whose
+  // certificate the CA signed (PeerServerOptions::tls).
   bool Forwarded() const {
-    return ctx_.client_metadata().find(kForwardedMetadataKey) != ctx_.client_metadata().end();
+    if (ctx_.client_metadata().find(kForwardedMetadataKey) == ctx_.client_metadata().end()) {
+      return false;
+    }
+    return !server_->tls_ || ctx_.auth_context()->IsPeerAuthenticated();
   }
 
   const grpc::ByteBuffer& request() const { return request_; }
@@ -221,7 +228,19 @@ absl::Status GrpcPeerServer::Start(const PeerServerOptions& options) {
   // Without this a second server could bind the same port (SO_REUSEPORT) and
   // silently share its traffic; a taken address must be an error instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &port_);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (options.tls) {
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ssl =
+        internal::GrpcServerCredentials(*options.tls);
+    if (!ssl.ok()) {
+      shut_down_ = true;
+      service_.Stop(absl::Now());
+      return ssl.status();
+    }
+    credentials = *std::move(ssl);
+    tls_ = true;
+  }
+  builder.AddListeningPort(options.address, credentials, &port_);
   builder.RegisterAsyncGenericService(&generic_);
   // gRPC itself refuses (RESOURCE_EXHAUSTED) only messages far over the
   // limit; those just over it are read and refused as INVALID_ARGUMENT by

@@ -21,6 +21,7 @@
 #include "lcache/peers.h"
 #include "peer/h2/event_loop.h"
 #include "peer/h2/h2_socket.h"
+#include "peer/h2/tls.h"
 
 namespace lcache::internal {
 namespace {
@@ -260,7 +261,7 @@ class H2Client::Connection : public std::enable_shared_from_this<H2Client::Conne
   // the connection broke.
   void FlushOrFail() {
     if (!Flush()) {
-      Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", address_, " lost")));
+      Fail(Lost());
     }
   }
   bool closed() const { return closed_; }
@@ -301,6 +302,8 @@ class H2Client::Connection : public std::enable_shared_from_this<H2Client::Conne
   // Writes what nghttp2 has; false if the connection broke.
   bool Flush();
   void Disconnect();
+  // Why the connection broke: "lost", or what TLS said.
+  absl::Status Lost() const;
   // After a stream closed: replace a connection out of stream ids.
   void MaybeRecycle();
 
@@ -321,6 +324,8 @@ class H2Client::Connection : public std::enable_shared_from_this<H2Client::Conne
   bool recycle_ = false;
   bool reading_ = false;  // inside nghttp2_session_mem_recv (our callbacks run)
   int fd_ = -1;
+  SSL* ssl_ = nullptr;     // TLS (the client's context); null: plaintext
+  std::string tls_error_;  // why TLS failed on this connection, if it did
   nghttp2_session* session_ = nullptr;
   event* read_event_ = nullptr;
   event* write_event_ = nullptr;
@@ -359,6 +364,7 @@ class H2Client::Impl {
 
   EventLoop loop;
   nghttp2_session_callbacks* callbacks = nullptr;
+  std::shared_ptr<TlsContext> tls;  // null: plaintext
   // Outlives every session: they are deleted on the loop thread before it
   // stops (Close, from ~H2Client at the latest).
   SessionMemory session_memory;
@@ -671,6 +677,16 @@ void H2Client::Connection::OnConnected() {
   }
   backoff_ = kFirstBackoff;
   retry_at_ = absl::InfinitePast();
+  tls_error_.clear();
+  if (client_->tls != nullptr) {
+    const std::optional<wire::HostPort> host_port = wire::SplitHostPort(address_);
+    ssl_ = client_->tls->NewSsl(fd_, host_port ? host_port->host : address_);
+    if (ssl_ == nullptr) {
+      Fail(absl::UnavailableError(
+          absl::StrCat("lcache: cannot start TLS with ", address_, " (OpenSSL)")));
+      return;
+    }
+  }
   nghttp2_session_client_new3(&session_, client_->callbacks, this, nullptr,
                               client_->session_memory.mem());
   const nghttp2_settings_entry settings[] = {
@@ -687,8 +703,17 @@ void H2Client::Connection::OnConnected() {
   waiting.swap(waiting_);
   const absl::Time now = absl::Now();
   for (PendingCall* call : waiting) Submit(call, now);
-  if (!Flush())
-    Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", address_, " lost")));
+  if (!Flush()) Fail(Lost());
+}
+
+absl::Status H2Client::Connection::Lost() const {
+  if (tls_error_.empty()) {
+    return absl::UnavailableError(absl::StrCat("lcache: connection to ", address_, " lost"));
+  }
+  const bool handshake = ssl_ == nullptr || !SSL_is_init_finished(ssl_);
+  return absl::UnavailableError(
+      absl::StrCat("lcache: TLS with ", address_, " failed: ", tls_error_,
+                   handshake ? " (is the peer serving TLS? Go nodes speak plaintext only)" : ""));
 }
 
 void H2Client::Connection::Submit(PendingCall* call, absl::Time now) {
@@ -701,7 +726,7 @@ void H2Client::Connection::Submit(PendingCall* call, absl::Time now) {
   call->timeout_header = wire::GrpcTimeoutHeader(call->deadline - now);
   headers_ = {
       Header(":method", "POST"),
-      Header(":scheme", "http"),
+      Header(":scheme", ssl_ != nullptr ? "https" : "http"),
       Header(":path", call->path),
       Header(":authority", address_),
       Header("content-type", call->content_type),
@@ -784,6 +809,8 @@ void H2Client::Connection::Disconnect() {
   read_event_ = write_event_ = nullptr;
   if (session_ != nullptr) nghttp2_session_del(session_);
   session_ = nullptr;
+  SSL_free(ssl_);
+  ssl_ = nullptr;
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
   out_.clear();
@@ -810,11 +837,11 @@ void H2Client::Connection::OnSocket(evutil_socket_t, short what, void* self) {
     return;
   }
   if ((what & EV_READ) && !c->Read()) {
-    c->Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", c->address_, " lost")));
+    c->Fail(c->Lost());
     return;
   }
   if (!c->Flush()) {
-    c->Fail(absl::UnavailableError(absl::StrCat("lcache: connection to ", c->address_, " lost")));
+    c->Fail(c->Lost());
     return;
   }
   c->MaybeRecycle();
@@ -825,7 +852,7 @@ bool H2Client::Connection::Read() {
   // this connection: that call is submitted, but not flushed and nothing is
   // recycled until nghttp2 has returned (OnSocket does both then).
   reading_ = true;
-  const bool ok = ReadIntoSession(fd_, session_);
+  const bool ok = ReadIntoSession(fd_, ssl_, session_, &tls_error_);
   reading_ = false;
   last_read_ = absl::Now();
   return ok;
@@ -833,12 +860,14 @@ bool H2Client::Connection::Read() {
 
 bool H2Client::Connection::Flush() {
   if (session_ == nullptr) return true;
-  switch (WriteFromSession(fd_, session_, &out_, &out_offset_)) {
+  switch (WriteFromSession(fd_, ssl_, session_, &out_, &out_offset_, &tls_error_)) {
     case WriteResult::kFailed:
       return false;
     case WriteResult::kBlocked:
       event_add(write_event_, nullptr);
       return true;
+    case WriteResult::kWantsRead:
+      return true;  // the TLS handshake goes on when the server's next bytes come
     case WriteResult::kWritten:
       break;
   }
@@ -924,9 +953,10 @@ int H2Client::Connection::OnStreamClose(nghttp2_session* session, int32_t stream
 
 // --- H2Client -------------------------------------------------------------------
 
-absl::StatusOr<std::unique_ptr<H2Client>> H2Client::Create() {
+absl::StatusOr<std::unique_ptr<H2Client>> H2Client::Create(std::shared_ptr<TlsContext> tls) {
   auto impl = std::make_unique<Impl>();
   if (!impl->loop.ok()) return absl::InternalError("lcache: cannot create an event loop");
+  impl->tls = std::move(tls);
   nghttp2_session_callbacks_new(&impl->callbacks);
   nghttp2_session_callbacks_set_on_header_callback(impl->callbacks, &Connection::OnHeader);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(impl->callbacks,

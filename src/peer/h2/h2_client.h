@@ -49,6 +49,7 @@
 namespace lcache::internal {
 
 class EventLoop;
+class TlsContext;
 
 class H2Client {
  public:
@@ -66,8 +67,9 @@ class H2Client {
 
   class Connection;
 
-  // Starts the loop thread; an error if it cannot.
-  static absl::StatusOr<std::unique_ptr<H2Client>> Create();
+  // Starts the loop thread; an error if it cannot. With `tls`, connections
+  // speak TLS (tls.h) and verify the server.
+  static absl::StatusOr<std::unique_ptr<H2Client>> Create(std::shared_ptr<TlsContext> tls = nullptr);
   // Fails the calls still in flight (CANCELLED), closes every connection and
   // joins the loop thread. REQUIRES: not called from a `done` callback.
   ~H2Client();

@@ -12,6 +12,7 @@
 #include "lcache/h2_peer.h"
 #include "lcache/json_codec.h"
 #include "peer/h2/h2_client.h"
+#include "peer/h2/tls.h"
 #include "peer/h2/h2_peer_client_loops.h"
 #include "peer/peer_response.h"
 
@@ -46,8 +47,13 @@ class H2PeerGetter final : public PeerGetter {
 
 class H2PeerClientImpl final : public H2PeerClient {
  public:
-  explicit H2PeerClientImpl(std::vector<std::unique_ptr<internal::H2Client>> clients)
-      : clients_(std::move(clients)) {}
+  H2PeerClientImpl(std::vector<std::unique_ptr<internal::H2Client>> clients,
+                   std::shared_ptr<internal::TlsContext> tls)
+      : clients_(std::move(clients)), tls_(std::move(tls)) {}
+
+  absl::Status ReloadTls() override {
+    return tls_ != nullptr ? tls_->Reload() : absl::OkStatus();
+  }
 
   std::shared_ptr<PeerGetter> NewGetter(const std::string& address,
                                         PeerClientOptions options) override {
@@ -68,6 +74,7 @@ class H2PeerClientImpl final : public H2PeerClient {
 
  private:
   const std::vector<std::unique_ptr<internal::H2Client>> clients_;
+  const std::shared_ptr<internal::TlsContext> tls_;  // null: plaintext
   std::atomic<size_t> next_{0};
 };
 
@@ -157,18 +164,28 @@ absl::StatusOr<PeerValue> H2PeerGetter::Get(std::string_view group, std::string_
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<H2PeerClient>> H2PeerClient::Create(int io_threads) {
+absl::StatusOr<std::shared_ptr<H2PeerClient>> H2PeerClient::Create(
+    int io_threads, std::optional<TlsOptions> tls,
+    std::function<void(const std::string&)> warn) {
   if (io_threads < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("lcache: io_threads must be >= 1, got ", io_threads));
   }
+  std::shared_ptr<internal::TlsContext> context;
+  if (tls) {
+    absl::StatusOr<std::shared_ptr<internal::TlsContext>> made = internal::TlsContext::Create(
+        internal::TlsContext::Side::kClient, *std::move(tls), std::move(warn));
+    if (!made.ok()) return made.status();
+    context = *std::move(made);
+  }
   std::vector<std::unique_ptr<internal::H2Client>> clients;
   for (int i = 0; i < io_threads; ++i) {
-    absl::StatusOr<std::unique_ptr<internal::H2Client>> client = internal::H2Client::Create();
+    absl::StatusOr<std::unique_ptr<internal::H2Client>> client =
+        internal::H2Client::Create(context);
     if (!client.ok()) return client.status();
     clients.push_back(*std::move(client));
   }
-  return std::make_shared<H2PeerClientImpl>(std::move(clients));
+  return std::make_shared<H2PeerClientImpl>(std::move(clients), std::move(context));
 }
 
 namespace internal {

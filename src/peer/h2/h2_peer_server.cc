@@ -69,6 +69,7 @@
 #include "peer/h2/event_loop.h"
 #include "peer/h2/h2_peer_client_loops.h"
 #include "peer/h2/h2_socket.h"
+#include "peer/h2/tls.h"
 #include "peer/peer_service.h"
 #include "peer/warn_limiter.h"
 
@@ -177,6 +178,8 @@ class Connection {
   bool Read();
   void Process(Stream* s);
   void Reply(Stream* s, PeerReply reply);
+  void TlsFailed(const std::string& error);
+  bool Trusted();
   // Counts `bytes` more held by `s`, false (nothing counted) if that would
   // pass the connection's or the server's limit.
   bool Hold(Stream* s, size_t bytes);
@@ -184,7 +187,10 @@ class Connection {
   void Release(Stream* s);
   // Resets `s` (a limit): frees what it holds and ignores the rest of it.
   void ResetStream(Stream* s, uint32_t error_code);
+  // The client's address, for log lines (read at Start: once the client has
+  // gone, the socket no longer knows it).
   std::string PeerAddress() const;
+  std::string ReadPeerAddress() const;
   std::string_view ResponseContentType(const Stream& s) const;
 
   H2PeerServer* const server_;
@@ -202,6 +208,12 @@ class Connection {
   absl::Time last_read_ = absl::Now();
   bool preface_done_ = false;  // the client's SETTINGS arrived
   bool going_away_ = false;    // GOAWAY sent (idle, or draining)
+  SSL* ssl_ = nullptr;         // TLS; null: plaintext
+  std::string peer_;           // host:port of the client
+  // Whether requests marked forwarded are served as such (TLS: a client
+  // certificate the CA signed; plaintext: everyone, as documented).
+  bool trusted_ = true;
+  bool trust_known_ = false;
 };
 
 // One event loop and the connections it owns. The loop is its own, or a
@@ -286,7 +298,7 @@ class H2PeerServer final : public PeerServer {
                std::shared_ptr<H2PeerClient> client);
   ~H2PeerServer() override;
 
-  absl::Status Start(const std::string& address);
+  absl::Status Start(const PeerServerOptions& options);
   int port() const override { return port_; }
   void Shutdown(absl::Duration grace) override;
 
@@ -301,6 +313,10 @@ class H2PeerServer final : public PeerServer {
   void Release(size_t bytes) { held_.fetch_sub(bytes, std::memory_order_relaxed); }
   // Called by loop 0's sweep: gives memory back after a burst of held bytes.
   void TrimAfterBurst();
+  internal::TlsContext* tls() const { return tls_.get(); }
+  absl::Status ReloadTls() override {
+    return tls_ != nullptr ? tls_->Reload() : absl::OkStatus();
+  }
   // Called by a loop when a connection closed while draining.
   void ConnectionClosed() {
     std::lock_guard lock(idle_mu_);
@@ -316,6 +332,7 @@ class H2PeerServer final : public PeerServer {
   void PauseAccepting(int error);
 
   internal::PeerService service_;
+  std::shared_ptr<internal::TlsContext> tls_;  // null: plaintext
   const PeerServerLimits limits_;
   internal::WarnLimiter warn_;
   std::atomic<size_t> held_{0};
@@ -357,6 +374,7 @@ Connection::~Connection() {
   if (read_event_ != nullptr) event_free(read_event_);
   if (write_event_ != nullptr) event_free(write_event_);
   nghttp2_session_del(session_);
+  SSL_free(ssl_);
   close(fd_);
 }
 
@@ -364,6 +382,12 @@ bool Connection::Start(event_base* base, const nghttp2_session_callbacks* callba
   read_event_ = event_new(base, fd_, EV_READ | EV_PERSIST, &Connection::OnEvent, this);
   write_event_ = event_new(base, fd_, EV_WRITE, &Connection::OnEvent, this);
   if (read_event_ == nullptr || write_event_ == nullptr) return false;
+  peer_ = ReadPeerAddress();
+  if (internal::TlsContext* tls = server_->tls(); tls != nullptr) {
+    ssl_ = tls->NewSsl(fd_);
+    if (ssl_ == nullptr) return false;
+    trusted_ = false;  // until a verified certificate is seen
+  }
   if (nghttp2_session_server_new(&session_, callbacks, this) != 0) return false;
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
@@ -390,9 +414,26 @@ void Connection::OnEvent(evutil_socket_t, short what, void* self) {
 bool Connection::Read() {
   reading_ = true;
   last_read_ = absl::Now();  // before: the streams this read begins take it as their start
-  const bool ok = internal::ReadIntoSession(fd_, session_);
+  std::string error;
+  const bool ok = internal::ReadIntoSession(fd_, ssl_, session_, &error);
   reading_ = false;
+  if (!error.empty()) TlsFailed(error);
   return ok;
+}
+
+void Connection::TlsFailed(const std::string& error) {
+  server_->warn().Count(internal::WarnLimiter::kTlsFailed, [&] {
+    return absl::StrCat("lcache: TLS with ", PeerAddress(), " failed: ", error,
+                        SSL_is_init_finished(ssl_) ? "" : " (a plaintext client?)");
+  });
+}
+
+bool Connection::Trusted() {
+  if (!trust_known_ && ssl_ != nullptr && SSL_is_init_finished(ssl_)) {
+    trusted_ = internal::TlsContext::PeerVerified(ssl_);
+    trust_known_ = true;
+  }
+  return trusted_;
 }
 
 bool Connection::Hold(Stream* s, size_t bytes) {
@@ -418,7 +459,9 @@ void Connection::ResetStream(Stream* s, uint32_t error_code) {
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id, error_code);
 }
 
-std::string Connection::PeerAddress() const {
+std::string Connection::PeerAddress() const { return peer_; }
+
+std::string Connection::ReadPeerAddress() const {
   sockaddr_storage addr = {};
   socklen_t len = sizeof addr;
   char host[NI_MAXHOST] = "?";
@@ -460,12 +503,16 @@ bool Connection::Sweep(absl::Time stalled_before, absl::Time idle_before) {
 }
 
 bool Connection::Flush() {
-  switch (internal::WriteFromSession(fd_, session_, &out_, &out_offset_)) {
+  std::string error;
+  switch (internal::WriteFromSession(fd_, ssl_, session_, &out_, &out_offset_, &error)) {
     case internal::WriteResult::kFailed:
+      if (!error.empty()) TlsFailed(error);
       return false;
     case internal::WriteResult::kBlocked:
       event_add(write_event_, nullptr);  // the rest when the socket can take it
       return true;
+    case internal::WriteResult::kWantsRead:
+      return true;  // the TLS handshake goes on when the client's next bytes come
     case internal::WriteResult::kWritten:
       break;
   }
@@ -497,7 +544,7 @@ int Connection::OnBeginHeaders(nghttp2_session* session, const nghttp2_frame* fr
 
 int Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
                          const uint8_t* name_bytes, size_t namelen, const uint8_t* value_bytes,
-                         size_t valuelen, uint8_t, void*) {
+                         size_t valuelen, uint8_t, void* self) {
   auto* s =
       static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
   if (s == nullptr || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
@@ -512,7 +559,7 @@ int Connection::OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
       s->deadline = absl::Now() + *t;
     }
   } else if (name == kForwardedMetadataKey) {
-    s->forwarded = true;
+    s->forwarded = static_cast<Connection*>(self)->Trusted();
   }
   return 0;
 }
@@ -857,7 +904,19 @@ H2PeerServer::~H2PeerServer() {
   nghttp2_session_callbacks_del(callbacks_);
 }
 
-absl::Status H2PeerServer::Start(const std::string& address) {
+absl::Status H2PeerServer::Start(const PeerServerOptions& options) {
+  if (options.tls) {
+    absl::StatusOr<std::shared_ptr<internal::TlsContext>> tls = internal::TlsContext::Create(
+        internal::TlsContext::Side::kServer, *options.tls, options.warn);
+    if (!tls.ok()) {
+      std::lock_guard lock(shutdown_mu_);
+      shut_down_ = true;
+      service_.Stop(absl::Now());
+      return tls.status();
+    }
+    tls_ = *std::move(tls);
+  }
+  const std::string& address = options.address;
   absl::StatusOr<int> fd = Listen(address);
   if (!fd.ok()) {
     std::lock_guard lock(shutdown_mu_);
@@ -1061,7 +1120,7 @@ absl::StatusOr<std::unique_ptr<PeerServer>> StartH2PeerServer(PeerServerOptions 
         absl::StrCat("lcache: io_threads must be >= 1, got ", io_threads));
   }
   auto server = std::make_unique<H2PeerServer>(options, io_threads, nullptr);
-  if (absl::Status s = server->Start(options.address); !s.ok()) return s;
+  if (absl::Status s = server->Start(options); !s.ok()) return s;
   return server;
 }
 
@@ -1073,7 +1132,7 @@ absl::StatusOr<std::unique_ptr<PeerServer>> StartH2PeerServer(
   }
   const int io_threads = static_cast<int>(internal::H2PeerClientLoops(*client).size());
   auto server = std::make_unique<H2PeerServer>(options, io_threads, std::move(client));
-  if (absl::Status s = server->Start(options.address); !s.ok()) return s;
+  if (absl::Status s = server->Start(options); !s.ok()) return s;
   return server;
 }
 

@@ -3,20 +3,48 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 
-namespace lcache::internal {
+#include "peer/h2/tls.h"
 
-bool ReadIntoSession(int fd, nghttp2_session* session) {
+namespace lcache::internal {
+namespace {
+
+bool Feed(nghttp2_session* session, const char* data, size_t n) {
+  return nghttp2_session_mem_recv(session, reinterpret_cast<const uint8_t*>(data), n) >= 0;
+}
+
+bool ReadTls(SSL* ssl, nghttp2_session* session, std::string* error) {
+  char buf[16 << 10];
+  // Until OpenSSL wants more from the socket: a record it has decrypted and
+  // not handed out yet would not wake the loop again.
+  while (true) {
+    const int n = SSL_read(ssl, buf, sizeof buf);
+    if (n > 0) {
+      if (!Feed(session, buf, static_cast<size_t>(n))) return false;
+      continue;
+    }
+    const int reason = SSL_get_error(ssl, n);
+    // WANT_WRITE: the handshake's next flight did not fit in the socket; the
+    // write that follows every read sends it.
+    if (reason == SSL_ERROR_WANT_READ || reason == SSL_ERROR_WANT_WRITE) return true;
+    if (reason == SSL_ERROR_SYSCALL && errno == EINTR) continue;
+    if (error != nullptr) *error = TlsErrorText(ssl, n);
+    return false;
+  }
+}
+
+}  // namespace
+
+bool ReadIntoSession(int fd, SSL* ssl, nghttp2_session* session, std::string* error) {
+  if (ssl != nullptr) return ReadTls(ssl, session, error);
   char buf[16 << 10];
   while (true) {
     const ssize_t n = read(fd, buf, sizeof buf);
     if (n > 0) {
-      if (nghttp2_session_mem_recv(session, reinterpret_cast<const uint8_t*>(buf),
-                                   static_cast<size_t>(n)) < 0) {
-        return false;
-      }
+      if (!Feed(session, buf, static_cast<size_t>(n))) return false;
       if (static_cast<size_t>(n) < sizeof buf) return true;  // drained, most likely
       continue;
     }
@@ -26,8 +54,8 @@ bool ReadIntoSession(int fd, nghttp2_session* session) {
   }
 }
 
-WriteResult WriteFromSession(int fd, nghttp2_session* session, std::string* pending,
-                             size_t* offset) {
+WriteResult WriteFromSession(int fd, SSL* ssl, nghttp2_session* session, std::string* pending,
+                             size_t* offset, std::string* error) {
   // One send for everything nghttp2 has (many frames of many streams),
   // rather than a send per frame.
   while (true) {
@@ -38,6 +66,24 @@ WriteResult WriteFromSession(int fd, nghttp2_session* session, std::string* pend
     pending->append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
   }
   while (*offset < pending->size()) {
+    if (ssl != nullptr) {
+      // A retry after WANT_* passes at least the bytes of the first try (the
+      // buffer only grows), as OpenSSL requires; it may have moved
+      // (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER).
+      const int n = SSL_write(ssl, pending->data() + *offset,
+                              static_cast<int>(std::min<size_t>(pending->size() - *offset,
+                                                                size_t{1} << 30)));
+      if (n > 0) {
+        *offset += static_cast<size_t>(n);
+        continue;
+      }
+      const int reason = SSL_get_error(ssl, n);
+      if (reason == SSL_ERROR_WANT_WRITE) return WriteResult::kBlocked;
+      if (reason == SSL_ERROR_WANT_READ) return WriteResult::kWantsRead;
+      if (reason == SSL_ERROR_SYSCALL && errno == EINTR) continue;
+      if (error != nullptr) *error = TlsErrorText(ssl, n);
+      return WriteResult::kFailed;
+    }
     const ssize_t n = send(fd, pending->data() + *offset, pending->size() - *offset, MSG_NOSIGNAL);
     if (n > 0) {
       *offset += static_cast<size_t>(n);
