@@ -135,6 +135,7 @@ class Node:
         self.channel = None
         self.starts = 0
         self.preexec = None  # run in the child before exec (e.g. resource limits)
+        self.credentials = None  # grpc.ssl_channel_credentials for a node serving TLS
 
     # -- process --------------------------------------------------------
 
@@ -161,7 +162,12 @@ class Node:
                 self.kill()
                 raise StartError(f"{self.addr} not serving after {ready_timeout} s:\n{self.log()}")
             time.sleep(0.01)
-        self.channel = grpc.insecure_channel(self.addr, options=[("grpc.enable_http_proxy", 0)])
+        if self.credentials is not None:
+            self.channel = grpc.secure_channel(self.addr, self.credentials,
+                                               options=[("grpc.enable_http_proxy", 0)])
+        else:
+            self.channel = grpc.insecure_channel(self.addr,
+                                                 options=[("grpc.enable_http_proxy", 0)])
         self.stub = self.channel.unary_unary(GET, request_serializer=None,
                                              response_deserializer=None)
         # Then it must answer a call (a probe that loads nothing).
