@@ -20,7 +20,11 @@
 # h2load's --log-file (per-request times), written only at the concurrencies
 # in LOG_CONCS, so that at 32 in flight the generator does no extra work.
 #
-# Environment: NODE_ARGS (extra lcache-node flags, e.g. "-transport lean"),
+# TLS=1: the node serves TLS (a test CA and certificate made with openssl in
+# $OUT), h2load and curl speak https; h2load keeps its one connection, so
+# the figure is the cost per hit of TLS records, not of handshakes.
+#
+# Environment: TLS (0), NODE_ARGS (extra lcache-node flags, e.g. "-transport lean"),
 # CONCS ("32 1"), LOG_CONCS ("1"), RUNS (5), DURATION (10),
 # WARMUP (2), KEY (k1), VALUE_BYTES (100), SERVER_CPU (0), CLIENT_CPU (1),
 # LOAD_MAX (0.6), OTHERS_MAX (5), LOAD_WAIT (180), OUT (default: a new /tmp
@@ -61,14 +65,30 @@ m = json.dumps({"group": "scores", "key": sys.argv[1]}, separators=(",", ":")).e
 open(sys.argv[2], "wb").write(b"\0" + struct.pack(">I", len(m)) + m)
 EOF
 
+SCHEME=http
+CURL_PROTO=(--http2-prior-knowledge)
+if [[ ${TLS:-0} == 1 ]]; then
+  (cd "$OUT" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+      -out ca.pem -days 2 -subj /CN=bench-ca 2>/dev/null &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout node.key \
+      -out node.csr -subj /CN=node 2>/dev/null &&
+    echo "subjectAltName=IP:127.0.0.1" >node.ext &&
+    openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem \
+      -days 2 -extfile node.ext 2>/dev/null)
+  NODE_ARGS="$NODE_ARGS -tls-cert $OUT/node.pem -tls-key $OUT/node.key"
+  SCHEME=https
+  CURL_PROTO=(--http2 --cacert "$OUT/ca.pem")
+fi
+
 # shellcheck source=bench/one_node.sh
 source bench/one_node.sh
-URL=http://127.0.0.1:$PORT/lcache.LCache/Get
+URL=$SCHEME://127.0.0.1:$PORT/lcache.LCache/Get
 HDRS=(-H 'content-type: application/grpc+json' -H 'te: trailers')
 
 # One response by hand: HTTP 200, grpc-status 0, the value the synthetic source
 # computes (re-implemented here from tools/node_source.cc), no err.
-curl -s --http2-prior-knowledge "${HDRS[@]}" --data-binary @"$OUT/body.bin" \
+curl -s "${CURL_PROTO[@]}" "${HDRS[@]}" --data-binary @"$OUT/body.bin" \
   -D "$OUT/curl.headers" -o "$OUT/curl.body" "$URL"
 "$PY" - "$KEY" "$VALUE_BYTES" "$OUT/curl.headers" "$OUT/curl.body" <<'EOF'
 import base64, json, struct, sys, zlib
