@@ -18,12 +18,15 @@ bool Feed(nghttp2_session* session, const char* data, size_t n) {
 
 bool ReadTls(SSL* ssl, nghttp2_session* session, std::string* error) {
   char buf[16 << 10];
-  // Until OpenSSL wants more from the socket: a record it has decrypted and
-  // not handed out yet would not wake the loop again.
   while (true) {
     const int n = SSL_read(ssl, buf, sizeof buf);
     if (n > 0) {
       if (!Feed(session, buf, static_cast<size_t>(n))) return false;
+      // Bytes OpenSSL holds (decrypted, or read ahead) would not wake the
+      // loop again, so they are read now; what is still in the socket
+      // does (the read event is level-triggered), without a failing read
+      // here first.
+      if (static_cast<size_t>(n) < sizeof buf && SSL_has_pending(ssl) == 0) return true;
       continue;
     }
     const int reason = SSL_get_error(ssl, n);
