@@ -73,9 +73,9 @@ WriteResult WriteFromSession(int fd, SSL* ssl, nghttp2_session* session, std::st
       // A retry after WANT_* passes at least the bytes of the first try (the
       // buffer only grows), as OpenSSL requires; it may have moved
       // (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER).
-      const int n = SSL_write(ssl, pending->data() + *offset,
-                              static_cast<int>(std::min<size_t>(pending->size() - *offset,
-                                                                size_t{1} << 30)));
+      const int n =
+          SSL_write(ssl, pending->data() + *offset,
+                    static_cast<int>(std::min<size_t>(pending->size() - *offset, size_t{1} << 30)));
       if (n > 0) {
         *offset += static_cast<size_t>(n);
         continue;

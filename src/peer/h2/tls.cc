@@ -21,9 +21,8 @@ std::string OpenSslErrors() {
   while (const unsigned long e = ERR_get_error()) {
     char buf[256];
     ERR_error_string_n(e, buf, sizeof buf);
-    absl::StrAppend(&text, text.empty() ? "" : "; ", ERR_reason_error_string(e) != nullptr
-                                                         ? ERR_reason_error_string(e)
-                                                         : buf);
+    absl::StrAppend(&text, text.empty() ? "" : "; ",
+                    ERR_reason_error_string(e) != nullptr ? ERR_reason_error_string(e) : buf);
   }
   return text.empty() ? "unknown error" : text;
 }
@@ -59,8 +58,9 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Create(
     return absl::InvalidArgumentError("lcache: TLS: a server needs a certificate and a key");
   }
   if (options.cert_file.empty() != options.key_file.empty()) {
-    return absl::InvalidArgumentError("lcache: TLS: a certificate needs its key, and a key its "
-                                      "certificate");
+    return absl::InvalidArgumentError(
+        "lcache: TLS: a certificate needs its key, and a key its "
+        "certificate");
   }
   if (options.client_auth != TlsOptions::ClientAuth::kNone && options.ca_file.empty()) {
     return absl::InvalidArgumentError(
@@ -197,8 +197,8 @@ SSL* TlsContext::NewSsl(int fd, const std::string& host) {
   // The name to verify: an IP address goes in the IP SANs, a DNS name in the
   // DNS SANs (and SNI, which takes names only).
   in6_addr ip = {};
-  const bool is_ip = inet_pton(AF_INET, host.c_str(), &ip) == 1 ||
-                     inet_pton(AF_INET6, host.c_str(), &ip) == 1;
+  const bool is_ip =
+      inet_pton(AF_INET, host.c_str(), &ip) == 1 || inet_pton(AF_INET6, host.c_str(), &ip) == 1;
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
   const bool ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) == 1
                         : SSL_set1_host(ssl, host.c_str()) == 1 &&

@@ -1,0 +1,213 @@
+// TLS on the peer protocol, in process, on both transports (so that the
+// sanitizer builds run the OpenSSL paths): certificates made with the openssl
+// command in a temp dir, a real server on 127.0.0.1 and a real client.
+// tests/tls_test.py runs the same over real nodes.
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lcache/group.h"
+#include "lcache/grpc_peer.h"
+#include "lcache/h2_peer.h"
+#include "lcache/peer_server.h"
+
+namespace lcache {
+namespace {
+
+using ::testing::HasSubstr;
+
+namespace fs = std::filesystem;
+
+// A CA and two certificates it signs (server for 127.0.0.1, client), and a
+// certificate of another CA.
+class Certs {
+ public:
+  explicit Certs(const std::string& tag) {
+    dir_ = fs::temp_directory_path() / absl::StrCat("lcache-peer-tls-", tag, "-", getpid());
+    fs::create_directories(dir_);
+    ok_ = MakeCa("ca") && Issue("ca", "server") && Issue("ca", "client") && MakeCa("other") &&
+          Issue("other", "stranger");
+  }
+  ~Certs() { fs::remove_all(dir_); }
+
+  bool ok() const { return ok_; }
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+  TlsOptions Server(TlsOptions::ClientAuth auth) const {
+    return {.cert_file = Path("ca-server.pem"),
+            .key_file = Path("ca-server.key"),
+            .ca_file = Path("ca.pem"),
+            .client_auth = auth};
+  }
+  TlsOptions Client(const std::string& who = "") const {
+    TlsOptions tls{.ca_file = Path("ca.pem")};
+    if (!who.empty()) {
+      tls.cert_file = Path(who + ".pem");
+      tls.key_file = Path(who + ".key");
+    }
+    return tls;
+  }
+
+ private:
+  bool Run(const std::string& args) const {
+    const std::string command =
+        absl::StrCat("cd '", dir_.string(), "' && openssl ", args, " >/dev/null 2>&1");
+    return std::system(command.c_str()) == 0;
+  }
+  bool MakeCa(const std::string& name) const {
+    return Run(absl::StrCat("req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ",
+                            name, ".key -out ", name, ".pem -days 2 -subj /CN=", name));
+  }
+  bool Issue(const std::string& ca, const std::string& cn) const {
+    const std::string base = absl::StrCat(ca, "-", cn);
+    std::ofstream(dir_ / (base + ".ext")) << "subjectAltName=IP:127.0.0.1\n";
+    return Run(absl::StrCat("req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ", base,
+                            ".key -out ", base, ".csr -subj /CN=", cn)) &&
+           Run(absl::StrCat("x509 -req -in ", base, ".csr -CA ", ca, ".pem -CAkey ", ca,
+                            ".key -CAcreateserial -out ", base, ".pem -days 2 -extfile ", base,
+                            ".ext"));
+  }
+
+  fs::path dir_;
+  bool ok_ = false;
+};
+
+enum class Transport { kGrpc, kLean };
+
+class PeerTlsTest : public ::testing::TestWithParam<Transport> {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(certs_.ok()) << "openssl could not make the test certificates";
+    ASSERT_TRUE(registry_
+                    .NewGroup({.name = "scores",
+                               .getter = [](std::string_view key) -> absl::StatusOr<Loaded> {
+                                 if (key == "Tom") return ByteView::Copy("630");
+                                 return KeyNotFoundError();
+                               }})
+                    .ok());
+  }
+
+  void Serve(std::optional<TlsOptions> tls) {
+    PeerServerOptions options{.address = "127.0.0.1:0", .registry = &registry_, .tls = tls};
+    absl::StatusOr<std::unique_ptr<PeerServer>> s =
+        GetParam() == Transport::kGrpc ? StartGrpcPeerServer(options) : StartH2PeerServer(options);
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = *std::move(s);
+    address_ = absl::StrCat("127.0.0.1:", server_->port());
+  }
+
+  absl::StatusOr<PeerValue> Get(std::optional<TlsOptions> tls, const std::string& key = "Tom") {
+    const PeerClientOptions options{.timeout = absl::Seconds(2), .mark_forwarded = false};
+    if (GetParam() == Transport::kGrpc) {
+      return NewGrpcPeerGetter(address_, options, tls)->Get("scores", key);
+    }
+    absl::StatusOr<std::shared_ptr<H2PeerClient>> client = H2PeerClient::Create(1, tls);
+    if (!client.ok()) return client.status();
+    return (*client)->NewGetter(address_, options)->Get("scores", key);
+  }
+
+  // Made once for the suite (openssl takes a while).
+  static Certs& certs() {
+    static Certs* const certs = new Certs("suite");  // never destroyed: see TearDownTestSuite
+    return *certs;
+  }
+  static void TearDownTestSuite() { fs::remove_all(fs::path(certs().Path(""))); }
+
+  const Certs& certs_ = certs();
+  GroupRegistry registry_;
+  std::unique_ptr<PeerServer> server_;
+  std::string address_;
+};
+
+TEST_P(PeerTlsTest, ServesOverTlsAndVerifiesTheServer) {
+  Serve(certs_.Server(TlsOptions::ClientAuth::kNone));
+  absl::StatusOr<PeerValue> v = Get(certs_.Client());
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->value.view(), "630");
+  EXPECT_EQ(Get(certs_.Client(), "Bob").status().code(), absl::StatusCode::kNotFound);
+  // A client that trusts another CA refuses this server.
+  TlsOptions other{.ca_file = certs_.Path("other.pem")};
+  EXPECT_EQ(Get(other).status().code(), absl::StatusCode::kUnavailable);
+  // A plaintext client is refused.
+  EXPECT_FALSE(Get(std::nullopt).ok());
+}
+
+TEST_P(PeerTlsTest, RequiredClientCertificatesMustBeTheCas) {
+  Serve(certs_.Server(TlsOptions::ClientAuth::kRequire));
+  EXPECT_FALSE(Get(certs_.Client()).ok()) << "served a client without a certificate";
+  TlsOptions stranger = certs_.Client();
+  stranger.cert_file = certs_.Path("other-stranger.pem");
+  stranger.key_file = certs_.Path("other-stranger.key");
+  EXPECT_FALSE(Get(stranger).ok()) << "served a certificate of another CA";
+  absl::StatusOr<PeerValue> v = Get(certs_.Client("ca-client"));
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->value.view(), "630");
+}
+
+TEST_P(PeerTlsTest, ATlsClientNamesAPlaintextServer) {
+  Serve(std::nullopt);
+  absl::StatusOr<PeerValue> v = Get(certs_.Client());
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kUnavailable);
+  if (GetParam() == Transport::kLean) {
+    EXPECT_THAT(v.status().message(), HasSubstr("is the peer serving TLS?"));
+  }
+}
+
+TEST_P(PeerTlsTest, BadFilesAreClearErrors) {
+  TlsOptions missing = certs_.Server(TlsOptions::ClientAuth::kNone);
+  missing.cert_file = certs_.Path("nope.pem");
+  PeerServerOptions options{.address = "127.0.0.1:0", .registry = &registry_, .tls = missing};
+  absl::StatusOr<std::unique_ptr<PeerServer>> s =
+      GetParam() == Transport::kGrpc ? StartGrpcPeerServer(options) : StartH2PeerServer(options);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.status().message(), HasSubstr("nope.pem"));
+}
+
+TEST(LeanTlsReloadTest, ABadNewCertificateKeepsTheOld) {
+  Certs certs("reload");
+  ASSERT_TRUE(certs.ok());
+  GroupRegistry registry;
+  ASSERT_TRUE(registry
+                  .NewGroup({.name = "scores",
+                             .getter = [](std::string_view) -> absl::StatusOr<Loaded> {
+                               return ByteView::Copy("630");
+                             }})
+                  .ok());
+  const std::string live = certs.Path("live.pem");
+  fs::copy_file(certs.Path("ca-server.pem"), live);
+  TlsOptions tls = certs.Server(TlsOptions::ClientAuth::kNone);
+  tls.cert_file = live;
+  absl::StatusOr<std::unique_ptr<PeerServer>> server =
+      StartH2PeerServer({.address = "127.0.0.1:0", .registry = &registry, .tls = tls});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::ofstream(live, std::ios::trunc) << "garbage\n";
+  const absl::Status reload = (*server)->ReloadTls();
+  EXPECT_EQ(reload.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(reload.message(), HasSubstr("live.pem"));
+  absl::StatusOr<std::shared_ptr<H2PeerClient>> client = H2PeerClient::Create(1, certs.Client());
+  ASSERT_TRUE(client.ok());
+  absl::StatusOr<PeerValue> v =
+      (*client)
+          ->NewGetter(absl::StrCat("127.0.0.1:", (*server)->port()), {.mark_forwarded = false})
+          ->Get("scores", "k");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->value.view(), "630");
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, PeerTlsTest,
+                         ::testing::Values(Transport::kGrpc, Transport::kLean),
+                         [](const ::testing::TestParamInfo<Transport>& info) {
+                           return info.param == Transport::kGrpc ? "Grpc" : "Lean";
+                         });
+
+}  // namespace
+}  // namespace lcache
