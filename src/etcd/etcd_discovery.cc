@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "etcd/etcd_client.h"
+#include "etcd/etcd_members.h"
 #include "spdlog/spdlog.h"
 
 namespace lcache {
@@ -96,8 +97,8 @@ class EtcdDiscovery::Impl {
   absl::Time last_keepalive_ = absl::InfinitePast();
 
   // The watcher's state (Start() before the thread, then the thread alone).
-  std::map<std::string, std::string> members_;  // etcd key -> value
-  int64_t revision_ = 0;                        // of the last listing or event seen
+  internal::EtcdMembers members_{prefix_};
+  uint64_t ignored_logged_ = 0;  // members_.ignored() when Publish last said so
   std::vector<std::string> published_;
 
   std::mutex mu_;
@@ -277,18 +278,19 @@ EtcdDiscovery::Impl::StreamEnd EtcdDiscovery::Impl::KeepAlive(Backoff& backoff) 
 absl::Status EtcdDiscovery::Impl::List() {
   absl::StatusOr<EtcdClient::Listing> listing = client_->ListPrefix(prefix_);
   if (!listing.ok()) return listing.status();
-  members_ = std::move(listing->kvs);
-  revision_ = listing->revision;
+  members_.Reset(listing->kvs, listing->revision);
   return absl::OkStatus();
 }
 
 void EtcdDiscovery::Impl::Publish() {
-  // The address is the key without the prefix (as the Go program reads it);
-  // members_ is in key order, the order a listing returns, so every node
-  // builds its ring from the same sequence.
-  std::vector<std::string> peers;
-  peers.reserve(members_.size());
-  for (const auto& [key, value] : members_) peers.push_back(key.substr(prefix_.size()));
+  // The address is the key without the prefix (as the Go program reads it),
+  // in key order (EtcdMembers).
+  if (members_.ignored() != ignored_logged_) {
+    spdlog::warn("etcd: left out {} key(s) under {} that are not host:port addresses",
+                 members_.ignored() - ignored_logged_, prefix_);
+    ignored_logged_ = members_.ignored();
+  }
+  std::vector<std::string> peers = members_.Peers();
   if (peers == published_) return;
   published_ = peers;
   on_peers_(published_);
@@ -324,28 +326,20 @@ EtcdDiscovery::Impl::StreamEnd EtcdDiscovery::Impl::Watch(Backoff& backoff) {
   etcdserverpb::WatchCreateRequest* create = request.mutable_create_request();
   create->set_key(prefix_);
   create->set_range_end(EtcdClient::PrefixEnd(prefix_));
-  create->set_start_revision(revision_ + 1);
+  create->set_start_revision(members_.NextRevision());
   std::string why = "stream ended";
   if (stream->Write(request)) {
     etcdserverpb::WatchResponse response;
     while (stream->Read(&response)) {
       if (response.created()) {
         backoff.Reset();
-        spdlog::info("etcd: watching {} from revision {} at {}", prefix_, revision_ + 1,
+        spdlog::info("etcd: watching {} from revision {} at {}", prefix_, members_.NextRevision(),
                      client_->CurrentEndpoint());
       }
-      for (const mvccpb::Event& event : response.events()) {
-        if (event.type() == mvccpb::Event::PUT) {
-          members_[event.kv().key()] = event.kv().value();
-        } else {
-          members_.erase(event.kv().key());
-        }
-        revision_ = std::max(revision_, event.kv().mod_revision());
-      }
-      if (!response.events().empty()) Publish();
+      if (members_.Apply(response)) Publish();
       if (response.canceled()) {
         why = response.compact_revision() != 0
-                  ? absl::StrCat("revision ", revision_ + 1, " compacted (now ",
+                  ? absl::StrCat("revision ", members_.NextRevision(), " compacted (now ",
                                  response.compact_revision(), ")")
                   : absl::StrCat("cancelled: ", response.cancel_reason());
         break;
