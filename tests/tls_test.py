@@ -232,6 +232,31 @@ class TlsTest(ct.ClusterTest):
         self.assertIn(key2, nodes[0].loads())
         self.assertNotIn(key2, nodes[1].loads())
 
+    def test_grpc_transport_reloads_changed_certificates(self):
+        live_cert = self.certs_dir / "grpc-live.pem"
+        live_key = self.certs_dir / "grpc-live.key"
+        live_cert.write_bytes(self.node_cert.read_bytes())
+        live_key.write_bytes(self.node_key.read_bytes())
+        port = ct.free_port()
+        node = ct.Node(self.logdir, port, source="demo",
+                       args=["-transport", "grpc", *self.tls_args(cert=live_cert, key=live_key)])
+        node.credentials = self.credentials()
+        self.nodes.append(node)
+        node.start()
+        addr = f"127.0.0.1:{port}"
+
+        def served_with(ca):
+            return cli("get", "-addr", addr, "-key", "Tom", "-tls-ca", ca,
+                       "-timeout-ms", "2000")[0] == 0
+        self.assertTrue(served_with(self.ca.ca))
+        other_cert, other_key = self.other_ca.issue("grpc-node2")
+        os.replace(other_key, live_key)
+        os.replace(other_cert, live_cert)
+        ct.wait_until(lambda: served_with(self.other_ca.ca), 20, "gRPC's watcher to reload")
+        node.signal(signal.SIGHUP)  # says what it does not do, and does not stop the node
+        ct.wait_until(lambda: "SIGHUP: lcache: the gRPC transport" in node.log(), 5, "the SIGHUP")
+        self.assertTrue(node.alive())
+
     def test_certificates_reload_on_change_and_sighup_bad_files_keep_the_old(self):
         live_cert = self.certs_dir / "live.pem"
         live_key = self.certs_dir / "live.key"

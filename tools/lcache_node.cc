@@ -448,6 +448,8 @@ int Run() {
   while (sigwait(&stop_signals, &signal) == 0 && signal == SIGHUP) {
     if (absl::Status s = (*node)->ReloadTls(); s.ok()) {
       spdlog::info("SIGHUP: TLS files read again");
+    } else if (absl::IsUnimplemented(s)) {
+      spdlog::info("SIGHUP: {}", std::string(s.message()));
     } else {
       spdlog::error("SIGHUP: {}; still using the previous files", std::string(s.message()));
     }

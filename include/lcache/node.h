@@ -135,8 +135,9 @@ class Node {
   void Stop();
 
   // Reads the TLS files again now (lcache-node does on SIGHUP); on an error
-  // the previous ones stay in use. The lean transport only: the gRPC one
-  // reads them at start. OK without TLS.
+  // the previous ones stay in use. The lean transport only: on the gRPC one,
+  // Unimplemented (gRPC watches the server's files every 5 s by itself). OK
+  // without TLS.
   absl::Status ReloadTls();
 
   // Replaces the static peer set (this node included) and logs the change;

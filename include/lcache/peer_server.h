@@ -50,7 +50,8 @@ inline constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
 // files. On the lean transport they are read again when they change
 // (looked at, at most once a second, when a connection starts) and on
 // ReloadTls(); new files that do not load leave the previous ones in use,
-// with a warning. The gRPC transport reads them once.
+// with a warning. The gRPC transport's server has gRPC watch them (every
+// 5 s); its client reads them when a peer's channel is made.
 struct TlsOptions {
   // This node's certificate chain and key: served to clients and peers, and
   // shown to peers when it calls them (mutual TLS).

@@ -81,6 +81,13 @@ class GrpcPeerServer final : public PeerServer {
 
   void Shutdown(absl::Duration grace) override;
 
+  absl::Status ReloadTls() override {
+    if (!tls_) return absl::OkStatus();
+    return absl::UnimplementedError(
+        "lcache: the gRPC transport reads its TLS files again every 5 s by itself (gRPC's file "
+        "watcher); a reload on demand is the lean transport's");
+  }
+
  private:
   class Call;
 

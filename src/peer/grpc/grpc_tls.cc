@@ -1,7 +1,11 @@
 #include "peer/grpc/grpc_tls.h"
 
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -21,10 +25,16 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
   return bytes;
 }
 
+// How often gRPC's watcher looks at the server's files.
+constexpr unsigned int kRefreshSeconds = 5;
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcServerCredentials(
     const TlsOptions& tls) {
+  // Read once here for a clear error at start; gRPC's file watcher then
+  // reads them again every kRefreshSeconds (and keeps the previous ones
+  // when new ones do not load).
   absl::StatusOr<std::string> cert = ReadPem(tls.cert_file, "the certificate");
   absl::StatusOr<std::string> key = ReadPem(tls.key_file, "the key");
   absl::StatusOr<std::string> ca = ReadPem(tls.ca_file, "the CA");
@@ -34,22 +44,23 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcServerCredentials(
   if (cert->empty() || key->empty()) {
     return absl::InvalidArgumentError("lcache: TLS: a server needs a certificate and a key");
   }
-  grpc::SslServerCredentialsOptions options;
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      tls.key_file, tls.cert_file, tls.ca_file, kRefreshSeconds);
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  if (!tls.ca_file.empty()) options.watch_root_certs();
   switch (tls.client_auth) {
     case TlsOptions::ClientAuth::kNone:
-      options.client_certificate_request = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+      options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
       break;
     case TlsOptions::ClientAuth::kRequest:
-      options.client_certificate_request = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+      options.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
       break;
     case TlsOptions::ClientAuth::kRequire:
-      options.client_certificate_request =
-          GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+      options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
       break;
   }
-  options.pem_root_certs = *ca;
-  options.pem_key_cert_pairs.push_back({*key, *cert});
-  return grpc::SslServerCredentials(options);
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> GrpcChannelCredentials(

@@ -1,6 +1,8 @@
-// TLS for the gRPC C++ transport (TlsOptions, peer_server.h): gRPC's own SSL
-// credentials from the same PEM files as the lean transport's. Read once:
-// this transport does not reload them (docs/SECURITY.md).
+// TLS for the gRPC C++ transport (TlsOptions, peer_server.h): gRPC's own
+// credentials from the same PEM files as the lean transport's. The server's
+// are watched by gRPC's FileWatcherCertificateProvider (read again every 5 s;
+// new files that do not load leave the previous ones in use; no SIGHUP). The
+// client's are read once, when a peer's channel is made.
 
 #ifndef LCACHE_SRC_PEER_GRPC_GRPC_TLS_H_
 #define LCACHE_SRC_PEER_GRPC_GRPC_TLS_H_
