@@ -232,23 +232,30 @@ class TlsTest(ct.ClusterTest):
         self.assertIn(key2, nodes[0].loads())
         self.assertNotIn(key2, nodes[1].loads())
 
-    def test_grpc_transport_reloads_changed_certificates(self):
-        live_cert = self.certs_dir / "grpc-live.pem"
-        live_key = self.certs_dir / "grpc-live.key"
+    def start_reloading_node(self, transport):
+        """A node serving copies of the node certificate (files the test
+        rewrites), and served_with(ca): whether a client trusting `ca` gets
+        Tom from it."""
+        live_cert = self.certs_dir / f"{transport}-live.pem"
+        live_key = self.certs_dir / f"{transport}-live.key"
         live_cert.write_bytes(self.node_cert.read_bytes())
         live_key.write_bytes(self.node_key.read_bytes())
         port = ct.free_port()
         node = ct.Node(self.logdir, port, source="demo",
-                       args=["-transport", "grpc", *self.tls_args(cert=live_cert, key=live_key)])
+                       args=["-transport", transport,
+                             *self.tls_args(cert=live_cert, key=live_key)])
         node.credentials = self.credentials()
         self.nodes.append(node)
         node.start()
-        addr = f"127.0.0.1:{port}"
 
         def served_with(ca):
-            return cli("get", "-addr", addr, "-key", "Tom", "-tls-ca", ca,
+            return cli("get", "-addr", f"127.0.0.1:{port}", "-key", "Tom", "-tls-ca", ca,
                        "-timeout-ms", "2000")[0] == 0
         self.assertTrue(served_with(self.ca.ca))
+        return node, live_cert, live_key, served_with
+
+    def test_grpc_transport_reloads_changed_certificates(self):
+        node, live_cert, live_key, served_with = self.start_reloading_node("grpc")
         other_cert, other_key = self.other_ca.issue("grpc-node2")
         os.replace(other_key, live_key)
         os.replace(other_cert, live_cert)
@@ -258,22 +265,7 @@ class TlsTest(ct.ClusterTest):
         self.assertTrue(node.alive())
 
     def test_certificates_reload_on_change_and_sighup_bad_files_keep_the_old(self):
-        live_cert = self.certs_dir / "live.pem"
-        live_key = self.certs_dir / "live.key"
-        live_cert.write_bytes(self.node_cert.read_bytes())
-        live_key.write_bytes(self.node_key.read_bytes())
-        port = ct.free_port()
-        node = ct.Node(self.logdir, port, source="demo",
-                       args=self.tls_args(cert=live_cert, key=live_key))
-        node.credentials = self.credentials()
-        self.nodes.append(node)
-        node.start()
-        addr = f"127.0.0.1:{port}"
-
-        def served_with(ca):
-            return cli("get", "-addr", addr, "-key", "Tom", "-tls-ca", ca,
-                       "-timeout-ms", "2000")[0] == 0
-        self.assertTrue(served_with(self.ca.ca))
+        node, live_cert, live_key, served_with = self.start_reloading_node("lean")
         # A certificate of the other CA, written over the files: used by new
         # connections once the node looks again (at most a second).
         other_cert, other_key = self.other_ca.issue("node2")

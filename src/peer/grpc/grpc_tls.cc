@@ -25,6 +25,20 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
   return bytes;
 }
 
+struct Pems {
+  std::string cert, key, ca;  // "" for a file not given
+};
+
+absl::StatusOr<Pems> ReadPems(const TlsOptions& tls) {
+  absl::StatusOr<std::string> cert = ReadPem(tls.cert_file, "the certificate");
+  absl::StatusOr<std::string> key = ReadPem(tls.key_file, "the key");
+  absl::StatusOr<std::string> ca = ReadPem(tls.ca_file, "the CA");
+  for (const auto* s : {&cert, &key, &ca}) {
+    if (!s->ok()) return s->status();
+  }
+  return Pems{*std::move(cert), *std::move(key), *std::move(ca)};
+}
+
 // How often gRPC's watcher looks at the server's files.
 constexpr unsigned int kRefreshSeconds = 5;
 
@@ -35,13 +49,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcServerCredentials(
   // Read once here for a clear error at start; gRPC's file watcher then
   // reads them again every kRefreshSeconds (and keeps the previous ones
   // when new ones do not load).
-  absl::StatusOr<std::string> cert = ReadPem(tls.cert_file, "the certificate");
-  absl::StatusOr<std::string> key = ReadPem(tls.key_file, "the key");
-  absl::StatusOr<std::string> ca = ReadPem(tls.ca_file, "the CA");
-  for (const auto* s : {&cert, &key, &ca}) {
-    if (!s->ok()) return s->status();
-  }
-  if (cert->empty() || key->empty()) {
+  absl::StatusOr<Pems> pems = ReadPems(tls);
+  if (!pems.ok()) return pems.status();
+  if (pems->cert.empty() || pems->key.empty()) {
     return absl::InvalidArgumentError("lcache: TLS: a server needs a certificate and a key");
   }
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
@@ -65,16 +75,12 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcServerCredentials(
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> GrpcChannelCredentials(
     const TlsOptions& tls) {
-  absl::StatusOr<std::string> cert = ReadPem(tls.cert_file, "the certificate");
-  absl::StatusOr<std::string> key = ReadPem(tls.key_file, "the key");
-  absl::StatusOr<std::string> ca = ReadPem(tls.ca_file, "the CA");
-  for (const auto* s : {&cert, &key, &ca}) {
-    if (!s->ok()) return s->status();
-  }
+  absl::StatusOr<Pems> pems = ReadPems(tls);
+  if (!pems.ok()) return pems.status();
   grpc::SslCredentialsOptions options;
-  options.pem_root_certs = *ca;  // empty: gRPC's default roots
-  options.pem_private_key = *key;
-  options.pem_cert_chain = *cert;
+  options.pem_root_certs = pems->ca;  // empty: gRPC's default roots
+  options.pem_private_key = pems->key;
+  options.pem_cert_chain = pems->cert;
   return grpc::SslCredentials(options);
 }
 
