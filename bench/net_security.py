@@ -239,25 +239,16 @@ def main():
                    stdout=subprocess.DEVNULL, check=False)
     only = set(args.only.split(","))
     with tempfile.TemporaryDirectory(prefix="lcache-net-security-") as logdir:
-        if "body" in only:
+        for name, attack in (("body", body_attack), ("idle", idle_attack), ("fds", None),
+                             ("slowloris", slowloris), ("logs", log_storm)):
+            if name not in only:
+                continue
+            if attack is None:  # starts its own node, with a descriptor limit
+                fd_attack(args.bin, logdir)
+                continue
             node = Node(args.bin, logdir)
-            body_attack(node)
+            attack(node)
             node.stop()
-        if "idle" in only:
-            node = Node(args.bin, logdir)
-            idle_attack(node)
-            node.stop()
-        if "fds" in only:
-            fd_attack(args.bin, logdir)
-        if "slowloris" in only:
-            node = Node(args.bin, logdir)
-            slowloris(node)
-            node.stop()
-        if "logs" in only:
-            node = Node(args.bin, logdir)
-            log_storm(node)
-            node.stop()
-
 
 if __name__ == "__main__":
     main()
