@@ -190,6 +190,41 @@ TEST(HashRingTest, AddingNodeMovesKeysOnlyToIt) {
   EXPECT_LT(moved, 4000);
 }
 
+// Replicas live on the owner's successors, and the second of them must be
+// the node that inherits the key when the owner leaves: the replica holder
+// that becomes the owner is the one that already has the value.
+TEST(HashRingTest, SecondSuccessorIsTheOwnerOnTheRingWithoutTheOwner) {
+  for (RingKind kind : {RingKind::kGroupcache, RingKind::kBalanced}) {
+    const std::vector<std::string> peers = LocalPeers(5);
+    const HashRing ring(kind, peers);
+    for (int n = 0; n < 3000; ++n) {
+      const std::string key = "key-" + std::to_string(n);
+      const std::vector<std::string_view> s = ring.Successors(key, 3);
+      ASSERT_EQ(s.size(), 3u);
+      EXPECT_EQ(s[0], ring.Owner(key));
+      EXPECT_NE(s[0], s[1]);
+      EXPECT_NE(s[1], s[2]);
+      EXPECT_NE(s[0], s[2]);
+      std::vector<std::string> without;
+      for (const std::string& p : peers) {
+        if (p != s[0]) without.push_back(p);
+      }
+      const HashRing smaller(kind, without);
+      ASSERT_EQ(smaller.Owner(key), s[1]) << key << ", kind " << RingKindName(kind);
+      std::erase(without, std::string(s[1]));
+      ASSERT_EQ(HashRing(kind, without).Owner(key), s[2]) << key;
+    }
+  }
+}
+
+TEST(HashRingTest, SuccessorsStopAtTheNumberOfAddresses) {
+  const HashRing ring(LocalPeers(2));
+  EXPECT_THAT(ring.Successors("Tom", 5), ::testing::SizeIs(2));
+  EXPECT_THAT(ring.Successors("Tom", 1), ElementsAre(ring.Owner("Tom")));
+  EXPECT_THAT(ring.Successors("Tom", 0), ::testing::IsEmpty());
+  EXPECT_THAT(HashRing({}).Successors("Tom", 2), ::testing::IsEmpty());
+}
+
 TEST(HashRingTest, OwnerCountsMatchGoReference) {
   // Keys per peer, in peer order, from tests/data/ring_reference.py: a check
   // of 100000 owners each for 3, 5 and 10 peers.

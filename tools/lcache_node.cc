@@ -67,6 +67,11 @@ ABSL_FLAG(std::string, warmup, "120s",
 ABSL_FLAG(int64_t, handoff_mb, 64,
           "on SIGTERM, before leaving the ring, push up to this many MiB of the most valuable "
           "entries to the nodes that will own them, within -grace-ms (0 = no hand-off)");
+ABSL_FLAG(int32_t, replicas, 1,
+          "nodes that hold each key: its owner and replicas - 1 replica holders, which answer "
+          "for it when the owner fails or is gone (1 = no replicas; C++ nodes only take them)");
+ABSL_FLAG(int64_t, replica_mb, -1,
+          "replica store size in MiB, in addition to -cache-mb (-1: (replicas - 1) x -cache-mb)");
 ABSL_FLAG(std::string, source, "demo",
           "the group's data: demo (Tom/Jack/Sam), synthetic:BYTES[:DELAY_MS], dir:PATH, an HTTP "
           "origin (http://host:port/path/{key}, or https) or PostgreSQL "
@@ -324,6 +329,25 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
       .hot_promotion = *hot_promotion,
       .hot_max_age = *hot_max_age,
   });
+  const int replicas = absl::GetFlag(FLAGS_replicas);
+  if (replicas < 1 || replicas > 16) {
+    return usage("-replicas must be in [1, 16], got " + std::to_string(replicas));
+  }
+  const int64_t replica_mb = absl::GetFlag(FLAGS_replica_mb);
+  if (replica_mb < -1 || replica_mb > (int64_t{1} << 30)) {
+    return usage("-replica-mb must be -1 (derived) or in [0, 2^30], got " +
+                 std::to_string(replica_mb));
+  }
+  if (replicas > 1) {
+    if (replica_mb == 0) {
+      return usage("-replicas " + std::to_string(replicas) +
+                   " needs a replica store: -replica-mb must not be 0");
+    }
+    if (replica_mb < 0 && absl::GetFlag(FLAGS_cache_mb) == 0) {
+      return usage("-replicas with an unbounded cache (-cache-mb 0) needs -replica-mb");
+    }
+    options.groups.back().replica_cache_bytes = replica_mb < 0 ? 0 : replica_mb << 20;
+  }
   const std::optional<absl::Duration> warmup = DurationFlag(absl::GetFlag(FLAGS_warmup));
   if (!warmup || *warmup < absl::ZeroDuration()) {
     return usage("-warmup must be a duration >= 0 such as 120s, got \"" +
@@ -350,6 +374,7 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
                    .base_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_base_ms)),
                    .max_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_max_ms))},
       .warmup = *warmup,
+      .replication = replicas,
   };
   if (use_etcd) {
     options.etcd = EtcdOptions{

@@ -58,6 +58,19 @@
 //   - The owner must answer: a Set or Remove whose owner is unreachable, or
 //     a Go node (UNIMPLEMENTED), fails, and nothing was changed by it.
 //
+// Replication (docs/PROTOCOL.md, section 9; RingPickerOptions::replication
+// R > 1, replica_cache_bytes > 0): the owner of a key pushes each value it
+// loads to the key's replica holders (PeerPicker::ReplicaHolders, its R - 1
+// successors on the ring) with Replicate, and each value it is Set with
+// SetReplica instead of Invalidate. A holder keeps them in a replica store
+// of its own (AcceptReplica, AcceptSetReplica), never answers ordinary hits
+// from it, and uses it only when it loads a key: as the stand-in of an owner
+// that failed or is ejected (the asker's fallback goes to the stand-in,
+// PeerPicker::StandIn, before it loads), and as the key's new owner after
+// the old one left the ring (the first holder is the heir), which moves the
+// copy to its store and replicates it onward. Invalidate and Remove drop
+// replicas as they drop hot copies; see AcceptReplica for the races.
+//
 // Ring changes (docs/PROTOCOL.md, section 8) need not turn keys cold:
 //   - Peek: a key this node took over in a recent ring change (the picker's
 //     PreviousOwner, within its warm-up window) is first asked of its
@@ -106,6 +119,7 @@ class Flight;
 class Flights;
 class HotAdmission;
 class KeyEpochs;
+class PeerSet;
 }  // namespace internal
 
 inline constexpr char kEmptyKeyMessage[] = "lru_cache: empty key";
@@ -176,6 +190,12 @@ struct GroupOptions {
   // time to live: the bound on how stale a node that an invalidation could
   // not reach may be. absl::InfiniteDuration(): no bound.
   absl::Duration hot_max_age = absl::Seconds(60);
+  // Capacity of the replica store, counted like cache_bytes and in addition
+  // to it: the values other nodes own that this node keeps as their replica
+  // holder (see the file comment). 0: none, and replicas pushed here are
+  // refused. lcache::Node sets it to (replication - 1) x cache_bytes unless
+  // told otherwise: with even ownership that holds every replica.
+  int64_t replica_cache_bytes = 0;
   // Store tuning; see StoreOptions.
   int store_shards = 0;
   double lru2_history_fraction = 0.25;
@@ -219,8 +239,17 @@ struct GroupStats {
   int64_t handoff_bytes_sent = 0;    // their len(key) + len(value)
   int64_t handoffs_kept = 0;     // handed-off entries this node kept
   int64_t handoffs_refused = 0;  // handed-off entries it did not (held one, or changed lately)
+  int64_t replicas_pushed = 0;        // values pushed to replica holders, acknowledged
+  int64_t replica_bytes_pushed = 0;   // their len(key) + len(value)
+  int64_t replica_push_failures = 0;  // pushes that failed or were not answered in time
+  int64_t replicas_kept = 0;     // values pushed here that the replica store kept
+  int64_t replicas_refused = 0;  // pushed here and not kept (the key changed lately, no
+                                 // replica store, or too large)
+  int64_t replica_hits = 0;      // loads answered from the replica store: getter calls avoided
+  int64_t stand_in_calls = 0;    // calls to an owner's stand-in after the owner failed
   StoreStats store;
   StoreStats hot_store;  // all zero without a hot cache
+  StoreStats replica_store;  // all zero without a replica store
   // Latencies, timed with the group's clock. Hits are not timed (a clock read
   // would double the cost of a hot hit; docs/BENCHMARKS.md): the Get
   // histogram covers the Gets that missed, from the miss to the answer.
@@ -286,6 +315,13 @@ inline constexpr absl::Duration kPeekTimeout = absl::Milliseconds(250);
 // arrives within the quiet period, and is refused (see HandOff).
 inline constexpr absl::Duration kMaxHandoffTime = absl::Seconds(5);
 inline constexpr absl::Duration kHandoffQuiet = absl::Seconds(10);
+
+// The deadline of a Replicate (and of the Invalidate that follows one whose
+// key changed on its way), and how long after a mutation of a key's stripe
+// a replica holder refuses replicas of it: longer, so that a Replicate sent
+// before a mutation's invalidation, and arriving after it, is refused.
+inline constexpr absl::Duration kReplicaPushTimeout = absl::Seconds(1);
+inline constexpr absl::Duration kReplicaQuiet = absl::Seconds(2);
 
 // A departing node's hand-off (Group::HandOff).
 struct HandoffOptions {
@@ -394,6 +430,25 @@ class Group {
   absl::Status AcceptHandoff(std::string_view key, std::string_view value,
                              std::optional<absl::Duration> ttl);
 
+  // Keeps `value`, which the key's owner loaded, in the replica store, with
+  // time to live `ttl` (nullopt, zero or infinite: none), replacing any
+  // replica of the key, unless a Set, Remove or Invalidate touched the key's
+  // stripe in the last kReplicaQuiet: a Replicate the owner sent before a
+  // mutation may arrive after the mutation's invalidation, and the owner
+  // follows a value whose key changed on its way with another Invalidate.
+  // OK whether kept or not (replicas_kept / replicas_refused);
+  // InvalidArgument for a bad key, ttl or value, as Set's.
+  absl::Status AcceptReplica(std::string_view key, std::string_view value,
+                             std::optional<absl::Duration> ttl);
+  // What the owner of a key it was Set sends its replica holders instead of
+  // Invalidate: drops this node's copies as Invalidate does and, in the same
+  // step, keeps `value` as the replica, unless another mutation touched the
+  // stripe in the kReplicaQuiet before (two SetReplicas crossing on their
+  // way must not leave the older one). InvalidArgument for a bad key; a
+  // value or ttl that cannot be kept still drops the copies, and is refused.
+  absl::Status AcceptSetReplica(std::string_view key, std::string_view value,
+                                std::optional<absl::Duration> ttl);
+
   // Pushes this node's most valuable entries (Store::ForEachByValue) to
   // their heirs (PeerPicker::HeirOf) with Handoff calls, and returns when
   // every call has ended, by options.deadline or kMaxHandoffTime. Right
@@ -425,6 +480,7 @@ class Group {
   GroupStats Stats() const;
   Store& store() { return *store_; }
   Store* hot_store() { return hot_store_.get(); }  // null without a hot cache
+  Store* replica_store() { return replica_store_.get(); }  // null without one
   const Clock& clock() const { return *clock_; }
 
  private:
@@ -438,6 +494,7 @@ class Group {
   void LoadAsync(std::string_view key, const AsyncGetOptions& options, GetCallback done);
   struct FlightContext;
   void StartRemote(std::shared_ptr<FlightContext> flight);
+  void CallPeer(std::shared_ptr<FlightContext> flight, std::shared_ptr<PeerGetter> peer);
   void OnPeerAnswer(std::shared_ptr<FlightContext> flight, absl::StatusOr<PeerValue> v,
                     absl::Time asked_at);
   void StartLocal(std::shared_ptr<FlightContext> flight);
@@ -446,6 +503,13 @@ class Group {
                     uint64_t epoch, std::shared_ptr<PeerGetter> previous);
   void RunGetter(std::shared_ptr<internal::Flight> local, const LoadRunner& run_load,
                  uint64_t epoch);
+  // LeadLocal's look at the replica store; true when it answered the flight.
+  bool AnswerFromReplica(const std::shared_ptr<internal::Flight>& local, uint64_t epoch);
+  // Replicate of a value this node stored as the key's owner, to the key's
+  // replica holders; `epoch` is the load's (a Set sends SetReplica instead).
+  void PushReplicas(std::string_view key, const ExpiringValue& v, uint64_t epoch);
+  std::optional<absl::Duration> TtlOf(absl::Time expire_at) const;
+  absl::Time ExpiryOfTtl(std::optional<absl::Duration> ttl) const;
   absl::StatusOr<ExpiringValue> LoadFromGetter(std::string_view key, uint64_t epoch);
   absl::Time ExpiryOf(const Loaded& loaded) const;
   absl::Time ExpiryOf(const PeerValue& fetched, absl::Time asked_at) const;
@@ -458,7 +522,10 @@ class Group {
                       const MutationOptions& options, MutationCallback done);
   void ApplyAsOwner(const PeerMutation& mutation, const MutationOptions& options,
                     MutationCallback done);
-  void InvalidatePeers(std::string_view key, absl::Time deadline, MutationCallback done);
+  // `set`: the Set this node applied as the owner, whose value goes to the
+  // key's replica holders (SetReplica); null for a Remove.
+  void InvalidatePeers(std::string_view key, const PeerMutation* set, absl::Time deadline,
+                       MutationCallback done);
   // Detaches the key's flights and drops its copies, as one step with
   // respect to loads (KeyEpochs); `then` runs inside that step.
   template <typename F>
@@ -475,6 +542,7 @@ class Group {
   std::unique_ptr<Store> store_;
   std::unique_ptr<Store> hot_store_;                       // null without a hot cache
   std::unique_ptr<internal::HotAdmission> hot_admission_;  // null without a hot cache
+  std::unique_ptr<Store> replica_store_;                   // null without replicas
   // Two levels of flights (core/flights.h). A load that may ask a peer runs
   // in remote_flights_; every getter call, whether a forwarded request's or
   // a remote flight's fallback, runs in local_flights_, so the owner of a key
@@ -485,8 +553,13 @@ class Group {
   std::unique_ptr<internal::Flights> remote_flights_;
   std::unique_ptr<internal::Flights> local_flights_;
   // The loads' leases against Set, Remove and Invalidate (core/key_epochs.h).
-  std::unique_ptr<internal::KeyEpochs> epochs_;
-  std::unique_ptr<Counters> counters_;
+  // Shared with the callbacks of Replicate calls, which may end after the
+  // group (they are not waited for).
+  std::shared_ptr<internal::KeyEpochs> epochs_;
+  std::shared_ptr<Counters> counters_;
+  // Addresses that answered a Replicate UNIMPLEMENTED (Go nodes); shared as
+  // epochs_ is.
+  std::shared_ptr<internal::PeerSet> no_replicas_;
   LatencyHistogram get_miss_latency_;
   LatencyHistogram peer_latency_;
   LatencyHistogram getter_latency_;

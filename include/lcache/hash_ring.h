@@ -78,6 +78,15 @@ class HashRing {
   // The address that owns `key`; empty when the ring has no addresses.
   std::string_view Owner(std::string_view key) const;
 
+  // The owner of `key` and the distinct addresses that follow it on the
+  // ring, walking clockwise from the key's point, at most `n` in all: where
+  // the key's replicas live (RingPicker). The second is the owner on the
+  // ring without the first (the node that inherits the key if the owner
+  // leaves), and so on, except where two points collided and the loser's
+  // point was dropped (with 64-bit points, practically never). Empty for an
+  // empty ring or n <= 0.
+  std::vector<std::string_view> Successors(std::string_view key, int n) const;
+
   bool empty() const { return point_hashes_.empty(); }
   // The distinct addresses, in the order given.
   const std::vector<std::string>& addresses() const { return addresses_; }
@@ -89,6 +98,8 @@ class HashRing {
  private:
   void Build(std::vector<std::string> addresses);
   uint64_t KeyHash(std::string_view key) const;
+  // The index of the key's point. REQUIRES: !empty().
+  size_t FirstPointAtOrAbove(std::string_view key) const;
 
   RingKind kind_;
   std::vector<std::string> addresses_;

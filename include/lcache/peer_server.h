@@ -43,6 +43,10 @@ inline constexpr char kInvalidateMethod[] = "/lcache.LCache/Invalidate";
 // a load; and a departing node's value for the key's next owner.
 inline constexpr char kPeekMethod[] = "/lcache.LCache/Peek";
 inline constexpr char kHandoffMethod[] = "/lcache.LCache/Handoff";
+// Replication (docs/PROTOCOL.md, section 9): an owner's value for a replica
+// holder; and its Set's value, instead of Invalidate, for one.
+inline constexpr char kReplicateMethod[] = "/lcache.LCache/Replicate";
+inline constexpr char kSetReplicaMethod[] = "/lcache.LCache/SetReplica";
 inline constexpr char kForwardedMetadataKey[] = "lcache-forwarded";
 inline constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
 

@@ -41,15 +41,21 @@ struct PeerValue {
 // Invalidate, which tells every other node to drop its copies; or a
 // departing node's Handoff of a value to the key's next owner (section 8),
 // which keeps it only if it holds none and nothing changed the key lately.
+//
+// Replication (section 9): the owner's Replicate of a value it loaded, which
+// a replica holder keeps only if nothing changed the key lately; and its
+// SetReplica, sent instead of Invalidate to the replica holders of a key it
+// was Set, which drops the holder's copies and keeps the new value as one
+// step.
 struct PeerMutation {
-  enum class Kind { kSet, kRemove, kInvalidate, kHandoff };
+  enum class Kind { kSet, kRemove, kInvalidate, kHandoff, kReplicate, kSetReplica };
 
   Kind kind = Kind::kInvalidate;
   std::string_view group;
   std::string_view key;
-  std::string_view value = {};                      // kSet, kHandoff
-  std::optional<absl::Duration> ttl = std::nullopt;  // kSet, kHandoff; nullopt: the group's
-                                                     // default for kSet, none for kHandoff
+  std::string_view value = {};                      // kSet, kHandoff, kReplicate, kSetReplica
+  std::optional<absl::Duration> ttl = std::nullopt;  // with a value; nullopt: the group's
+                                                     // default for kSet, none for the others
 };
 
 // What a Set or Remove achieved: the peers (addresses) that did not confirm,
@@ -178,6 +184,26 @@ class PeerPicker {
   // departing node hands the key off. Null getter when there is none (this
   // node is alone, or not on the ring). The default: none.
   virtual Peer HeirOf(std::string_view key) {
+    (void)key;
+    return {};
+  }
+
+  // Replication (RingPickerOptions::replication > 1): for a key this node
+  // owns, the other nodes that keep replicas of it (the owner's distinct
+  // successors on the ring), to which it pushes the values it loads or is
+  // Set. Empty when this node does not own `key` or nothing is replicated.
+  // The default: none.
+  virtual std::vector<Peer> ReplicaHolders(std::string_view key) {
+    (void)key;
+    return {};
+  }
+
+  // For a key another node owns, the replica holder that answers for the
+  // owner when the owner fails: the first holder in service. A null getter
+  // with a non-empty address: this node is that holder. Empty address:
+  // there is none (nothing is replicated, or this node owns the key). The
+  // default: none.
+  virtual Peer StandIn(std::string_view key) {
     (void)key;
     return {};
   }

@@ -28,6 +28,15 @@
 // peek at that peer's copy before it calls the getter. HeirOf names the owner on the ring without this node:
 // where a departing node hands its keys off.
 //
+// Replication (RingPickerOptions::replication = R > 1): a key's replicas
+// live on the R - 1 distinct nodes that follow its owner on the ring
+// (HashRing::Successors), so the first of them is the key's heir: when the
+// owner leaves the ring, the node that takes the key over already holds it.
+// ReplicaHolders names them to the owner; while the owner is ejected,
+// PickPeer returns the first holder in service instead of null (null if that
+// is this node: it answers from its own replica), and StandIn names that
+// holder to a Group whose call to the owner failed.
+//
 // Self: pass the full peer list of the cluster, this node included under the
 // exact address it was started with (its -addr), as the Go program does.
 // PickPeer never returns a getter for `self`, and the factory is never called
@@ -88,6 +97,10 @@ struct RingPickerOptions {
   absl::Duration warmup = absl::ZeroDuration();
   // Times the warm-up window. Null: Clock::Real(). Must outlive the picker.
   const Clock* clock = nullptr;
+  // Nodes that hold each key: its owner and replication - 1 replica holders,
+  // the owner's distinct successors on the ring (ReplicaHolders, StandIn).
+  // 1: no replicas. REQUIRES: >= 1.
+  int replication = 1;
 };
 
 class RingPicker final : public PeerPicker {
@@ -118,9 +131,10 @@ class RingPicker final : public PeerPicker {
   // is called only for new ones, outside any lock PickPeer takes.
   Change SetPeers(std::vector<std::string> addresses);
 
-  // The getter of the peer that owns `key`; null when this node owns it,
-  // there are no peers, or the owner is ejected. Allocates nothing, except
-  // for the probe of an ejected peer.
+  // The getter of the peer that owns `key`; null when this node owns it or
+  // there are no peers. When the owner is ejected: its stand-in's getter
+  // with replication (null when that is this node), else null. Allocates
+  // nothing, except for the probe of an ejected peer.
   std::shared_ptr<PeerGetter> PickPeer(std::string_view key) override;
 
   // The owner on the ring whatever its health; see PeerPicker::OwnerOf.
@@ -132,6 +146,9 @@ class RingPicker final : public PeerPicker {
   // the ring and not ejected.
   Previous PreviousOwner(std::string_view key) override;
   Peer HeirOf(std::string_view key) override;
+  // See "Replication" above.
+  std::vector<Peer> ReplicaHolders(std::string_view key) override;
+  Peer StandIn(std::string_view key) override;
 
   // Rings kept for PreviousOwner, at most.
   static constexpr size_t kRingHistory = 4;
@@ -150,6 +167,8 @@ class RingPicker final : public PeerPicker {
   struct Snapshot;  // immutable once published
 
   std::shared_ptr<const Snapshot> Load() const;
+  // The first of `key`'s replica holders in service; see StandIn.
+  Peer StandInOf(const Snapshot& snapshot, std::string_view key) const;
 
   const std::string self_;
   const PeerFactory factory_;
@@ -159,6 +178,7 @@ class RingPicker final : public PeerPicker {
   const std::shared_ptr<EjectionCounters> ejection_counters_;
   const absl::Duration warmup_;
   const Clock* const clock_;
+  const int replication_;
 
   // Serialises SetPeers calls; PickPeer and Peers never take it.
   std::mutex writer_mu_;

@@ -55,6 +55,10 @@ absl::StatusOr<std::unique_ptr<Group>> Group::Create(GroupOptions options) {
     return absl::InvalidArgumentError(
         absl::StrCat("lcache: cache_bytes must be >= 0, got ", options.cache_bytes));
   }
+  if (options.replica_cache_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lcache: replica_cache_bytes must be >= 0 (0: none), got ", options.replica_cache_bytes));
+  }
   if (options.hot_cache_bytes < -1) {
     return absl::InvalidArgumentError(
         absl::StrCat("lcache: hot_cache_bytes must be >= 0 (or -1: cache_bytes / 8), got ",
@@ -101,8 +105,17 @@ Group::Group(GroupOptions options)
                        .on_removal = options.on_removal})),
       remote_flights_(std::make_unique<internal::Flights>(&get_miss_latency_, clock_)),
       local_flights_(std::make_unique<internal::Flights>(&get_miss_latency_, clock_)),
-      epochs_(std::make_unique<internal::KeyEpochs>(clock_)),
-      counters_(std::make_unique<Counters>()) {
+      epochs_(std::make_shared<internal::KeyEpochs>(clock_)),
+      counters_(std::make_shared<Counters>()),
+      no_replicas_(std::make_shared<internal::PeerSet>()) {
+  if (options.replica_cache_bytes > 0) {
+    // Plain LRU: a replica is written when its owner loads it and read only
+    // when the owner fails, so recency of writes is all there is to go by.
+    replica_store_ = NewStore({.policy = StorePolicy::kLru,
+                               .capacity_bytes = options.replica_cache_bytes,
+                               .clock = clock_,
+                               .on_removal = options.on_removal});
+  }
   if (const int64_t hot_bytes = HotCacheBytes(options); hot_bytes > 0) {
     // Plain LRU: the admission rule already filters what comes in. The
     // removal callback sees hot copies leave too: they are entries of this
@@ -264,6 +277,8 @@ struct Group::FlightContext {
   LoadRunner run_load;
   absl::Time deadline;
   uint64_t epoch = 0;  // KeyEpochs::Begin, when the flight started loading
+  const PeerGetter* asked = nullptr;  // the peer called last (compared, never used)
+  bool stood_in = false;              // the owner failed and its stand-in was asked
 };
 
 void Group::LoadAsync(std::string_view key, const AsyncGetOptions& options, GetCallback done) {
@@ -306,6 +321,12 @@ void Group::StartRemote(std::shared_ptr<FlightContext> f) {
     return;
   }
   counters_->Add(Counters::kLoadsDeduped);
+  CallPeer(std::move(f), std::move(peer));
+}
+
+void Group::CallPeer(std::shared_ptr<FlightContext> f, std::shared_ptr<PeerGetter> peer) {
+  const std::string& key = f->flight->key();
+  f->asked = peer.get();
   const absl::Time asked_at = clock_->Now();
   const absl::Time deadline = internal::PeerCallDeadline(absl::Now(), f->deadline);
   // The callback holds the peer: PickPeer's pointer keeps it usable for the
@@ -367,6 +388,20 @@ void Group::OnPeerAnswer(std::shared_ptr<FlightContext> f, absl::StatusOr<PeerVa
     return;
   }
   counters_->Add(Counters::kPeerErrors);
+  // With replication, the owner's stand-in holds its replica: ask it before
+  // loading here. Once only, and never the peer that just failed (it was
+  // the stand-in already when PickPeer chose it for an ejected owner).
+  if (!f->stood_in) {
+    if (PeerPicker* picker = peers_.load(std::memory_order_acquire); picker != nullptr) {
+      PeerPicker::Peer stand_in = picker->StandIn(f->flight->key());
+      if (stand_in.getter != nullptr && stand_in.getter.get() != f->asked) {
+        f->stood_in = true;
+        counters_->Add(Counters::kStandInCalls);
+        CallPeer(std::move(f), std::move(stand_in.getter));
+        return;
+      }
+    }
+  }
   StartLocal(std::move(f));
 }
 
@@ -405,6 +440,7 @@ void Group::LeadLocal(std::shared_ptr<internal::Flight> local,
     local_flights_->Finish(local, *std::move(hit));
     return;
   }
+  if (AnswerFromReplica(local, epoch)) return;
   // Taken over in a recent ring change: the previous owner may hold it,
   // unless the key changed here since (its copy may be the one that change
   // replaced, if its invalidation did not reach it).
@@ -466,15 +502,18 @@ absl::StatusOr<ExpiringValue> Group::LoadFromGetter(std::string_view key, uint64
       picker != nullptr && picker->OwnerOf(key).getter != nullptr) {
     expire_at = std::min(expire_at, clock_->Now() + hot_max_age_);
   }
+  bool stored = false;
   if (!epochs_->StoreIfUnchanged(key, epoch, [&] {
-        store_->Set(key, loaded->value.view(), expire_at);
+        stored = store_->Set(key, loaded->value.view(), expire_at);
         // This node is the owner now: a hot copy from when another node was
         // would be a second, possibly older, value of the key.
         if (hot_store_ != nullptr) hot_store_->Remove(key);
       })) {
     counters_->Add(Counters::kLoadsDiscarded);
   }
-  return ExpiringValue(std::move(loaded->value), expire_at);
+  ExpiringValue v(std::move(loaded->value), expire_at);
+  if (stored) PushReplicas(key, v, epoch);
+  return v;
 }
 
 absl::Time Group::ExpiryOf(const Loaded& loaded) const {
@@ -499,6 +538,7 @@ absl::Time Group::ExpiryOf(const PeerValue& fetched, absl::Time asked_at) const 
 int64_t Group::ReclaimExpired(int64_t max_entries) {
   int64_t n = store_->ReclaimExpired(max_entries);
   if (hot_store_ != nullptr) n += hot_store_->ReclaimExpired(max_entries);
+  if (replica_store_ != nullptr) n += replica_store_->ReclaimExpired(max_entries);
   return n;
 }
 
@@ -540,8 +580,16 @@ GroupStats Group::Stats() const {
   s.handoff_bytes_sent = counters_->Sum(Counters::kHandoffBytesSent);
   s.handoffs_kept = counters_->Sum(Counters::kHandoffsKept);
   s.handoffs_refused = counters_->Sum(Counters::kHandoffsRefused);
+  s.replicas_pushed = counters_->Sum(Counters::kReplicasPushed);
+  s.replica_bytes_pushed = counters_->Sum(Counters::kReplicaBytesPushed);
+  s.replica_push_failures = counters_->Sum(Counters::kReplicaPushFailures);
+  s.replicas_kept = counters_->Sum(Counters::kReplicasKept);
+  s.replicas_refused = counters_->Sum(Counters::kReplicasRefused);
+  s.replica_hits = counters_->Sum(Counters::kReplicaHits);
+  s.stand_in_calls = counters_->Sum(Counters::kStandInCalls);
   s.store = store_->Stats();
   if (hot_store_ != nullptr) s.hot_store = hot_store_->Stats();
+  if (replica_store_ != nullptr) s.replica_store = replica_store_->Stats();
   s.get_miss_latency = get_miss_latency_.Snapshot();
   s.peer_latency = peer_latency_.Snapshot();
   s.getter_latency = getter_latency_.Snapshot();

@@ -1,6 +1,7 @@
 // What the files that implement Group (group.cc, group_mutations.cc,
-// group_handoff.cc) share:
-// its counters (GroupStats) and the deadline of a call to a peer.
+// group_handoff.cc, group_replicas.cc) share:
+// its counters (GroupStats), the deadline of a call to a peer, and the set
+// of peers that take no replicas.
 
 #ifndef LCACHE_SRC_CORE_GROUP_INTERNAL_H_
 #define LCACHE_SRC_CORE_GROUP_INTERNAL_H_
@@ -9,6 +10,10 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
 
 #include "absl/time/time.h"
 #include "lcache/group.h"
@@ -45,6 +50,13 @@ class Group::Counters {
     kHandoffBytesSent,
     kHandoffsKept,
     kHandoffsRefused,
+    kReplicasPushed,
+    kReplicaBytesPushed,
+    kReplicaPushFailures,
+    kReplicasKept,
+    kReplicasRefused,
+    kReplicaHits,
+    kStandInCalls,
     kNumFields
   };
 
@@ -75,6 +87,24 @@ class Group::Counters {
 };
 
 namespace internal {
+
+// A set of peer addresses, safe for concurrent use: the peers that do not
+// take replicas. Read once per push, which is once per load, not per hit.
+class PeerSet {
+ public:
+  bool Contains(std::string_view address) const {
+    std::lock_guard lock(mu_);
+    return addresses_.contains(address);
+  }
+  void Insert(std::string_view address) {
+    std::lock_guard lock(mu_);
+    addresses_.emplace(address);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::set<std::string, std::less<>> addresses_;
+};
 
 // The deadline of a call to a peer made for a caller whose deadline is
 // `caller`: a quarter of the time left (at most 250 ms) stays for what

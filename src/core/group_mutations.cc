@@ -29,6 +29,10 @@ const char* KindName(PeerMutation::Kind kind) {
       return "Invalidate";
     case PeerMutation::Kind::kHandoff:
       return "Handoff";
+    case PeerMutation::Kind::kReplicate:
+      return "Replicate";
+    case PeerMutation::Kind::kSetReplica:
+      return "SetReplica";
   }
   return "?";
 }
@@ -160,6 +164,7 @@ void Group::DropCopies(std::string_view key, F&& then) {
     remote_flights_->Detach(key);
     local_flights_->Detach(key);
     if (hot_store_ != nullptr) hot_store_->Remove(key);
+    if (replica_store_ != nullptr) replica_store_->Remove(key);
     then();
   });
 }
@@ -178,20 +183,32 @@ void Group::ApplyAsOwner(const PeerMutation& m, const MutationOptions& options,
                                      : clock_->Now() + ttl;
     // ValidateSet checked the size against this very store, so it fits.
     DropCopies(m.key, [&] { store_->Set(m.key, m.value, expire_at); });
-  } else {
-    DropCopies(m.key, [&] { store_->Remove(m.key); });
+    // The replica holders get the value with the owner's remaining time.
+    PeerMutation set = m;
+    set.ttl = TtlOf(expire_at);
+    InvalidatePeers(m.key, &set, options.deadline, std::move(done));
+    return;
   }
-  InvalidatePeers(m.key, options.deadline, std::move(done));
+  DropCopies(m.key, [&] { store_->Remove(m.key); });
+  InvalidatePeers(m.key, nullptr, options.deadline, std::move(done));
 }
 
 // Tells every other node to drop its copies, and answers once each has
 // acknowledged or failed. A peer that is out of service (ejected) is told
 // but not waited for: a hung peer would otherwise hold every mutation for
 // the whole peer timeout. It is listed as not acknowledged at once.
-void Group::InvalidatePeers(std::string_view key, absl::Time deadline, MutationCallback done) {
+// For a Set, the key's replica holders that take replicas are sent
+// SetReplica, which drops their copies as Invalidate does and keeps the new
+// value; one that does not know it (UNIMPLEMENTED) is sent Invalidate.
+void Group::InvalidatePeers(std::string_view key, const PeerMutation* set, absl::Time deadline,
+                            MutationCallback done) {
   PeerPicker* picker = peers_.load(std::memory_order_acquire);
   std::vector<PeerPicker::Peer> peers;
-  if (picker != nullptr) peers = picker->OtherPeers();
+  std::vector<PeerPicker::Peer> holders;
+  if (picker != nullptr) {
+    peers = picker->OtherPeers();
+    if (set != nullptr) holders = picker->ReplicaHolders(key);
+  }
   if (peers.empty()) {
     done(MutationResult{});
     return;
@@ -222,12 +239,15 @@ void Group::InvalidatePeers(std::string_view key, absl::Time deadline, MutationC
     gather->done(std::move(gather->result));
     return;
   }
+  const PeerMutation invalidate{.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key};
   for (PeerPicker::Peer& peer : peers) {
     if (peer.out) continue;
     counters_->Add(Counters::kInvalidationsSent);
-    peer.getter->StartMutate(
-        {.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key}, call_deadline,
-        [this, gather, address = std::move(peer.address)](absl::StatusOr<MutationResult> r) {
+    const bool holder =
+        std::any_of(holders.begin(), holders.end(),
+                    [&](const PeerPicker::Peer& h) { return h.address == peer.address; }) &&
+        !no_replicas_->Contains(peer.address);
+    auto answered = [this, gather, address = peer.address](absl::StatusOr<MutationResult> r) {
           MutationCallback finish;
           {
             std::lock_guard lock(gather->mu);
@@ -241,6 +261,27 @@ void Group::InvalidatePeers(std::string_view key, absl::Time deadline, MutationC
             std::sort(gather->result.unacknowledged.begin(), gather->result.unacknowledged.end());
             finish(std::move(gather->result));
           }
+        };
+    if (!holder) {
+      peer.getter->StartMutate(invalidate, call_deadline, std::move(answered));
+      continue;
+    }
+    PeerMutation set_replica = *set;
+    set_replica.kind = PeerMutation::Kind::kSetReplica;
+    peer.getter->StartMutate(
+        set_replica, call_deadline,
+        [this, key = std::string(key), call_deadline, peer, answered = std::move(answered)](
+            absl::StatusOr<MutationResult> r) mutable {
+          if (!absl::IsUnimplemented(r.status())) {
+            answered(std::move(r));
+            return;
+          }
+          // A node that keeps no replicas (an older build): the invalidation
+          // it does know, and no replicas for it from now on.
+          no_replicas_->Insert(peer.address);
+          peer.getter->StartMutate(
+              {.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key},
+              call_deadline, std::move(answered));
         });
   }
 }

@@ -81,6 +81,21 @@ class KeyEpochs {
     apply();
   }
 
+  // Mutate, where `apply(quiet)` learns whether the stripe had been quiet,
+  // with no mutation in the `quiet` before this one: a mutation that carries
+  // a value (a SetReplica) keeps it only then, so that two of them crossing
+  // on the way cannot leave the older behind.
+  template <typename F>
+  void MutateNoting(std::string_view key, absl::Duration quiet, F&& apply) {
+    Stripe& s = StripeOf(key);
+    std::lock_guard lock(s.mu);
+    const int64_t now = absl::ToUnixNanos(clock_->Now());
+    const bool was_quiet = absl::ToUnixNanos(absl::FromUnixNanos(now) - quiet) >= s.mutated_at_ns;
+    ++s.epoch;
+    s.mutated_at_ns = now;
+    apply(was_quiet);
+  }
+
   // Whether a mutation of `key`'s stripe happened at or after `t`.
   bool MutatedSince(std::string_view key, absl::Time t) {
     Stripe& s = StripeOf(key);

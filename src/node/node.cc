@@ -56,13 +56,16 @@ class LoggedPeer final : public PeerGetter {
          done = std::move(done)](absl::StatusOr<MutationResult> r) {
           // An invalidation that did not arrive leaves a copy in place (until
           // -hot-max-age): worth a line, as is a mutation its owner refused.
-          // A hand-off is many calls, summed up once at its end.
+          // A hand-off is many calls, summed up once at its end; a replica
+          // push one per load, counted in replica_push_failures (a holder
+          // that is down would fill the log).
           if (!r.ok() && !absl::IsInvalidArgument(r.status()) &&
-              kind != PeerMutation::Kind::kHandoff) {
+              kind != PeerMutation::Kind::kHandoff && kind != PeerMutation::Kind::kReplicate) {
             spdlog::warn("peer {} failed {} of key={}: {}", address_,
-                         kind == PeerMutation::Kind::kInvalidate ? "Invalidate"
-                         : kind == PeerMutation::Kind::kSet      ? "Set"
-                                                                 : "Remove",
+                         kind == PeerMutation::Kind::kInvalidate   ? "Invalidate"
+                         : kind == PeerMutation::Kind::kSet        ? "Set"
+                         : kind == PeerMutation::Kind::kSetReplica ? "SetReplica"
+                                                                   : "Remove",
                          LogKey(key), r.status().ToString());
           }
           done(std::move(r));
@@ -144,6 +147,20 @@ absl::Status Validate(const NodeOptions& options) {
   if (options.handoff_bytes < 0) {
     return absl::InvalidArgumentError("lcache: NodeOptions.handoff_bytes must be >= 0");
   }
+  if (options.ring.replication < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lcache: NodeOptions.ring.replication must be >= 1 (1: no replicas), got ",
+        options.ring.replication));
+  }
+  if (options.ring.replication > 1) {
+    for (const GroupOptions& group : options.groups) {
+      if (group.cache_bytes == 0 && group.replica_cache_bytes == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "lcache: group \"", group.name,
+            "\" has an unbounded cache and replication: give it a replica_cache_bytes"));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -210,9 +227,18 @@ absl::Status Node::Impl::Start() {
   std::vector<Group*> groups;
   std::vector<std::string> described;  // for the start line: "store lru, 64 MiB"
   for (GroupOptions& group_options : options_.groups) {
-    const std::string description =
+    const int replication = options_.ring.replication;
+    if (replication > 1 && group_options.replica_cache_bytes == 0) {
+      // With even ownership, each node holds (R - 1) times what it owns.
+      group_options.replica_cache_bytes = group_options.cache_bytes * (replication - 1);
+    }
+    std::string description =
         absl::StrCat("store ", std::string(StorePolicyName(group_options.policy)), ", ",
                      group_options.cache_bytes >> 20, " MiB");
+    if (replication > 1) {
+      absl::StrAppend(&description, ", ", replication, " copies (replica store ",
+                      group_options.replica_cache_bytes >> 20, " MiB)");
+    }
     absl::StatusOr<Group*> group = registry_.NewGroup(std::move(group_options));
     if (!group.ok()) return group.status();
     groups.push_back(*group);

@@ -36,7 +36,9 @@ absl::Status PeekNotSent(std::string_view address) {
 MutationRequest RequestOf(const PeerMutation& m) {
   switch (m.kind) {
     case PeerMutation::Kind::kSet:
-    case PeerMutation::Kind::kHandoff: {
+    case PeerMutation::Kind::kHandoff:
+    case PeerMutation::Kind::kReplicate:
+    case PeerMutation::Kind::kSetReplica: {
       std::optional<int64_t> ttl_ms;
       if (m.ttl) {
         // Rounded up: a positive ttl under a millisecond must not become 0,
@@ -45,8 +47,11 @@ MutationRequest RequestOf(const PeerMutation& m) {
                      ? 0
                      : absl::ToInt64Milliseconds(absl::Ceil(*m.ttl, absl::Milliseconds(1)));
       }
-      return {m.kind == PeerMutation::Kind::kSet ? kSetMethod : kHandoffMethod,
-              wire::EncodeSetRequest(m.group, m.key, m.value, ttl_ms)};
+      const char* method = m.kind == PeerMutation::Kind::kSet         ? kSetMethod
+                           : m.kind == PeerMutation::Kind::kHandoff   ? kHandoffMethod
+                           : m.kind == PeerMutation::Kind::kReplicate ? kReplicateMethod
+                                                                      : kSetReplicaMethod;
+      return {method, wire::EncodeSetRequest(m.group, m.key, m.value, ttl_ms)};
     }
     case PeerMutation::Kind::kRemove:
       return {kRemoveMethod, wire::EncodeGetRequest(m.group, m.key)};

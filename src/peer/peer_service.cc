@@ -142,7 +142,7 @@ PeerReply PeerService::Peek(std::string_view message) {
 
 bool PeerService::IsMutationMethod(std::string_view method) {
   return method == kSetMethod || method == kRemoveMethod || method == kInvalidateMethod ||
-         method == kHandoffMethod;
+         method == kHandoffMethod || method == kReplicateMethod || method == kSetReplicaMethod;
 }
 
 namespace {
@@ -166,7 +166,8 @@ std::optional<PeerReply> PeerService::Mutate(std::string_view method, std::strin
   if (absl::Status s = CheckSize(message); !s.ok()) {
     return PeerReply::Error(absl::StatusCode::kInvalidArgument, std::string(s.message()));
   }
-  const bool set = method == kSetMethod || method == kHandoffMethod;
+  const bool set = method == kSetMethod || method == kHandoffMethod ||
+                   method == kReplicateMethod || method == kSetReplicaMethod;
   absl::StatusOr<wire::SetRequest> request;
   if (set) {
     request = wire::DecodeSetRequest(message, max_key_bytes_);
@@ -186,6 +187,9 @@ std::optional<PeerReply> PeerService::Mutate(std::string_view method, std::strin
     if (group != nullptr && !request->key.empty()) group->Invalidate(request->key);
     return Ok(wire::EncodeMutationResponse(""));
   }
+  if (method == kSetReplicaMethod && group == nullptr) {
+    return Ok(wire::EncodeMutationResponse(""));  // an Invalidate: nothing to drop
+  }
   if (group == nullptr) {
     return Ok(wire::EncodeMutationResponse(
         absl::StrCat("lcache: unknown group \"", request->group, "\"")));
@@ -200,6 +204,23 @@ std::optional<PeerReply> PeerService::Mutate(std::string_view method, std::strin
     std::optional<absl::Duration> ttl;
     if (request->ttl_ms) ttl = absl::Milliseconds(*request->ttl_ms);
     const absl::Status s = group->AcceptHandoff(request->key, request->value, ttl);
+    const absl::string_view err = s.message();
+    return Ok(wire::EncodeMutationResponse(std::string_view(err.data(), err.size())));
+  }
+  if (method == kReplicateMethod || method == kSetReplicaMethod) {
+    // A Replicate past its deadline may have been overtaken by the
+    // invalidation of a mutation (Group::AcceptReplica). A late SetReplica
+    // still drops the copies, as the Invalidate it stands for would.
+    const bool late = absl::Now() > deadline;
+    if (late && method == kReplicateMethod) {
+      return PeerReply::Error(absl::StatusCode::kDeadlineExceeded,
+                              "lcache: Replicate arrived after its deadline; not kept");
+    }
+    std::optional<absl::Duration> ttl;
+    if (request->ttl_ms) ttl = absl::Milliseconds(*request->ttl_ms);
+    const absl::Status s = method == kReplicateMethod
+                               ? group->AcceptReplica(request->key, request->value, ttl)
+                               : group->AcceptSetReplica(request->key, request->value, ttl);
     const absl::string_view err = s.message();
     return Ok(wire::EncodeMutationResponse(std::string_view(err.data(), err.size())));
   }

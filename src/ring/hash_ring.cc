@@ -131,8 +131,7 @@ void HashRing::Build(std::vector<std::string> addresses) {
   bucket_start_[buckets] = static_cast<uint32_t>(point_hashes_.size());
 }
 
-std::string_view HashRing::Owner(std::string_view key) const {
-  if (point_hashes_.empty()) return {};
+size_t HashRing::FirstPointAtOrAbove(std::string_view key) const {
   const uint64_t h = KeyHash(key);
   // The first point >= h is in h's bucket, or else it is the first point of
   // the buckets above (bucket_start_[b + 1]); past the end, wrap to 0.
@@ -140,8 +139,28 @@ std::string_view HashRing::Owner(std::string_view key) const {
   const auto first = point_hashes_.begin() + bucket_start_[b];
   const auto last = point_hashes_.begin() + bucket_start_[b + 1];
   const size_t found = std::lower_bound(first, last, h) - point_hashes_.begin();
-  const size_t index = found == point_hashes_.size() ? 0 : found;
-  return addresses_[point_owners_[index]];
+  return found == point_hashes_.size() ? 0 : found;
+}
+
+std::string_view HashRing::Owner(std::string_view key) const {
+  if (point_hashes_.empty()) return {};
+  return addresses_[point_owners_[FirstPointAtOrAbove(key)]];
+}
+
+std::vector<std::string_view> HashRing::Successors(std::string_view key, int n) const {
+  std::vector<std::string_view> out;
+  if (point_hashes_.empty() || n <= 0) return out;
+  const size_t wanted = std::min(static_cast<size_t>(n), addresses_.size());
+  out.reserve(wanted);
+  const size_t start = FirstPointAtOrAbove(key);
+  // One lap at most; with few addresses the next distinct one is a few
+  // points away.
+  for (size_t step = 0; step < point_hashes_.size() && out.size() < wanted; ++step) {
+    const std::string_view address =
+        addresses_[point_owners_[(start + step) % point_hashes_.size()]];
+    if (std::find(out.begin(), out.end(), address) == out.end()) out.push_back(address);
+  }
+  return out;
 }
 
 }  // namespace lcache

@@ -155,10 +155,12 @@ RingPicker::RingPicker(std::string self, PeerFactory factory, RingPickerOptions 
       ejection_counters_(std::make_shared<EjectionCounters>()),
       warmup_(options.warmup),
       clock_(options.clock != nullptr ? options.clock : Clock::Real()),
+      replication_(options.replication),
       snapshot_(std::make_shared<const Snapshot>(
           Snapshot{HashRing(kind_, {}, replicas_), {}, HashRing(kind_, {}, replicas_)})) {
   assert(factory_ != nullptr);
   assert(replicas_ >= 0);
+  assert(replication_ >= 1);
 }
 
 RingPicker::~RingPicker() = default;
@@ -266,7 +268,43 @@ std::shared_ptr<PeerGetter> RingPicker::PickPeer(std::string_view key) {
     case PeerHealth::Admission::kSkip:
       break;
   }
+  if (replication_ > 1) return StandInOf(*snapshot, key).getter;
   return nullptr;
+}
+
+std::vector<PeerPicker::Peer> RingPicker::ReplicaHolders(std::string_view key) {
+  std::vector<Peer> holders;
+  if (replication_ <= 1) return holders;
+  const std::shared_ptr<const Snapshot> snapshot = Load();
+  const std::vector<std::string_view> nodes = snapshot->ring.Successors(key, replication_);
+  if (nodes.empty() || nodes[0] != self_) return holders;
+  for (size_t i = 1; i < nodes.size(); ++i) {
+    auto it = snapshot->getters.find(nodes[i]);
+    if (it == snapshot->getters.end()) continue;
+    const PeerEntry& entry = it->second;
+    holders.push_back({std::string(nodes[i]), entry.getter,
+                       entry.monitored != nullptr && entry.monitored->health().out()});
+  }
+  return holders;
+}
+
+PeerPicker::Peer RingPicker::StandInOf(const Snapshot& snapshot, std::string_view key) const {
+  const std::vector<std::string_view> nodes = snapshot.ring.Successors(key, replication_);
+  if (nodes.empty() || nodes[0] == self_) return {};
+  for (size_t i = 1; i < nodes.size(); ++i) {
+    if (nodes[i] == self_) return {self_, nullptr};
+    auto it = snapshot.getters.find(nodes[i]);
+    if (it == snapshot.getters.end()) continue;
+    const PeerEntry& entry = it->second;
+    if (entry.monitored != nullptr && entry.monitored->health().out()) continue;
+    return {std::string(nodes[i]), entry.getter};
+  }
+  return {};
+}
+
+PeerPicker::Peer RingPicker::StandIn(std::string_view key) {
+  if (replication_ <= 1) return {};
+  return StandInOf(*Load(), key);
 }
 
 PeerPicker::Peer RingPicker::OwnerOf(std::string_view key) {
