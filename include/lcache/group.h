@@ -526,8 +526,9 @@ class Group {
   // key's replica holders (SetReplica); null for a Remove.
   void InvalidatePeers(std::string_view key, const PeerMutation* set, absl::Time deadline,
                        MutationCallback done);
-  // Detaches the key's flights and drops its copies, as one step with
-  // respect to loads (KeyEpochs); `then` runs inside that step.
+  // Detaches the key's flights and drops its hot copy, as one step with
+  // respect to loads (KeyEpochs); `then` (which drops the store's and the
+  // replica store's copies as the case may be) runs inside that step.
   template <typename F>
   void DropCopies(std::string_view key, F&& then);
 

@@ -135,8 +135,14 @@ void Group::ForwardToOwner(const PeerMutation& m, PeerPicker::Peer owner,
         if (r.ok()) {
           // The owner told every node it knows, this one included; dropping
           // our own copies again also covers an invalidation that could not
-          // reach us.
-          DropCopies(key, [&] { store_->Remove(key); });
+          // reach us. Not the replica a Set's SetReplica just gave us, if
+          // every node acknowledged (the Group does not know its own
+          // address, so any node missing makes ours suspect too).
+          const bool fresh_replica = kind == PeerMutation::Kind::kSet && r->unacknowledged.empty();
+          DropCopies(key, [&] {
+            store_->Remove(key);
+            if (!fresh_replica && replica_store_ != nullptr) replica_store_->Remove(key);
+          });
           done(std::move(r));
           return;
         }
@@ -164,14 +170,16 @@ void Group::DropCopies(std::string_view key, F&& then) {
     remote_flights_->Detach(key);
     local_flights_->Detach(key);
     if (hot_store_ != nullptr) hot_store_->Remove(key);
-    if (replica_store_ != nullptr) replica_store_->Remove(key);
     then();
   });
 }
 
 void Group::Invalidate(std::string_view key) {
   counters_->Add(Counters::kInvalidationsReceived);
-  DropCopies(key, [&] { store_->Remove(key); });
+  DropCopies(key, [&] {
+    store_->Remove(key);
+    if (replica_store_ != nullptr) replica_store_->Remove(key);
+  });
 }
 
 void Group::ApplyAsOwner(const PeerMutation& m, const MutationOptions& options,
@@ -182,14 +190,20 @@ void Group::ApplyAsOwner(const PeerMutation& m, const MutationOptions& options,
                                      ? absl::InfiniteFuture()
                                      : clock_->Now() + ttl;
     // ValidateSet checked the size against this very store, so it fits.
-    DropCopies(m.key, [&] { store_->Set(m.key, m.value, expire_at); });
+    DropCopies(m.key, [&] {
+      store_->Set(m.key, m.value, expire_at);
+      if (replica_store_ != nullptr) replica_store_->Remove(m.key);  // ours is the value now
+    });
     // The replica holders get the value with the owner's remaining time.
     PeerMutation set = m;
     set.ttl = TtlOf(expire_at);
     InvalidatePeers(m.key, &set, options.deadline, std::move(done));
     return;
   }
-  DropCopies(m.key, [&] { store_->Remove(m.key); });
+  DropCopies(m.key, [&] {
+    store_->Remove(m.key);
+    if (replica_store_ != nullptr) replica_store_->Remove(m.key);
+  });
   InvalidatePeers(m.key, nullptr, options.deadline, std::move(done));
 }
 

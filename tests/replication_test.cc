@@ -1,0 +1,338 @@
+// Replication over the wire (docs/PROTOCOL.md, section 9): three Nodes in
+// one process over loopback, on each transport, with each key on its owner
+// and its successor (replication 2). A node that dies is answered for by
+// its keys' replica holders, so its keys are not loaded again, neither while
+// the others still list it nor once they drop it; Remove and Set reach the
+// replicas; a replica expires with its owner's copy. Each scenario also runs
+// without replicas, where the same reads load.
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lcache/clock.h"
+#include "lcache/hash_ring.h"
+#include "lcache/node.h"
+#include "lcache/peer_server.h"
+#include "loopback.h"
+
+namespace lcache {
+namespace {
+
+using ::lcache::testing::RawGrpcCall;
+using ::lcache::testing::RawResult;
+using ::lcache::testing::UnusedPorts;
+using ::testing::HasSubstr;
+
+constexpr int kKeys = 300;
+
+class ReplicationTest : public ::testing::TestWithParam<PeerTransport> {
+ protected:
+  void SetUp() override {
+    for (int port : UnusedPorts(3)) addresses_.push_back(absl::StrCat("127.0.0.1:", port));
+    nodes_.resize(3);
+  }
+
+  NodeOptions OptionsFor(int i, int replication) {
+    NodeOptions options{
+        .address = addresses_[i],
+        .groups = {{.name = "g",
+                    .cache_bytes = 4 << 20,
+                    .getter = [this](std::string_view key) -> absl::StatusOr<Loaded> {
+                      ++loads_;
+                      return ByteView::Copy(absl::StrCat(
+                          absl::string_view(key.data(), key.size()), "@", version_.load()));
+                    },
+                    .default_ttl = absl::Seconds(600),
+                    .hot_cache_bytes = 0,
+                    .clock = &clock_}},
+        .peers = Ring({0, 1, 2}),
+        .transport = GetParam(),
+        .peer_timeout = absl::Seconds(3)};
+    options.reclaim_interval = absl::ZeroDuration();  // expiry by the test's clock only
+    options.ring.replication = replication;
+    options.ring.warmup = absl::ZeroDuration();  // replicas alone, no peeks
+    options.handoff_bytes = 0;                   // a stop here stands for a crash
+    return options;
+  }
+  void StartNode(int i, int replication) {
+    absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(OptionsFor(i, replication));
+    ASSERT_TRUE(node.ok()) << node.status();
+    nodes_[i] = *std::move(node);
+  }
+  void StartAll(int replication) {
+    for (int i = 0; i < 3; ++i) StartNode(i, replication);
+  }
+  std::vector<std::string> Ring(std::initializer_list<int> members) const {
+    std::vector<std::string> ring;
+    for (int i : members) ring.push_back(addresses_[i]);
+    return ring;
+  }
+  Group* G(int i) { return nodes_[i]->group("g"); }
+  GroupStats StatsOf(int i) { return G(i)->Stats(); }
+
+  // Reads every key once through the live nodes in turn; checks each value.
+  void ReadAll(const std::string& version = "1") {
+    std::vector<Node*> live;
+    for (auto& n : nodes_) {
+      if (n != nullptr) live.push_back(n.get());
+    }
+    for (int k = 0; k < kKeys; ++k) {
+      const std::string key = absl::StrCat("key-", k);
+      absl::StatusOr<ByteView> v = live[k % live.size()]->group("g")->Get(key);
+      ASSERT_TRUE(v.ok()) << key << ": " << v.status();
+      EXPECT_EQ(v->ToString(), key + "@" + version);
+    }
+  }
+  // Pushes are not waited for by the load: wait (with a deadline) until the
+  // holders have kept `n` replicas between them.
+  void AwaitReplicasKept(int64_t n) { AwaitSum(&GroupStats::replicas_kept, n); }
+  void AwaitSum(int64_t GroupStats::*field, int64_t n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    int64_t sum = 0;
+    while (absl::Now() < deadline) {
+      sum = 0;
+      for (int i = 0; i < 3; ++i) {
+        if (nodes_[i] != nullptr) sum += StatsOf(i).*field;
+      }
+      if (sum >= n) break;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    ASSERT_EQ(sum, n);
+  }
+  int KeysOwnedBy(int i) const {
+    const HashRing ring(RingKind::kGroupcache, Ring({0, 1, 2}));
+    int n = 0;
+    for (int k = 0; k < kKeys; ++k) n += ring.Owner(absl::StrCat("key-", k)) == addresses_[i];
+    return n;
+  }
+  // A key node `i` owns on the full ring, and the node that holds its replica.
+  std::pair<std::string, int> KeyOwnedBy(int i) const {
+    const HashRing ring(RingKind::kGroupcache, Ring({0, 1, 2}));
+    for (int k = 0; k < kKeys; ++k) {
+      const std::string key = absl::StrCat("key-", k);
+      const std::vector<std::string_view> s = ring.Successors(key, 2);
+      if (s[0] != addresses_[i]) continue;
+      for (int h = 0; h < 3; ++h) {
+        if (s[1] == addresses_[h]) return {key, h};
+      }
+    }
+    ADD_FAILURE() << "node " << i << " owns none of the keys";
+    return {"", -1};
+  }
+  // Node 2 dies: its server goes without handing anything off.
+  void Crash(int i) { nodes_[i].reset(); }
+
+  ManualClock clock_{absl::FromUnixSeconds(1'700'000'000)};
+  std::vector<std::string> addresses_;
+  std::atomic<int> version_{1};
+  std::atomic<int> loads_{0};
+  std::vector<std::unique_ptr<Node>> nodes_;  // last: stop before the getter's state goes
+};
+
+TEST_P(ReplicationTest, EveryLoadIsReplicatedToTheOwnersSuccessor) {
+  StartAll(/*replication=*/2);
+  ReadAll();
+  ASSERT_EQ(loads_, kKeys);
+  AwaitReplicasKept(kKeys);
+  // The owners count a push when its answer arrives, after the holder kept it.
+  AwaitSum(&GroupStats::replicas_pushed, kKeys);
+  int64_t held = 0;
+  for (int i = 0; i < 3; ++i) {
+    held += StatsOf(i).replica_store.items;
+    // A holder answers no ordinary Get from its replicas.
+    EXPECT_EQ(StatsOf(i).replica_hits, 0);
+  }
+  EXPECT_EQ(held, kKeys);
+  // Each holder keeps the replicas of the keys whose successor it is.
+  const HashRing ring(RingKind::kGroupcache, Ring({0, 1, 2}));
+  std::vector<int> expected(3);
+  for (int k = 0; k < kKeys; ++k) {
+    const std::string_view holder = ring.Successors(absl::StrCat("key-", k), 2)[1];
+    for (int h = 0; h < 3; ++h) expected[h] += holder == addresses_[h];
+  }
+  for (int h = 0; h < 3; ++h) EXPECT_EQ(StatsOf(h).replica_store.items, expected[h]) << h;
+}
+
+TEST_P(ReplicationTest, ADeadOwnersKeysAreAnsweredByTheirReplicas) {
+  StartAll(/*replication=*/2);
+  ReadAll();
+  AwaitReplicasKept(kKeys);
+  ASSERT_GT(KeysOwnedBy(2), 20);
+  Crash(2);
+  // The others still list it: their calls fail, and the stand-in answers.
+  ReadAll();
+  EXPECT_EQ(loads_, kKeys) << "keys of the dead node were loaded again";
+  EXPECT_EQ(StatsOf(0).replica_hits + StatsOf(1).replica_hits, KeysOwnedBy(2));
+  EXPECT_GT(StatsOf(0).stand_in_calls + StatsOf(1).stand_in_calls, 0);
+
+  // The ring settles without it: the heirs own the keys and have them.
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(nodes_[i]->SetPeers(Ring({0, 1})).ok());
+  ReadAll();
+  EXPECT_EQ(loads_, kKeys) << "keys of the dead node were loaded by their heirs";
+}
+
+TEST_P(ReplicationTest, WithoutReplicasADeadOwnersKeysAreLoadedAgain) {
+  StartAll(/*replication=*/1);
+  ReadAll();
+  Crash(2);
+  ReadAll();
+  EXPECT_EQ(loads_, kKeys + KeysOwnedBy(2));
+  EXPECT_EQ(StatsOf(0).replica_hits + StatsOf(1).replica_hits, 0);
+  EXPECT_EQ(StatsOf(0).replica_store.capacity_bytes, 0);
+}
+
+// The heir moves the replica to its store and replicates it onward: a second
+// crash, of the heir, still loses nothing.
+TEST_P(ReplicationTest, AnHeirReplicatesWhatItInherits) {
+  StartAll(/*replication=*/2);
+  ReadAll();
+  AwaitReplicasKept(kKeys);
+  const int owned_by_2 = KeysOwnedBy(2);
+  const int64_t kept_by_2 = StatsOf(2).replicas_kept;  // gone with it
+  Crash(2);
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(nodes_[i]->SetPeers(Ring({0, 1})).ok());
+  ReadAll();
+  ASSERT_EQ(loads_, kKeys);
+  // Every key of the dead node now has a replica on the other survivor.
+  AwaitReplicasKept(kKeys - kept_by_2 + owned_by_2);
+  // Only the inherited keys: a key node 1 owned all along, whose replica was
+  // on node 2, has no copy left (replicas are not moved on ring changes).
+  Crash(1);
+  ASSERT_TRUE(nodes_[0]->SetPeers(Ring({0})).ok());
+  const HashRing full(RingKind::kGroupcache, Ring({0, 1, 2}));
+  int read = 0;
+  for (int k = 0; k < kKeys; ++k) {
+    const std::string key = absl::StrCat("key-", k);
+    if (full.Owner(key) != addresses_[2]) continue;
+    absl::StatusOr<ByteView> v = G(0)->Get(key);
+    ASSERT_TRUE(v.ok()) << key << ": " << v.status();
+    EXPECT_EQ(v->ToString(), key + "@1");
+    ++read;
+  }
+  EXPECT_EQ(read, owned_by_2);
+  EXPECT_EQ(loads_, kKeys) << "an inherited key lost both its copies";
+}
+
+TEST_P(ReplicationTest, RemoveReachesTheReplica) {
+  StartAll(/*replication=*/2);
+  ReadAll();
+  AwaitReplicasKept(kKeys);
+  const auto [key, holder] = KeyOwnedBy(2);
+  ASSERT_TRUE(G(holder)->replica_store()->Get(key).has_value());
+  absl::StatusOr<MutationResult> removed = G(0)->Remove(key);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_TRUE(removed->unacknowledged.empty());
+  EXPECT_FALSE(G(holder)->replica_store()->Get(key).has_value());
+
+  version_ = 2;
+  Crash(2);
+  absl::StatusOr<ByteView> v = G(holder == 0 ? 1 : 0)->Get(key);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->ToString(), key + "@2") << "the removed value came back from a replica";
+}
+
+TEST_P(ReplicationTest, ASetValueIsReplicatedAndOutlivesItsOwner) {
+  StartAll(/*replication=*/2);
+  ReadAll();
+  AwaitReplicasKept(kKeys);
+  const auto [key, holder] = KeyOwnedBy(2);
+  // The Set's stripe on the holder was quiet: it keeps the new value.
+  absl::StatusOr<MutationResult> set = G(0)->Set(key, "set-value");
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_TRUE(set->unacknowledged.empty());
+  std::optional<ByteView> replica = G(holder)->replica_store()->Get(key);
+  ASSERT_TRUE(replica.has_value());
+  EXPECT_EQ(replica->ToString(), "set-value");
+
+  Crash(2);
+  const int before = loads_;
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<ByteView> v = G(i)->Get(key);
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(v->ToString(), "set-value") << "through node " << i;
+  }
+  EXPECT_EQ(loads_, before);
+}
+
+TEST_P(ReplicationTest, AReplicaExpiresWithItsOwnersCopy) {
+  StartAll(/*replication=*/2);
+  ReadAll();
+  AwaitReplicasKept(kKeys);
+  const auto [key, holder] = KeyOwnedBy(2);
+  clock_.Advance(absl::Seconds(601));  // past the owner's default_ttl
+  version_ = 2;
+  Crash(2);
+  absl::StatusOr<ByteView> v = G(holder == 0 ? 1 : 0)->Get(key);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->ToString(), key + "@2") << "an expired replica was served";
+  EXPECT_EQ(StatsOf(holder).replica_hits, 0);
+}
+
+// --- The methods, as a foreign client calls them --------------------------------
+
+TEST_P(ReplicationTest, ReplicateAndSetReplicaOverTheWire) {
+  StartNode(0, /*replication=*/2);
+  auto channel = grpc::CreateChannel(addresses_[0], grpc::InsecureChannelCredentials());
+  const std::string value = absl::Base64Escape("pushed");
+  RawResult r = RawGrpcCall(
+      channel, kReplicateMethod,
+      absl::StrCat(R"({"group":"g","key":"k","value":")", value, R"(","ttl_ms":60000})"));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.body, "{}");
+  std::optional<ExpiringValue> replica = G(0)->replica_store()->GetWithExpiry("k");
+  ASSERT_TRUE(replica.has_value());
+  EXPECT_EQ(replica->value.ToString(), "pushed");
+  EXPECT_EQ(replica->expire_at, clock_.Now() + absl::Seconds(60));
+  // Not an ordinary value of the node: a Get loads (this node owns "k" on
+  // its ring, so its first load moves the replica over instead).
+  EXPECT_FALSE(G(0)->store().Get("k").has_value());
+
+  // SetReplica stands for an Invalidate: it drops the node's copies, and
+  // keeps the value only if the key's stripe was quiet before.
+  ASSERT_TRUE(G(0)->Get("held").ok());
+  r = RawGrpcCall(channel, kSetReplicaMethod,
+                  absl::StrCat(R"({"group":"g","key":"held","value":")", value, R"("})"));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.body, "{}");
+  EXPECT_FALSE(G(0)->store().Get("held").has_value());
+  EXPECT_EQ(G(0)->replica_store()->Get("held")->ToString(), "pushed");
+  r = RawGrpcCall(channel, kSetReplicaMethod,
+                  absl::StrCat(R"({"group":"g","key":"held","value":")",
+                               absl::Base64Escape("second"), R"("})"));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_FALSE(G(0)->replica_store()->Get("held").has_value())
+      << "a second SetReplica within kReplicaQuiet kept its value";
+  // A Replicate right after a mutation of the stripe is refused.
+  r = RawGrpcCall(channel, kReplicateMethod,
+                  absl::StrCat(R"({"group":"g","key":"held","value":")", value, R"("})"));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_FALSE(G(0)->replica_store()->Get("held").has_value());
+  EXPECT_EQ(StatsOf(0).replicas_kept, 2);
+  EXPECT_EQ(StatsOf(0).replicas_refused, 2);
+
+  // Bad input: as Set's.
+  r = RawGrpcCall(channel, kReplicateMethod, R"({"group":"g","key":"bad","value":"","ttl_ms":-5})");
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  r = RawGrpcCall(channel, kReplicateMethod, R"({"group":"nope","key":"k","value":""})");
+  EXPECT_THAT(r.body, HasSubstr("unknown group"));
+  r = RawGrpcCall(channel, kSetReplicaMethod, R"({"group":"nope","key":"k","value":""})");
+  EXPECT_EQ(r.body, "{}");
+  r = RawGrpcCall(channel, kReplicateMethod, R"({"group":"g","key":)");
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, ReplicationTest,
+                         ::testing::Values(PeerTransport::kLean, PeerTransport::kGrpc),
+                         [](const auto& info) {
+                           return std::string(PeerTransportName(info.param));
+                         });
+
+}  // namespace
+}  // namespace lcache
