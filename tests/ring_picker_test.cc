@@ -804,5 +804,125 @@ TEST_F(WarmupPickerTest, HeirOfNamesTheOwnerOnTheRingWithoutSelf) {
   EXPECT_EQ(picker.HeirOf("any").getter, nullptr);  // alone: nobody to hand off to
 }
 
+// --- Replication: ReplicaHolders, StandIn, and PickPeer for an ejected owner --
+
+class ReplicationPickerTest : public RingPickerTest {
+ protected:
+  RingPicker NewPicker(int replication) {
+    return RingPicker(kSelf, Factory(), RingPickerOptions{.replication = replication});
+  }
+  static std::string AddressOf(const std::shared_ptr<PeerGetter>& getter) {
+    return getter == nullptr ? "" : static_cast<FakeGetter&>(*getter).address();
+  }
+  static std::vector<std::string> Addresses(const std::vector<PeerPicker::Peer>& peers) {
+    std::vector<std::string> out;
+    for (const PeerPicker::Peer& p : peers) {
+      EXPECT_EQ(AddressOf(p.getter), p.address);
+      out.push_back(p.address);
+    }
+    return out;
+  }
+  const std::vector<std::string> ring_ = {kSelf, kPeer2, kPeer3, kPeer4};
+};
+
+TEST_F(ReplicationPickerTest, TheOwnerNamesItsSuccessorsAsHolders) {
+  for (int replication : {2, 3}) {
+    RingPicker picker = NewPicker(replication);
+    picker.SetPeers(ring_);
+    const HashRing ring(ring_);
+    int owned = 0;
+    for (int n = 0; n < 400; ++n) {
+      const std::string key = "key-" + std::to_string(n);
+      const std::vector<std::string_view> s = ring.Successors(key, replication);
+      if (s[0] != kSelf) {
+        EXPECT_THAT(picker.ReplicaHolders(key), IsEmpty()) << "not self's to push: " << key;
+        continue;
+      }
+      ++owned;
+      const std::vector<std::string> expected(s.begin() + 1, s.end());
+      EXPECT_EQ(Addresses(picker.ReplicaHolders(key)), expected) << key;
+    }
+    EXPECT_GT(owned, 20);
+  }
+}
+
+TEST_F(ReplicationPickerTest, WithoutReplicationThereAreNoHoldersAndNoStandIn) {
+  RingPicker picker = NewPicker(1);
+  picker.SetPeers(ring_);
+  EXPECT_THAT(picker.ReplicaHolders(KeyOwnedBy(ring_, kSelf)), IsEmpty());
+  EXPECT_EQ(picker.StandIn(KeyOwnedBy(ring_, kPeer2)).address, "");
+}
+
+TEST_F(ReplicationPickerTest, TheStandInIsTheOwnersFirstSuccessor) {
+  RingPicker picker = NewPicker(2);
+  picker.SetPeers(ring_);
+  const HashRing ring(ring_);
+  bool self_stands_in = false;
+  for (int n = 0; n < 400; ++n) {
+    const std::string key = "key-" + std::to_string(n);
+    const std::vector<std::string_view> s = ring.Successors(key, 2);
+    const PeerPicker::Peer stand_in = picker.StandIn(key);
+    if (s[0] == kSelf) {
+      EXPECT_EQ(stand_in.address, "") << "self owns " << key;
+      continue;
+    }
+    EXPECT_EQ(stand_in.address, s[1]) << key;
+    if (s[1] == kSelf) {
+      self_stands_in = true;
+      EXPECT_EQ(stand_in.getter, nullptr) << "self answers from its own replica";
+    } else {
+      EXPECT_EQ(AddressOf(stand_in.getter), s[1]);
+    }
+  }
+  EXPECT_TRUE(self_stands_in);
+}
+
+// An ejected owner's keys go to the first holder in service, not to a local
+// load; with no holder in service, local.
+TEST_F(ReplicationPickerTest, AnEjectedOwnersKeysGoToItsStandIn) {
+  ManualClock clock;
+  std::map<std::string, std::shared_ptr<ScriptedGetter>> getters;
+  RingPicker picker(
+      kSelf,
+      [&](const std::string& address) -> std::shared_ptr<PeerGetter> {
+        auto getter = std::make_shared<ScriptedGetter>();
+        getters[address] = getter;
+        return getter;
+      },
+      RingPickerOptions{.ejection = {.after_failures = 1,
+                                     .base_backoff = absl::Seconds(60),
+                                     .max_backoff = absl::Seconds(60),
+                                     .clock = &clock},
+                        .replication = 3});
+  picker.SetPeers(ring_);
+  const HashRing ring(ring_);
+  // A key kPeer2 owns whose first successor is another peer.
+  std::string key;
+  std::vector<std::string_view> s;
+  for (int n = 0; n < 100000 && key.empty(); ++n) {
+    std::string k = "key-" + std::to_string(n);
+    s = ring.Successors(k, 3);
+    if (s[0] == kPeer2 && s[1] != kSelf && s[2] != kSelf) key = k;
+  }
+  ASSERT_FALSE(key.empty());
+  auto eject = [&](std::string_view address) {
+    ScriptedGetter& g = *getters.at(std::string(address));
+    g.Answer(absl::UnavailableError("down"));
+    std::shared_ptr<PeerGetter> picked = picker.PickPeer(KeyOwnedBy(ring_, address));
+    ASSERT_NE(picked, nullptr);
+    (void)picked->Get("g", "k");
+  };
+  eject(kPeer2);
+  EXPECT_EQ(picker.PickPeer(key), picker.StandIn(key).getter);
+  EXPECT_EQ(picker.StandIn(key).address, s[1]);
+  // The first holder ejected too: the second.
+  eject(s[1]);
+  EXPECT_EQ(picker.StandIn(key).address, s[2]);
+  EXPECT_EQ(picker.PickPeer(key), picker.StandIn(key).getter);
+  eject(s[2]);
+  EXPECT_EQ(picker.StandIn(key).address, "");
+  EXPECT_EQ(picker.PickPeer(key), nullptr);
+}
+
 }  // namespace
 }  // namespace lcache
