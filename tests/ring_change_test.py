@@ -14,6 +14,10 @@ assertions can fail.
 - rolling restart: each node in turn gets SIGTERM (it hands its entries to
   their heirs before it deregisters), the others drop it, it starts again
   and peeks at the heirs.
+- SIGKILL: with `-replicas 2` each key is also on its owner's successor, so
+  the dead node's keys are answered from replicas, first by the stand-ins
+  while the others still list it, then by the heirs once its lease expired
+  (docs/PROTOCOL.md, section 9); without, they are loaded again.
 - a stand-in for a Go node in a static ring: it answers Get only, like the Go
   program; the C++ nodes send it at most one Peek each and at most one
   Handoff per departing node, answered UNIMPLEMENTED, and serve every value
@@ -133,6 +137,60 @@ class RingChangeTest(etcd_test.EtcdTest):
         self.assertGreaterEqual(reloaded, len(KEYS) // 2)
 
 
+    # -- crash ------------------------------------------------------------------
+
+    def stats_of(self, node):
+        status, body, _ = ct.http_get(node.hport, "/stats")
+        self.assertEqual(status, 200)
+        return json.loads(body)["groups"]["scores"]
+
+    def kill_one(self, args):
+        """Loads that re-reading every key costs after one of three nodes is
+        SIGKILLed: (while the others still list it, once they dropped it)."""
+        nodes = []
+        for _ in range(3):
+            node = ct.Node(self.logdir, ct.free_port(), args=self.etcd_args() + list(args))
+            node.hport = ct.free_port()
+            node.args += ["-http", f"127.0.0.1:{node.hport}"]
+            nodes.append(self.start_etcd_node(node=node))
+        self.assert_views(nodes, [x.addr for x in nodes], 10, "all registered")
+        self.read_all(nodes)
+        if "-replicas" in args:
+            # A push is not waited for by the load it follows.
+            ct.wait_until(lambda: sum(self.stats_of(n)["replicas_kept"] for n in nodes)
+                          == len(KEYS), 10, "every key's replica kept")
+        ring = sorted(x.addr for x in nodes)
+        dead = nodes[1]
+        owned = [k for k in KEYS if ct.ring_owner(ring, k) == dead.addr]
+        self.assertGreater(len(owned), 20)
+        dead.kill()
+        rest = [nodes[0], nodes[2]]
+        before = self.loads(rest)
+        self.read_all(rest)  # the lease has not expired: the others still list it
+        while_listed = self.loads(rest) - before
+        self.assert_views(rest, [x.addr for x in rest], 3 * etcd_test.TTL_S, "the dead one dropped")
+        # Through the other node than before: the one that asked first may
+        # have kept a copy of its own (a fallback load).
+        before = self.loads(rest)
+        self.read_all(rest[::-1])
+        return while_listed, self.loads(rest) - before, owned, rest
+
+    # No hot cache: a stand-in's answer kept there would hide the heir's.
+    def test_a_killed_nodes_keys_are_answered_from_replicas(self):
+        while_listed, after, owned, rest = self.kill_one(["-replicas", "2", "-hot-cache-mb", "0"])
+        self.assertEqual((while_listed, after), (0, 0), self.dump_logs(rest))
+        hits = sum(self.stats_of(n)["replica_hits"] for n in rest)
+        # Once by a stand-in, once more by the heir that takes it over.
+        self.assertEqual(hits, 2 * len(owned))
+
+    def test_without_replicas_a_killed_nodes_keys_are_loaded_again(self):
+        while_listed, after, owned, _ = self.kill_one(["-hot-cache-mb", "0"])
+        # Each asker loads the dead node's keys itself; the heir loads again
+        # those it had not asked for itself.
+        self.assertEqual(while_listed, len(owned))
+        self.assertGreater(after, 0)
+
+
 class GoStandIn:
     """Like a node of the Go program: serves /lcache.LCache/Get (the
     synthetic value of 64 bytes, as `-source synthetic:64` would) and answers
@@ -172,13 +230,21 @@ class GoStandIn:
 
 class GoNodeInTheRingTest(ct.ClusterTest):
     def test_a_go_node_gets_one_peek_and_one_handoff_at_most(self):
+        self.go_node_in_the_ring([])
+
+    def test_with_replicas_a_go_node_gets_one_replicate_at_most(self):
+        go = self.go_node_in_the_ring(["-replicas", "2"])
+        self.assertLessEqual(go.count("/lcache.LCache/Replicate"), 2)
+        self.assertGreater(go.count("/lcache.LCache/Replicate"), 0)  # it holds some replicas
+
+    def go_node_in_the_ring(self, args):
         go = GoStandIn()
         self.addCleanup(go.stop)
         # Two C++ nodes and the Go node on one static ring: each C++ node's
         # first ring makes the Go node the previous owner of some keys.
         ports = [ct.free_port(), ct.free_port()]
         ring = [f"127.0.0.1:{p}" for p in ports] + [go.addr]
-        nodes = [ct.Node(self.logdir, p, peers=ring) for p in ports]
+        nodes = [ct.Node(self.logdir, p, peers=ring, args=args) for p in ports]
         self.nodes += nodes
         for node in nodes:
             node.start()
@@ -191,8 +257,10 @@ class GoNodeInTheRingTest(ct.ClusterTest):
             node.stop(self, within=5)
         self.assertLessEqual(go.count("/lcache.LCache/Handoff"), 2)
         self.assertGreater(go.count("/lcache.LCache/Handoff"), 0)
-        unknown = set(go.calls) - {ct.GET, "/lcache.LCache/Peek", "/lcache.LCache/Handoff"}
+        unknown = set(go.calls) - {ct.GET, "/lcache.LCache/Peek", "/lcache.LCache/Handoff",
+                                   "/lcache.LCache/Replicate"}
         self.assertEqual(unknown, set(), go.calls)
+        return go
 
 
 def main():
