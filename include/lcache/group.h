@@ -202,7 +202,8 @@ struct GroupOptions {
   double tinylfu_window_fraction = 0.01;
   bool tinylfu_adaptive_window = true;
   const Clock* clock = nullptr;  // null: Clock::Real()
-  // Optional: entries leaving the store or the hot cache (see Store). It may
+  // Optional: entries leaving the store, the hot cache or the replica store
+  // (see Store). It may
   // run while the group holds the lock of a stripe of keys (a load storing
   // its result, a Set, Remove or Invalidate): it must not call this group's
   // Get, Set, Remove or Invalidate.

@@ -134,7 +134,8 @@ class RingPicker final : public PeerPicker {
   // The getter of the peer that owns `key`; null when this node owns it or
   // there are no peers. When the owner is ejected: its stand-in's getter
   // with replication (null when that is this node), else null. Allocates
-  // nothing, except for the probe of an ejected peer.
+  // nothing on the healthy path; the probe of an ejected peer and the
+  // lookup of a stand-in do.
   std::shared_ptr<PeerGetter> PickPeer(std::string_view key) override;
 
   // The owner on the ring whatever its health; see PeerPicker::OwnerOf.

@@ -394,7 +394,9 @@ void Group::OnPeerAnswer(std::shared_ptr<FlightContext> f, absl::StatusOr<PeerVa
   if (!f->stood_in) {
     if (PeerPicker* picker = peers_.load(std::memory_order_acquire); picker != nullptr) {
       PeerPicker::Peer stand_in = picker->StandIn(f->flight->key());
-      if (stand_in.getter != nullptr && stand_in.getter.get() != f->asked) {
+      // A node known to refuse replicas (a Go node) would only load it.
+      if (stand_in.getter != nullptr && stand_in.getter.get() != f->asked &&
+          !no_replicas_->Contains(stand_in.address)) {
         f->stood_in = true;
         counters_->Add(Counters::kStandInCalls);
         CallPeer(std::move(f), std::move(stand_in.getter));

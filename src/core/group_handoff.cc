@@ -74,7 +74,10 @@ absl::Status Group::AcceptHandoff(std::string_view key, std::string_view value,
   epochs_->StoreIfQuiet(key, kHandoffQuiet, [&] {
     if (store_->GetWithExpiry(key).has_value()) return;  // ours is as new as any
     kept = store_->Set(key, value, expire_at);
-    if (kept && hot_store_ != nullptr) hot_store_->Remove(key);
+    if (!kept) return;
+    // The owner's copy now: a hot copy or a replica of it would be a second one.
+    if (hot_store_ != nullptr) hot_store_->Remove(key);
+    if (replica_store_ != nullptr) replica_store_->Remove(key);
   });
   counters_->Add(kept ? Counters::kHandoffsKept : Counters::kHandoffsRefused);
   return absl::OkStatus();
