@@ -157,8 +157,10 @@ class RingChangeTest(etcd_test.EtcdTest):
         self.read_all(nodes)
         if "-replicas" in args:
             # A push is not waited for by the load it follows.
+            # (More than once for a key loaded while a re-replication after
+            # a ring change of the start ran.)
             ct.wait_until(lambda: sum(self.stats_of(n)["replicas_kept"] for n in nodes)
-                          == len(KEYS), 10, "every key's replica kept")
+                          >= len(KEYS), 10, "every key's replica kept")
         ring = sorted(x.addr for x in nodes)
         dead = nodes[1]
         owned = [k for k in KEYS if ct.ring_owner(ring, k) == dead.addr]
@@ -179,9 +181,12 @@ class RingChangeTest(etcd_test.EtcdTest):
     def test_a_killed_nodes_keys_are_answered_from_replicas(self):
         while_listed, after, owned, rest = self.kill_one(["-replicas", "2", "-hot-cache-mb", "0"])
         self.assertEqual((while_listed, after), (0, 0), self.dump_logs(rest))
-        hits = sum(self.stats_of(n)["replica_hits"] for n in rest)
-        # Once by a stand-in, once more by the heir that takes it over.
-        self.assertEqual(hits, 2 * len(owned))
+        stats = [self.stats_of(n) for n in rest]
+        # Each key answered by a stand-in while the owner was listed...
+        self.assertGreaterEqual(sum(s["replica_hits"] for s in stats), len(owned))
+        # ...and moved into its heir's store once the owner was dropped (by
+        # the re-replication after the ring change, or by the first read).
+        self.assertEqual(sum(s["replicas_promoted"] for s in stats), len(owned))
 
     def test_without_replicas_a_killed_nodes_keys_are_loaded_again(self):
         while_listed, after, owned, _ = self.kill_one(["-hot-cache-mb", "0"])

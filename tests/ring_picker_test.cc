@@ -877,6 +877,34 @@ TEST_F(ReplicationPickerTest, TheStandInIsTheOwnersFirstSuccessor) {
   EXPECT_TRUE(self_stands_in);
 }
 
+TEST_F(ReplicationPickerTest, NewHoldersAreTheOnesTheLastRingChangeGave) {
+  RingPicker picker = NewPicker(2);
+  const std::vector<std::string> three = {kSelf, kPeer2, kPeer3};
+  picker.SetPeers(three);
+  const HashRing before(three);
+  const HashRing after(ring_);
+  picker.SetPeers(ring_);  // kPeer4 joins
+  int changed = 0;
+  int kept = 0;
+  for (int n = 0; n < 400; ++n) {
+    const std::string key = "key-" + std::to_string(n);
+    const std::vector<std::string_view> now = after.Successors(key, 2);
+    const std::vector<std::string_view> then = before.Successors(key, 2);
+    const std::vector<std::string> fresh = Addresses(picker.NewReplicaHolders(key));
+    if (now[0] != kSelf) {
+      EXPECT_THAT(fresh, IsEmpty()) << key;
+    } else if (then[0] != kSelf || then[1] != now[1]) {
+      EXPECT_THAT(fresh, ElementsAre(std::string(now[1]))) << key;
+      ++changed;
+    } else {
+      EXPECT_THAT(fresh, IsEmpty()) << "the holder it had: " << key;
+      ++kept;
+    }
+  }
+  EXPECT_GT(changed, 5);
+  EXPECT_GT(kept, 20);
+}
+
 // An ejected owner's keys go to the first holder in service, not to a local
 // load; with no holder in service, local.
 TEST_F(ReplicationPickerTest, AnEjectedOwnersKeysGoToItsStandIn) {

@@ -248,6 +248,8 @@ struct GroupStats {
                                  // replica store, or too large)
   int64_t replica_hits = 0;      // loads answered from the replica store: getter calls avoided
   int64_t stand_in_calls = 0;    // calls to an owner's stand-in after the owner failed
+  int64_t replicas_promoted = 0;  // replicas of keys this node inherited, moved to its store
+  int64_t replica_resyncs = 0;    // Rereplicate runs completed (after ring changes)
   StoreStats store;
   StoreStats hot_store;  // all zero without a hot cache
   StoreStats replica_store;  // all zero without a replica store
@@ -334,6 +336,23 @@ struct HandoffOptions {
   absl::Time deadline = absl::InfiniteFuture();
   // Calls in flight at once, over all heirs.
   int max_in_flight = 64;
+};
+
+// A re-replication after a ring change (Group::Rereplicate).
+struct RereplicateOptions {
+  // Entries not pushed by then are not pushed, and every call ends by then.
+  absl::Time deadline = absl::InfiniteFuture();
+  // Calls in flight at once, over all holders.
+  int max_in_flight = 16;
+  // Polled between entries: true ends the walk early (a stopping node).
+  std::function<bool()> stop = nullptr;
+};
+
+struct RereplicateResult {
+  int64_t promoted = 0;  // replicas of keys this node owns now, moved to its store
+  int64_t pushed = 0;    // Replicate calls acknowledged
+  int64_t failed = 0;    // calls that failed or did not end in time
+  bool cut_short = false;  // the deadline or `stop` ended it
 };
 
 struct HandoffResult {
@@ -457,6 +476,17 @@ class Group {
   // call it from a thread that may wait.
   HandoffResult HandOff(const HandoffOptions& options);
 
+  // After a ring change, with replication: moves the replicas of keys this
+  // node owns now (its owner left) into its store, and pushes every key it
+  // owns to the replica holders it did not have before the change
+  // (PeerPicker::NewReplicaHolders: a node that joined or came back, the
+  // successor of one that left), most valuable first, so that a key keeps
+  // its copies through one ring change after another, not only until its
+  // next load. The pushes keep the leases as a load's do. Blocks until
+  // every call has ended; call it from a thread that may wait. Counted in
+  // replica_resyncs.
+  RereplicateResult Rereplicate(const RereplicateOptions& options);
+
   // Removes expired entries from the store and the hot cache; see
   // Store::ReclaimExpired.
   int64_t ReclaimExpired(int64_t max_entries);
@@ -509,6 +539,11 @@ class Group {
   // Replicate of a value this node stored as the key's owner, to the key's
   // replica holders; `epoch` is the load's (a Set sends SetReplica instead).
   void PushReplicas(std::string_view key, const ExpiringValue& v, uint64_t epoch);
+  // One Replicate of `v` to `holder`, with its follow-up Invalidate should
+  // the key change on its way; `ended` (may be null) runs when the call has
+  // ended. The callback holds no reference to the group.
+  void SendReplicate(const PeerPicker::Peer& holder, std::string_view key, const ExpiringValue& v,
+                     uint64_t epoch, std::function<void(bool acknowledged)> ended);
   std::optional<absl::Duration> TtlOf(absl::Time expire_at) const;
   absl::Time ExpiryOfTtl(std::optional<absl::Duration> ttl) const;
   absl::StatusOr<ExpiringValue> LoadFromGetter(std::string_view key, uint64_t epoch);

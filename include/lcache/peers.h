@@ -198,6 +198,15 @@ class PeerPicker {
     return {};
   }
 
+  // For a key this node owns, the replica holders it has now that it did
+  // not have before the last ring change (all of them if it did not own the
+  // key then): the ones a re-replication after that change pushes the key
+  // to. The default: none.
+  virtual std::vector<Peer> NewReplicaHolders(std::string_view key) {
+    (void)key;
+    return {};
+  }
+
   // For a key another node owns, the replica holder that answers for the
   // owner when the owner fails: the first holder in service. A null getter
   // with a non-empty address: this node is that holder. Empty address:

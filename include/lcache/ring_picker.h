@@ -149,6 +149,7 @@ class RingPicker final : public PeerPicker {
   Peer HeirOf(std::string_view key) override;
   // See "Replication" above.
   std::vector<Peer> ReplicaHolders(std::string_view key) override;
+  std::vector<Peer> NewReplicaHolders(std::string_view key) override;
   Peer StandIn(std::string_view key) override;
 
   // Rings kept for PreviousOwner, at most.
@@ -170,6 +171,9 @@ class RingPicker final : public PeerPicker {
   std::shared_ptr<const Snapshot> Load() const;
   // The first of `key`'s replica holders in service; see StandIn.
   Peer StandInOf(const Snapshot& snapshot, std::string_view key) const;
+  // `key`'s holders on `snapshot`'s ring if self owns it there, each with
+  // its getter; empty otherwise.
+  std::vector<Peer> HoldersOf(const Snapshot& snapshot, std::string_view key) const;
 
   const std::string self_;
   const PeerFactory factory_;

@@ -589,6 +589,8 @@ GroupStats Group::Stats() const {
   s.replicas_refused = counters_->Sum(Counters::kReplicasRefused);
   s.replica_hits = counters_->Sum(Counters::kReplicaHits);
   s.stand_in_calls = counters_->Sum(Counters::kStandInCalls);
+  s.replicas_promoted = counters_->Sum(Counters::kReplicasPromoted);
+  s.replica_resyncs = counters_->Sum(Counters::kReplicaResyncs);
   s.store = store_->Stats();
   if (hot_store_ != nullptr) s.hot_store = hot_store_->Stats();
   if (replica_store_ != nullptr) s.replica_store = replica_store_->Stats();

@@ -57,6 +57,8 @@ class Group::Counters {
     kReplicasRefused,
     kReplicaHits,
     kStandInCalls,
+    kReplicasPromoted,
+    kReplicaResyncs,
     kNumFields
   };
 

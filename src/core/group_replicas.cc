@@ -2,9 +2,13 @@
 // pushes the values it loads to the key's replica holders; a holder keeps
 // them apart from its store and answers from them only when it loads the
 // key: for an owner that failed (the stand-in), or as the key's new owner.
+// After a ring change, Rereplicate gives the keys new holders.
 // Both ends keep the leases of key_epochs.h: a Set or Remove racing a push
 // wins.
 
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <string>
 
 #include "absl/time/clock.h"
@@ -32,47 +36,154 @@ absl::Time Group::ExpiryOfTtl(std::optional<absl::Duration> ttl) const {
 void Group::PushReplicas(std::string_view key, const ExpiringValue& v, uint64_t epoch) {
   PeerPicker* picker = peers_.load(std::memory_order_acquire);
   if (picker == nullptr) return;
-  std::vector<PeerPicker::Peer> holders = picker->ReplicaHolders(key);
-  if (holders.empty()) return;
-  const std::optional<absl::Duration> ttl = TtlOf(v.expire_at);
-  if (ttl && *ttl <= absl::ZeroDuration()) return;  // due already: nothing to keep
-  const PeerMutation replicate{.kind = PeerMutation::Kind::kReplicate,
-                               .group = name_,
-                               .key = key,
-                               .value = v.value.view(),
-                               .ttl = ttl};
-  const int64_t bytes = static_cast<int64_t>(key.size() + v.value.size());
-  for (PeerPicker::Peer& holder : holders) {
-    // One that is out would only cost a timeout; one that does not take
-    // replicas (a Go node) said so once.
-    if (holder.out || no_replicas_->Contains(holder.address)) continue;
-    // The callback does not hold the group: a push is not waited for, and
-    // may end after it. What it needs is shared.
-    holder.getter->StartMutate(
-        replicate, absl::Now() + kReplicaPushTimeout,
-        [epochs = epochs_, counters = counters_, no_replicas = no_replicas_, epoch, bytes,
-         group = name_, key = std::string(key),
-         holder](absl::StatusOr<MutationResult> r) {
-          if (absl::IsUnimplemented(r.status())) {
-            no_replicas->Insert(holder.address);
-            return;  // keeps nothing: no follow-up needed
-          }
-          if (r.ok()) {
-            counters->Add(Counters::kReplicasPushed);
-            counters->Add(Counters::kReplicaBytesPushed, bytes);
-          } else {
-            counters->Add(Counters::kReplicaPushFailures);
-          }
-          // Changed here while on its way: the holder may have kept the
-          // value after the mutation's invalidation reached it, if the
-          // quiet period did not catch it (also when the call failed: it
-          // may have arrived all the same).
-          if (epochs->Begin(key) == epoch) return;
-          holder.getter->StartMutate(
-              {.kind = PeerMutation::Kind::kInvalidate, .group = group, .key = key},
-              absl::Now() + kReplicaPushTimeout, [](absl::StatusOr<MutationResult>) {});
-        });
+  for (const PeerPicker::Peer& holder : picker->ReplicaHolders(key)) {
+    SendReplicate(holder, key, v, epoch, nullptr);
   }
+}
+
+void Group::SendReplicate(const PeerPicker::Peer& holder, std::string_view key,
+                          const ExpiringValue& v, uint64_t epoch,
+                          std::function<void(bool acknowledged)> ended) {
+  const std::optional<absl::Duration> ttl = TtlOf(v.expire_at);
+  // One that is out would only cost a timeout; one that does not take
+  // replicas (a Go node) said so once; a value due already keeps nothing.
+  if (holder.out || no_replicas_->Contains(holder.address) ||
+      (ttl && *ttl <= absl::ZeroDuration())) {
+    if (ended) ended(false);
+    return;
+  }
+  const int64_t bytes = static_cast<int64_t>(key.size() + v.value.size());
+  // The callback does not hold the group: a load's push is not waited for,
+  // and may end after it. What it needs is shared.
+  holder.getter->StartMutate(
+      {.kind = PeerMutation::Kind::kReplicate,
+       .group = name_,
+       .key = key,
+       .value = v.value.view(),
+       .ttl = ttl},
+      absl::Now() + kReplicaPushTimeout,
+      [epochs = epochs_, counters = counters_, no_replicas = no_replicas_, epoch, bytes,
+       group = name_, key = std::string(key), holder,
+       ended = std::move(ended)](absl::StatusOr<MutationResult> r) {
+        if (ended) ended(r.ok());
+        if (absl::IsUnimplemented(r.status())) {
+          no_replicas->Insert(holder.address);
+          return;  // keeps nothing: no follow-up needed
+        }
+        if (r.ok()) {
+          counters->Add(Counters::kReplicasPushed);
+          counters->Add(Counters::kReplicaBytesPushed, bytes);
+        } else {
+          counters->Add(Counters::kReplicaPushFailures);
+        }
+        // Changed here while on its way: the holder may have kept the
+        // value after the mutation's invalidation reached it, if the quiet
+        // period did not catch it (also when the call failed: it may have
+        // arrived all the same).
+        if (epochs->Begin(key) == epoch) return;
+        holder.getter->StartMutate(
+            {.kind = PeerMutation::Kind::kInvalidate, .group = group, .key = key},
+            absl::Now() + kReplicaPushTimeout, [](absl::StatusOr<MutationResult>) {});
+      });
+}
+
+// --- After a ring change ---------------------------------------------------------
+
+namespace {
+
+// The pushes of one Rereplicate, shared with their callbacks.
+struct ResyncCalls {
+  std::mutex mu;
+  std::condition_variable cv;
+  int in_flight = 0;
+  RereplicateResult result;
+};
+
+}  // namespace
+
+RereplicateResult Group::Rereplicate(const RereplicateOptions& options) {
+  PeerPicker* picker = peers_.load(std::memory_order_acquire);
+  auto calls = std::make_shared<ResyncCalls>();
+  if (picker == nullptr) return calls->result;
+  const int max_in_flight = std::max(1, options.max_in_flight);
+  auto over = [&] {
+    return absl::Now() >= options.deadline || (options.stop != nullptr && options.stop());
+  };
+  // Sends `v` to `holders`, waiting for room among the calls in flight;
+  // false when the walk is to end.
+  auto push = [&](std::string_view key, const ExpiringValue& v, uint64_t epoch,
+                  const std::vector<PeerPicker::Peer>& holders) {
+    for (const PeerPicker::Peer& holder : holders) {
+      std::unique_lock lock(calls->mu);
+      if (!calls->cv.wait_until(lock, absl::ToChronoTime(options.deadline),
+                                [&] { return calls->in_flight < max_in_flight; })) {
+        calls->result.cut_short = true;
+        return false;
+      }
+      ++calls->in_flight;
+      lock.unlock();
+      SendReplicate(holder, key, v, epoch, [calls](bool acknowledged) {
+        {
+          std::lock_guard lock(calls->mu);
+          --calls->in_flight;
+          ++(acknowledged ? calls->result.pushed : calls->result.failed);
+        }
+        calls->cv.notify_all();
+      });
+    }
+    return true;
+  };
+  auto visit = [&](bool replicas) {
+    return [&, replicas](std::string_view key, const ExpiringValue&) {
+      if (over()) {
+        std::lock_guard lock(calls->mu);
+        calls->result.cut_short = true;
+        return false;
+      }
+      // The epoch before the value, as a load takes it: a mutation after
+      // this read is followed to the holder by an Invalidate.
+      const uint64_t epoch = epochs_->Begin(key);
+      if (replicas) {
+        // A replica of a key this node inherited: the owner's copy now.
+        if (picker->OwnerOf(key).getter != nullptr) return true;
+        std::optional<ExpiringValue> v = replica_store_->GetWithExpiry(key);
+        if (!v) return true;
+        bool stored = false;
+        epochs_->StoreIfUnchanged(key, epoch, [&] {
+          if (!store_->GetWithExpiry(key).has_value()) {  // else ours is as new as any
+            stored = store_->Set(key, v->value.view(), v->expire_at);
+          }
+          replica_store_->Remove(key);
+        });
+        if (!stored) return true;
+        counters_->Add(Counters::kReplicasPromoted);
+        {
+          std::lock_guard lock(calls->mu);
+          ++calls->result.promoted;
+        }
+        return push(key, *v, epoch, picker->ReplicaHolders(key));
+      }
+      std::vector<PeerPicker::Peer> holders = picker->NewReplicaHolders(key);
+      if (holders.empty()) return true;
+      std::optional<ExpiringValue> v = store_->GetWithExpiry(key);
+      if (!v) return true;
+      return push(key, *v, epoch, holders);
+    };
+  };
+  // Every entry (a bound ForEachByValue can divide among shards without
+  // overflow).
+  constexpr int64_t kAll = int64_t{1} << 60;
+  bool done = true;
+  if (replica_store_ != nullptr) {
+    replica_store_->ForEachByValue(kAll, visit(true));
+    done = !calls->result.cut_short;
+  }
+  if (done) store_->ForEachByValue(kAll, visit(false));
+  // Every call ends by kReplicaPushTimeout, so this wait ends.
+  std::unique_lock lock(calls->mu);
+  calls->cv.wait(lock, [&] { return calls->in_flight == 0; });
+  counters_->Add(Counters::kReplicaResyncs);
+  return calls->result;
 }
 
 // --- The holder ----------------------------------------------------------------
@@ -93,6 +204,7 @@ bool Group::AnswerFromReplica(const std::shared_ptr<internal::Flight>& local, ui
     if (!epochs_->StoreIfUnchanged(key, epoch, [&] {
           stored = store_->Set(key, replica->value.view(), replica->expire_at);
           if (stored) replica_store_->Remove(key);
+          if (stored) counters_->Add(Counters::kReplicasPromoted);
           if (hot_store_ != nullptr) hot_store_->Remove(key);
         })) {
       counters_->Add(Counters::kLoadsDiscarded);

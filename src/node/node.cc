@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -176,6 +177,10 @@ std::string_view PeerTransportName(PeerTransport transport) {
   return transport == PeerTransport::kLean ? "lean" : "grpc";
 }
 
+// The longest a re-replication after a ring change runs; the keys it did not
+// reach keep the replicas they had until their next load.
+constexpr absl::Duration kResyncTime = absl::Seconds(60);
+
 class Node::Impl {
  public:
   explicit Impl(NodeOptions options) : options_(std::move(options)) {}
@@ -184,6 +189,14 @@ class Node::Impl {
   void Stop();
   void HandOff();
   ~Impl();
+
+  // Swaps `peers` into the picker, logs the change, and with replication
+  // has the replicator give keys their new holders.
+  RingPicker::Change SetPeers(std::vector<std::string> peers);
+  // With replication: a thread that runs Group::Rereplicate after each ring
+  // change (one run at a time; changes during a run make one more run).
+  void StartReplicator();
+  void StopReplicator();
 
   // The last reference to a peer getter must go on this thread, never on
   // the getter's own: a gRPC getter released by a callback's tail on its
@@ -219,7 +232,67 @@ class Node::Impl {
   std::unique_ptr<EtcdDiscovery> discovery_;
   std::unique_ptr<internal::AdminHttpServer> admin_;
   std::once_flag stopped_;
+
+  std::mutex resync_mu_;
+  std::condition_variable resync_cv_;
+  bool resync_due_ = false;   // GUARDED_BY(resync_mu_)
+  bool resync_stop_ = false;  // GUARDED_BY(resync_mu_)
+  std::atomic<bool> resync_stopping_{false};  // polled by a run in progress
+  std::thread replicator_;
 };
+
+RingPicker::Change Node::Impl::SetPeers(std::vector<std::string> peers) {
+  const bool had_ring = !picker_->Peers().empty();
+  RingPicker::Change change = SetAndLogPeers(*picker_, std::move(peers));
+  // Not on the first ring: the store is empty, and a run racing the first
+  // loads would push some of them twice.
+  if (options_.ring.replication > 1 && had_ring &&
+      (!change.added.empty() || !change.removed.empty())) {
+    {
+      std::lock_guard lock(resync_mu_);
+      resync_due_ = true;
+    }
+    resync_cv_.notify_one();
+  }
+  return change;
+}
+
+void Node::Impl::StartReplicator() {
+  replicator_ = std::thread([this] {
+    std::unique_lock lock(resync_mu_);
+    while (true) {
+      resync_cv_.wait(lock, [this] { return resync_due_ || resync_stop_; });
+      if (resync_stop_) return;
+      resync_due_ = false;
+      lock.unlock();
+      for (Group* group : registry_.Groups()) {
+        const absl::Time t0 = absl::Now();
+        const RereplicateResult r = group->Rereplicate(
+            {.deadline = t0 + kResyncTime,
+             .stop = [this] { return resync_stopping_.load(std::memory_order_relaxed); }});
+        if (r.promoted + r.pushed + r.failed > 0 || r.cut_short) {
+          spdlog::info(
+              "group {}: after the ring change, {} inherited replicas moved to the store, {} "
+              "replicas pushed to new holders ({} failed) in {} ms{}",
+              group->name(), r.promoted, r.pushed, r.failed,
+              absl::ToInt64Milliseconds(absl::Now() - t0), r.cut_short ? "; cut short" : "");
+        }
+      }
+      lock.lock();
+    }
+  });
+}
+
+void Node::Impl::StopReplicator() {
+  if (!replicator_.joinable()) return;
+  resync_stopping_.store(true, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(resync_mu_);
+    resync_stop_ = true;
+  }
+  resync_cv_.notify_one();
+  replicator_.join();
+}
 
 absl::Status Node::Impl::Start() {
   if (absl::Status s = Validate(options_); !s.ok()) return s;
@@ -269,8 +342,9 @@ absl::Status Node::Impl::Start() {
         return getter;
       },
       std::move(ring));
+  if (options_.ring.replication > 1) StartReplicator();
   if (!options_.etcd) {
-    SetAndLogPeers(*picker_, options_.peers);
+    SetPeers(options_.peers);
     discovered_.store(true, std::memory_order_release);
   }
   for (Group* group : groups) group->SetPeerPicker(picker_.get());
@@ -308,7 +382,7 @@ absl::Status Node::Impl::Start() {
   if (options_.etcd) {
     absl::StatusOr<std::unique_ptr<EtcdDiscovery>> started = EtcdDiscovery::Start(
         *options_.etcd, options_.address,
-        [this](const std::vector<std::string>& peers) { SetAndLogPeers(*picker_, peers); });
+        [this](const std::vector<std::string>& peers) { SetPeers(peers); });
     if (!started.ok()) return started.status();
     discovery_ = *std::move(started);
     discovered_.store(true, std::memory_order_release);
@@ -335,6 +409,7 @@ absl::Status Node::Impl::Start() {
 
 void Node::Impl::Stop() {
   std::call_once(stopped_, [this] {
+    StopReplicator();  // its pushes end within kReplicaPushTimeout
     draining_.store(true, std::memory_order_relaxed);  // /readyz 503, health NOT_SERVING
     if (discovery_) discovery_->Stop();  // revoke the lease: peers stop sending us keys
     // Off the others' rings now: they route our keys to their heirs, which
@@ -415,7 +490,7 @@ absl::StatusOr<RingPicker::Change> Node::SetPeers(std::vector<std::string> peers
   if (impl_->options_.etcd) {
     return absl::FailedPreconditionError("lcache: this node's peers come from etcd");
   }
-  return SetAndLogPeers(*impl_->picker_, std::move(peers));
+  return impl_->SetPeers(std::move(peers));
 }
 
 absl::Status Node::ReloadTls() {

@@ -1,5 +1,6 @@
 #include "lcache/ring_picker.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstddef>
 #include <functional>
@@ -126,6 +127,9 @@ struct RingPicker::Snapshot {
   GetterMap getters;  // every address on the ring except self
   HashRing heirs;     // `ring` without self
   std::vector<FormerRing> history = {};  // newest first, at most kRingHistory
+  // The ring before the last change (null before the first): what
+  // NewReplicaHolders compares with.
+  std::shared_ptr<const HashRing> previous = nullptr;
 };
 
 namespace {
@@ -214,6 +218,10 @@ RingPicker::Change RingPicker::SetPeers(std::vector<std::string> addresses) {
       Snapshot{std::move(ring), std::move(getters), std::move(heirs), {}});
   const std::vector<std::string>& before = old->ring.addresses();
   const std::vector<std::string>& after = next->ring.addresses();
+  next->previous = old->previous;
+  if (before != after && replication_ > 1) {
+    next->previous = std::make_shared<const HashRing>(old->ring);
+  }
   if (warmup_ > absl::ZeroDuration()) {
     const absl::Time now = clock_->Now();
     // Before this node's first ring the others had the ring without it.
@@ -273,14 +281,33 @@ std::shared_ptr<PeerGetter> RingPicker::PickPeer(std::string_view key) {
 }
 
 std::vector<PeerPicker::Peer> RingPicker::ReplicaHolders(std::string_view key) {
-  std::vector<Peer> holders;
-  if (replication_ <= 1) return holders;
+  if (replication_ <= 1) return {};
+  return HoldersOf(*Load(), key);
+}
+
+std::vector<PeerPicker::Peer> RingPicker::NewReplicaHolders(std::string_view key) {
+  if (replication_ <= 1) return {};
   const std::shared_ptr<const Snapshot> snapshot = Load();
-  const std::vector<std::string_view> nodes = snapshot->ring.Successors(key, replication_);
+  std::vector<Peer> holders = HoldersOf(*snapshot, key);
+  if (holders.empty() || snapshot->previous == nullptr) return holders;
+  const std::vector<std::string_view> before =
+      snapshot->previous->Successors(key, replication_);
+  // Not the owner then: whatever the owner of then pushed, this node did not.
+  if (before.empty() || before[0] != self_) return holders;
+  std::erase_if(holders, [&](const Peer& p) {
+    return std::find(before.begin() + 1, before.end(), p.address) != before.end();
+  });
+  return holders;
+}
+
+std::vector<PeerPicker::Peer> RingPicker::HoldersOf(const Snapshot& snapshot,
+                                                     std::string_view key) const {
+  std::vector<Peer> holders;
+  const std::vector<std::string_view> nodes = snapshot.ring.Successors(key, replication_);
   if (nodes.empty() || nodes[0] != self_) return holders;
   for (size_t i = 1; i < nodes.size(); ++i) {
-    auto it = snapshot->getters.find(nodes[i]);
-    if (it == snapshot->getters.end()) continue;
+    auto it = snapshot.getters.find(nodes[i]);
+    if (it == snapshot.getters.end()) continue;
     const PeerEntry& entry = it->second;
     holders.push_back({std::string(nodes[i]), entry.getter,
                        entry.monitored != nullptr && entry.monitored->health().out()});
