@@ -95,7 +95,7 @@ class NodePeer : public PeerGetter {
   }
   Group* const target_;
   mutable std::mutex mu_;
-  std::vector<PeerMutation::Kind> kinds_;  // GUARDED_BY(mu_)
+  std::vector<PeerMutation::Kind> kinds_;    // GUARDED_BY(mu_)
   std::vector<std::function<void()>> held_;  // the test's thread only
 };
 
@@ -136,8 +136,7 @@ class GroupReplicaTest : public ::testing::Test {
   std::unique_ptr<Group> NewGroup(PeerPicker* picker = nullptr, int64_t replica_bytes = 1 << 20) {
     return *Group::Create({.name = "g",
                            .cache_bytes = 1 << 20,
-                           .getter =
-                               [this](std::string_view key) -> absl::StatusOr<Loaded> {
+                           .getter = [this](std::string_view key) -> absl::StatusOr<Loaded> {
                              ++loads_;
                              return ByteView::Copy(absl::StrCat(
                                  absl::string_view(key.data(), key.size()), "@", version_.load()));
@@ -241,13 +240,12 @@ TEST_F(GroupReplicaTest, CrossingSetReplicasLeaveNoReplica) {
 }
 
 TEST_F(GroupReplicaTest, ASetReplicaItCannotKeepStillDropsTheCopies) {
-  b_ = *Group::Create({.name = "g",
-                       .cache_bytes = 64,
-                       .getter = [](std::string_view) -> absl::StatusOr<Loaded> {
-                         return ByteView::Copy("v");
-                       },
-                       .replica_cache_bytes = 64,
-                       .clock = &clock_});
+  b_ = *Group::Create(
+      {.name = "g",
+       .cache_bytes = 64,
+       .getter = [](std::string_view) -> absl::StatusOr<Loaded> { return ByteView::Copy("v"); },
+       .replica_cache_bytes = 64,
+       .clock = &clock_});
   ASSERT_TRUE(b_->Get("k").ok());
   ASSERT_TRUE(b_->store().Get("k").has_value());
   ASSERT_TRUE(b_->AcceptSetReplica("k", std::string(1000, 'x'), std::nullopt).ok());

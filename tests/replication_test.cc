@@ -46,8 +46,8 @@ class ReplicationTest : public ::testing::TestWithParam<PeerTransport> {
                     .cache_bytes = 4 << 20,
                     .getter = [this](std::string_view key) -> absl::StatusOr<Loaded> {
                       ++loads_;
-                      return ByteView::Copy(absl::StrCat(
-                          absl::string_view(key.data(), key.size()), "@", version_.load()));
+                      return ByteView::Copy(absl::StrCat(absl::string_view(key.data(), key.size()),
+                                                         "@", version_.load()));
                     },
                     .default_ttl = absl::Seconds(600),
                     .hot_cache_bytes = 0,
