@@ -889,12 +889,17 @@ class BalancedRingTest(ClusterTest):
         self.assertGreater(not_groupcache, 100, "the owners look like the groupcache ring's")
         self.stop_all()
 
-    def test_bad_ring_and_ejection_flags_are_refused(self):
+    def test_bad_ring_ejection_and_replica_flags_are_refused(self):
         for args, message in (
                 (["-ring", "maglev"], "-ring must be groupcache or balanced, got maglev"),
                 (["-eject-after", "-1"], "-eject-after must be >= 0"),
                 (["-eject-base-ms", "0"], "-eject-base-ms > 0"),
-                (["-eject-base-ms", "2000", "-eject-max-ms", "1000"], "-eject-max-ms >= it")):
+                (["-eject-base-ms", "2000", "-eject-max-ms", "1000"], "-eject-max-ms >= it"),
+                (["-replicas", "0"], "-replicas must be in [1, 16], got 0"),
+                (["-replicas", "17"], "-replicas must be in [1, 16], got 17"),
+                (["-replicas", "2", "-replica-mb", "0"], "needs a replica store"),
+                (["-replicas", "2", "-cache-mb", "0"], "needs -replica-mb"),
+                (["-replica-mb", "-2"], "-replica-mb must be -1")):
             port = free_port()
             proc = subprocess.run([str(BIN_DIR / "lcache-node"), "-addr", f"127.0.0.1:{port}"]
                                   + args, capture_output=True, text=True, timeout=10)
