@@ -2,7 +2,7 @@
 """Writes fuzz/corpus/h2_server/: whole client connections as Go's gRPC
 client sends them (python3-h2 encodes the frames and HPACK headers): a Get
 that hits, one that misses, a not-found, a Set, bad JSON, a deadline, a
-reset stream, two streams. Run once; the files are committed."""
+reset stream, two streams, a Replicate and a SetReplica. Run once; the files are committed."""
 
 import json
 import pathlib
@@ -44,6 +44,11 @@ seeds = {
     "two_streams": [(GET, {"group": "scores", "key": "a"}, []),
                     (GET, {"group": "scores", "key": "b"}, [("grpc-timeout", "10m")])],
     "reset": [(GET, {"group": "scores", "key": "slow"}, [("reset", "1")])],
+    "replicate": [("/lcache.LCache/Replicate",
+                   {"group": "scores", "key": "r", "value": "eA==", "ttl_ms": 60000},
+                   [("lcache-forwarded", "1"), ("grpc-timeout", "1S")])],
+    "set_replica": [("/lcache.LCache/SetReplica", {"group": "scores", "key": "r", "value": "eQ=="},
+                     [("lcache-forwarded", "1")])],
 }
 OUT.mkdir(parents=True, exist_ok=True)
 for name, calls in seeds.items():
