@@ -294,6 +294,45 @@ TEST_F(GroupReplicaTest, AHolderWithoutSetReplicaStillGetsTheInvalidation) {
   EXPECT_EQ(picker_.b->Count(PeerMutation::Kind::kReplicate), 1);
 }
 
+// A holder that was down when a key was removed keeps its replica; the
+// owner sends the invalidation again until the holder acknowledges it.
+TEST_F(GroupReplicaTest, AHolderThatMissedARemoveIsToldAgainOnceItIsBack) {
+  StartPair();
+  ASSERT_TRUE(a_->Get("k").ok());
+  ASSERT_TRUE(Holds(*b_, "k"));
+  picker_.b->down = true;
+  absl::StatusOr<MutationResult> removed = a_->Remove("k");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->unacknowledged, std::vector<std::string>{"b:1"});
+  EXPECT_EQ(a_->Stats().replica_invalidations_pending, 1);
+  // Still down: one call for the holder, and the key waits.
+  const int calls = picker_.b->Count(PeerMutation::Kind::kInvalidate);
+  EXPECT_EQ(a_->RetryInvalidations(absl::Now() + absl::Seconds(1)), 0);
+  EXPECT_EQ(picker_.b->Count(PeerMutation::Kind::kInvalidate), calls + 1);
+  EXPECT_EQ(a_->Stats().replica_invalidations_pending, 1);
+  EXPECT_TRUE(Holds(*b_, "k"));
+
+  picker_.b->down = false;
+  EXPECT_EQ(a_->RetryInvalidations(absl::Now() + absl::Seconds(1)), 1);
+  EXPECT_FALSE(Holds(*b_, "k"));
+  EXPECT_EQ(a_->Stats().replica_invalidations_pending, 0);
+  EXPECT_EQ(a_->Stats().replica_invalidations_retried, 1);
+  EXPECT_EQ(a_->RetryInvalidations(absl::Now() + absl::Seconds(1)), 0);  // nothing left
+}
+
+// A non-holder that misses an invalidation is not sent it again: its copies
+// live no longer than hot_max_age.
+TEST_F(GroupReplicaTest, OnlyReplicaHoldersAreToldAgain) {
+  b_ = NewGroup();
+  c_ = NewGroup();
+  picker_.b = std::make_shared<NodePeer>(b_.get());
+  picker_.c = std::make_shared<NodePeer>(c_.get());
+  a_ = NewGroup(&picker_);
+  picker_.c->down = true;  // c holds no replica of a's keys
+  ASSERT_TRUE(a_->Remove("k").ok());
+  EXPECT_EQ(a_->Stats().replica_invalidations_pending, 0);
+}
+
 // b owns "b:k" and is down; c holds its replica: a asks c, which answers
 // from the replica without a load anywhere.
 TEST_F(GroupReplicaTest, WhenTheOwnerFailsTheStandInAnswersFromItsReplica) {

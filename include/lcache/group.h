@@ -69,7 +69,10 @@
 // PeerPicker::StandIn, before it loads), and as the key's new owner after
 // the old one left the ring (the first holder is the heir), which moves the
 // copy to its store and replicates it onward. Invalidate and Remove drop
-// replicas as they drop hot copies; see AcceptReplica for the races.
+// replicas as they drop hot copies; see AcceptReplica for the races. A
+// holder that does not acknowledge an invalidation is sent it again
+// (RetryInvalidations); after a ring change, Rereplicate gives keys their
+// new holders.
 //
 // Ring changes (docs/PROTOCOL.md, section 8) need not turn keys cold:
 //   - Peek: a key this node took over in a recent ring change (the picker's
@@ -120,6 +123,7 @@ class Flights;
 class HotAdmission;
 class KeyEpochs;
 class PeerSet;
+class PendingInvalidations;
 }  // namespace internal
 
 inline constexpr char kEmptyKeyMessage[] = "lru_cache: empty key";
@@ -250,6 +254,9 @@ struct GroupStats {
   int64_t stand_in_calls = 0;    // calls to an owner's stand-in after the owner failed
   int64_t replicas_promoted = 0;  // replicas of keys this node inherited, moved to its store
   int64_t replica_resyncs = 0;    // Rereplicate runs completed (after ring changes)
+  int64_t replica_invalidations_pending = 0;  // unacknowledged by holders, to send again
+  int64_t replica_invalidations_retried = 0;  // of those, acknowledged when sent again
+  int64_t replica_invalidations_dropped = 0;  // not kept to send again (the list was full)
   StoreStats store;
   StoreStats hot_store;  // all zero without a hot cache
   StoreStats replica_store;  // all zero without a replica store
@@ -487,6 +494,16 @@ class Group {
   // replica_resyncs.
   RereplicateResult Rereplicate(const RereplicateOptions& options);
 
+  // Sends again the invalidations (Set, Remove, or the follow-up of a push)
+  // that a key's replica holders did not acknowledge: a holder that missed
+  // one keeps a replica the change replaced, and would serve it if this node
+  // then failed. Per holder on the ring, one call first; if it fails the
+  // holder's keys wait for the next round. Holders off the ring are kept for
+  // PendingInvalidations::kForgetAfter. Blocks until the calls have ended,
+  // by `deadline` at the latest. Returns the invalidations acknowledged.
+  // lcache::Node calls it every second with replication on.
+  int64_t RetryInvalidations(absl::Time deadline);
+
   // Removes expired entries from the store and the hot cache; see
   // Store::ReclaimExpired.
   int64_t ReclaimExpired(int64_t max_entries);
@@ -597,6 +614,8 @@ class Group {
   // Addresses that answered a Replicate UNIMPLEMENTED (Go nodes); shared as
   // epochs_ is.
   std::shared_ptr<internal::PeerSet> no_replicas_;
+  // Invalidations replica holders did not acknowledge (RetryInvalidations).
+  std::shared_ptr<internal::PendingInvalidations> unacked_;
   LatencyHistogram get_miss_latency_;
   LatencyHistogram peer_latency_;
   LatencyHistogram getter_latency_;

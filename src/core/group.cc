@@ -107,7 +107,8 @@ Group::Group(GroupOptions options)
       local_flights_(std::make_unique<internal::Flights>(&get_miss_latency_, clock_)),
       epochs_(std::make_shared<internal::KeyEpochs>(clock_)),
       counters_(std::make_shared<Counters>()),
-      no_replicas_(std::make_shared<internal::PeerSet>()) {
+      no_replicas_(std::make_shared<internal::PeerSet>()),
+      unacked_(std::make_shared<internal::PendingInvalidations>()) {
   if (options.replica_cache_bytes > 0) {
     // Plain LRU: a replica is written when its owner loads it and read only
     // when the owner fails, so recency of writes is all there is to go by.
@@ -591,6 +592,9 @@ GroupStats Group::Stats() const {
   s.stand_in_calls = counters_->Sum(Counters::kStandInCalls);
   s.replicas_promoted = counters_->Sum(Counters::kReplicasPromoted);
   s.replica_resyncs = counters_->Sum(Counters::kReplicaResyncs);
+  s.replica_invalidations_pending = static_cast<int64_t>(unacked_->size());
+  s.replica_invalidations_retried = counters_->Sum(Counters::kReplicaInvalidationsRetried);
+  s.replica_invalidations_dropped = counters_->Sum(Counters::kReplicaInvalidationsDropped);
   s.store = store_->Stats();
   if (hot_store_ != nullptr) s.hot_store = hot_store_->Stats();
   if (replica_store_ != nullptr) s.replica_store = replica_store_->Stats();

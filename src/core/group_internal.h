@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -59,6 +60,8 @@ class Group::Counters {
     kStandInCalls,
     kReplicasPromoted,
     kReplicaResyncs,
+    kReplicaInvalidationsRetried,
+    kReplicaInvalidationsDropped,
     kNumFields
   };
 
@@ -89,6 +92,68 @@ class Group::Counters {
 };
 
 namespace internal {
+
+// The invalidations replica holders did not acknowledge, by holder, to be
+// sent again (Group::RetryInvalidations). Bounded: at most kMaxKeys keys in
+// all (more are not kept, and counted), and a holder off the ring for
+// kForgetAfter is forgotten (a node that comes back after that long has
+// restarted, or is told by no one). Safe for concurrent use.
+class PendingInvalidations {
+ public:
+  static constexpr size_t kMaxKeys = 100000;
+  static constexpr absl::Duration kForgetAfter = absl::Minutes(10);
+
+  // False when full: the key is not kept.
+  bool Add(std::string_view address, std::string_view key) {
+    std::lock_guard lock(mu_);
+    if (total_ >= kMaxKeys) return false;
+    Holder& h = holders_[std::string(address)];
+    if (h.keys.emplace(key).second) ++total_;
+    return true;
+  }
+  // Takes every key of every holder.
+  std::map<std::string, std::set<std::string, std::less<>>, std::less<>> Take() {
+    std::lock_guard lock(mu_);
+    std::map<std::string, std::set<std::string, std::less<>>, std::less<>> out;
+    for (auto& [address, h] : holders_) {
+      if (!h.keys.empty()) out.emplace(address, std::move(h.keys));
+      h.keys.clear();
+    }
+    total_ = 0;
+    return out;
+  }
+  // Notes that `address` is not on the ring at `now`; forgets its keys
+  // once it has been away kForgetAfter. Returns whether it forgot them.
+  bool Absent(std::string_view address, absl::Time now) {
+    std::lock_guard lock(mu_);
+    auto it = holders_.find(address);
+    if (it == holders_.end()) return true;
+    if (it->second.absent_since == absl::InfiniteFuture()) it->second.absent_since = now;
+    if (now - it->second.absent_since < kForgetAfter) return false;
+    total_ -= it->second.keys.size();
+    holders_.erase(it);
+    return true;
+  }
+  void Present(std::string_view address) {
+    std::lock_guard lock(mu_);
+    if (auto it = holders_.find(address); it != holders_.end()) {
+      it->second.absent_since = absl::InfiniteFuture();
+    }
+  }
+  size_t size() const {
+    std::lock_guard lock(mu_);
+    return total_;
+  }
+
+ private:
+  struct Holder {
+    std::set<std::string, std::less<>> keys;
+    absl::Time absent_since = absl::InfiniteFuture();
+  };
+  mutable std::mutex mu_;
+  std::map<std::string, Holder, std::less<>> holders_;  // GUARDED_BY(mu_)
+  size_t total_ = 0;                                     // GUARDED_BY(mu_)
+};
 
 // A set of peer addresses, safe for concurrent use: the peers that do not
 // take replicas. Read once per push, which is once per load, not per hit.

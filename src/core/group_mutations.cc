@@ -221,8 +221,16 @@ void Group::InvalidatePeers(std::string_view key, const PeerMutation* set, absl:
   std::vector<PeerPicker::Peer> holders;
   if (picker != nullptr) {
     peers = picker->OtherPeers();
-    if (set != nullptr) holders = picker->ReplicaHolders(key);
+    holders = picker->ReplicaHolders(key);  // none without replication
   }
+  // A replica holder that does not acknowledge is sent the invalidation
+  // again later (RetryInvalidations): unlike a hot copy, its replica is not
+  // bounded in age, and it would serve it if this node then failed.
+  auto takes_replicas = [&](const PeerPicker::Peer& peer) {
+    return std::any_of(holders.begin(), holders.end(),
+                       [&](const PeerPicker::Peer& h) { return h.address == peer.address; }) &&
+           !no_replicas_->Contains(peer.address);
+  };
   if (peers.empty()) {
     done(MutationResult{});
     return;
@@ -241,6 +249,9 @@ void Group::InvalidatePeers(std::string_view key, const PeerMutation* set, absl:
       counters_->Add(Counters::kInvalidationsSent);
       counters_->Add(Counters::kInvalidationsUnacked);
       gather->result.unacknowledged.push_back(peer.address);
+      if (takes_replicas(peer) && !unacked_->Add(peer.address, key)) {
+        counters_->Add(Counters::kReplicaInvalidationsDropped);
+      }
       peer.getter->StartMutate(
           {.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key}, call_deadline,
           [](absl::StatusOr<MutationResult>) {});
@@ -257,17 +268,19 @@ void Group::InvalidatePeers(std::string_view key, const PeerMutation* set, absl:
   for (PeerPicker::Peer& peer : peers) {
     if (peer.out) continue;
     counters_->Add(Counters::kInvalidationsSent);
-    const bool holder =
-        std::any_of(holders.begin(), holders.end(),
-                    [&](const PeerPicker::Peer& h) { return h.address == peer.address; }) &&
-        !no_replicas_->Contains(peer.address);
-    auto answered = [this, gather, address = peer.address](absl::StatusOr<MutationResult> r) {
+    const bool holder = takes_replicas(peer);
+    auto answered = [this, gather, address = peer.address, holder,
+                     key = holder ? std::string(key) : std::string()](
+                        absl::StatusOr<MutationResult> r) {
           MutationCallback finish;
           {
             std::lock_guard lock(gather->mu);
             if (!r.ok()) {
               counters_->Add(Counters::kInvalidationsUnacked);
               gather->result.unacknowledged.push_back(address);
+              if (holder && !unacked_->Add(address, key)) {
+                counters_->Add(Counters::kReplicaInvalidationsDropped);
+              }
             }
             if (--gather->left == 0) finish = std::move(gather->done);
           }
@@ -276,7 +289,7 @@ void Group::InvalidatePeers(std::string_view key, const PeerMutation* set, absl:
             finish(std::move(gather->result));
           }
         };
-    if (!holder) {
+    if (!holder || set == nullptr) {
       peer.getter->StartMutate(invalidate, call_deadline, std::move(answered));
       continue;
     }

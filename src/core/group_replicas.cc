@@ -8,8 +8,11 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <functional>
+#include <future>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "core/flights.h"
@@ -62,8 +65,8 @@ void Group::SendReplicate(const PeerPicker::Peer& holder, std::string_view key,
        .value = v.value.view(),
        .ttl = ttl},
       absl::Now() + kReplicaPushTimeout,
-      [epochs = epochs_, counters = counters_, no_replicas = no_replicas_, epoch, bytes,
-       group = name_, key = std::string(key), holder,
+      [epochs = epochs_, counters = counters_, no_replicas = no_replicas_, unacked = unacked_,
+       epoch, bytes, group = name_, key = std::string(key), holder,
        ended = std::move(ended)](absl::StatusOr<MutationResult> r) {
         if (ended) ended(r.ok());
         if (absl::IsUnimplemented(r.status())) {
@@ -83,8 +86,91 @@ void Group::SendReplicate(const PeerPicker::Peer& holder, std::string_view key,
         if (epochs->Begin(key) == epoch) return;
         holder.getter->StartMutate(
             {.kind = PeerMutation::Kind::kInvalidate, .group = group, .key = key},
-            absl::Now() + kReplicaPushTimeout, [](absl::StatusOr<MutationResult>) {});
+            absl::Now() + kReplicaPushTimeout,
+            [unacked, counters, address = holder.address, key](absl::StatusOr<MutationResult> r) {
+              if (!r.ok() && !unacked->Add(address, key)) {
+                counters->Add(Counters::kReplicaInvalidationsDropped);
+              }
+            });
       });
+}
+
+int64_t Group::RetryInvalidations(absl::Time deadline) {
+  PeerPicker* picker = peers_.load(std::memory_order_acquire);
+  if (picker == nullptr || unacked_->size() == 0) return 0;
+  auto pending = unacked_->Take();
+  std::vector<PeerPicker::Peer> peers = picker->OtherPeers();
+  const absl::Time now = absl::Now();
+  struct Calls {
+    std::mutex mu;
+    std::condition_variable cv;
+    int in_flight = 0;
+    int64_t acknowledged = 0;
+  };
+  auto calls = std::make_shared<Calls>();
+  constexpr int kMaxInFlight = 16;
+  // Sends one Invalidate; `then(ok)` runs when it has ended.
+  auto send = [&](const PeerPicker::Peer& peer, const std::string& key,
+                  std::function<void(bool)> then) {
+    {
+      std::unique_lock lock(calls->mu);
+      calls->cv.wait(lock, [&] { return calls->in_flight < kMaxInFlight; });
+      ++calls->in_flight;
+    }
+    peer.getter->StartMutate(
+        {.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key}, deadline,
+        [calls, then = std::move(then)](absl::StatusOr<MutationResult> r) {
+          then(r.ok());
+          {
+            std::lock_guard lock(calls->mu);
+            --calls->in_flight;
+            if (r.ok()) ++calls->acknowledged;
+          }
+          calls->cv.notify_all();
+        });
+  };
+  for (auto& [address, keys] : pending) {
+    auto peer = std::find_if(peers.begin(), peers.end(),
+                             [&](const PeerPicker::Peer& p) { return p.address == address; });
+    auto keep = [&, address = address](const std::string& key) {
+      if (!unacked_->Add(address, key)) counters_->Add(Counters::kReplicaInvalidationsDropped);
+    };
+    if (peer == peers.end()) {
+      // Off the ring: kept for a while, in case it comes back as it was.
+      if (!unacked_->Absent(address, now)) {
+        for (const std::string& key : keys) keep(key);
+      }
+      continue;
+    }
+    unacked_->Present(address);
+    if (peer->out || absl::Now() >= deadline) {
+      for (const std::string& key : keys) keep(key);
+      continue;
+    }
+    // One call first: a holder still unreachable costs one call a round,
+    // not one per key.
+    auto first = std::make_shared<std::promise<bool>>();
+    std::future<bool> reached = first->get_future();
+    auto it = keys.begin();
+    send(*peer, *it, [first](bool ok) { first->set_value(ok); });
+    if (!reached.get()) {
+      for (const std::string& key : keys) keep(key);
+      continue;
+    }
+    for (++it; it != keys.end(); ++it) {
+      send(*peer, *it, [unacked = unacked_, counters = counters_, address = address,
+                        key = *it](bool ok) {
+        if (!ok && !unacked->Add(address, key)) {
+          counters->Add(Counters::kReplicaInvalidationsDropped);
+        }
+      });
+    }
+  }
+  // Every call ends by `deadline` or its transport's timeout.
+  std::unique_lock lock(calls->mu);
+  calls->cv.wait(lock, [&] { return calls->in_flight == 0; });
+  counters_->Add(Counters::kReplicaInvalidationsRetried, calls->acknowledged);
+  return calls->acknowledged;
 }
 
 // --- After a ring change ---------------------------------------------------------

@@ -157,6 +157,13 @@ constexpr Figure kCounters[] = {
      [](const GroupStats& s) { return s.replicas_promoted; }},
     {"replica_resyncs", "Re-replications after ring changes completed.",
      [](const GroupStats& s) { return s.replica_resyncs; }},
+    {"replica_invalidations_retried",
+     "Invalidations replica holders had not acknowledged, acknowledged when sent again.",
+     [](const GroupStats& s) { return s.replica_invalidations_retried; }},
+    {"replica_invalidations_dropped",
+     "Invalidations replica holders had not acknowledged that were not kept to send again (the "
+     "list was full).",
+     [](const GroupStats& s) { return s.replica_invalidations_dropped; }},
     {"evictions", "Entries evicted to stay within the cache's bytes.",
      [](const GroupStats& s) { return s.store.evictions; }},
     {"hot_evictions", "Hot cache entries evicted to stay within its bytes.",
@@ -183,6 +190,9 @@ constexpr Figure kGauges[] = {
      [](const GroupStats& s) { return s.replica_store.bytes; }},
     {"replica_capacity_bytes", "The replica store's budget (0 = no replicas).",
      [](const GroupStats& s) { return s.replica_store.capacity_bytes; }},
+    {"replica_invalidations_pending",
+     "Invalidations replica holders have not acknowledged yet, to be sent again.",
+     [](const GroupStats& s) { return s.replica_invalidations_pending; }},
 };
 
 struct Histogram {

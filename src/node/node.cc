@@ -194,7 +194,8 @@ class Node::Impl {
   // has the replicator give keys their new holders.
   RingPicker::Change SetPeers(std::vector<std::string> peers);
   // With replication: a thread that runs Group::Rereplicate after each ring
-  // change (one run at a time; changes during a run make one more run).
+  // change (one run at a time; changes during a run make one more run), and
+  // Group::RetryInvalidations every second.
   void StartReplicator();
   void StopReplicator();
 
@@ -261,11 +262,20 @@ void Node::Impl::StartReplicator() {
   replicator_ = std::thread([this] {
     std::unique_lock lock(resync_mu_);
     while (true) {
-      resync_cv_.wait(lock, [this] { return resync_due_ || resync_stop_; });
+      // Every second at least: the invalidations holders missed are sent again.
+      resync_cv_.wait_for(lock, std::chrono::seconds(1),
+                          [this] { return resync_due_ || resync_stop_; });
       if (resync_stop_) return;
+      const bool due = resync_due_;
       resync_due_ = false;
       lock.unlock();
       for (Group* group : registry_.Groups()) {
+        if (const int64_t n = group->RetryInvalidations(absl::Now() + 2 * kReplicaPushTimeout);
+            n > 0) {
+          spdlog::info("group {}: {} invalidations replica holders had missed, sent again",
+                       group->name(), n);
+        }
+        if (!due) continue;
         const absl::Time t0 = absl::Now();
         const RereplicateResult r = group->Rereplicate(
             {.deadline = t0 + kResyncTime,
