@@ -117,17 +117,17 @@ int64_t Group::RetryInvalidations(absl::Time deadline) {
       calls->cv.wait(lock, [&] { return calls->in_flight < kMaxInFlight; });
       ++calls->in_flight;
     }
-    peer.getter->StartMutate(
-        {.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key}, deadline,
-        [calls, then = std::move(then)](absl::StatusOr<MutationResult> r) {
-          then(r.ok());
-          {
-            std::lock_guard lock(calls->mu);
-            --calls->in_flight;
-            if (r.ok()) ++calls->acknowledged;
-          }
-          calls->cv.notify_all();
-        });
+    peer.getter->StartMutate({.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key},
+                             deadline,
+                             [calls, then = std::move(then)](absl::StatusOr<MutationResult> r) {
+                               then(r.ok());
+                               {
+                                 std::lock_guard lock(calls->mu);
+                                 --calls->in_flight;
+                                 if (r.ok()) ++calls->acknowledged;
+                               }
+                               calls->cv.notify_all();
+                             });
   };
   for (auto& [address, keys] : pending) {
     auto peer = std::find_if(peers.begin(), peers.end(),
@@ -158,12 +158,12 @@ int64_t Group::RetryInvalidations(absl::Time deadline) {
       continue;
     }
     for (++it; it != keys.end(); ++it) {
-      send(*peer, *it, [unacked = unacked_, counters = counters_, address = address,
-                        key = *it](bool ok) {
-        if (!ok && !unacked->Add(address, key)) {
-          counters->Add(Counters::kReplicaInvalidationsDropped);
-        }
-      });
+      send(*peer, *it,
+           [unacked = unacked_, counters = counters_, address = address, key = *it](bool ok) {
+             if (!ok && !unacked->Add(address, key)) {
+               counters->Add(Counters::kReplicaInvalidationsDropped);
+             }
+           });
     }
   }
   // Every call ends by `deadline` or its transport's timeout.
