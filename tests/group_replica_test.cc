@@ -275,6 +275,8 @@ TEST_F(GroupReplicaTest, AGoHolderIsAskedOnce) {
   (void)a_->Set("k1", "new");
   EXPECT_EQ(picker_.b->Count(PeerMutation::Kind::kSetReplica), 0);
   EXPECT_EQ(picker_.b->Count(PeerMutation::Kind::kInvalidate), 1);
+  // It holds no replicas: its refusal is not retried.
+  EXPECT_EQ(a_->Stats().replica_invalidations_pending, 0);
 }
 
 // A holder of an older build does not know SetReplica: it gets the

@@ -278,7 +278,8 @@ void Group::InvalidatePeers(std::string_view key, const PeerMutation* set, absl:
             if (!r.ok()) {
               counters_->Add(Counters::kInvalidationsUnacked);
               gather->result.unacknowledged.push_back(address);
-              if (holder && !unacked_->Add(address, key)) {
+              // (A node that turned out to take no replicas holds none.)
+              if (holder && !no_replicas_->Contains(address) && !unacked_->Add(address, key)) {
                 counters_->Add(Counters::kReplicaInvalidationsDropped);
               }
             }

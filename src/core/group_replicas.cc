@@ -135,6 +135,7 @@ int64_t Group::RetryInvalidations(absl::Time deadline) {
     auto keep = [&, address = address](const std::string& key) {
       if (!unacked_->Add(address, key)) counters_->Add(Counters::kReplicaInvalidationsDropped);
     };
+    if (no_replicas_->Contains(address)) continue;  // holds none (a Go node)
     if (peer == peers.end()) {
       // Off the ring: kept for a while, in case it comes back as it was.
       if (!unacked_->Absent(address, now)) {
