@@ -594,7 +594,7 @@ GroupStats Group::Stats() const {
   s.replica_resyncs = counters_->Sum(Counters::kReplicaResyncs);
   s.replica_invalidations_pending = static_cast<int64_t>(unacked_->size());
   s.replica_invalidations_retried = counters_->Sum(Counters::kReplicaInvalidationsRetried);
-  s.replica_invalidations_dropped = counters_->Sum(Counters::kReplicaInvalidationsDropped);
+  s.replica_invalidations_dropped = unacked_->dropped();
   s.store = store_->Stats();
   if (hot_store_ != nullptr) s.hot_store = hot_store_->Stats();
   if (replica_store_ != nullptr) s.replica_store = replica_store_->Stats();

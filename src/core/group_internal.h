@@ -9,6 +9,8 @@
 #include <array>
 #include <atomic>
 #include <cstddef>
+#include <algorithm>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -61,7 +63,6 @@ class Group::Counters {
     kReplicasPromoted,
     kReplicaResyncs,
     kReplicaInvalidationsRetried,
-    kReplicaInvalidationsDropped,
     kNumFields
   };
 
@@ -103,13 +104,15 @@ class PendingInvalidations {
   static constexpr size_t kMaxKeys = 100000;
   static constexpr absl::Duration kForgetAfter = absl::Minutes(10);
 
-  // False when full: the key is not kept.
-  bool Add(std::string_view address, std::string_view key) {
+  // When full, the key is not kept, and counted in dropped().
+  void Add(std::string_view address, std::string_view key) {
     std::lock_guard lock(mu_);
-    if (total_ >= kMaxKeys) return false;
+    if (total_ >= kMaxKeys) {
+      ++dropped_;
+      return;
+    }
     Holder& h = holders_[std::string(address)];
     if (h.keys.emplace(key).second) ++total_;
-    return true;
   }
   // Takes every key of every holder.
   std::map<std::string, std::set<std::string, std::less<>>, std::less<>> Take() {
@@ -144,6 +147,10 @@ class PendingInvalidations {
     std::lock_guard lock(mu_);
     return total_;
   }
+  int64_t dropped() const {
+    std::lock_guard lock(mu_);
+    return dropped_;
+  }
 
  private:
   struct Holder {
@@ -153,6 +160,45 @@ class PendingInvalidations {
   mutable std::mutex mu_;
   std::map<std::string, Holder, std::less<>> holders_;  // GUARDED_BY(mu_)
   size_t total_ = 0;                                     // GUARDED_BY(mu_)
+  int64_t dropped_ = 0;                                  // GUARDED_BY(mu_)
+};
+
+// Bounds the calls a blocking walk (Group::Rereplicate,
+// RetryInvalidations) has in flight, and waits for the last to end. Shared
+// with the calls' callbacks, which may run on any thread.
+class CallWindow {
+ public:
+  explicit CallWindow(int max_in_flight) : max_(std::max(1, max_in_flight)) {}
+
+  // Waits for room for one more call; false if `deadline` came first.
+  bool Enter(absl::Time deadline) {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_until(lock, absl::ToChronoTime(deadline), [&] { return in_flight_ < max_; })) {
+      return false;
+    }
+    ++in_flight_;
+    return true;
+  }
+  // A call ended.
+  void Leave() {
+    {
+      std::lock_guard lock(mu_);
+      --in_flight_;
+    }
+    cv_.notify_all();
+  }
+  // Every call ends by its deadline or its transport's timeout, so this
+  // wait ends.
+  void AwaitEmpty() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return in_flight_ == 0; });
+  }
+
+ private:
+  const int max_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int in_flight_ = 0;  // GUARDED_BY(mu_)
 };
 
 // A set of peer addresses, safe for concurrent use: the peers that do not

@@ -249,9 +249,7 @@ void Group::InvalidatePeers(std::string_view key, const PeerMutation* set, absl:
       counters_->Add(Counters::kInvalidationsSent);
       counters_->Add(Counters::kInvalidationsUnacked);
       gather->result.unacknowledged.push_back(peer.address);
-      if (takes_replicas(peer) && !unacked_->Add(peer.address, key)) {
-        counters_->Add(Counters::kReplicaInvalidationsDropped);
-      }
+      if (takes_replicas(peer)) unacked_->Add(peer.address, key);
       peer.getter->StartMutate(
           {.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key}, call_deadline,
           [](absl::StatusOr<MutationResult>) {});
@@ -279,9 +277,7 @@ void Group::InvalidatePeers(std::string_view key, const PeerMutation* set, absl:
               counters_->Add(Counters::kInvalidationsUnacked);
               gather->result.unacknowledged.push_back(address);
               // (A node that turned out to take no replicas holds none.)
-              if (holder && !no_replicas_->Contains(address) && !unacked_->Add(address, key)) {
-                counters_->Add(Counters::kReplicaInvalidationsDropped);
-              }
+              if (holder && !no_replicas_->Contains(address)) unacked_->Add(address, key);
             }
             if (--gather->left == 0) finish = std::move(gather->done);
           }

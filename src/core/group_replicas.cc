@@ -7,10 +7,9 @@
 // wins.
 
 #include <algorithm>
-#include <condition_variable>
+#include <atomic>
 #include <functional>
 #include <future>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -87,10 +86,8 @@ void Group::SendReplicate(const PeerPicker::Peer& holder, std::string_view key,
         holder.getter->StartMutate(
             {.kind = PeerMutation::Kind::kInvalidate, .group = group, .key = key},
             absl::Now() + kReplicaPushTimeout,
-            [unacked, counters, address = holder.address, key](absl::StatusOr<MutationResult> r) {
-              if (!r.ok() && !unacked->Add(address, key)) {
-                counters->Add(Counters::kReplicaInvalidationsDropped);
-              }
+            [unacked, address = holder.address, key](absl::StatusOr<MutationResult> r) {
+              if (!r.ok()) unacked->Add(address, key);
             });
       });
 }
@@ -99,100 +96,70 @@ int64_t Group::RetryInvalidations(absl::Time deadline) {
   PeerPicker* picker = peers_.load(std::memory_order_acquire);
   if (picker == nullptr || unacked_->size() == 0) return 0;
   auto pending = unacked_->Take();
-  std::vector<PeerPicker::Peer> peers = picker->OtherPeers();
+  const std::vector<PeerPicker::Peer> peers = picker->OtherPeers();
   const absl::Time now = absl::Now();
-  struct Calls {
-    std::mutex mu;
-    std::condition_variable cv;
-    int in_flight = 0;
-    int64_t acknowledged = 0;
-  };
-  auto calls = std::make_shared<Calls>();
-  constexpr int kMaxInFlight = 16;
-  // Sends one Invalidate; `then(ok)` runs when it has ended.
+  auto window = std::make_shared<internal::CallWindow>(16);
+  auto acknowledged = std::make_shared<std::atomic<int64_t>>(0);
+  // Sends one Invalidate (false: no room before the deadline); `ended(ok)`
+  // runs when it has ended.
   auto send = [&](const PeerPicker::Peer& peer, const std::string& key,
-                  std::function<void(bool)> then) {
-    {
-      std::unique_lock lock(calls->mu);
-      calls->cv.wait(lock, [&] { return calls->in_flight < kMaxInFlight; });
-      ++calls->in_flight;
-    }
-    peer.getter->StartMutate({.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key},
-                             deadline,
-                             [calls, then = std::move(then)](absl::StatusOr<MutationResult> r) {
-                               then(r.ok());
-                               {
-                                 std::lock_guard lock(calls->mu);
-                                 --calls->in_flight;
-                                 if (r.ok()) ++calls->acknowledged;
-                               }
-                               calls->cv.notify_all();
-                             });
+                  std::function<void(bool)> ended) {
+    if (!window->Enter(deadline)) return false;
+    peer.getter->StartMutate(
+        {.kind = PeerMutation::Kind::kInvalidate, .group = name_, .key = key}, deadline,
+        [window, acknowledged, ended = std::move(ended)](absl::StatusOr<MutationResult> r) {
+          if (r.ok()) acknowledged->fetch_add(1);
+          ended(r.ok());
+          window->Leave();
+        });
+    return true;
   };
   for (auto& [address, keys] : pending) {
+    if (no_replicas_->Contains(address)) continue;  // holds none (a Go node)
+    auto keep_all = [&, address = address] {
+      for (const std::string& key : keys) unacked_->Add(address, key);
+    };
     auto peer = std::find_if(peers.begin(), peers.end(),
                              [&](const PeerPicker::Peer& p) { return p.address == address; });
-    auto keep = [&, address = address](const std::string& key) {
-      if (!unacked_->Add(address, key)) counters_->Add(Counters::kReplicaInvalidationsDropped);
-    };
-    if (no_replicas_->Contains(address)) continue;  // holds none (a Go node)
     if (peer == peers.end()) {
       // Off the ring: kept for a while, in case it comes back as it was.
-      if (!unacked_->Absent(address, now)) {
-        for (const std::string& key : keys) keep(key);
-      }
+      if (!unacked_->Absent(address, now)) keep_all();
       continue;
     }
     unacked_->Present(address);
-    if (peer->out || absl::Now() >= deadline) {
-      for (const std::string& key : keys) keep(key);
+    if (peer->out) {
+      keep_all();
       continue;
     }
     // One call first: a holder still unreachable costs one call a round,
     // not one per key.
     auto first = std::make_shared<std::promise<bool>>();
     std::future<bool> reached = first->get_future();
-    auto it = keys.begin();
-    send(*peer, *it, [first](bool ok) { first->set_value(ok); });
-    if (!reached.get()) {
-      for (const std::string& key : keys) keep(key);
+    if (!send(*peer, *keys.begin(), [first](bool ok) { first->set_value(ok); }) || !reached.get()) {
+      keep_all();
       continue;
     }
-    for (++it; it != keys.end(); ++it) {
-      send(*peer, *it,
-           [unacked = unacked_, counters = counters_, address = address, key = *it](bool ok) {
-             if (!ok && !unacked->Add(address, key)) {
-               counters->Add(Counters::kReplicaInvalidationsDropped);
-             }
-           });
+    for (auto it = std::next(keys.begin()); it != keys.end(); ++it) {
+      auto keep = [unacked = unacked_, address = address, key = *it](bool ok) {
+        if (!ok) unacked->Add(address, key);
+      };
+      if (!send(*peer, *it, keep)) keep(false);
     }
   }
-  // Every call ends by `deadline` or its transport's timeout.
-  std::unique_lock lock(calls->mu);
-  calls->cv.wait(lock, [&] { return calls->in_flight == 0; });
-  counters_->Add(Counters::kReplicaInvalidationsRetried, calls->acknowledged);
-  return calls->acknowledged;
+  window->AwaitEmpty();
+  counters_->Add(Counters::kReplicaInvalidationsRetried, acknowledged->load());
+  return acknowledged->load();
 }
 
 // --- After a ring change ---------------------------------------------------------
 
-namespace {
-
-// The pushes of one Rereplicate, shared with their callbacks.
-struct ResyncCalls {
-  std::mutex mu;
-  std::condition_variable cv;
-  int in_flight = 0;
-  RereplicateResult result;
-};
-
-}  // namespace
-
 RereplicateResult Group::Rereplicate(const RereplicateOptions& options) {
+  RereplicateResult result;
   PeerPicker* picker = peers_.load(std::memory_order_acquire);
-  auto calls = std::make_shared<ResyncCalls>();
-  if (picker == nullptr) return calls->result;
-  const int max_in_flight = std::max(1, options.max_in_flight);
+  if (picker == nullptr) return result;
+  auto window = std::make_shared<internal::CallWindow>(options.max_in_flight);
+  auto pushed = std::make_shared<std::atomic<int64_t>>(0);
+  auto failed = std::make_shared<std::atomic<int64_t>>(0);
   auto over = [&] {
     return absl::Now() >= options.deadline || (options.stop != nullptr && options.stop());
   };
@@ -201,21 +168,13 @@ RereplicateResult Group::Rereplicate(const RereplicateOptions& options) {
   auto push = [&](std::string_view key, const ExpiringValue& v, uint64_t epoch,
                   const std::vector<PeerPicker::Peer>& holders) {
     for (const PeerPicker::Peer& holder : holders) {
-      std::unique_lock lock(calls->mu);
-      if (!calls->cv.wait_until(lock, absl::ToChronoTime(options.deadline),
-                                [&] { return calls->in_flight < max_in_flight; })) {
-        calls->result.cut_short = true;
+      if (!window->Enter(options.deadline)) {
+        result.cut_short = true;
         return false;
       }
-      ++calls->in_flight;
-      lock.unlock();
-      SendReplicate(holder, key, v, epoch, [calls](bool acknowledged) {
-        {
-          std::lock_guard lock(calls->mu);
-          --calls->in_flight;
-          ++(acknowledged ? calls->result.pushed : calls->result.failed);
-        }
-        calls->cv.notify_all();
+      SendReplicate(holder, key, v, epoch, [window, pushed, failed](bool acknowledged) {
+        (acknowledged ? pushed : failed)->fetch_add(1);
+        window->Leave();
       });
     }
     return true;
@@ -223,8 +182,7 @@ RereplicateResult Group::Rereplicate(const RereplicateOptions& options) {
   auto visit = [&](bool replicas) {
     return [&, replicas](std::string_view key, const ExpiringValue&) {
       if (over()) {
-        std::lock_guard lock(calls->mu);
-        calls->result.cut_short = true;
+        result.cut_short = true;
         return false;
       }
       // The epoch before the value, as a load takes it: a mutation after
@@ -244,10 +202,7 @@ RereplicateResult Group::Rereplicate(const RereplicateOptions& options) {
         });
         if (!stored) return true;
         counters_->Add(Counters::kReplicasPromoted);
-        {
-          std::lock_guard lock(calls->mu);
-          ++calls->result.promoted;
-        }
+        ++result.promoted;
         return push(key, *v, epoch, picker->ReplicaHolders(key));
       }
       std::vector<PeerPicker::Peer> holders = picker->NewReplicaHolders(key);
@@ -263,14 +218,14 @@ RereplicateResult Group::Rereplicate(const RereplicateOptions& options) {
   bool done = true;
   if (replica_store_ != nullptr) {
     replica_store_->ForEachByValue(kAll, visit(true));
-    done = !calls->result.cut_short;
+    done = !result.cut_short;
   }
   if (done) store_->ForEachByValue(kAll, visit(false));
-  // Every call ends by kReplicaPushTimeout, so this wait ends.
-  std::unique_lock lock(calls->mu);
-  calls->cv.wait(lock, [&] { return calls->in_flight == 0; });
+  window->AwaitEmpty();
+  result.pushed = pushed->load();
+  result.failed = failed->load();
   counters_->Add(Counters::kReplicaResyncs);
-  return calls->result;
+  return result;
 }
 
 // --- The holder ----------------------------------------------------------------
