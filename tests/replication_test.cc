@@ -20,75 +20,28 @@
 #include "lcache/hash_ring.h"
 #include "lcache/node.h"
 #include "lcache/peer_server.h"
-#include "loopback.h"
+#include "three_nodes.h"
 
 namespace lcache {
 namespace {
 
 using ::lcache::testing::RawGrpcCall;
 using ::lcache::testing::RawResult;
-using ::lcache::testing::UnusedPorts;
+using ::lcache::testing::ThreeNodeTest;
 using ::testing::HasSubstr;
 
-constexpr int kKeys = 300;
-
-class ReplicationTest : public ::testing::TestWithParam<PeerTransport> {
+class ReplicationTest : public ThreeNodeTest {
  protected:
-  void SetUp() override {
-    for (int port : UnusedPorts(3)) addresses_.push_back(absl::StrCat("127.0.0.1:", port));
-    nodes_.resize(3);
-  }
-
-  NodeOptions OptionsFor(int i, int replication) {
-    NodeOptions options{
-        .address = addresses_[i],
-        .groups = {{.name = "g",
-                    .cache_bytes = 4 << 20,
-                    .getter = [this](std::string_view key) -> absl::StatusOr<Loaded> {
-                      ++loads_;
-                      return ByteView::Copy(absl::StrCat(absl::string_view(key.data(), key.size()),
-                                                         "@", version_.load()));
-                    },
-                    .default_ttl = absl::Seconds(600),
-                    .hot_cache_bytes = 0,
-                    .clock = &clock_}},
-        .peers = Ring({0, 1, 2}),
-        .transport = GetParam(),
-        .peer_timeout = absl::Seconds(3)};
-    options.reclaim_interval = absl::ZeroDuration();  // expiry by the test's clock only
-    options.ring.replication = replication;
-    options.ring.warmup = absl::ZeroDuration();  // replicas alone, no peeks
-    options.handoff_bytes = 0;                   // a stop here stands for a crash
-    return options;
-  }
   void StartNode(int i, int replication) {
-    absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(OptionsFor(i, replication));
-    ASSERT_TRUE(node.ok()) << node.status();
-    nodes_[i] = *std::move(node);
+    NodeOptions options = BaseOptions(i, Ring({0, 1, 2}), /*manual_clock=*/true);
+    options.ring.replication = replication;
+    options.ring.warmup = absl::ZeroDuration();       // replicas alone, no peeks
+    options.handoff_bytes = 0;                        // a stop here stands for a crash
+    options.reclaim_interval = absl::ZeroDuration();  // expiry by the test's clock only
+    Start(i, std::move(options));
   }
   void StartAll(int replication) {
     for (int i = 0; i < 3; ++i) StartNode(i, replication);
-  }
-  std::vector<std::string> Ring(std::initializer_list<int> members) const {
-    std::vector<std::string> ring;
-    for (int i : members) ring.push_back(addresses_[i]);
-    return ring;
-  }
-  Group* G(int i) { return nodes_[i]->group("g"); }
-  GroupStats StatsOf(int i) { return G(i)->Stats(); }
-
-  // Reads every key once through the live nodes in turn; checks each value.
-  void ReadAll(const std::string& version = "1") {
-    std::vector<Node*> live;
-    for (auto& n : nodes_) {
-      if (n != nullptr) live.push_back(n.get());
-    }
-    for (int k = 0; k < kKeys; ++k) {
-      const std::string key = absl::StrCat("key-", k);
-      absl::StatusOr<ByteView> v = live[k % live.size()]->group("g")->Get(key);
-      ASSERT_TRUE(v.ok()) << key << ": " << v.status();
-      EXPECT_EQ(v->ToString(), key + "@" + version);
-    }
   }
   // Pushes are not waited for by the load: wait (with a deadline) until the
   // holders have kept `n` replicas between them.
@@ -106,12 +59,7 @@ class ReplicationTest : public ::testing::TestWithParam<PeerTransport> {
     }
     ASSERT_EQ(sum, n);
   }
-  int KeysOwnedBy(int i) const {
-    const HashRing ring(RingKind::kGroupcache, Ring({0, 1, 2}));
-    int n = 0;
-    for (int k = 0; k < kKeys; ++k) n += ring.Owner(absl::StrCat("key-", k)) == addresses_[i];
-    return n;
-  }
+  int KeysOwnedBy(int i) const { return ThreeNodeTest::KeysOwnedBy(i, Ring({0, 1, 2})); }
   // A key node `i` owns on the full ring, and the node that holds its replica.
   std::pair<std::string, int> KeyOwnedBy(int i) const {
     const HashRing ring(RingKind::kGroupcache, Ring({0, 1, 2}));
@@ -128,12 +76,6 @@ class ReplicationTest : public ::testing::TestWithParam<PeerTransport> {
   }
   // Node 2 dies: its server goes without handing anything off.
   void Crash(int i) { nodes_[i].reset(); }
-
-  ManualClock clock_{absl::FromUnixSeconds(1'700'000'000)};
-  std::vector<std::string> addresses_;
-  std::atomic<int> version_{1};
-  std::atomic<int> loads_{0};
-  std::vector<std::unique_ptr<Node>> nodes_;  // last: stop before the getter's state goes
 };
 
 TEST_P(ReplicationTest, EveryLoadIsReplicatedToTheOwnersSuccessor) {

@@ -17,72 +17,29 @@
 #include "lcache/hash_ring.h"
 #include "lcache/node.h"
 #include "lcache/peer_server.h"
-#include "loopback.h"
+#include "three_nodes.h"
 
 namespace lcache {
 namespace {
 
 using ::lcache::testing::RawGrpcCall;
 using ::lcache::testing::RawResult;
-using ::lcache::testing::UnusedPorts;
+using ::lcache::testing::ThreeNodeTest;
 using ::testing::HasSubstr;
 
-constexpr int kKeys = 300;
-
-class WarmClusterTest : public ::testing::TestWithParam<PeerTransport> {
+class WarmClusterTest : public ThreeNodeTest {
  protected:
-  void SetUp() override {
-    for (int port : UnusedPorts(3)) addresses_.push_back(absl::StrCat("127.0.0.1:", port));
-    nodes_.resize(3);
-  }
-
-  NodeOptions OptionsFor(int i, std::vector<std::string> ring, bool warm) {
-    NodeOptions options{
-        .address = addresses_[i],
-        .groups = {{.name = "g",
-                    .cache_bytes = 4 << 20,
-                    .getter = [this](std::string_view key) -> absl::StatusOr<Loaded> {
-                      ++loads_;
-                      return ByteView::Copy(absl::StrCat(
-                          absl::string_view(key.data(), key.size()), "@", version_.load()));
-                    },
-                    .default_ttl = absl::Seconds(600),
-                    .hot_cache_bytes = 0}},
-        .peers = std::move(ring),
-        .transport = GetParam(),
-        .peer_timeout = absl::Seconds(3)};
+  void StartNode(int i, const std::vector<std::string>& ring, bool warm) {
+    NodeOptions options = BaseOptions(i, ring);
     options.ring.warmup = warm ? absl::Seconds(600) : absl::ZeroDuration();
     options.handoff_bytes = warm ? int64_t{64} << 20 : 0;
-    return options;
-  }
-  void StartNode(int i, const std::vector<std::string>& ring, bool warm) {
-    absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(OptionsFor(i, ring, warm));
-    ASSERT_TRUE(node.ok()) << node.status();
-    nodes_[i] = *std::move(node);
+    Start(i, std::move(options));
   }
   // The others learn the new ring, as etcd's watch would tell them.
   void SetRing(const std::vector<std::string>& ring, int except = -1) {
     for (int i = 0; i < 3; ++i) {
       if (i == except || nodes_[i] == nullptr) continue;
       ASSERT_TRUE(nodes_[i]->SetPeers(ring).ok());
-    }
-  }
-  std::vector<std::string> Ring(std::initializer_list<int> members) const {
-    std::vector<std::string> ring;
-    for (int i : members) ring.push_back(addresses_[i]);
-    return ring;
-  }
-  // Reads every key once, through the live nodes in turn; checks each value.
-  void ReadAll() {
-    std::vector<Node*> live;
-    for (auto& n : nodes_) {
-      if (n != nullptr) live.push_back(n.get());
-    }
-    for (int k = 0; k < kKeys; ++k) {
-      const std::string key = absl::StrCat("key-", k);
-      absl::StatusOr<ByteView> v = live[k % live.size()]->group("g")->Get(key);
-      ASSERT_TRUE(v.ok()) << key << ": " << v.status();
-      EXPECT_EQ(v->ToString(), key + "@1");
     }
   }
   // The keys node 2 took over that ReadAll reads through a node other than
@@ -98,14 +55,6 @@ class WarmClusterTest : public ::testing::TestWithParam<PeerTransport> {
     }
     return n;
   }
-  int KeysOwnedBy(int i, const std::vector<std::string>& ring) const {
-    const HashRing hash_ring(RingKind::kGroupcache, ring);
-    int n = 0;
-    for (int k = 0; k < kKeys; ++k) n += hash_ring.Owner(absl::StrCat("key-", k)) == addresses_[i];
-    return n;
-  }
-  GroupStats StatsOf(int i) { return nodes_[i]->group("g")->Stats(); }
-
   // A node joins a warm two-node cluster; returns the loads the re-read cost.
   int JoinAndReadAgain(bool warm) {
     StartNode(0, Ring({0, 1}), warm);
@@ -118,11 +67,6 @@ class WarmClusterTest : public ::testing::TestWithParam<PeerTransport> {
     ReadAll();
     return loads_ - before;
   }
-
-  std::vector<std::string> addresses_;
-  std::atomic<int> version_{1};
-  std::atomic<int> loads_{0};
-  std::vector<std::unique_ptr<Node>> nodes_;  // last: stop before the getter's state goes
 };
 
 TEST_P(WarmClusterTest, AJoiningNodePeeksInsteadOfLoading) {
