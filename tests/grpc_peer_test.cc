@@ -608,6 +608,69 @@ TEST_P(GrpcPeerTest, ShutdownCancelsCallsAfterGraceAndSkipsQueuedLoads) {
   EXPECT_EQ(loads_.load(), 1);  // slow-2 was never loaded
 }
 
+// A peer whose answer is already on its way: a reset does not stop it, and
+// the test sends it when it likes, from its own thread.
+class LatePeer final : public PeerGetter, public PeerPicker {
+ public:
+  absl::StatusOr<PeerValue> Get(std::string_view, std::string_view) override {
+    return absl::UnimplementedError("asynchronous only");
+  }
+  bool StartGet(std::string_view, std::string_view, absl::Time, Done done,
+                Cancel* cancel) override {
+    if (cancel != nullptr) *cancel = [] {};
+    std::lock_guard lock(mu_);
+    pending_.push_back(std::move(done));
+    cv_.notify_all();
+    return true;
+  }
+  std::shared_ptr<PeerGetter> PickPeer(std::string_view) override {
+    return std::shared_ptr<PeerGetter>(this, [](PeerGetter*) {});
+  }
+  void AwaitCall() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return !pending_.empty(); });
+  }
+  void AnswerAll() {
+    std::vector<Done> pending;
+    {
+      std::lock_guard lock(mu_);
+      pending.swap(pending_);
+    }
+    for (Done& done : pending) done(ByteView::Copy("late"));
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Done> pending_;
+};
+
+// A routed miss whose peer answers after the server began to stop, and
+// after gRPC cancelled the call: the reply goes nowhere, harmlessly (the
+// gRPC server waits for it before it lets its queue go; a node SIGTERMed
+// mid-forward used to crash here), and Shutdown returns.
+TEST_P(GrpcPeerTest, APeerAnswerArrivingDuringShutdownIsHarmless) {
+  LatePeer late;
+  Getter local = [](std::string_view) -> absl::StatusOr<Loaded> { return ByteView::Copy("x"); };
+  ASSERT_TRUE(registry_.NewGroup({.name = "late", .getter = local, .peers = &late}).ok());
+  StartServer();
+  std::shared_ptr<PeerGetter> client = Client();
+  std::thread call([&] { EXPECT_FALSE(client->Get("late", "k").ok()); });
+  late.AwaitCall();
+  absl::Notification stopped;
+  std::thread shutdown([&] {
+    server_->Shutdown(absl::ZeroDuration());
+    stopped.Notify();
+  });
+  call.join();  // the server cancelled it
+  // Gives an early Shutdown time to return (the old gRPC server did, and
+  // the answer below then used its destroyed queue).
+  stopped.WaitForNotificationWithTimeout(absl::Milliseconds(300));
+  late.AnswerAll();
+  shutdown.join();
+  server_.reset();
+}
+
 TEST_P(GrpcPeerTest, RejectsInvalidOptionsAndTakenAddresses) {
   GroupRegistry registry;
   EXPECT_EQ(StartServerOn(GetParam(), {.address = "127.0.0.1:0"}).status().code(),

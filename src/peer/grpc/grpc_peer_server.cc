@@ -33,14 +33,16 @@
 // Shutdown waits for getters already running (they cannot be interrupted);
 // loads still queued after the grace period are skipped.
 //
-// Shutdown order matters: Server::Shutdown returns only once every call has
-// been destroyed (gRPC core waits for the calls before it reports shutdown),
-// which needs the polling thread to keep running; only then are the workers
-// joined (none can start an operation afterwards) and the completion queue
+// Shutdown order matters: Server::Shutdown returns once every call has
+// ended or been cancelled, which needs the polling thread to keep running.
+// A cancelled miss may still be answered later (its peer call ends on a
+// client's thread after gRPC has let go of the call), so the server then
+// waits for the replies it handed out; only then is the completion queue
 // shut down and drained, since no operation may be started on a queue after
 // its Shutdown.
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -108,6 +110,14 @@ class GrpcPeerServer final : public PeerServer {
 
   std::mutex shutdown_mu_;  // serialises Shutdown calls
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+
+  // Calls handed to the service whose reply has not been sent yet. A miss's
+  // reply may come after gRPC has let go of its call (a cancelled call no
+  // longer holds up Server::Shutdown), from a peer call answered late on a
+  // client's thread; the queue and the server must outlive that Reply.
+  std::mutex awaiting_mu_;
+  std::condition_variable awaiting_cv_;
+  int awaiting_ ABSL_GUARDED_BY(awaiting_mu_) = 0;
 };
 
 class GrpcPeerServer::Call {
@@ -313,14 +323,27 @@ void GrpcPeerServer::Handle(Call* call) {
   // gRPC has read the whole message (within 4x the limit); PeerService
   // refuses what is over the limit itself, with a message that says so.
   const std::string message = internal::BytesOf(call->request()).value_or("");
-  auto reply_later = [call](internal::PeerReply r) { call->Reply(std::move(r)); };
+  {
+    std::lock_guard lock(awaiting_mu_);
+    ++awaiting_;
+  }
+  auto reply_later = [this, call](internal::PeerReply r) {
+    call->Reply(std::move(r));
+    std::lock_guard lock(awaiting_mu_);  // notified under the lock: Shutdown may end us next
+    --awaiting_;
+    awaiting_cv_.notify_all();
+  };
   std::optional<internal::PeerReply> reply =
       call->mutation()
           ? service_.Mutate(call->method(), message, call->Forwarded(), call->deadline(),
                             std::move(reply_later))
           : service_.Get(message, call->Forwarded(), call->deadline(), std::move(reply_later),
                          call->caller_gone());
-  if (reply) call->Reply(*std::move(reply));
+  if (reply) {
+    call->Reply(*std::move(reply));
+    std::lock_guard lock(awaiting_mu_);
+    --awaiting_;
+  }
 }
 
 void GrpcPeerServer::Shutdown(absl::Duration grace) {
@@ -336,6 +359,13 @@ void GrpcPeerServer::Shutdown(absl::Duration grace) {
   service_.SkipLoadsAfter(deadline);
   server_->Shutdown(absl::ToChronoTime(deadline));
   service_.Stop(deadline);
+  {
+    // The replies still to come are bounded: loads have ended (Stop), and a
+    // peer call ends by its deadline, sooner when its callers have gone
+    // (gRPC has cancelled every call by now).
+    std::unique_lock lock(awaiting_mu_);
+    awaiting_cv_.wait(lock, [this] { return awaiting_ == 0; });
+  }
   cq_->Shutdown();
   poller_.join();
 }
