@@ -30,7 +30,8 @@ class Origin {
     return [this](std::string_view key) -> absl::StatusOr<Loaded> {
       ++loads;
       if (gate != nullptr) gate->Wait();
-      return ByteView::Copy(absl::StrCat(absl::string_view(key.data(), key.size()), "@", version.load()));
+      return ByteView::Copy(
+          absl::StrCat(absl::string_view(key.data(), key.size()), "@", version.load()));
     };
   }
   std::atomic<int> version{1};
@@ -93,6 +94,29 @@ TEST_F(MutationTest, RemoveMakesTheNextGetLoad) {
   // Removing a key nobody holds succeeds.
   EXPECT_TRUE(group_->Remove("absent").ok());
   EXPECT_EQ(group_->Stats().removes, 2);
+}
+
+// A node that was out of the cluster drops everything it holds, whatever
+// the store's size (a byte limit of "everything" once overflowed to none),
+// and a load in flight then does not store its result.
+TEST_F(MutationTest, InvalidateAllDropsEveryKeyAndTheLoadsInFlight) {
+  Start();
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(Value(group_->Get(absl::StrCat("k", i))), absl::StrCat("k", i, "@1"));
+  ASSERT_TRUE(group_->Set("set", "mine").ok());
+  Gate gate;
+  origin_.gate = &gate;
+  std::thread load([&] { EXPECT_EQ(Value(group_->Get("slow")), "slow@1"); });
+  gate.AwaitWaiters(1);
+  EXPECT_EQ(group_->InvalidateAll(), 101);
+  gate.Open();
+  load.join();
+  origin_.gate = nullptr;
+  origin_.version = 2;
+  EXPECT_FALSE(group_->GetIfCached("slow").has_value());
+  EXPECT_FALSE(group_->GetIfCached("set").has_value());
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(group_->GetIfCached(absl::StrCat("k", i)).has_value());
+  EXPECT_EQ(Value(group_->Get("k7")), "k7@2");
 }
 
 // load starts -> Remove -> load ends: the load's callers get what it

@@ -71,8 +71,13 @@ class EtcdDiscovery {
   // and calls `on_peers` once with them, and starts keeping the lease alive
   // and watching. Returns an error if the options are invalid or etcd cannot
   // be reached within options.start_timeout; nothing keeps running then.
-  static absl::StatusOr<std::unique_ptr<EtcdDiscovery>> Start(EtcdOptions options, std::string self,
-                                                              PeersCallback on_peers);
+  // `before_rejoin`, if set, runs on the keeper thread each time the lease
+  // was lost and the node is about to register again (not at the first
+  // registration): the others dropped the node meanwhile and changed its
+  // keys without telling it, so a node drops its copies there.
+  static absl::StatusOr<std::unique_ptr<EtcdDiscovery>> Start(
+      EtcdOptions options, std::string self, PeersCallback on_peers,
+      std::function<void()> before_rejoin = nullptr);
 
   // Stop()s.
   ~EtcdDiscovery();
@@ -83,6 +88,14 @@ class EtcdDiscovery {
   // Revokes the lease (so the other nodes drop this one at once, within one
   // call_timeout at most) and stops the watcher. Idempotent.
   void Stop();
+
+  // Whether etcd said this node's lease is gone (it expired: a partition
+  // from etcd, a pause longer than the TTL) and the node has not registered
+  // again yet. The others dropped the node from their rings meanwhile and
+  // no longer told it of Sets and Removes. While etcd is merely unreachable
+  // this stays false: the node cannot tell a partition from an etcd outage,
+  // and keeps serving from its last view. Any thread; cheap.
+  bool LeaseLost() const;
 
   class Impl;
 

@@ -442,6 +442,13 @@ class Group {
   // when a key's owner tells it the key changed. Not sent to peers.
   void Invalidate(std::string_view key);
 
+  // Invalidate for every key this node holds (store, hot cache, replicas):
+  // what a node does when it learns that the others dropped it from their
+  // rings for a while (its etcd lease lapsed), since their Sets and Removes
+  // did not reach it then. Loads in flight store nothing either. Returns
+  // how many keys it dropped.
+  int64_t InvalidateAll();
+
   // The store's copy of `key` (not the hot cache's), for a peer that took
   // the key over and peeks before it loads. Never loads; counted in
   // peeks_served when found. REQUIRES: a valid key.

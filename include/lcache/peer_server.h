@@ -119,6 +119,12 @@ struct PeerServerOptions {
   // must not block. A node returns false once it drains (and until it has
   // joined the cluster).
   std::function<bool()> serving = nullptr;
+  // Whether the node is a member of the cluster now; null: always. While it
+  // is not (its etcd lease lapsed: the others dropped it and no longer tell
+  // it of Sets and Removes), Get, Peek and mutations are answered
+  // UNAVAILABLE, so that clients try another node rather than read copies
+  // that may be stale. Called for each of those requests: cheap, no block.
+  std::function<bool()> in_cluster = nullptr;
 
   // What one client can hold (PeerServerLimits).
   PeerServerLimits limits = {};

@@ -5,6 +5,9 @@
 // Docs: group.h (guarantees), docs/PROTOCOL.md, section 6 (messages).
 
 #include <algorithm>
+#include <limits>
+#include <string>
+#include <vector>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -180,6 +183,27 @@ void Group::Invalidate(std::string_view key) {
     store_->Remove(key);
     if (replica_store_ != nullptr) replica_store_->Remove(key);
   });
+}
+
+int64_t Group::InvalidateAll() {
+  epochs_->MutateAll();  // loads in flight store nothing
+  std::vector<std::string> keys;
+  auto collect = [&keys](std::string_view key, const ExpiringValue&) {
+    keys.emplace_back(key);
+    return true;
+  };
+  for (Store* store : {store_.get(), hot_store_.get(), replica_store_.get()}) {
+    if (store != nullptr) store->ForEachByValue(std::numeric_limits<int64_t>::max(), collect);
+  }
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  for (const std::string& key : keys) {
+    DropCopies(key, [&] {
+      store_->Remove(key);
+      if (replica_store_ != nullptr) replica_store_->Remove(key);
+    });
+  }
+  return static_cast<int64_t>(keys.size());
 }
 
 void Group::ApplyAsOwner(const PeerMutation& m, const MutationOptions& options,

@@ -81,6 +81,16 @@ class KeyEpochs {
     apply();
   }
 
+  // Mutate for every stripe: no load that began before stores its result.
+  void MutateAll() {
+    const int64_t now = absl::ToUnixNanos(clock_->Now());
+    for (Stripe& s : stripes_) {
+      std::lock_guard lock(s.mu);
+      ++s.epoch;
+      s.mutated_at_ns = now;
+    }
+  }
+
   // Mutate, where `apply(quiet)` learns whether the stripe had been quiet,
   // with no mutation in the `quiet` before this one: a mutation that carries
   // a value (a SetReplica) keeps it only then, so that two of them crossing

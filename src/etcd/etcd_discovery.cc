@@ -6,7 +6,9 @@
 
 #include "lcache/etcd_discovery.h"
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -49,18 +51,21 @@ std::string Message(const absl::Status& s) { return std::string(s.message()); }
 class EtcdDiscovery::Impl {
  public:
   Impl(EtcdOptions options, std::unique_ptr<EtcdClient> client, std::string self,
-       PeersCallback on_peers)
+       PeersCallback on_peers, std::function<void()> before_rejoin)
       : options_(std::move(options)),
         client_(std::move(client)),
         self_(std::move(self)),
         prefix_(options_.service + "/"),
         key_(prefix_ + self_),
-        on_peers_(std::move(on_peers)) {}
+        on_peers_(std::move(on_peers)),
+        before_rejoin_(std::move(before_rejoin)) {}
 
   ~Impl() { Stop(); }
 
   absl::Status Start();
   void Stop();
+
+  bool LeaseLost() const { return lost_.load(std::memory_order_acquire); }
 
  private:
   enum class StreamEnd { kBroken, kLeaseGone, kStopping };
@@ -90,6 +95,10 @@ class EtcdDiscovery::Impl {
   const std::string prefix_;
   const std::string key_;
   const PeersCallback on_peers_;
+  const std::function<void()> before_rejoin_;
+  // etcd said the lease is gone, and the node has not registered again yet.
+  std::atomic<bool> lost_{false};
+  bool presumed_lost_logged_ = false;  // the keeper's
 
   // The keeper's state (Start() before the thread, then the thread alone).
   int64_t lease_id_ = 0;
@@ -188,6 +197,9 @@ void EtcdDiscovery::Impl::Untrack(grpc::ClientContext* context) {
 // --- registration -----------------------------------------------------------
 
 absl::Status EtcdDiscovery::Impl::Register() {
+  // Dropped before the node is back on the others' rings: what it held may
+  // have changed meanwhile without its hearing of it.
+  if (lost_.load(std::memory_order_acquire) && before_rejoin_ != nullptr) before_rejoin_();
   absl::StatusOr<EtcdClient::Lease> lease = client_->GrantLease(options_.lease_ttl);
   if (!lease.ok()) return lease.status();
   if (absl::Status s = client_->Put(key_, self_, lease->id); !s.ok()) {
@@ -197,6 +209,7 @@ absl::Status EtcdDiscovery::Impl::Register() {
   lease_id_ = lease->id;
   lease_ttl_s_ = lease->ttl_seconds;
   last_keepalive_ = absl::Now();
+  lost_.store(false, std::memory_order_release);
   spdlog::info("etcd: registered {} under lease {:x} (TTL {} s) at {}", key_, lease_id_,
                lease_ttl_s_, client_->CurrentEndpoint());
   return absl::OkStatus();
@@ -223,12 +236,17 @@ void EtcdDiscovery::Impl::KeepRegistered() {
         lease_id_ = 0;
         break;
       case StreamEnd::kBroken:
-        if (absl::Now() - last_keepalive_ > absl::Seconds(lease_ttl_s_)) {
+        // The lease is kept: once etcd answers again it says whether the
+        // lease lived (an outage of etcd itself: it renews every lease when
+        // it comes back, and nobody was dropped) or expired (a partition of
+        // this node: kLeaseGone, then a clean rejoin).
+        if (!presumed_lost_logged_ &&
+            absl::Now() - last_keepalive_ > absl::Seconds(lease_ttl_s_)) {
           spdlog::warn(
-              "etcd: no keep-alive for lease {:x} in its TTL ({} s); presumed lost, "
-              "registering {} again",
+              "etcd: no keep-alive for lease {:x} in its TTL ({} s); the others may have dropped "
+              "{}: serving from the last view until etcd answers",
               lease_id_, lease_ttl_s_, key_);
-          lease_id_ = 0;
+          presumed_lost_logged_ = true;
         }
         Sleep(backoff.Next());
         break;
@@ -250,11 +268,13 @@ EtcdDiscovery::Impl::StreamEnd EtcdDiscovery::Impl::KeepAlive(Backoff& backoff) 
   etcdserverpb::LeaseKeepAliveResponse response;
   while (true) {
     if (!stream->Write(request) || !stream->Read(&response)) break;
-    if (response.ttl() <= 0) {
+    if (response.ttl() <= 0) {  // etcd's answer for an expired or unknown lease
+      lost_.store(true, std::memory_order_release);
       end = StreamEnd::kLeaseGone;
       break;
     }
     last_keepalive_ = absl::Now();
+    presumed_lost_logged_ = false;
     backoff.Reset();
     if (!Sleep(period)) {
       end = StreamEnd::kStopping;
@@ -361,9 +381,9 @@ EtcdDiscovery::Impl::StreamEnd EtcdDiscovery::Impl::Watch(Backoff& backoff) {
 
 // --- EtcdDiscovery ------------------------------------------------------------
 
-absl::StatusOr<std::unique_ptr<EtcdDiscovery>> EtcdDiscovery::Start(EtcdOptions options,
-                                                                    std::string self,
-                                                                    PeersCallback on_peers) {
+absl::StatusOr<std::unique_ptr<EtcdDiscovery>> EtcdDiscovery::Start(
+    EtcdOptions options, std::string self, PeersCallback on_peers,
+    std::function<void()> before_rejoin) {
   if (!on_peers) return absl::InvalidArgumentError("EtcdDiscovery needs a peers callback");
   if (options.service.empty()) return absl::InvalidArgumentError("empty etcd service name");
   if (options.lease_ttl <= absl::ZeroDuration() || options.call_timeout <= absl::ZeroDuration()) {
@@ -374,7 +394,7 @@ absl::StatusOr<std::unique_ptr<EtcdDiscovery>> EtcdDiscovery::Start(EtcdOptions 
   absl::StatusOr<std::unique_ptr<EtcdClient>> client = EtcdClient::Create(options);
   if (!client.ok()) return client.status();
   auto impl = std::make_unique<Impl>(std::move(options), *std::move(client), std::move(self),
-                                     std::move(on_peers));
+                                     std::move(on_peers), std::move(before_rejoin));
   if (absl::Status s = impl->Start(); !s.ok()) return s;
   return std::unique_ptr<EtcdDiscovery>(new EtcdDiscovery(std::move(impl)));
 }
@@ -382,5 +402,6 @@ absl::StatusOr<std::unique_ptr<EtcdDiscovery>> EtcdDiscovery::Start(EtcdOptions 
 EtcdDiscovery::EtcdDiscovery(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 EtcdDiscovery::~EtcdDiscovery() = default;
 void EtcdDiscovery::Stop() { impl_->Stop(); }
+bool EtcdDiscovery::LeaseLost() const { return impl_->LeaseLost(); }
 
 }  // namespace lcache

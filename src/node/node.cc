@@ -213,7 +213,26 @@ class Node::Impl {
 
   bool ready() const {
     return !draining_.load(std::memory_order_relaxed) &&
-           discovered_.load(std::memory_order_acquire);
+           discovered_.load(std::memory_order_acquire) && InCluster();
+  }
+
+  // With etcd: false once etcd said this node's lease expired, until it has
+  // registered again. The others dropped the node meanwhile and stopped
+  // telling it of Sets and Removes: it refuses data requests
+  // (PeerServerOptions::in_cluster) and drops every copy before it
+  // registers (Rejoin).
+  bool InCluster() const {
+    const EtcdDiscovery* d = lease_.load(std::memory_order_acquire);
+    return d == nullptr || !d->LeaseLost();
+  }
+  void Rejoin() {
+    for (Group* group : registry_.Groups()) {
+      const int64_t dropped = group->InvalidateAll();
+      spdlog::warn(
+          "group {}: the etcd lease lapsed, so the others may have changed keys without telling "
+          "this node: dropped its {} cached keys before registering again",
+          group->name(), dropped);
+    }
   }
 
   NodeOptions options_;
@@ -231,6 +250,7 @@ class Node::Impl {
   std::shared_ptr<H2PeerClient> lean_client_;  // null with the gRPC transport
   std::unique_ptr<PeerServer> server_;
   std::unique_ptr<EtcdDiscovery> discovery_;
+  std::atomic<const EtcdDiscovery*> lease_{nullptr};  // discovery_, for InCluster
   std::unique_ptr<internal::AdminHttpServer> admin_;
   std::once_flag stopped_;
 
@@ -366,6 +386,7 @@ absl::Status Node::Impl::Start() {
       .load_threads = options_.load_threads,
       .max_queued_loads = options_.max_queued_loads,
       .serving = [this] { return ready(); },
+      .in_cluster = [this] { return InCluster(); },
       .limits = options_.server_limits,
       .tls = options_.tls,
       .warn = [](const std::string& line) { spdlog::warn("{}", line); },
@@ -392,9 +413,11 @@ absl::Status Node::Impl::Start() {
   if (options_.etcd) {
     absl::StatusOr<std::unique_ptr<EtcdDiscovery>> started = EtcdDiscovery::Start(
         *options_.etcd, options_.address,
-        [this](const std::vector<std::string>& peers) { SetPeers(peers); });
+        [this](const std::vector<std::string>& peers) { SetPeers(peers); },
+        [this] { Rejoin(); });
     if (!started.ok()) return started.status();
     discovery_ = *std::move(started);
+    lease_.store(discovery_.get(), std::memory_order_release);
     discovered_.store(true, std::memory_order_release);
   }
 
@@ -444,6 +467,7 @@ void Node::Impl::Stop() {
 Node::Impl::~Impl() {
   Stop();
   admin_.reset();
+  lease_.store(nullptr, std::memory_order_release);
   discovery_.reset();
   server_.reset();
   picker_.reset();

@@ -56,6 +56,7 @@ PeerService::PeerService(const PeerServerOptions& options)
       max_key_bytes_(options.max_key_bytes),
       max_request_bytes_(static_cast<size_t>(options.max_request_bytes)),
       serving_(options.serving),
+      in_cluster_(options.in_cluster),
       loads_(std::make_shared<Loads>(options.load_threads, options.max_queued_loads)),
       run_load_([loads = loads_](LoadTask task) -> absl::Status {
         Loads* const l = loads.get();  // outlives its executor's tasks
@@ -91,6 +92,14 @@ absl::StatusOr<wire::GetRequest> PeerService::DecodeGet(std::string_view message
   return wire::DecodeGetRequest(message, max_key_bytes_);
 }
 
+PeerReply PeerService::OutOfCluster() {
+  return PeerReply::Error(
+      absl::StatusCode::kUnavailable,
+      "lcache: this node is out of the cluster: its etcd lease lapsed (no renewal confirmed "
+      "within the TTL), so the others dropped it and its copies may be stale; it serves again "
+      "once it has registered anew. Ask another node");
+}
+
 std::optional<PeerReply> PeerService::Get(std::string_view message, bool forwarded,
                                           absl::Time deadline, std::function<void(PeerReply)> done,
                                           CallerGone* caller_gone) {
@@ -104,6 +113,7 @@ std::optional<PeerReply> PeerService::Get(std::string_view message, bool forward
   if (group == nullptr) return Ok(wire::EncodeGetResponse("", kKeyNotFoundMessage));
   group->CountServerRequest();
   if (request->key.empty()) return Ok(wire::EncodeGetResponse("", kEmptyKeyMessage));
+  if (!InCluster()) return OutOfCluster();
   if (std::optional<ExpiringValue> hit = group->GetIfCached(request->key)) {
     return Ok(EncodeValue(*group, *hit));
   }
@@ -135,6 +145,7 @@ PeerReply PeerService::Peek(std::string_view message) {
   if (group == nullptr || request->key.empty()) {
     return Ok(wire::EncodeGetResponse("", kKeyNotFoundMessage));
   }
+  if (!InCluster()) return OutOfCluster();
   std::optional<ExpiringValue> stored = group->Peek(request->key);
   if (!stored) return Ok(wire::EncodeGetResponse("", kKeyNotFoundMessage));
   return Ok(EncodeValue(*group, *stored));
@@ -224,6 +235,7 @@ std::optional<PeerReply> PeerService::Mutate(std::string_view method, std::strin
     const absl::string_view err = s.message();
     return Ok(wire::EncodeMutationResponse(std::string_view(err.data(), err.size())));
   }
+  if (!InCluster()) return OutOfCluster();
   const MutationOptions options{
       .scope = forwarded ? LoadScope::kLocalOnly : LoadScope::kAnywhere, .deadline = deadline};
   auto answer = [done = std::move(done)](absl::StatusOr<MutationResult> r) {

@@ -131,6 +131,9 @@ class PeerService {
   const size_t max_key_bytes_;
   const size_t max_request_bytes_;
   const std::function<bool()> serving_;
+  const std::function<bool()> in_cluster_;  // PeerServerOptions::in_cluster
+  bool InCluster() const { return in_cluster_ == nullptr || in_cluster_(); }
+  static PeerReply OutOfCluster();
   std::atomic<bool> draining_{false};
   // Shared with the flights this server started: one may end after the
   // server (a peer call answered late) and still ask for a load, which a

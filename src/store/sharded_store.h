@@ -314,8 +314,10 @@ class ShardedStore final : public Store {
   void ForEachByValue(int64_t max_bytes, const ValueVisitor& visit) override {
     if (max_bytes <= 0) return;
     std::vector<std::vector<Entry*>> ranked(shards_.size());
+    // Rounded up without overflow: INT64_MAX means "everything".
+    const int64_t share = max_bytes / num_shards_ + (max_bytes % num_shards_ != 0 ? 1 : 0);
     for (size_t s = 0; s < shards_.size(); ++s) {
-      shards_[s]->CollectValuable((max_bytes + num_shards_ - 1) / num_shards_, clock_, &ranked[s]);
+      shards_[s]->CollectValuable(share, clock_, &ranked[s]);
     }
     bool more = true;
     for (size_t rank = 0;; ++rank) {

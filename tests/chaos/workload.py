@@ -80,7 +80,7 @@ class Workload:
         self.next_version = 1
         self.records = []
         self.wrong = []
-        self.stale = []    # (key, seen, floor, node, age s): violations
+        self.stale = []    # (key, seen, floor, node, age s, t0): violations
         self.excused = []  # the same, excused by an unacknowledged node
         self.mutations = collections.Counter()
         self.stop = threading.Event()
@@ -143,7 +143,7 @@ class Workload:
             return
         floor_version, when, unacked = floor
         if int(version) < floor_version:
-            entry = (key, int(version), floor_version, node, round(t0 - when, 3))
+            entry = (key, int(version), floor_version, node, round(t0 - when, 3), t0)
             (self.excused if unacked else self.stale).append(entry)
 
     # -- writers -------------------------------------------------------------
