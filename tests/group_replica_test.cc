@@ -108,7 +108,7 @@ class TwoOwnersPicker : public PeerPicker {
     return key.starts_with("b:") ? b : nullptr;
   }
   Peer OwnerOf(std::string_view key) override {
-    if (key.starts_with("b:")) return {"b:1", b};
+    if (key.starts_with("b:") || plain_keys_owner_elsewhere) return {"b:1", b};
     return {"a:0", nullptr};
   }
   std::vector<Peer> OtherPeers() override {
@@ -129,6 +129,8 @@ class TwoOwnersPicker : public PeerPicker {
 
   std::shared_ptr<NodePeer> b;
   std::shared_ptr<NodePeer> c;
+  // a's keys had another owner (before a ring change made them a's).
+  bool plain_keys_owner_elsewhere = false;
 };
 
 class GroupReplicaTest : public ::testing::Test {
@@ -381,7 +383,9 @@ TEST_F(GroupReplicaTest, WhenThisNodeIsTheStandInItAnswersFromItsOwnReplica) {
 // store and is pushed to a's own holder.
 TEST_F(GroupReplicaTest, TheHeirPromotesTheReplicaAndReplicatesItOnward) {
   StartPair();
+  picker_.plain_keys_owner_elsewhere = true;  // a holds the replica of the old owner's key
   ASSERT_TRUE(a_->AcceptReplica("k", "k@old-owner", absl::Seconds(50)).ok());
+  picker_.plain_keys_owner_elsewhere = false;  // the owner left: a is its heir
   EXPECT_EQ(Value(a_->Get("k")), "k@old-owner");
   EXPECT_EQ(loads_, 0);
   std::optional<ExpiringValue> stored = a_->store().GetWithExpiry("k");
@@ -389,6 +393,25 @@ TEST_F(GroupReplicaTest, TheHeirPromotesTheReplicaAndReplicatesItOnward) {
   EXPECT_EQ(stored->expire_at, clock_.Now() + absl::Seconds(50));
   EXPECT_FALSE(Holds(*a_, "k"));
   EXPECT_EQ(b_->replica_store()->Get("k")->ToString(), "k@old-owner");
+}
+
+// A replica of a key this node owns comes from a node the others dropped
+// (its lease lapsed, or it was paused), pushing a value it loaded before:
+// Sets made here meanwhile may be newer. It is refused.
+TEST_F(GroupReplicaTest, AReplicaOfAKeyThisNodeOwnsIsRefused) {
+  StartPair();
+  ASSERT_TRUE(a_->Set("k", "k@set-here").ok());
+  clock_.Advance(absl::Seconds(10));  // past the quiet period
+  ASSERT_TRUE(a_->AcceptReplica("k", "k@pushed-late", std::nullopt).ok());
+  EXPECT_FALSE(Holds(*a_, "k"));
+  EXPECT_EQ(a_->Stats().replicas_refused, 1);
+  EXPECT_EQ(Value(a_->Get("k")), "k@set-here");
+  // A SetReplica from such a node drops the copies, as the Invalidate it
+  // stands for, and keeps nothing: an old Set applied there late.
+  ASSERT_TRUE(a_->AcceptSetReplica("k", "k@set-late", std::nullopt).ok());
+  EXPECT_FALSE(Holds(*a_, "k"));
+  EXPECT_FALSE(a_->store().Get("k").has_value());
+  EXPECT_EQ(Value(a_->Get("k")), "k@1");  // loaded again
 }
 
 // Loads, Sets and Removes of a few keys from several threads, with the

@@ -237,43 +237,60 @@ TEST_P(ReplicationTest, AReplicaExpiresWithItsOwnersCopy) {
 
 TEST_P(ReplicationTest, ReplicateAndSetReplicaOverTheWire) {
   StartNode(0, /*replication=*/2);
+  // Replicas are of keys another node owns (nodes 1 and 2 are not running).
+  const HashRing ring(RingKind::kGroupcache, Ring({0, 1, 2}));
+  auto key_not_owned_by_0 = [&](const std::string& prefix) {
+    for (int n = 0;; ++n) {
+      std::string key = absl::StrCat(prefix, n);
+      if (ring.Owner(key) != addresses_[0]) return key;
+    }
+  };
+  const std::string k = key_not_owned_by_0("k");
+  const std::string held = key_not_owned_by_0("held");
   auto channel = grpc::CreateChannel(addresses_[0], grpc::InsecureChannelCredentials());
   const std::string value = absl::Base64Escape("pushed");
   RawResult r = RawGrpcCall(
       channel, kReplicateMethod,
-      absl::StrCat(R"({"group":"g","key":"k","value":")", value, R"(","ttl_ms":60000})"));
+      absl::StrCat(R"({"group":"g","key":")", k, R"(","value":")", value, R"(","ttl_ms":60000})"));
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_EQ(r.body, "{}");
-  std::optional<ExpiringValue> replica = G(0)->replica_store()->GetWithExpiry("k");
+  std::optional<ExpiringValue> replica = G(0)->replica_store()->GetWithExpiry(k);
   ASSERT_TRUE(replica.has_value());
   EXPECT_EQ(replica->value.ToString(), "pushed");
   EXPECT_EQ(replica->expire_at, clock_.Now() + absl::Seconds(60));
-  // Not an ordinary value of the node: a Get loads (this node owns "k" on
-  // its ring, so its first load moves the replica over instead).
-  EXPECT_FALSE(G(0)->store().Get("k").has_value());
+  // Not an ordinary value of the node.
+  EXPECT_FALSE(G(0)->store().Get(k).has_value());
 
   // SetReplica stands for an Invalidate: it drops the node's copies, and
   // keeps the value only if the key's stripe was quiet before.
-  ASSERT_TRUE(G(0)->Get("held").ok());
   r = RawGrpcCall(channel, kSetReplicaMethod,
-                  absl::StrCat(R"({"group":"g","key":"held","value":")", value, R"("})"));
+                  absl::StrCat(R"({"group":"g","key":")", held, R"(","value":")", value, R"("})"));
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_EQ(r.body, "{}");
-  EXPECT_FALSE(G(0)->store().Get("held").has_value());
-  EXPECT_EQ(G(0)->replica_store()->Get("held")->ToString(), "pushed");
+  EXPECT_EQ(G(0)->replica_store()->Get(held)->ToString(), "pushed");
   r = RawGrpcCall(channel, kSetReplicaMethod,
-                  absl::StrCat(R"({"group":"g","key":"held","value":")",
+                  absl::StrCat(R"({"group":"g","key":")", held, R"(","value":")",
                                absl::Base64Escape("second"), R"("})"));
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
-  EXPECT_FALSE(G(0)->replica_store()->Get("held").has_value())
+  EXPECT_FALSE(G(0)->replica_store()->Get(held).has_value())
       << "a second SetReplica within kReplicaQuiet kept its value";
   // A Replicate right after a mutation of the stripe is refused.
   r = RawGrpcCall(channel, kReplicateMethod,
-                  absl::StrCat(R"({"group":"g","key":"held","value":")", value, R"("})"));
+                  absl::StrCat(R"({"group":"g","key":")", held, R"(","value":")", value, R"("})"));
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
-  EXPECT_FALSE(G(0)->replica_store()->Get("held").has_value());
+  EXPECT_FALSE(G(0)->replica_store()->Get(held).has_value());
   EXPECT_EQ(StatsOf(0).replicas_kept, 2);
   EXPECT_EQ(StatsOf(0).replicas_refused, 2);
+  // So is a replica of a key this node owns: its sender is not the owner
+  // (a node the others dropped, sending what it had before).
+  std::string mine = "mine0";
+  for (int n = 1; ring.Owner(mine) != addresses_[0]; ++n) mine = absl::StrCat("mine", n);
+  clock_.Advance(absl::Seconds(10));
+  r = RawGrpcCall(channel, kReplicateMethod,
+                  absl::StrCat(R"({"group":"g","key":")", mine, R"(","value":")", value, R"("})"));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_FALSE(G(0)->replica_store()->Get(mine).has_value());
+  EXPECT_EQ(StatsOf(0).replicas_refused, 3);
 
   // Bad input: as Set's.
   r = RawGrpcCall(channel, kReplicateMethod, R"({"group":"g","key":"bad","value":"","ttl_ms":-5})");

@@ -582,6 +582,8 @@ class Group {
                       const MutationOptions& options, MutationCallback done);
   void ApplyAsOwner(const PeerMutation& mutation, const MutationOptions& options,
                     MutationCallback done);
+  // Whether this node owns `key` on its ring (a picker that names it).
+  bool OwnsKey(std::string_view key);
   // `set`: the Set this node applied as the owner, whose value goes to the
   // key's replica holders (SetReplica); null for a Remove.
   void InvalidatePeers(std::string_view key, const PeerMutation* set, absl::Time deadline,

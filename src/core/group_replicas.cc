@@ -234,7 +234,15 @@ bool Group::AnswerFromReplica(const std::shared_ptr<internal::Flight>& local, ui
   if (replica_store_ == nullptr) return false;
   const std::string& key = local->key();
   std::optional<ExpiringValue> replica = replica_store_->GetWithExpiry(key);
-  if (!replica) return false;
+  if (!replica) {
+    // Rereplicate may have moved it to the store since LeadLocal looked there
+    // (it sets the store first, then removes the replica).
+    if (std::optional<ExpiringValue> moved = store_->GetWithExpiry(key)) {
+      local_flights_->Finish(local, *std::move(moved));
+      return true;
+    }
+    return false;
+  }
   counters_->Add(Counters::kReplicaHits);
   PeerPicker* picker = peers_.load(std::memory_order_acquire);
   const bool owner = picker == nullptr || picker->OwnerOf(key).getter == nullptr;
@@ -259,11 +267,22 @@ bool Group::AnswerFromReplica(const std::shared_ptr<internal::Flight>& local, ui
   return true;
 }
 
+// A replica, or a SetReplica's value, comes from the key's owner. If this
+// node owns the key in its view, the sender does not: a node the others
+// dropped (a lapsed lease, a pause) sending what it loaded or was Set before,
+// which may be older than what was Set here meanwhile. Not kept then.
+bool Group::OwnsKey(std::string_view key) {
+  PeerPicker* picker = peers_.load(std::memory_order_acquire);
+  if (picker == nullptr) return false;
+  const PeerPicker::Peer owner = picker->OwnerOf(key);
+  return owner.getter == nullptr && !owner.address.empty();
+}
+
 absl::Status Group::AcceptReplica(std::string_view key, std::string_view value,
                                   std::optional<absl::Duration> ttl) {
   if (absl::Status s = ValidateSet(key, value, ttl); !s.ok()) return s;
   bool kept = false;
-  if (replica_store_ != nullptr) {
+  if (replica_store_ != nullptr && !OwnsKey(key)) {
     const absl::Time expire_at = ExpiryOfTtl(ttl);
     epochs_->StoreIfQuiet(key, kReplicaQuiet,
                           [&] { kept = replica_store_->Set(key, value, expire_at); });
@@ -277,7 +296,7 @@ absl::Status Group::AcceptSetReplica(std::string_view key, std::string_view valu
   // It stands for an Invalidate: a value this node cannot keep (its store
   // takes smaller entries) still drops the copies.
   if (absl::Status s = ValidateKey(key); !s.ok()) return s;
-  const bool keepable = ValidateSet(key, value, ttl).ok();
+  const bool keepable = ValidateSet(key, value, ttl).ok() && !OwnsKey(key);
   counters_->Add(Counters::kInvalidationsReceived);
   const absl::Time expire_at = ExpiryOfTtl(ttl);
   bool kept = false;
