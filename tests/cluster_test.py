@@ -899,7 +899,8 @@ class BalancedRingTest(ClusterTest):
                 (["-replicas", "17"], "-replicas must be in [1, 16], got 17"),
                 (["-replicas", "2", "-replica-mb", "0"], "needs a replica store"),
                 (["-replicas", "2", "-cache-mb", "0"], "needs -replica-mb"),
-                (["-replica-mb", "-2"], "-replica-mb must be -1")):
+                (["-replica-mb", "-2"], "-replica-mb must be -1"),
+                (["-etcd-lapse", "ignore"], "-etcd-lapse must be serve or refuse")):
             port = free_port()
             proc = subprocess.run([str(BIN_DIR / "lcache-node"), "-addr", f"127.0.0.1:{port}"]
                                   + args, capture_output=True, text=True, timeout=10)

@@ -128,6 +128,12 @@ ABSL_FLAG(std::string, transport, "lean",
           "the same wire");
 ABSL_FLAG(int32_t, io_threads, 1, "lean transport: event-loop threads");
 ABSL_FLAG(int64_t, etcd_lease_ttl_s, 10, "TTL of this node's registration in etcd, in seconds");
+ABSL_FLAG(std::string, etcd_lapse, "serve",
+          "while etcd has confirmed no renewal of this node's lease for a whole TTL: serve (keep "
+          "serving from the last view; if this node alone is cut off from etcd, the others drop "
+          "it and it may serve values they changed) or refuse (answer UNAVAILABLE and report not "
+          "ready until etcd confirms the lease: no stale reads, but an etcd outage longer than "
+          "the TTL stops every node)");
 ABSL_FLAG(int64_t, etcd_start_timeout_ms, 10000,
           "exit with an error if etcd cannot be reached at start within this");
 ABSL_FLAG(std::string, etcd_user, "", "etcd user (authentication; with -etcd-password)");
@@ -260,6 +266,10 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
       absl::GetFlag(FLAGS_etcd_start_timeout_ms) <= 0) {
     return usage("-etcd-lease-ttl-s and -etcd-start-timeout-ms must be > 0");
   }
+  const std::string lapse = absl::GetFlag(FLAGS_etcd_lapse);
+  if (lapse != "serve" && lapse != "refuse") {
+    return usage("-etcd-lapse must be serve or refuse, got \"" + lapse + "\"");
+  }
   const std::optional<PeerTransport> transport = ParsePeerTransport(absl::GetFlag(FLAGS_transport));
   if (!transport)
     return usage("-transport must be grpc or lean, got " + absl::GetFlag(FLAGS_transport));
@@ -388,6 +398,8 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
         .cert_file = absl::GetFlag(FLAGS_etcd_cert),
         .key_file = absl::GetFlag(FLAGS_etcd_key),
     };
+    options.lease_lapse =
+        lapse == "refuse" ? NodeOptions::LeaseLapse::kRefuse : NodeOptions::LeaseLapse::kServe;
   } else {
     options.peers = SplitList(absl::GetFlag(FLAGS_peers));
   }

@@ -97,6 +97,14 @@ class EtcdDiscovery {
   // and keeps serving from its last view. Any thread; cheap.
   bool LeaseLost() const;
 
+  // Whether etcd confirmed, less than the lease's TTL ago (counted from
+  // when the renewal was sent), that the lease lives: if so, the others
+  // cannot have dropped this node yet. False while etcd is unreachable for
+  // longer than the TTL, whether this node is cut off or etcd is down for
+  // everyone. Always true for a watcher (empty `self`). Any thread; cheap
+  // (one clock read).
+  bool LeaseConfirmed() const;
+
   class Impl;
 
  private:

@@ -74,6 +74,18 @@ struct NodeOptions {
   std::vector<std::string> peers = {};
   // Discovery through etcd instead of `peers` (not both).
   std::optional<EtcdOptions> etcd = std::nullopt;
+  // With etcd, what the node does while no renewal of its lease has been
+  // confirmed for a whole TTL. It cannot tell whether it is cut off from
+  // etcd (the others drop it and change its keys without telling it) or
+  // etcd is down for everyone (nobody is dropped). kServe keeps serving
+  // from its last view: available, but the cut-off node may serve values
+  // the others changed meanwhile. kRefuse answers data requests
+  // UNAVAILABLE (and reports not ready) until etcd confirms the lease
+  // again: no stale reads from it, but an etcd outage longer than the TTL
+  // stops every node. Either way, a node whose lease expired drops all its
+  // copies before it registers again.
+  enum class LeaseLapse { kServe, kRefuse };
+  LeaseLapse lease_lapse = LeaseLapse::kServe;
 
   // How keys map to peers, and when an unreachable peer is ejected (off by
   // default, as in RingPickerOptions; lcache-node turns it on with

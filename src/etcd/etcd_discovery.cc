@@ -66,8 +66,22 @@ class EtcdDiscovery::Impl {
   void Stop();
 
   bool LeaseLost() const { return lost_.load(std::memory_order_acquire); }
+  bool LeaseConfirmed() const {
+    return self_.empty() || SteadyNanos() < confirmed_until_ns_.load(std::memory_order_acquire);
+  }
 
  private:
+  static int64_t SteadyNanos() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  // etcd answered a request sent at `sent_ns` with the lease's TTL, counted
+  // from when it read the request: the lease lives at least until this.
+  void Confirmed(int64_t sent_ns, int64_t ttl_s) {
+    confirmed_until_ns_.store(sent_ns + ttl_s * 1'000'000'000, std::memory_order_release);
+  }
+
   enum class StreamEnd { kBroken, kLeaseGone, kStopping };
 
   absl::Status Register();
@@ -98,6 +112,7 @@ class EtcdDiscovery::Impl {
   const std::function<void()> before_rejoin_;
   // etcd said the lease is gone, and the node has not registered again yet.
   std::atomic<bool> lost_{false};
+  std::atomic<int64_t> confirmed_until_ns_{0};  // steady clock: LeaseConfirmed
   bool presumed_lost_logged_ = false;  // the keeper's
 
   // The keeper's state (Start() before the thread, then the thread alone).
@@ -200,6 +215,7 @@ absl::Status EtcdDiscovery::Impl::Register() {
   // Dropped before the node is back on the others' rings: what it held may
   // have changed meanwhile without its hearing of it.
   if (lost_.load(std::memory_order_acquire) && before_rejoin_ != nullptr) before_rejoin_();
+  const int64_t sent_ns = SteadyNanos();
   absl::StatusOr<EtcdClient::Lease> lease = client_->GrantLease(options_.lease_ttl);
   if (!lease.ok()) return lease.status();
   if (absl::Status s = client_->Put(key_, self_, lease->id); !s.ok()) {
@@ -209,6 +225,7 @@ absl::Status EtcdDiscovery::Impl::Register() {
   lease_id_ = lease->id;
   lease_ttl_s_ = lease->ttl_seconds;
   last_keepalive_ = absl::Now();
+  Confirmed(sent_ns, lease_ttl_s_);
   lost_.store(false, std::memory_order_release);
   spdlog::info("etcd: registered {} under lease {:x} (TTL {} s) at {}", key_, lease_id_,
                lease_ttl_s_, client_->CurrentEndpoint());
@@ -267,12 +284,14 @@ EtcdDiscovery::Impl::StreamEnd EtcdDiscovery::Impl::KeepAlive(Backoff& backoff) 
   request.set_id(lease_id_);
   etcdserverpb::LeaseKeepAliveResponse response;
   while (true) {
+    const int64_t sent_ns = SteadyNanos();
     if (!stream->Write(request) || !stream->Read(&response)) break;
     if (response.ttl() <= 0) {  // etcd's answer for an expired or unknown lease
       lost_.store(true, std::memory_order_release);
       end = StreamEnd::kLeaseGone;
       break;
     }
+    Confirmed(sent_ns, response.ttl());
     last_keepalive_ = absl::Now();
     presumed_lost_logged_ = false;
     backoff.Reset();
@@ -403,5 +422,6 @@ EtcdDiscovery::EtcdDiscovery(std::unique_ptr<Impl> impl) : impl_(std::move(impl)
 EtcdDiscovery::~EtcdDiscovery() = default;
 void EtcdDiscovery::Stop() { impl_->Stop(); }
 bool EtcdDiscovery::LeaseLost() const { return impl_->LeaseLost(); }
+bool EtcdDiscovery::LeaseConfirmed() const { return impl_->LeaseConfirmed(); }
 
 }  // namespace lcache

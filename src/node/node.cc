@@ -217,13 +217,18 @@ class Node::Impl {
   }
 
   // With etcd: false once etcd said this node's lease expired, until it has
-  // registered again. The others dropped the node meanwhile and stopped
+  // registered again (and, with LeaseLapse::kRefuse, while no renewal has
+  // been confirmed for a TTL). The others dropped the node meanwhile and stopped
   // telling it of Sets and Removes: it refuses data requests
   // (PeerServerOptions::in_cluster) and drops every copy before it
   // registers (Rejoin).
   bool InCluster() const {
     const EtcdDiscovery* d = lease_.load(std::memory_order_acquire);
-    return d == nullptr || !d->LeaseLost();
+    if (d == nullptr) return true;
+    if (options_.lease_lapse == NodeOptions::LeaseLapse::kRefuse && !d->LeaseConfirmed()) {
+      return false;
+    }
+    return !d->LeaseLost();
   }
   void Rejoin() {
     for (Group* group : registry_.Groups()) {
