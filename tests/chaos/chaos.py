@@ -340,6 +340,8 @@ def run_scenario(name, args, topo, root):
                                if name in KNOWN_STALE and e[3] == node_addr(0)
                                and t_fault <= e[5] <= t_heal + KNOWN_STALE[name]),
             "stale_examples": [e[:5] for e in load.stale[:8]],
+            "late": len(load.late),
+            "late_examples": [e[:5] for e in load.late[:3]],
             "excused": len(load.excused),
             "excused_max_age_s": max((e[4] for e in load.excused), default=0.0),
             "mutations": {f"{k} {v}": n for (k, v), n in sorted(load.mutations.items())},
@@ -387,19 +389,20 @@ def table(results, profile):
         "6 readers (retry once on another node, 2 s deadline each) and 2 writers.",
         "",
         "| scenario | requests | failed (warm/fault/after) | first tries failed | p99 ms | max ms "
-        "| wrong | stale | excused stale (max age s) | converged after heal s | targets |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| wrong | stale | excused stale (max age s) | late Sets seen | converged after heal s "
+        "| targets |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         if "requests" not in r:
-            lines.append(f"| {r['scenario']} | did not run: {r.get('error', '?')} ||||||||||")
+            lines.append(f"| {r['scenario']} | did not run: {r.get('error', '?')} |||||||||||")
             continue
         p = r["failed_by_phase"]
         known = f" ({r['stale_known']} known limit)" if r["stale_known"] else ""
         lines.append(
             f"| {r['scenario']} | {r['requests']} | {r['failed']} ({p['warm']}/{p['fault']}/"
             f"{p['after']}) | {r['retried']} | {r['p99_ms']} | {r['max_ms']} | {r['wrong']} "
-            f"| {r['stale']}{known} | {r['excused']} ({r['excused_max_age_s']}) "
+            f"| {r['stale']}{known} | {r['excused']} ({r['excused_max_age_s']}) | {r['late']} "
             f"| {r['convergence_s']} | {'met' if not r['misses'] else '; '.join(r['misses'])} |")
     return "\n".join(lines)
 

@@ -16,7 +16,12 @@ can be read, so the checker knows exactly what the source produced:
           reported a node that did not acknowledge dropping its copy (the
           documented bound: the node may serve it until it hears again, at
           most -hot-max-age for a hot copy; docs/PROTOCOL.md 7 and 9.2), and a
-          violation otherwise.
+          violation otherwise;
+  late    a stale read of a Set that failed at the client (a deadline, an
+          unreachable node): its outcome is unknown, and it may take effect
+          at any later time, as Jepsen treats indeterminate operations (a
+          paused node applies the Sets queued in its socket when it wakes).
+          Reported, not a violation.
 """
 
 import base64
@@ -82,6 +87,8 @@ class Workload:
         self.wrong = []
         self.stale = []    # (key, seen, floor, node, age s, t0): violations
         self.excused = []  # the same, excused by an unacknowledged node
+        self.late = []     # the same, of a Set whose outcome the client never learned
+        self.indeterminate = set()  # (key, version) of Sets that failed with an RPC error
         self.mutations = collections.Counter()
         self.stop = threading.Event()
         self.threads = []
@@ -144,7 +151,10 @@ class Workload:
         floor_version, when, unacked = floor
         if int(version) < floor_version:
             entry = (key, int(version), floor_version, node, round(t0 - when, 3), t0)
-            (self.excused if unacked else self.stale).append(entry)
+            if (key, int(version)) in self.indeterminate:
+                self.late.append(entry)
+            else:
+                (self.excused if unacked else self.stale).append(entry)
 
     # -- writers -------------------------------------------------------------
 
@@ -170,6 +180,8 @@ class Workload:
                 except grpc.RpcError as e:
                     with self.lock:
                         self.mutations[(kind, e.code().name)] += 1
+                        if kind == "set":  # it may still take effect, at any time
+                            self.indeterminate.add((key, version))
                     continue
                 with self.lock:
                     if out.get("err"):
