@@ -412,6 +412,7 @@ def main():
     parser.add_argument("--bin", default="build/bin", help="where lcache-node is")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--only", default="", help="comma-separated scenarios")
+    parser.add_argument("--skip", default="", help="comma-separated scenarios not to run")
     parser.add_argument("--transport", choices=("lean", "grpc"), default="lean")
     parser.add_argument("--json", help="write the results here too")
     parser.add_argument("--keep", action="store_true", help="keep the logs' directory")
@@ -425,7 +426,9 @@ def main():
             return 2
     args.bin = str(pathlib.Path(args.bin).resolve())
     names = [n for n in args.only.split(",") if n] or list(SCENARIOS)
-    unknown = [n for n in names if n not in SCENARIOS]
+    skipped = [n for n in args.skip.split(",") if n]
+    unknown = [n for n in names + skipped if n not in SCENARIOS]
+    names = [n for n in names if n not in skipped]
     if unknown:
         parser.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
     members = {f"n{i}": netns.node_ip(i) for i in range(NODES)}
