@@ -261,7 +261,7 @@ void EtcdDiscovery::Impl::KeepRegistered() {
             absl::Now() - last_keepalive_ > absl::Seconds(lease_ttl_s_)) {
           spdlog::warn(
               "etcd: no keep-alive for lease {:x} in its TTL ({} s); the others may have dropped "
-              "{}: serving from the last view until etcd answers",
+              "{}: keeping the lease and asking etcd again",
               lease_id_, lease_ttl_s_, key_);
           presumed_lost_logged_ = true;
         }
