@@ -2,6 +2,7 @@
 // against brute force, and each policy's hit ratio pinned on a small trace.
 
 #include <algorithm>
+#include <deque>
 #include <functional>
 #include <map>
 #include <set>
@@ -98,15 +99,305 @@ TEST(PolicyTest, LoopLargerThanTheCache) {
   EXPECT_EQ(Hits("lru", *t, 600), 0);
   EXPECT_EQ(Hits("lru2", *t, 600), 0);
   EXPECT_EQ(Hits("arc", *t, 600), 0);
+  EXPECT_EQ(Hits("sieve", *t, 600), 0);
   const int64_t opt = Hits("opt", *t, 600);
   EXPECT_GT(opt, 20000 / 2);
+  // Keys evicted from S come back through G into M, where they stay.
+  EXPECT_GT(Hits("s3fifo", *t, 600), opt / 2);
   EXPECT_GT(Hits("tinylfu", *t, 600), opt * 9 / 10);
 }
 
 TEST(PolicyTest, RejectsUnknownNames) {
   auto cache = NewCachePolicy("fifo", {.entries = 1});
   EXPECT_FALSE(cache.ok());
-  EXPECT_THAT(std::string(cache.status().message()), HasSubstr("lru,lru2,tinylfu,arc,opt"));
+  EXPECT_THAT(std::string(cache.status().message()),
+              HasSubstr("lru,lru2,tinylfu,arc,sieve,s3fifo,opt"));
+}
+
+// One character per request: 'h' for a hit, '.' for a miss.
+std::string HitPattern(std::string_view policy, const std::vector<uint32_t>& keys,
+                       int64_t entries) {
+  const uint32_t key_space = *std::max_element(keys.begin(), keys.end()) + 1;
+  auto cache = NewCachePolicy(policy, {.entries = entries, .key_space = key_space});
+  EXPECT_TRUE(cache.ok()) << cache.status();
+  std::string pattern;
+  for (uint32_t k : keys) pattern += (*cache)->Access(k) ? 'h' : '.';
+  return pattern;
+}
+
+// SIEVE spelled out over a vector, oldest (the tail) first: the model the
+// real one, over intrusive lists, must agree with request by request.
+class NaiveSieve {
+ public:
+  explicit NaiveSieve(size_t capacity) : capacity_(capacity) {}
+
+  bool Access(uint32_t key) {
+    for (auto& [k, visited] : queue_) {
+      if (k == key) return visited = true;
+    }
+    if (capacity_ == 0) return false;
+    if (queue_.size() == capacity_) {
+      size_t i = hand_ == kNoHand ? 0 : hand_;
+      while (queue_[i].second) {
+        queue_[i].second = false;
+        i = (i + 1) % queue_.size();
+      }
+      queue_.erase(queue_.begin() + static_cast<ptrdiff_t>(i));
+      // The evicted key's newer neighbour has slid into slot i.
+      hand_ = i < queue_.size() ? i : kNoHand;
+    }
+    queue_.emplace_back(key, false);
+    return false;
+  }
+
+ private:
+  static constexpr size_t kNoHand = SIZE_MAX;
+  const size_t capacity_;
+  std::vector<std::pair<uint32_t, bool>> queue_;
+  size_t hand_ = kNoHand;
+};
+
+// S3-FIFO spelled out over deques, heads at the front (see policies.cc for
+// the rule variants).
+class NaiveS3Fifo {
+ public:
+  explicit NaiveS3Fifo(size_t capacity)
+      : capacity_(capacity),
+        small_target_(std::max<size_t>(1, capacity / 10)),
+        ghost_capacity_(capacity > small_target_ ? capacity - small_target_ : 0) {}
+
+  bool Access(uint32_t key) {
+    if (freq_.count(key) != 0) {
+      freq_[key] = std::min(freq_[key] + 1, 3);
+      return true;
+    }
+    if (capacity_ == 0) return false;
+    const auto ghost = std::find(g_.begin(), g_.end(), key);
+    const bool in_ghost = ghost != g_.end();
+    if (in_ghost) g_.erase(ghost);
+    if (freq_.size() == capacity_) Evict();
+    (in_ghost ? m_ : s_).push_front(key);
+    freq_[key] = 0;
+    return false;
+  }
+
+ private:
+  void Evict() {
+    for (;;) {
+      if (s_.size() >= small_target_ || m_.empty()) {
+        const uint32_t t = s_.back();
+        s_.pop_back();
+        if (freq_[t] > 1) {
+          freq_[t] = 0;
+          m_.push_front(t);
+          continue;
+        }
+        freq_.erase(t);
+        if (ghost_capacity_ > 0) {
+          if (g_.size() == ghost_capacity_) g_.pop_back();
+          g_.push_front(t);
+        }
+        return;
+      }
+      const uint32_t t = m_.back();
+      m_.pop_back();
+      if (freq_[t] > 0) {
+        --freq_[t];
+        m_.push_front(t);
+        continue;
+      }
+      freq_.erase(t);
+      return;
+    }
+  }
+
+  const size_t capacity_, small_target_, ghost_capacity_;
+  std::deque<uint32_t> s_, m_, g_;
+  std::map<uint32_t, int> freq_;
+};
+
+TEST(SieveTest, HandComputedSequence) {
+  // 3 entries; queues listed head (newest) first, * marks a visited key.
+  //   1 2 3        misses: [3 2 1]
+  //   1            hit:    [3 2 1*]
+  //   4            the hand starts at the tail: clears 1, moves to 2 and
+  //                evicts it; the hand rests on 3: [4 3 1]
+  //   5            evicts 3 (the hand), not 1 (the tail); hand on 4: [5 4 1]
+  //   1            hit:    [5 4 1*]
+  //   6            evicts 4; hand on 5: [6 5 1*]
+  //   4            evicts 5; hand on 6: [4 6 1*]
+  //   3            evicts 6; hand on 4: [3 4 1*]
+  //   1            hit, where LRU, which dropped 1 for 3, misses.
+  EXPECT_EQ(HitPattern("sieve", {1, 2, 3, 1, 4, 5, 1, 6, 4, 3, 1}, 3), "...h..h...h");
+}
+
+TEST(SieveTest, HandWrapsFromTheHeadToTheTail) {
+  //   1 2 3 1 2 3  [3* 2* 1*]
+  //   4            the hand clears 1, 2, 3, wraps to the tail and evicts 1;
+  //                hand on 2: [4 3 2]
+  //   1            evicts 2; hand on 3: [1 4 3]
+  //   3            hit: [1 4 3*]
+  //   2            clears 3, evicts 4; hand on 1: [2 1 3]
+  //   4            evicts 1 (not 3, the tail); hand on 2: [4 2 3]
+  //   3            hit.
+  EXPECT_EQ(HitPattern("sieve", {1, 2, 3, 1, 2, 3, 4, 1, 3, 2, 4, 3}, 3), "...hhh..h..h");
+}
+
+TEST(S3FifoTest, PromotesFromTheSmallQueueAfterTwoHits) {
+  // 2 entries: S's share is 1, M's 1, and G holds 1 key.
+  //   1 2          misses: S [2 1]
+  //   1            hit, freq 1
+  //   3            S's tail 1 has freq 1, not above 1: it goes to G, evicted;
+  //                S [3 2], G [1]
+  //   1            G hit: a miss, into M; S's tail 2 goes to G: S [3], M [1]
+  //   3 3          hits, freq 2
+  //   4            S's tail 3 (freq 2) moves to M, then S is below its share
+  //                and M's tail 1 (freq 0) is evicted: S [4], M [3]
+  //   3            hit
+  //   1            miss: evicted from M, so not in G.
+  EXPECT_EQ(HitPattern("s3fifo", {1, 2, 1, 3, 1, 3, 3, 4, 3, 1}, 2), "..h..hh.h.");
+}
+
+TEST(S3FifoTest, HandComputedSequence) {
+  // 4 entries: S's share is 1, M's 3, and G holds 3 keys. Queues head first,
+  // freq after a colon when not 0.
+  //   1 2 3 4      S [4 3 2 1]
+  //   1 1          hits: 1:2
+  //   5            1 moves to M; 2 goes to G: S [5 4 3], M [1], G [2]
+  //   2            G hit, into M; 3 to G: S [5 4], M [2 1], G [3]
+  //   3            likewise; 4 to G: S [5], M [3 2 1], G [4]
+  //   6            5 to G: S [6], G [5 4]
+  //   2            hit: 2:1
+  //   7 8          6, then 7 to G, which drops 4: S [8], G [7 6 5]
+  //   4            not in G any more, so into S; 8 to G: S [4], G [8 7 6]
+  //   1            hit: 1:1; M [3 2:1 1:1]
+  //   6            G hit, into M; 4 to G: S [], M [6 3 2:1 1:1], G [4 8 7]
+  //   9            S below its share: M's tail 1 and then 2 go back to M's
+  //                head with freq 0, 3 is evicted: S [9], M [2 1 6]
+  //   1            hit: 1:1
+  //   3            miss, into S; 9 to G: S [3], G [9 4 8]
+  //   4            G hit, into M; 3 to G: S [], M [4 2 1:1 6], G [3 9 8]
+  //   5            S below its share: M's tail 6 is evicted: S [5], M [4 2 1:1]
+  //   6            miss, into S; 5 to G: S [6], G [5 3 9]
+  //   2 1          hits.
+  EXPECT_EQ(HitPattern("s3fifo",
+                       {1, 2, 3, 4, 1, 1, 5, 2, 3, 6, 2, 7, 8, 4, 1, 6, 9, 1, 3, 4, 5, 6, 2, 1}, 4),
+            "....hh....h...h..h....hh");
+}
+
+TEST(SieveS3FifoTest, AgreeWithStraightforwardModels) {
+  uint32_t x = 2463534242u;
+  auto next = [&x] {
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+    return x;
+  };
+  for (int trial = 0; trial < 100; ++trial) {
+    std::vector<uint32_t> keys;
+    for (int i = 0; i < 400; ++i) {
+      // Half the requests from 4 hot keys, half from 40.
+      keys.push_back(next() % 2 == 0 ? next() % 4 : next() % 40);
+    }
+    for (size_t c = 0; c <= 24; c += 1 + c / 4) {
+      NaiveSieve sieve(c);
+      NaiveS3Fifo s3fifo(c);
+      std::string want_sieve, want_s3fifo;
+      for (uint32_t k : keys) {
+        want_sieve += sieve.Access(k) ? 'h' : '.';
+        want_s3fifo += s3fifo.Access(k) ? 'h' : '.';
+      }
+      const auto entries = static_cast<int64_t>(c);
+      ASSERT_EQ(HitPattern("sieve", keys, entries), want_sieve) << trial << " " << c;
+      ASSERT_EQ(HitPattern("s3fifo", keys, entries), want_s3fifo) << trial << " " << c;
+    }
+  }
+}
+
+TEST(SieveS3FifoTest, NeverHoldMoreThanTheirCapacity) {
+  uint32_t x = 88172645u;
+  auto next = [&x] {
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+    return x;
+  };
+  for (const char* policy : {"sieve", "s3fifo"}) {
+    // One entry: a hit only when a key repeats the one before.
+    std::vector<uint32_t> keys;
+    for (int i = 0; i < 2000; ++i) keys.push_back(next() % 3);
+    int64_t repeats = 0;
+    for (size_t i = 1; i < keys.size(); ++i) repeats += keys[i] == keys[i - 1] ? 1 : 0;
+    EXPECT_EQ(Hits(policy, MakeTrace(keys), 1), repeats) << policy;
+    // No cache of c entries beats Belady's optimum for c; one more entry would,
+    // on a loop over c+1 keys (all hits after the first pass) and on these.
+    for (int64_t c = 2; c <= 16; c += 2) {
+      const Trace loop = MakeTrace([&] {
+        std::vector<uint32_t> k;
+        for (int i = 0; i < 50 * (c + 1); ++i) k.push_back(static_cast<uint32_t>(i % (c + 1)));
+        return k;
+      }());
+      EXPECT_LE(Hits(policy, loop, c), Hits("opt", loop, c)) << policy << " " << c;
+      for (int trial = 0; trial < 20; ++trial) {
+        std::vector<uint32_t> r;
+        for (int i = 0; i < 500; ++i) r.push_back(next() % static_cast<uint32_t>(c + 3));
+        const Trace t = MakeTrace(r);
+        EXPECT_LE(Hits(policy, t, c), Hits("opt", t, c)) << policy << " " << c;
+      }
+    }
+  }
+}
+
+TEST(S3FifoTest, AOnePassScanDoesNotDisplaceATwiceUsedWorkingSet) {
+  // 100 entries: S's share is 10, M's 90. Working set W: keys 0..49.
+  std::vector<uint32_t> keys;
+  auto add = [&keys](uint32_t from, uint32_t n) {
+    for (uint32_t k = from; k < from + n; ++k) keys.push_back(k);
+  };
+  add(1000, 100);   // fills S
+  add(0, 50);       // W's first use, into S
+  add(2000, 100);   // pushes W out of S, into G
+  add(0, 50);       // W's second use: G hits, into M
+  add(3000, 1000);  // a scan ten times the cache, which passes through S only
+  add(0, 50);       // W again
+  const std::string s3fifo = HitPattern("s3fifo", keys, 100);
+  EXPECT_EQ(s3fifo.substr(250, 50), std::string(50, '.'));  // W's second use missed
+  EXPECT_EQ(s3fifo.substr(1300), std::string(50, 'h'));
+  // The scan does displace W from LRU, and from SIEVE, which has no ghosts.
+  EXPECT_EQ(HitPattern("lru", keys, 100).substr(1300), std::string(50, '.'));
+  EXPECT_EQ(HitPattern("sieve", keys, 100).substr(1300), std::string(50, '.'));
+}
+
+// FIFO, the baseline that SIEVE and S3-FIFO refine.
+int64_t FifoHits(const Trace& t, size_t capacity) {
+  std::deque<uint32_t> queue;
+  std::vector<bool> cached(t.key_space);
+  int64_t hits = 0;
+  for (uint32_t k : t.keys) {
+    if (cached[k]) {
+      ++hits;
+      continue;
+    }
+    if (queue.size() == capacity) {
+      cached[queue.back()] = false;
+      queue.pop_back();
+    }
+    queue.push_front(k);
+    cached[k] = true;
+  }
+  return hits;
+}
+
+TEST(SieveS3FifoTest, BeatFifoAndKeepUpWithLruOnZipf) {
+  absl::StatusOr<Trace> t = GenerateTrace("zipf:0.99:10000:200000", 1);
+  ASSERT_TRUE(t.ok());
+  const auto requests = static_cast<int64_t>(t->keys.size());
+  for (int64_t c : {100, 1000}) {
+    const int64_t fifo = FifoHits(*t, static_cast<size_t>(c));
+    const int64_t lru = Hits("lru", *t, c);
+    for (const char* policy : {"sieve", "s3fifo"}) {
+      const int64_t hits = Hits(policy, *t, c);
+      // At least 2 points above FIFO, and no more than 1 point below LRU.
+      EXPECT_GT(hits, fifo + requests / 50) << policy << " " << c;
+      EXPECT_GT(hits, lru - requests / 100) << policy << " " << c;
+    }
+  }
 }
 
 // Pins each policy's hit ratio on a small Zipf trace. A change in any
@@ -115,10 +406,11 @@ TEST(PolicyTest, RejectsUnknownNames) {
 TEST(RegressionTest, HitRatiosOnASmallZipfTrace) {
   absl::StatusOr<Trace> t = GenerateTrace("zipfscan:0.9:5000:40000", 7);
   ASSERT_TRUE(t.ok());
-  LabOptions options{.policies = {"lru", "lru2", "tinylfu", "tinylfu-fixed", "arc", "opt"},
-                     .sizes = {50, 500},
-                     .bytes = false,
-                     .entry_charge = 16};
+  LabOptions options{
+      .policies = {"lru", "lru2", "tinylfu", "tinylfu-fixed", "arc", "sieve", "s3fifo", "opt"},
+      .sizes = {50, 500},
+      .bytes = false,
+      .entry_charge = 16};
   absl::StatusOr<std::vector<LabResult>> results = RunLab(*t, options);
   ASSERT_TRUE(results.ok()) << results.status();
   std::map<std::pair<std::string, int64_t>, int64_t> hits;
@@ -128,12 +420,16 @@ TEST(RegressionTest, HitRatiosOnASmallZipfTrace) {
       {{"lru", 500}, 16109},
       {{"lru2", 50}, 10841},
       {{"lru2", 500}, 18860},
-      {{"tinylfu", 50}, 11115},
-      {{"tinylfu", 500}, 19542},
+      {{"tinylfu", 50}, 11426},
+      {{"tinylfu", 500}, 19503},
       {{"tinylfu-fixed", 50}, 11427},
       {{"tinylfu-fixed", 500}, 19638},
       {{"arc", 50}, 11140},
       {{"arc", 500}, 19685},
+      {{"sieve", 50}, 11711},
+      {{"sieve", 500}, 19640},
+      {{"s3fifo", 50}, 11502},
+      {{"s3fifo", 500}, 19631},
       {{"opt", 50}, 14520},
       {{"opt", 500}, 23302},
   };
@@ -144,6 +440,8 @@ TEST(RegressionTest, HitRatiosOnASmallZipfTrace) {
     EXPECT_GT(h("lru2", size), h("lru", size)) << size;
     EXPECT_GE(h("opt", size), h("arc", size)) << size;
     EXPECT_GE(h("opt", size), h("tinylfu", size)) << size;
+    EXPECT_GE(h("opt", size), h("sieve", size)) << size;
+    EXPECT_GE(h("opt", size), h("s3fifo", size)) << size;
   }
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lcache/store.h"
@@ -28,6 +29,7 @@ class TinyLfuTest : public ::testing::Test {
          .shards = 1,
          .tinylfu_window_fraction = window_fraction,
          .tinylfu_adaptive_window = adaptive,
+         .count_policy_memory = false,  // these tests count entries
          .on_removal = [this](std::string_view key, const ByteView&, RemovalReason reason) {
            if (reason == RemovalReason::kEvicted) evicted_.emplace_back(key);
          }});
@@ -136,6 +138,74 @@ TEST_F(TinyLfuTest, UnboundedStoreNeverEvicts) {
   EXPECT_EQ(store_->Len(), 500);
   EXPECT_TRUE(evicted_.empty());
   EXPECT_EQ(store_->Stats().hits, 500);
+}
+
+TEST(TinyLfuMemoryTest, TheSketchAndTunerCountAgainstTheBudgetAndInOverhead) {
+  constexpr int64_t kCapacity = 1 << 20;
+  const auto fill = [](bool counted) {
+    std::unique_ptr<Store> store = NewStore({.policy = StorePolicy::kTinyLfu,
+                                             .capacity_bytes = kCapacity,
+                                             .shards = 1,
+                                             .count_policy_memory = counted});
+    const std::string value(92, 'v');
+    for (int i = 0; i < 40000; ++i) store->Set(absl::StrFormat("%08d", i), value);
+    return store->Stats();
+  };
+  const StoreStats counted = fill(true);
+  // About 10k entries of 100 bytes: a 16k-word sketch and two shadows.
+  EXPECT_GE(counted.policy_bytes, 8 * counted.items);
+  EXPECT_GE(counted.overhead_bytes, counted.policy_bytes + 36 * counted.items);
+  EXPECT_LE(counted.bytes + counted.policy_bytes, kCapacity);
+  EXPECT_GT(counted.bytes + counted.policy_bytes, kCapacity - 200);
+
+  const StoreStats uncounted = fill(false);
+  EXPECT_GT(uncounted.bytes, kCapacity - 200);
+  EXPECT_GT(uncounted.policy_bytes, 0);
+  EXPECT_LT(counted.items, uncounted.items);
+}
+
+TEST(TinyLfuMemoryTest, AStoreSmallerThanItsSketchStillHoldsEntries) {
+  std::unique_ptr<Store> store =
+      NewStore({.policy = StorePolicy::kTinyLfu, .capacity_bytes = 200, .shards = 1});
+  for (int i = 0; i < 100; ++i) store->Set(absl::StrFormat("%02d", i), "12345678");
+  // The policy's share is capped at half the budget, leaving room for ten
+  // 10-byte entries; the last newcomer may have lost its admission.
+  EXPECT_GE(store->Stats().bytes, 90);
+  EXPECT_LE(store->Stats().bytes, 200);
+}
+
+// Keys that are read in bursts and then never again (sessions, a moving hot
+// set): what was popular keeps high sketch counts after it went cold, so a
+// small window turns the new keys away; a large window (LRU) serves them.
+// The tuner must find that out and grow the window.
+TEST(TinyLfuAdaptiveTest, TheWindowGrowsWhenRecencyIsWhatPays) {
+  const auto hit_ratio = [](bool adaptive) {
+    std::unique_ptr<Store> store =
+        NewStore({.policy = StorePolicy::kTinyLfu,
+                  .capacity_bytes = 1000 * 10,
+                  .shards = 1,
+                  .tinylfu_window_fraction = 0.01,
+                  .tinylfu_adaptive_window = adaptive,
+                  .count_policy_memory = false});
+    uint64_t rng = 12345;
+    int64_t hits = 0;
+    const int64_t requests = 400000;
+    for (int64_t t = 0; t < requests; ++t) {
+      rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+      // 800 live keys; every 4000 requests the oldest 200 die for good.
+      const int64_t key = t / 4000 * 200 + static_cast<int64_t>(rng % 800);
+      const std::string k = absl::StrFormat("%07d", key);
+      if (store->Get(k)) {
+        ++hits;
+      } else {
+        store->Set(k, "ab");
+      }
+    }
+    return static_cast<double>(hits) / requests;
+  };
+  const double fixed = hit_ratio(false);
+  const double adaptive = hit_ratio(true);
+  EXPECT_GT(adaptive, fixed + 0.05) << "fixed window " << fixed << ", adaptive " << adaptive;
 }
 
 }  // namespace

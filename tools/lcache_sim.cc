@@ -25,13 +25,13 @@ ABSL_FLAG(std::string, format, "keys", "format of a trace file: keys (one per li
 ABSL_FLAG(std::string, sizes, "0.1%,1%,10%",
           "cache sizes, comma-separated: entries (or bytes with --bytes), or a percentage "
           "of the trace's distinct keys such as 1%");
-ABSL_FLAG(std::string, policies, "lru,lru2,tinylfu,arc,opt",
-          "policies, comma-separated: lru, lru2 and tinylfu are the library's stores; arc and "
-          "opt (Belady's offline optimum) are references");
+ABSL_FLAG(std::string, policies, "lru,lru2,tinylfu,arc,sieve,s3fifo,opt",
+          "policies, comma-separated: lru, lru2 and tinylfu are the library's stores; arc, "
+          "sieve, s3fifo and opt (Belady's offline optimum) are references");
 ABSL_FLAG(bool, csv, false, "print CSV: a header, then trace,policy,size,hit_ratio rows");
 ABSL_FLAG(bool, bytes, false,
           "sizes are byte capacities; every entry is an 8-byte key and a value of "
-          "--value-bytes, and arc/opt hold size / (8 + value-bytes) entries");
+          "--value-bytes, and the reference policies hold size / (8 + value-bytes) entries");
 ABSL_FLAG(int64_t, value_bytes, 8, "value size of every entry the stores hold");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the trace generator");
 ABSL_FLAG(std::string, plot, "", "also draw hit ratio against size into this PNG (gnuplot)");
@@ -49,8 +49,8 @@ int main(int argc, char** argv) {
   using namespace lcache::sim;
   const std::string usage = absl::StrCat(
       "lcache-sim --trace PATH|GENERATOR [--format keys|arc] [--sizes N,N|P%,...]\n"
-      "           [--policies lru,lru2,tinylfu,arc,opt] [--csv] [--bytes] [--seed N]\n"
-      "           [--plot out.png]\n\n",
+      "           [--policies lru,lru2,tinylfu,arc,sieve,s3fifo,opt] [--csv] [--bytes]\n"
+      "           [--seed N] [--plot out.png]\n\n",
       GeneratorHelp());
   const std::vector<std::string> positional =
       lcache::tools::ParseGoStyleCommandLine(argc, argv, usage.c_str(), "lcache_sim.cc");

@@ -61,7 +61,9 @@ using RemovalCallback =
 
 struct StoreOptions {
   StorePolicy policy = StorePolicy::kLru;
-  // Budget of len(key) + len(value) over all entries. 0 means unbounded.
+  // Budget of len(key) + len(value) over all entries, and of the policy's
+  // own structures (tinylfu's frequency sketch and window tuner, see
+  // count_policy_memory). 0 means unbounded.
   int64_t capacity_bytes = 0;
   // Number of lock shards, each with capacity_bytes / shards. 0 picks one
   // shard per MiB of capacity, at most 64 (64 when unbounded). An entry must
@@ -74,6 +76,10 @@ struct StoreOptions {
   // whether the hill climber may move it (false: a fixed window).
   double tinylfu_window_fraction = 0.01;
   bool tinylfu_adaptive_window = true;
+  // Whether the policy's own structures count against capacity_bytes (at
+  // most half of it). They always count in Stats().overhead_bytes. lcache-sim
+  // turns this off to compare policies at equal entry counts.
+  bool count_policy_memory = true;
   // Source of time for expiration. Null means Clock::Real().
   const Clock* clock = nullptr;
   // Optional; called for evictions, expirations, replacements and removals.
@@ -85,8 +91,12 @@ struct StoreStats {
   int64_t bytes = 0;  // len(key) + len(value), what the capacity counts
   int64_t capacity_bytes = 0;
   // Memory the store uses beyond `bytes`: entry headers, allocator rounding
-  // (assuming glibc's 16-byte chunk granularity) and hash table buckets.
+  // (assuming glibc's 16-byte chunk granularity), hash table buckets, and
+  // the policy's own structures (tinylfu: its sketch and window tuner).
   int64_t overhead_bytes = 0;
+  // Of overhead_bytes, what the policy's own structures take (tinylfu's
+  // sketch and window tuner; 0 for lru and lru2).
+  int64_t policy_bytes = 0;
   int64_t hits = 0;
   int64_t misses = 0;
   int64_t evictions = 0;

@@ -23,6 +23,8 @@
 //                                                kept out of the critical section, whose
 //                                                result goes to...
 //   LruList* Touch(Entry* e, uint64_t hint)      ...the Touch of the same Get
+//   int64_t PolicyBytes() const                  memory the policy itself holds, for
+//                                                Stats().overhead_bytes
 //
 // Work under a shard's mutex is pointer surgery only: entries are allocated
 // before taking it, and removed entries are released (and reported to the
@@ -137,6 +139,10 @@ class alignas(64) Shard {
     std::lock_guard lock(mu_);
     s->items += static_cast<int64_t>(table_.size());
     s->overhead_bytes += overhead_ + static_cast<int64_t>(table_.bucket_count() * sizeof(Entry*));
+    if constexpr (requires { policy_.PolicyBytes(); }) {
+      s->overhead_bytes += policy_.PolicyBytes();
+      s->policy_bytes += policy_.PolicyBytes();
+    }
     s->hits += hits_;
     s->misses += misses_;
     s->evictions += evictions_;

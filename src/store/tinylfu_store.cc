@@ -19,34 +19,37 @@
 // is still admitted with probability 1/128, so an attacker cannot pin a victim
 // by inflating its count through hash collisions.
 //
-// Adaptive window (Caffeine's hill climber): every sample period (ten
-// requests per entry, the sketch's aging period) the shard compares its hit
-// ratio with the previous period's and moves the window/main boundary by a
-// step in the direction that helped, or back if it hurt; the step starts at
-// 6.25% of the bytes and decays by 2% per period unless the hit ratio moves
-// by 5 points or more. Unlike Caffeine it ignores a change within two
-// standard errors of the sample's hit ratio: on a steady workload the plain
-// climber wanders on noise and costs small caches up to 2 points on Zipf.
+// Adaptive window (window_tuner.h): two shadow caches of key hashes, fed a
+// sample of the keys, run with windows one rung below and one above the
+// current one on a ladder from 0% to 100%; the window moves a rung towards
+// the shadow that hits more once the difference is significant. Unlike
+// Caffeine's hill climber, which compares one period's hit ratio with the
+// previous period's and so mistakes the workload's drift for the effect of
+// its move, the shadows see the same requests at the same time. The window
+// starts at tinylfu_window_fraction's nearest rung (1%).
 // Recency-biased traces grow the window towards LRU; frequency-biased ones
-// (Zipf, loops) shrink it.
+// (Zipf, loops) keep it small.
 //
-// Shift detection (ours): the climber acts once per ten requests per entry,
-// too slowly when the popular keys change within that time; the keys that
-// were popular keep saturated counts and win every admission until the
-// sketch ages. So the shard also watches short samples (as many requests as
-// it holds entries); a drop of the hit ratio by 3 points or more, and by 3
+// Shift detection (ours): the keys that were popular keep saturated counts
+// and win every admission until the sketch ages (every ten requests per
+// entry). So the shard also watches short samples (as many requests as it
+// holds entries); a drop of the hit ratio by 3 points or more, and by 3
 // standard errors, ages the sketch at once.
 //
-// Per-entry state is two spare flag bits of the entry header (kInMain,
-// kProtected), so entries cost what they cost under LRU; the sketch adds 8
-// to 16 bytes per entry (one word per entry, rounded up to a power of two)
-// and is not counted in Stats().overhead_bytes.
+// Memory: per-entry state is two spare flag bits of the entry header
+// (kInMain, kProtected), so entries cost what they cost under LRU. The
+// sketch (8 to 16 bytes per entry: one word per entry, rounded up to a power
+// of two) and the tuner's shadows (at most about 64 KB per shard) count
+// against the shard's budget (up to half of it; StoreOptions::
+// count_policy_memory) and in Stats().overhead_bytes and policy_bytes.
+//
 // A hit costs a list move and a slot in a 16-entry buffer of hashes; the
 // buffer is applied to the sketch when it fills and before every admission
 // decision, with the blocks of all its keys prefetched at once, so the
 // sketch's cache misses overlap instead of costing one memory latency per hit
-// (Caffeine buffers reads for the same reason). All work is under the
-// shard's mutex.
+// (Caffeine buffers reads for the same reason). A request for a sampled key
+// (1 in R, R = entries / 512 rounded up to a power of two) also replays in
+// the two shadows. All work is under the shard's mutex.
 
 #include "store/tinylfu_store.h"
 
@@ -56,31 +59,31 @@
 
 #include "store/frequency_sketch.h"
 #include "store/sharded_store.h"
+#include "store/window_tuner.h"
 
 namespace lcache::internal {
 namespace {
 
 constexpr double kProtectedFraction = 0.8;
-constexpr double kStepFraction = 0.0625;
-constexpr double kStepDecay = 0.98;
-constexpr double kRestartThreshold = 0.05;
-// A climber sample moves the window only if its hit ratio differs from the
-// last one it acted on by this many standard errors; smaller is noise.
-constexpr double kSignificance = 2;
 // A drop of the hit ratio this large (and significant at 3 standard errors)
 // over one short sample of as many requests as there are entries means the
 // workload moved on: the sketch ages at once rather than at its period's end.
 constexpr double kShiftDrop = 0.03;
 constexpr int kAttackFrequency = 5;
+// The sketch and the tuner count against the budget, but never more than
+// this share of it: a store too small for them still holds entries.
+constexpr int64_t kMaxPolicyShareDivisor = 2;
 
 class TinyLfuPolicy {
  public:
   TinyLfuPolicy(int64_t capacity, const StoreOptions& options)
       : capacity_(capacity),
         adaptive_(options.tinylfu_adaptive_window),
-        step_(-kStepFraction * static_cast<double>(capacity)) {
-    SetWindow(std::llround(static_cast<double>(capacity) *
-                           std::clamp(options.tinylfu_window_fraction, 0.0, 1.0)));
+        count_policy_memory_(options.count_policy_memory),
+        tuner_(options.tinylfu_window_fraction) {
+    window_fraction_ = adaptive_ ? tuner_.fraction()
+                                 : std::clamp(options.tinylfu_window_fraction, 0.0, 1.0);
+    Resize();
   }
 
   LruList& QueueOf(const Entry* e) {
@@ -90,11 +93,17 @@ class TinyLfuPolicy {
 
   int64_t MaxCharge() const { return capacity_ == 0 ? kNoLimit : capacity_; }
 
+  // The sketch and the tuner: what Stats().overhead_bytes adds for them.
+  int64_t PolicyBytes() const {
+    return static_cast<int64_t>(sketch_.memory_bytes() + tuner_.memory_bytes());
+  }
+
   LruList* Admit(Entry* e, const Entry* old) {
     if (capacity_ == 0) return &window_;  // unbounded: nothing to decide
-    if (e->charge() > capacity_) return nullptr;
+    if (e->charge() > usable_) return nullptr;
     DrainHits();
-    sketch_.Increment(FrequencySketch::Hash(e->key()));
+    const uint64_t hash = FrequencySketch::Hash(e->key());
+    sketch_.Increment(hash);
     if (old != nullptr && old->in_main()) {
       // A new value for a key of the main region is an access: it stays.
       e->set_in_main(true);
@@ -102,10 +111,14 @@ class TinyLfuPolicy {
       return &protected_;
     }
     if (old == nullptr) {
-      ++sample_misses_;
       ++short_misses_;
+      const size_t bytes = sketch_.memory_bytes();
       sketch_.EnsureCapacity(window_.len() + probation_.len() + protected_.len() + 1);
-      if (adaptive_) Adapt();
+      if (sketch_.memory_bytes() != bytes) Resize();
+      if (adaptive_) {
+        DetectShift();
+        Tune(hash);
+      }
     }
     return &window_;
   }
@@ -118,8 +131,8 @@ class TinyLfuPolicy {
     }
     hit_hashes_[pending_hits_++] = hash;
     if (pending_hits_ == kHitBuffer) DrainHits();
-    ++sample_hits_;
     ++short_hits_;
+    if (adaptive_) Tune(hash);
     if (!e->in_main()) {
       window_.MoveToFront(e);
     } else if (e->is_protected()) {
@@ -143,15 +156,17 @@ class TinyLfuPolicy {
   Entry* NextVictim() {
     if (capacity_ == 0) return nullptr;
     DemoteProtectedOverflow();
-    // The main region is over its share when the window just grew or a
-    // value there grew: its coldest entries go back to compete from the window.
-    while (MainBytes() > MainCapacity()) {
+    // The main region is over its share when the window just grew, a value
+    // there grew or the sketch took more of the budget: its coldest entries
+    // go back to compete from the window.
+    while (MainBytes() > MainCapacity() && (probation_.tail() || protected_.tail())) {
       Entry* e = probation_.tail() != nullptr ? probation_.tail() : protected_.tail();
       QueueOf(e).Unlink(e);
       e->set_in_main(false);
       e->set_protected(false);
       window_.PushFront(e);
     }
+    if (adaptive_ && window_.bytes() > window_capacity_) SizeTuner();
     while (window_.bytes() > window_capacity_) {
       Entry* candidate = window_.tail();
       if (candidate->charge() > MainCapacity()) return candidate;
@@ -184,12 +199,37 @@ class TinyLfuPolicy {
     pending_hits_ = 0;
   }
 
-  int64_t MainCapacity() const { return capacity_ - window_capacity_; }
+  int64_t MainCapacity() const { return usable_ - window_capacity_; }
   int64_t MainBytes() const { return probation_.bytes() + protected_.bytes(); }
 
-  void SetWindow(int64_t bytes) {
-    window_capacity_ = std::clamp<int64_t>(bytes, 0, capacity_);
+  // Recomputes the bytes left for entries after the sketch and the tuner,
+  // and the regions' shares of them.
+  void Resize() {
+    usable_ = capacity_;
+    if (count_policy_memory_) {
+      usable_ -= std::min(PolicyBytes(), capacity_ / kMaxPolicyShareDivisor);
+    }
+    window_capacity_ =
+        std::clamp<int64_t>(std::llround(static_cast<double>(usable_) * window_fraction_), 0,
+                            usable_);
     protected_capacity_ = std::llround(static_cast<double>(MainCapacity()) * kProtectedFraction);
+  }
+
+  // Sizes the tuner's sample when the shard is first full, and again when
+  // its entry count has halved or doubled since (values changed size).
+  void SizeTuner() {
+    if (MainBytes() + window_.bytes() < usable_ - usable_ / 64) return;
+    const int64_t entries = window_.len() + probation_.len() + protected_.len();
+    const int64_t sized = tuner_.sized_for();
+    if (sized != 0 && entries <= 2 * sized && 2 * entries >= sized) return;
+    tuner_.Resize(entries);
+    Resize();
+  }
+
+  void Tune(uint64_t hash) {
+    if (!tuner_.Sampled(hash) || !tuner_.Record(hash, sketch_)) return;
+    window_fraction_ = tuner_.fraction();
+    Resize();
   }
 
   void DemoteProtectedOverflow() {
@@ -212,13 +252,9 @@ class TinyLfuPolicy {
 
   static double StandardError(double p, double n) { return std::sqrt(p * (1 - p) / n); }
 
-  void Adapt() {
-    const int64_t entries = window_.len() + probation_.len() + protected_.len();
-    if (short_hits_ + short_misses_ >= std::max<int64_t>(entries, 64)) DetectShift();
-    if (sample_hits_ + sample_misses_ >= sketch_.sample_size()) Climb();
-  }
-
   void DetectShift() {
+    const int64_t entries = window_.len() + probation_.len() + protected_.len();
+    if (short_hits_ + short_misses_ < std::max<int64_t>(entries, 64)) return;
     const auto n = static_cast<double>(short_hits_ + short_misses_);
     const double hit_ratio = static_cast<double>(short_hits_) / n;
     short_hits_ = short_misses_ = 0;
@@ -227,37 +263,18 @@ class TinyLfuPolicy {
     if (drop > std::max(kShiftDrop, 3 * StandardError(hit_ratio, n))) sketch_.Age();
   }
 
-  // One step of the hill climber; the new boundary applies from the next
-  // NextVictim(), which moves entries across it.
-  void Climb() {
-    const auto n = static_cast<double>(sample_hits_ + sample_misses_);
-    const double hit_ratio = static_cast<double>(sample_hits_) / n;
-    sample_hits_ = sample_misses_ = 0;
-    const double change = hit_ratio - previous_hit_ratio_;
-    if (std::abs(change) < kSignificance * StandardError(hit_ratio, n)) {
-      step_ *= kStepDecay;
-      return;
-    }
-    const double amount = change >= 0 ? step_ : -step_;
-    step_ = std::abs(change) >= kRestartThreshold
-                ? kStepFraction * static_cast<double>(capacity_) * (amount >= 0 ? 1 : -1)
-                : kStepDecay * amount;
-    previous_hit_ratio_ = hit_ratio;
-    SetWindow(window_capacity_ + std::llround(amount));
-  }
-
   const int64_t capacity_;
   const bool adaptive_;
+  const bool count_policy_memory_;
+  double window_fraction_ = 0;
+  int64_t usable_ = 0;  // capacity_ less what the sketch and the tuner take
   int64_t window_capacity_ = 0;
   int64_t protected_capacity_ = 0;
   LruList window_;  // the lists are unbounded: this class enforces the budget
   LruList probation_;
   LruList protected_;
   FrequencySketch sketch_;
-  int64_t sample_hits_ = 0;
-  int64_t sample_misses_ = 0;
-  double previous_hit_ratio_ = 0;
-  double step_;
+  WindowTuner tuner_;
   uint64_t rng_ = 0x9e3779b97f4a7c15ULL;
   static constexpr int kHitBuffer = 16;
   uint64_t hit_hashes_[kHitBuffer] = {};

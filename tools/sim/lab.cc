@@ -55,6 +55,7 @@ absl::StatusOr<std::vector<LabResult>> RunLab(const Trace& trace, const LabOptio
           .entry_charge = options.entry_charge,
           .key_space = trace.key_space,
           .next_uses = &next_uses,
+          .count_policy_memory = options.bytes,
       };
       absl::StatusOr<std::unique_ptr<CachePolicy>> cache = NewCachePolicy(policy, config);
       if (!cache.ok()) return cache.status();

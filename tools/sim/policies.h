@@ -6,11 +6,12 @@
 // rather than per shard, and every entry has the same charge (an 8-byte key
 // and a fixed-size value), so a capacity of N entries is N x charge bytes.
 //
-// arc (Megiddo and Modha, FAST 2003) and opt (Belady's offline optimum: on
-// a miss with a full cache, drop the key whose next use is farthest away,
+// arc (Megiddo and Modha, FAST 2003), sieve (Zhang et al., NSDI 2024),
+// s3fifo (Yang et al., SOSP 2023) and opt (Belady's offline optimum: on a
+// miss with a full cache, drop the key whose next use is farthest away,
 // possibly the new one) are reference implementations here, counting
-// entries. Neither is thread-safe; each Access is O(1) for arc and
-// O(log size) for opt.
+// entries. None is thread-safe; each Access is O(1) for arc, O(1) amortized
+// for sieve and s3fifo, and O(log size) for opt.
 
 #ifndef LCACHE_TOOLS_SIM_POLICIES_H_
 #define LCACHE_TOOLS_SIM_POLICIES_H_
@@ -48,6 +49,11 @@ struct CacheConfig {
   uint32_t key_space = 0;     // keys are below this
   // opt only: NextUses() of the trace that will be replayed, from its start.
   const std::vector<uint32_t>* next_uses = nullptr;
+  // Real stores: whether their policy's own memory (tinylfu's sketch and
+  // window tuner) counts against the entries' bytes, as it does in a node
+  // (StoreOptions::count_policy_memory). Off, every store holds `entries`
+  // entries, the reference policies' terms; --bytes turns it on.
+  bool count_policy_memory = false;
 };
 
 // A cache of policy `name` (see PolicyNames) for `config`.
