@@ -5,7 +5,7 @@
 // the store counts (Bytes(), Stats().overhead_bytes) next to what the process
 // uses (VmRSS from /proc/self/status, and glibc's own heap figures).
 //
-//   memory_footprint [--policy lru|lru2] [--budget_mib N]
+//   memory_footprint [--policy lru|lru2|tinylfu] [--budget_mib N]
 //
 // LRU fills with Set alone. LRU-2 keeps keys seen once in a history list (a
 // quarter of the budget), so it fills in two phases: Set + Get of each new key
@@ -98,6 +98,8 @@ int Run(StorePolicy policy, int64_t budget) {
   std::printf("overhead_bytes:          %lld (%.1f per entry)\n",
               static_cast<long long>(stats.overhead_bytes),
               static_cast<double>(stats.overhead_bytes) / items);
+  std::printf("  of which policy_bytes:  %lld (the policy's own structures)\n",
+              static_cast<long long>(stats.policy_bytes));
   std::printf("(bytes+overhead)/budget: %.3f\n",
               static_cast<double>(stats.bytes + stats.overhead_bytes) / budget_d);
   std::printf("baseline RSS:            %.1f MiB (before creating the store)\n", MiB(baseline_rss));
@@ -116,7 +118,7 @@ int Run(StorePolicy policy, int64_t budget) {
 }
 
 int Usage(const char* argv0) {
-  std::fprintf(stderr, "usage: %s [--policy lru|lru2] [--budget_mib N]\n", argv0);
+  std::fprintf(stderr, "usage: %s [--policy lru|lru2|tinylfu] [--budget_mib N]\n", argv0);
   return 2;
 }
 
