@@ -21,6 +21,19 @@ TEST(FrequencySketchTest, CountsUpToFifteenAndSaturates) {
   }
 }
 
+TEST(FrequencySketchTest, DecrementTakesOneAndStopsAtZero) {
+  FrequencySketch sketch(1024);
+  for (int i = 0; i < 3; ++i) sketch.Increment(H("k"));
+  sketch.Increment(H("other"));
+  sketch.Decrement(H("k"));
+  EXPECT_EQ(sketch.Frequency(H("k")), 2);
+  for (int i = 0; i < 5; ++i) sketch.Decrement(H("k"));
+  EXPECT_EQ(sketch.Frequency(H("k")), 0);
+  sketch.Increment(H("k"));
+  EXPECT_EQ(sketch.Frequency(H("k")), 1);  // no counter wrapped below zero
+  EXPECT_EQ(sketch.Frequency(H("other")), 1);
+}
+
 TEST(FrequencySketchTest, NeverUnderestimatesAndIsMostlyExact) {
   // 2000 keys, 3000 additions, in a sketch sized for 1024 entries: counters
   // are shared, but a count-min estimate is a minimum of over-counts, never

@@ -107,6 +107,28 @@ TEST_F(TinyLfuTest, AHotNewcomerEventuallyDisplacesAColdKey) {
   EXPECT_TRUE(Has("hot"));
 }
 
+TEST_F(TinyLfuTest, AVictimDefendedOnlyByPastPopularityWearsOut) {
+  // 100 keys seen 8 times each, then never again (the hot set moved on). A
+  // newcomer asked for again and again should not have to out-count them
+  // all: each duel the victim wins by a wide margin costs it one count.
+  Make(1000, /*window_fraction=*/0);
+  for (int i = 0; i < 8; ++i) {
+    for (int k = 0; k < 100; ++k) Access(absl::StrCat("o", k));
+  }
+  ASSERT_TRUE(evicted_.empty());
+  int accesses = 0;
+  while (!Has("new") && accesses < 20) {
+    Access("new");
+    ++accesses;
+  }
+  // Turned away while it is seen far less often than the victim (3 times:
+  // frequency still decides), in by the 7th time (9 without the wear: one
+  // more than the victim's 8), long before the sketch ages (at 1010 counts).
+  EXPECT_GT(accesses, 3);
+  EXPECT_LE(accesses, 7);
+  EXPECT_THAT(evicted_, Contains(::testing::StartsWith("o")));
+}
+
 TEST_F(TinyLfuTest, ALoopLargerThanTheCacheKeepsAStablePart) {
   // 15 keys in a loop through a cache of 10: LRU misses every time; TinyLFU
   // keeps most of the main region, since a newcomer never beats a victim

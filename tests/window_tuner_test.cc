@@ -114,6 +114,25 @@ TEST(WindowTunerTest, GrowsTheWindowWhenKeysDieAfterABurst) {
   EXPECT_GE(f, 0.5);
 }
 
+TEST(WindowTunerTest, ClimbsFarWithGrowingSteps) {
+  // The same dying-keys traffic: every move up is confirmed by the next, so
+  // the steps grow (2, 4, 4 rungs) and the window passes 80% after a handful
+  // of decisions instead of one per rung of the ladder.
+  FrequencySketch sketch(1000);
+  WindowTuner tuner(0.01);
+  tuner.Resize(1000);
+  uint64_t rng = 7;
+  int64_t t = 0;
+  int moves = 0;
+  for (; t < 300000 && tuner.fraction() < 0.8; ++t) {
+    const uint64_t h = H(t / 4000 * 200 + static_cast<int64_t>(NextRandom(rng) % 800));
+    sketch.Increment(h);
+    moves += tuner.Sampled(h) && tuner.Record(h, sketch) ? 1 : 0;
+  }
+  EXPECT_GE(tuner.fraction(), 0.8);
+  EXPECT_LE(moves, 5);
+}
+
 TEST(WindowTunerTest, KeepsTheWindowSmallOnALoop) {
   // A loop larger than the cache: only a small window keeps part of it.
   const double f = Tune(1000, 300000, [](int64_t t) { return t % 1500; });

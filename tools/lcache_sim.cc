@@ -27,7 +27,8 @@ ABSL_FLAG(std::string, sizes, "0.1%,1%,10%",
           "of the trace's distinct keys such as 1%");
 ABSL_FLAG(std::string, policies, "lru,lru2,tinylfu,arc,sieve,s3fifo,opt",
           "policies, comma-separated: lru, lru2 and tinylfu are the library's stores; arc, "
-          "sieve, s3fifo and opt (Belady's offline optimum) are references");
+          "sieve, s3fifo and opt (Belady's offline optimum) are references; tinylfu-fixed:F is "
+          "tinylfu with its window fixed at the fraction F (e.g. 0.2)");
 ABSL_FLAG(bool, csv, false, "print CSV: a header, then trace,policy,size,hit_ratio rows");
 ABSL_FLAG(bool, bytes, false,
           "sizes are byte capacities; every entry is an 8-byte key and a value of "

@@ -77,6 +77,16 @@ void FrequencySketch::Increment(uint64_t hash) {
   if (added && ++additions_ >= sample_size_) Halve();
 }
 
+void FrequencySketch::Decrement(uint64_t hash) {
+  const uint64_t s = Spread(hash);
+  uint64_t* block = &table_[BlockOf(s)];
+  for (int i = 0; i < 4; ++i) {
+    const Slot slot = SlotOf(static_cast<uint32_t>(s), i);
+    uint64_t& w = block[slot.word];
+    if (((w >> slot.shift) & 15) != 0) w -= uint64_t{1} << slot.shift;
+  }
+}
+
 void FrequencySketch::Halve() {
   int64_t odd = 0;
   for (uint64_t& w : table_) {

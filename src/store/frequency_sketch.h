@@ -57,6 +57,9 @@ class FrequencySketch {
   // have happened since the last halving.
   void Increment(uint64_t hash);
 
+  // Takes one from each of the key's counters that is above zero.
+  void Decrement(uint64_t hash);
+
   // Halves every counter now, as at the end of a sample period.
   void Age() { Halve(); }
 

@@ -18,7 +18,8 @@ constexpr int kAttackFrequency = 5;
 constexpr int64_t kMinDiscordant = 32;
 constexpr double kSignificance = 2;
 // Without a significant difference after this many shadow-sized periods the
-// counts start again, so that old evidence does not outweigh new.
+// counts start again (so that old evidence does not outweigh new), with the
+// shadows further apart.
 constexpr int64_t kMaxPeriods = 8;
 
 }  // namespace
@@ -170,8 +171,8 @@ void WindowTuner::Retarget() {
   const auto at = [&](int rung) {
     return std::llround(ladder[std::clamp(rung, 0, top)] * static_cast<double>(low_.capacity()));
   };
-  low_.SetWindow(at(rung_ - 1));
-  high_.SetWindow(at(rung_ + 1));
+  low_.SetWindow(at(rung_ - look_));
+  high_.SetWindow(at(rung_ + look_));
   // Let the shadows' contents settle on their new boundaries before counting.
   warmup_ = low_.capacity();
   requests_ = low_only_ = high_only_ = 0;
@@ -189,16 +190,30 @@ bool WindowTuner::Record(uint64_t hash, const FrequencySketch& sketch) {
   high_only_ += high_hit && !low_hit ? 1 : 0;
   const int64_t discordant = low_only_ + high_only_;
   const int64_t lead = high_only_ - low_only_;
-  if (discordant >= kMinDiscordant &&
+  if (discordant >= kMinDiscordant && requests_ >= low_.capacity() &&
       static_cast<double>(std::abs(lead)) > kSignificance * std::sqrt(discordant)) {
     const int top = static_cast<int>(Ladder().size()) - 1;
-    const int next = std::clamp(rung_ + (lead > 0 ? 1 : -1), 0, top);
+    const int direction = lead > 0 ? 1 : -1;
+    // Moving on in the same direction, the tuner takes longer steps; a
+    // reversal brings it back to single rungs around the optimum.
+    const bool reversal = direction_ != 0 && direction != direction_;
+    if (reversal) step_ = 1;
+    const int next = std::clamp(rung_ + direction * step_, 0, top);
     const bool moved = next != rung_;
     rung_ = next;
+    if (!reversal && direction_ != 0) step_ = std::min(step_ * 2, kMaxStep);
+    direction_ = direction;
+    look_ = step_;
     Retarget();
     return moved;
   }
-  if (requests_ >= kMaxPeriods * low_.capacity()) requests_ = low_only_ = high_only_ = 0;
+  if (requests_ >= kMaxPeriods * low_.capacity()) {
+    // No significant difference: the window sits on a plateau, which may
+    // hide a better window further away. The shadows look wider; the step
+    // stays, since a far shadow's lead gives a direction, not a distance.
+    look_ = std::min(look_ * 2, kMaxStep);
+    Retarget();
+  }
   return false;
 }
 

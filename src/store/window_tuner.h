@@ -14,11 +14,17 @@
 // hold only the 64-bit hashes of a sample of the keys (1 in R, chosen by hash,
 // so each sees every request for its keys), sized entries / R, with windows
 // one rung below and one above the current window on a ladder of fractions.
-// Both see the same requests and consult the shard's own frequency sketch,
-// so their difference is the effect of the window alone. The tuner moves the
-// window one rung towards the better shadow once the difference in hits is
-// significant (a sign test over the requests where exactly one shadow hit),
-// then re-targets the shadows around the new rung. Spatial sampling of this
+// Both see the same requests and consult the shard's own frequency sketch, so
+// their difference is the effect of the window alone. The tuner moves the
+// window towards the better shadow once the difference in hits is significant
+// (a sign test over the requests where exactly one shadow hit, counted over
+// at least one shadow-sized period, since a loop's hits come in bursts), then
+// re-targets the shadows around the new rung. Steps grow (1, 2, 4 rungs)
+// while moves keep their direction and fall back to one rung on a reversal,
+// so a far optimum (all-LRU for a moving hot set) is reached in a few moves
+// and a near one is not overshot. Without a significant difference for eight
+// periods the shadows look twice as far out: the window may sit on a plateau
+// (1% and 5% alike) with a better window beyond. Spatial sampling of this
 // kind predicts a cache's hit ratio from a small sample (Waldspurger et al.,
 // "Efficient MRC Construction with SHARDS", FAST 2015); the Caffeine
 // simulator's "mini-sim" climber explores the same idea with more shadows.
@@ -120,11 +126,18 @@ class WindowTuner {
  private:
   void Retarget();
 
+  static constexpr int kMaxStep = 4;
+
   int rung_;
+  // Both start at two rungs: the ladder's bottom rungs (0, 1%, 2%) differ too
+  // little for the shadows to tell apart quickly.
+  int step_ = 2;       // rungs the next move takes
+  int look_ = 2;       // the shadows sit this many rungs either side
+  int direction_ = 0;  // of the last move: -1, +1, or 0 before the first
   int64_t sized_for_ = 0;
   uint64_t sample_mask_ = 0;  // R - 1
-  ShadowCache low_;           // at rung_ - 1 (or rung_ at the bottom)
-  ShadowCache high_;          // at rung_ + 1 (or rung_ at the top)
+  ShadowCache low_;           // at rung_ - look_ (or the bottom rung)
+  ShadowCache high_;          // at rung_ + look_ (or the top rung)
   int64_t warmup_ = 0;        // requests to ignore after a retarget
   int64_t requests_ = 0;
   int64_t low_only_ = 0;   // requests that hit in low_ but not in high_

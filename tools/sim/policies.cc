@@ -5,6 +5,7 @@
 #include <queue>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "lcache/store.h"
@@ -16,11 +17,13 @@ constexpr int64_t kKeyBytes = 8;
 
 class StoreCache final : public CachePolicy {
  public:
-  StoreCache(StorePolicy policy, bool adaptive, const CacheConfig& config)
+  StoreCache(StorePolicy policy, bool adaptive, const CacheConfig& config,
+             double window_fraction = 0.01)
       : value_(static_cast<size_t>(config.entry_charge - kKeyBytes), 'v'),
         store_(NewStore({.policy = policy,
                          .capacity_bytes = config.entries * config.entry_charge,
                          .shards = 1,
+                         .tinylfu_window_fraction = window_fraction,
                          .tinylfu_adaptive_window = adaptive,
                          .count_policy_memory = config.count_policy_memory})) {}
 
@@ -344,6 +347,16 @@ absl::StatusOr<std::unique_ptr<CachePolicy>> NewCachePolicy(std::string_view nam
   }
   if (name == "tinylfu-fixed") {
     return std::make_unique<StoreCache>(StorePolicy::kTinyLfu, /*adaptive=*/false, config);
+  }
+  if (constexpr std::string_view kFixed = "tinylfu-fixed:"; name.starts_with(kFixed)) {
+    const std::string f(name.substr(kFixed.size()));
+    double fraction = 0;
+    if (!absl::SimpleAtod(f, &fraction) || !(fraction > 0 && fraction < 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tinylfu-fixed:F needs a window fraction F in (0, 1), got ", f));
+    }
+    return std::make_unique<StoreCache>(StorePolicy::kTinyLfu, /*adaptive=*/false, config,
+                                        fraction);
   }
   if (name == "arc") return std::make_unique<ArcCache>(config.entries, config.key_space);
   if (name == "sieve") return std::make_unique<SieveCache>(config.entries, config.key_space);

@@ -36,7 +36,8 @@ class CachePolicy {
 };
 
 // The names --policies accepts, in the default order. Also accepted:
-// "tinylfu-fixed", the tinylfu store with its window fixed at 1%.
+// "tinylfu-fixed", the tinylfu store with its window fixed at 1%, and
+// "tinylfu-fixed:F", fixed at the fraction F of the cache (0 < F < 1).
 const std::vector<std::string>& PolicyNames();
 
 // For each request i of `keys`, the index of the next request for the same
