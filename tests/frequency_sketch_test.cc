@@ -34,6 +34,21 @@ TEST(FrequencySketchTest, DecrementTakesOneAndStopsAtZero) {
   EXPECT_EQ(sketch.Frequency(H("other")), 1);
 }
 
+TEST(FrequencySketchTest, ShrinkingKeepsEveryEstimateAnUpperBound) {
+  FrequencySketch sketch(4096);
+  for (int k = 0; k < 3000; ++k) {
+    for (int i = 0; i < k % 6; ++i) sketch.Increment(H(absl::StrCat("key", k)));
+  }
+  sketch.Shrink(1000);
+  EXPECT_EQ(sketch.memory_bytes(), 1024 * sizeof(uint64_t));
+  EXPECT_EQ(sketch.sample_size(), 10 * 1000);
+  for (int k = 0; k < 3000; ++k) {
+    EXPECT_GE(sketch.Frequency(H(absl::StrCat("key", k))), k % 6) << k;
+  }
+  sketch.Shrink(5000);  // never grows
+  EXPECT_EQ(sketch.memory_bytes(), 1024 * sizeof(uint64_t));
+}
+
 TEST(FrequencySketchTest, NeverUnderestimatesAndIsMostlyExact) {
   // 2000 keys, 3000 additions, in a sketch sized for 1024 entries: counters
   // are shared, but a count-min estimate is a minimum of over-counts, never

@@ -186,6 +186,22 @@ TEST(TinyLfuMemoryTest, TheSketchAndTunerCountAgainstTheBudgetAndInOverhead) {
   EXPECT_LT(counted.items, uncounted.items);
 }
 
+TEST(TinyLfuMemoryTest, TheSketchIsRefittedOnceTheTunerIsCounted) {
+  // 1 MiB of 116-byte entries: while filling, the sketch grows to 16k words
+  // (past 8,192 entries); once the tuner's shadows are counted the shard
+  // holds fewer than 8,192, and the sketch is folded back to 8k words.
+  constexpr int64_t kCapacity = 1 << 20;
+  std::unique_ptr<Store> store =
+      NewStore({.policy = StorePolicy::kTinyLfu, .capacity_bytes = kCapacity, .shards = 1});
+  const std::string value(100, 'v');
+  for (int i = 0; i < 40000; ++i) store->Set(absl::StrFormat("key-%011d", i), value);
+  const StoreStats stats = store->Stats();
+  EXPECT_LT(stats.items, 8192);
+  EXPECT_LT(stats.policy_bytes, 8 * 8192 + 80000);  // the sketch and two shadows
+  EXPECT_GT(stats.items, (kCapacity - 8 * 8192 - 80000) / 116);
+  EXPECT_LE(stats.bytes + stats.policy_bytes, kCapacity);
+}
+
 TEST(TinyLfuMemoryTest, AStoreSmallerThanItsSketchStillHoldsEntries) {
   std::unique_ptr<Store> store =
       NewStore({.policy = StorePolicy::kTinyLfu, .capacity_bytes = 200, .shards = 1});

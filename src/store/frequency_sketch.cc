@@ -50,6 +50,28 @@ void FrequencySketch::EnsureCapacity(int64_t entries) {
   block_mask_ = new_blocks - 1;
 }
 
+void FrequencySketch::Shrink(int64_t entries) {
+  entries = std::max<int64_t>(entries, kBlockWords);
+  const auto words = std::bit_ceil(static_cast<uint64_t>(entries));
+  if (words >= table_.size()) return;
+  // Block b of the smaller table is read by the keys of blocks b, b + half, ...
+  const size_t new_size = static_cast<size_t>(words);
+  for (size_t w = new_size; w < table_.size(); ++w) {
+    uint64_t& into = table_[w % new_size];
+    uint64_t merged = 0;
+    for (int shift = 0; shift < 64; shift += 4) {
+      merged |= std::max((into >> shift) & 15, (table_[w] >> shift) & 15) << shift;
+    }
+    into = merged;
+  }
+  table_.resize(new_size);
+  table_.shrink_to_fit();
+  block_mask_ = new_size / kBlockWords - 1;
+  entries_ = entries;
+  sample_size_ = kSamplePerEntry * entries_;
+  additions_ = std::min(additions_, sample_size_ - 1);
+}
+
 int FrequencySketch::Frequency(uint64_t hash) const {
   const uint64_t s = Spread(hash);
   const uint64_t* block = &table_[BlockOf(s)];

@@ -17,7 +17,8 @@
 // Growth: EnsureCapacity() doubles the table by copying each block into both
 // of its successors. A key's block index gains one hash bit, and its counters
 // sit at the same offsets in either copy, so every estimate stays an upper
-// bound of the count and nothing learnt so far is lost.
+// bound of the count and nothing learnt so far is lost. Shrink() folds
+// it back.
 //
 // Memory: one 8-byte word per entry it is sized for (rounded up to a power
 // of two, at least one block). Not thread-safe: the owning shard's mutex
@@ -56,6 +57,12 @@ class FrequencySketch {
   // Counts one access; halves every counter once sample_size() increments
   // have happened since the last halving.
   void Increment(uint64_t hash);
+
+  // Shrinks the table to what `entries` needs, if it is larger, by folding
+  // its upper half onto the lower (the inverse of growth), each counter the
+  // larger of the two, so every estimate stays an upper bound. For a shard
+  // whose entry count fell once the policy's own memory was counted.
+  void Shrink(int64_t entries);
 
   // Takes one from each of the key's counters that is above zero.
   void Decrement(uint64_t hash);

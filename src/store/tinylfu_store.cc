@@ -50,9 +50,10 @@
 // Memory: per-entry state is two spare flag bits of the entry header
 // (kInMain, kProtected), so entries cost what they cost under LRU. The
 // sketch (8 to 16 bytes per entry: one word per entry, rounded up to a power
-// of two) and the tuner's shadows (at most about 64 KB per shard) count
-// against the shard's budget (up to half of it; StoreOptions::
-// count_policy_memory) and in Stats().overhead_bytes and policy_bytes.
+// of two; refitted by FitSketch once the tuner is counted) and the tuner's
+// shadows (at most about 64 KB per shard) count against the shard's budget
+// (up to half of it; StoreOptions::count_policy_memory) and in
+// Stats().overhead_bytes and policy_bytes.
 //
 // A hit costs a list move and a slot in a 16-entry buffer of hashes; the
 // buffer is applied to the sketch when it fills and before every admission
@@ -238,6 +239,26 @@ class TinyLfuPolicy {
     if (sized != 0 && entries <= 2 * sized && 2 * entries >= sized) return;
     tuner_.Resize(entries);
     Resize();
+    FitSketch(entries);
+  }
+
+  // The sketch grew with the entry count while the shard filled, before the
+  // tuner's memory was counted; the shard now holds fewer entries than that,
+  // and the sketch may be twice what they need. Halve it while the entries
+  // that the freed bytes make room for still fit the smaller table (so that
+  // it will not grow straight back).
+  void FitSketch(int64_t entries) {
+    const int64_t held = MainBytes() + window_.bytes();
+    if (entries == 0 || held == 0) return;
+    const double per_entry = static_cast<double>(held) / static_cast<double>(entries);
+    for (;;) {
+      const auto words = static_cast<int64_t>(sketch_.memory_bytes() / sizeof(uint64_t));
+      const int64_t freed = count_policy_memory_ ? words / 2 * int64_t{sizeof(uint64_t)} : 0;
+      const auto fit = static_cast<int64_t>(static_cast<double>(usable_ + freed) / per_entry);
+      if (words <= 8 || fit + 1 > words / 2) return;  // 8 words: one block, the minimum
+      sketch_.Shrink(fit + 1);
+      Resize();
+    }
   }
 
   void Tune(uint64_t hash) {
