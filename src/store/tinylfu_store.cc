@@ -23,11 +23,11 @@
 // sample of the keys, run with windows below and above the current one on a
 // ladder from 0% to 100%; the window moves towards the shadow that hits more
 // once the difference is significant, in steps that grow while the moves
-// keep the same direction. Unlike
-// Caffeine's hill climber, which compares one period's hit ratio with the
-// previous period's and so mistakes the workload's drift for the effect of
-// its move, the shadows see the same requests at the same time. The window
-// starts at tinylfu_window_fraction's nearest rung (1%).
+// keep the same direction. Unlike Caffeine's hill climber, which compares
+// one period's hit ratio with the previous period's and so mistakes the
+// workload's drift for the effect of its move, the shadows see the same
+// requests at the same time. The window starts at tinylfu_window_fraction's
+// nearest rung (1%).
 // Recency-biased traces grow the window towards LRU; frequency-biased ones
 // (Zipf, loops) keep it small.
 //
