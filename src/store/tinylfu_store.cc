@@ -76,12 +76,10 @@
 namespace lcache::internal {
 namespace {
 
-constexpr double kProtectedFraction = 0.8;
 // A drop of the hit ratio this large (and significant at 3 standard errors)
 // over one short sample of as many requests as there are entries means the
 // workload moved on: the sketch ages at once rather than at its period's end.
 constexpr double kShiftDrop = 0.03;
-constexpr int kAttackFrequency = 5;
 // A victim that turns a candidate away while seen this many times more
 // loses one count (see "Victim wear" above).
 constexpr int kWearMargin = 4;
@@ -227,7 +225,7 @@ class TinyLfuPolicy {
     window_capacity_ =
         std::clamp<int64_t>(std::llround(static_cast<double>(usable_) * window_fraction_), 0,
                             usable_);
-    protected_capacity_ = std::llround(static_cast<double>(MainCapacity()) * kProtectedFraction);
+    protected_capacity_ = std::llround(static_cast<double>(MainCapacity()) * kTinyLfuProtectedFraction);
   }
 
   // Sizes the tuner's sample when the shard is first full, and again when
@@ -282,7 +280,7 @@ class TinyLfuPolicy {
     const int v = sketch_.Frequency(victim_hash);
     if (c > v) return true;
     if (v - c >= kWearMargin) sketch_.Decrement(victim_hash);
-    if (c <= kAttackFrequency) return false;
+    if (c <= kTinyLfuAttackFrequency) return false;
     rng_ ^= rng_ << 13, rng_ ^= rng_ >> 7, rng_ ^= rng_ << 17;
     return (rng_ & 127) == 0;
   }

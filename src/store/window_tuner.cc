@@ -6,12 +6,6 @@
 namespace lcache::internal {
 namespace {
 
-// The protected segment's share of the main region, as in the real store.
-constexpr double kProtectedFraction = 0.8;
-// A candidate seen this often that does not win outright is still admitted
-// with probability 1/128, as in the real store.
-constexpr int kAttackFrequency = 5;
-
 // A move needs the shadows to differ on at least this many requests, and by
 // this many standard deviations of a fair coin (a sign test), so that noise
 // does not move the window.
@@ -38,7 +32,7 @@ void ShadowCache::Reset(int64_t capacity, int64_t window) {
 void ShadowCache::SetWindow(int64_t window) {
   window_capacity_ = std::clamp<int64_t>(window, 0, capacity_);
   protected_capacity_ =
-      std::llround(static_cast<double>(capacity_ - window_capacity_) * kProtectedFraction);
+      std::llround(static_cast<double>(capacity_ - window_capacity_) * kTinyLfuProtectedFraction);
 }
 
 size_t ShadowCache::memory_bytes() const {
@@ -124,7 +118,7 @@ void ShadowCache::MakeRoom(const FrequencySketch& sketch) {
     const int c = sketch.Frequency(slots_[candidate].hash);
     const int v = sketch.Frequency(slots_[victim].hash);
     bool admit = c > v;
-    if (!admit && c > kAttackFrequency) {
+    if (!admit && c > kTinyLfuAttackFrequency) {
       rng_ ^= rng_ << 13, rng_ ^= rng_ >> 7, rng_ ^= rng_ << 17;
       admit = (rng_ & 127) == 0;
     }

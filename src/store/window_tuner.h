@@ -46,7 +46,15 @@
 
 namespace lcache::internal {
 
-// A W-TinyLFU cache of key hashes that counts entries, for the tuner.
+// W-TinyLFU's shape, shared by the store (tinylfu_store.cc) and the shadows:
+// the protected segment's share of the main region, and the count above
+// which a candidate that does not win outright is still admitted with
+// probability 1/128 (against hash flooding).
+inline constexpr double kTinyLfuProtectedFraction = 0.8;
+inline constexpr int kTinyLfuAttackFrequency = 5;
+
+// A W-TinyLFU cache of key hashes that counts entries, for the tuner. It only
+// reads the shard's sketch: the store's victim wear is not replayed.
 class ShadowCache {
  public:
   // Empties the cache and sizes it for `capacity` entries, `window` of them
