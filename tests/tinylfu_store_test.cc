@@ -209,7 +209,21 @@ TEST(TinyLfuMemoryTest, AStoreSmallerThanItsSketchStillHoldsEntries) {
   // The policy's share is capped at half the budget, leaving room for ten
   // 10-byte entries; the last newcomer may have lost its admission.
   EXPECT_GE(store->Stats().bytes, 90);
-  EXPECT_LE(store->Stats().bytes, 200);
+  EXPECT_LE(store->Stats().bytes, 100);
+}
+
+TEST(TinyLfuMemoryTest, SetAcceptsExactlyUpToMaxEntryBytes) {
+  // MaxEntryBytes is what Group checks a Set against, without the shard's
+  // lock: the half of the budget the sketch and the tuner can never take.
+  // (A new key may still lose its admission; Set then returns true and
+  // reports the eviction.)
+  std::unique_ptr<Store> store =
+      NewStore({.policy = StorePolicy::kTinyLfu, .capacity_bytes = 100000, .shards = 1});
+  for (int i = 0; i < 2000; ++i) store->Set(absl::StrFormat("%04d", i), std::string(40, 'v'));
+  const int64_t max = store->MaxEntryBytes();
+  EXPECT_EQ(max, 50000);
+  EXPECT_TRUE(store->Set("big", std::string(max - 3, 'v')));
+  EXPECT_FALSE(store->Set("too-big", std::string(max - 6, 'v')));
 }
 
 // Keys that are read in bursts and then never again (sessions, a moving hot

@@ -69,6 +69,20 @@ TEST(ShadowCacheTest, MovingTheWindowKeepsTheCapacity) {
   EXPECT_EQ(shadow.size(), 200);
 }
 
+TEST(ShadowCacheTest, ChurnDoesNotGrowItsMemory) {
+  // The store counts memory_bytes() against its budget when the tuner is
+  // sized; it must not grow afterwards. Capacities near a hash table's
+  // growth threshold (400-447 of 512 slots) are the ones at risk.
+  for (int64_t capacity : {100, 400, 420, 447, 512}) {
+    FrequencySketch sketch(capacity);
+    ShadowCache shadow;
+    shadow.Reset(capacity, capacity / 100);
+    const size_t bytes = shadow.memory_bytes();
+    for (int64_t k = 0; k < 50 * capacity; ++k) Access(shadow, sketch, k);
+    EXPECT_EQ(shadow.memory_bytes(), bytes) << capacity;
+  }
+}
+
 // Feeds `requests` keys from `next` to a tuner sized for `entries`, as the
 // store does, and returns the fraction it settles on.
 template <typename Next>
@@ -116,7 +130,7 @@ TEST(WindowTunerTest, GrowsTheWindowWhenKeysDieAfterABurst) {
 
 TEST(WindowTunerTest, ClimbsFarWithGrowingSteps) {
   // The same dying-keys traffic: every move up is confirmed by the next, so
-  // the steps grow (2, 4, 4 rungs) and the window passes 80% after a handful
+  // the steps grow (2, 2, 4, 4 rungs) and the window passes 80% after a handful
   // of decisions instead of one per rung of the ladder.
   FrequencySketch sketch(1000);
   WindowTuner tuner(0.01);
@@ -130,7 +144,7 @@ TEST(WindowTunerTest, ClimbsFarWithGrowingSteps) {
     moves += tuner.Sampled(h) && tuner.Record(h, sketch) ? 1 : 0;
   }
   EXPECT_GE(tuner.fraction(), 0.8);
-  EXPECT_LE(moves, 5);
+  EXPECT_LE(moves, 4);
 }
 
 TEST(WindowTunerTest, KeepsTheWindowSmallOnALoop) {

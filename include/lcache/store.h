@@ -125,7 +125,9 @@ class Store {
                    absl::Time expire_at = absl::InfiniteFuture()) = 0;
 
   // The largest len(key) + len(value) that Set can keep: an entry must fit
-  // its shard's share of the capacity (for LRU-2, its history list's).
+  // its shard's share of the capacity (for LRU-2, its history list's; for
+  // TinyLFU counting its policy memory, half of it, the share the sketch
+  // and the tuner can never take).
   // INT64_MAX for an unbounded store.
   virtual int64_t MaxEntryBytes() const = 0;
 

@@ -7,7 +7,8 @@
 // each, one counter in each of four word pairs), so an Increment or a
 // Frequency costs one cache miss, not four: that keeps the store's hit path
 // cheap. The estimate is the minimum of the four counters, which is never
-// below the true count of the current period (up to saturation at 15).
+// below the true count of the current period (up to saturation at 15)
+// unless Decrement() is used: it lowers counters other keys share too.
 //
 // Aging: after sample_size() increments every counter is halved, so the
 // sketch forgets old popularity and a hot set that moves is learnt again

@@ -37,13 +37,14 @@
 // holds entries); a drop of the hit ratio by 3 points or more, and by 3
 // standard errors, ages the sketch at once.
 //
-// Victim wear (ours): a victim that turns a candidate away while seen at
-// least kWearMargin times more often loses one count. A key that is still
-// popular earns its counts back; one kept only by past popularity (the hot
-// set moved on before the sketch aged) wears down to the newcomers' counts
-// within a few duels instead of holding them off for a whole aging period.
-// Narrower margins are not worn, so near-ties (a loop's keys, all seen about
-// as often) keep going to the victim. Measured (docs/EVICTION.md): +0.3 to
+// Victim wear (ours): a victim that turns a candidate away with a count at
+// least kWearMargin above the candidate's loses one count (before the 1/128
+// draw). A key that is still popular earns its counts back; one kept only
+// by past popularity (the hot set moved on before the sketch aged) wears
+// down to within kWearMargin - 1 of the newcomers' counts in a few duels,
+// which their own accesses then close, instead of holding them off for a
+// whole aging period. Narrower margins are not worn, so near-ties (a loop's
+// keys, all seen about as often) keep going to the victim. Measured (docs/EVICTION.md): +0.3 to
 // +0.4 points on OLTP, up to +0.45 on Zipf and +0.26 on a moving hot set;
 // margins of 1 or 2 cost the lab's loop up to 21 and 7.5 points.
 //
@@ -80,8 +81,8 @@ namespace {
 // over one short sample of as many requests as there are entries means the
 // workload moved on: the sketch ages at once rather than at its period's end.
 constexpr double kShiftDrop = 0.03;
-// A victim that turns a candidate away while seen this many times more
-// loses one count (see "Victim wear" above).
+// A victim that turns a candidate away with a count this much above the
+// candidate's loses one count (see "Victim wear" above).
 constexpr int kWearMargin = 4;
 // The sketch and the tuner count against the budget, but never more than
 // this share of it: a store too small for them still holds entries.
@@ -104,7 +105,12 @@ class TinyLfuPolicy {
     return e->is_protected() ? protected_ : probation_;
   }
 
-  int64_t MaxCharge() const { return capacity_ == 0 ? kNoLimit : capacity_; }
+  // Read without the shard's lock, so it is a constant: the bytes entries
+  // are guaranteed whatever the sketch and the tuner take (usable_ varies).
+  int64_t MaxCharge() const {
+    if (capacity_ == 0) return kNoLimit;
+    return count_policy_memory_ ? capacity_ - capacity_ / kMaxPolicyShareDivisor : capacity_;
+  }
 
   // The sketch and the tuner: what Stats().overhead_bytes adds for them.
   int64_t PolicyBytes() const {
@@ -254,7 +260,7 @@ class TinyLfuPolicy {
       const int64_t freed = count_policy_memory_ ? words / 2 * int64_t{sizeof(uint64_t)} : 0;
       const auto fit = static_cast<int64_t>(static_cast<double>(usable_ + freed) / per_entry);
       if (words <= 8 || fit + 1 > words / 2) return;  // 8 words: one block, the minimum
-      sketch_.Shrink(fit + 1);
+      sketch_.Shrink(std::max(fit + 1, words / 2));   // one halving at a time
       Resize();
     }
   }

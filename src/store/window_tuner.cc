@@ -24,7 +24,10 @@ void ShadowCache::Reset(int64_t capacity, int64_t window) {
   free_.clear();
   for (int64_t s = capacity_; s >= 0; --s) free_.push_back(static_cast<uint32_t>(s));
   index_.clear();
-  index_.reserve(capacity_ + 1);
+  // Headroom: abseil's table grows rather than purging tombstones once it
+  // is over 25/32 full, which churn would otherwise reach, and the store
+  // counted memory_bytes() against its budget when it sized the tuner.
+  index_.reserve((capacity_ + 1) * 9 / 8 + 1);
   for (List& l : lists_) l = List{};
   SetWindow(window);
 }

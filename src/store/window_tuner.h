@@ -19,10 +19,10 @@
 // window towards the better shadow once the difference in hits is significant
 // (a sign test over the requests where exactly one shadow hit, counted over
 // at least one shadow-sized period, since a loop's hits come in bursts), then
-// re-targets the shadows around the new rung. Steps grow (1, 2, 4 rungs)
-// while moves keep their direction and fall back to one rung on a reversal,
-// so a far optimum (all-LRU for a moving hot set) is reached in a few moves
-// and a near one is not overshot. Without a significant difference for eight
+// re-targets the shadows around the new rung. Steps (2 rungs at first)
+// double up to 4 while moves keep their direction and fall back to one rung
+// on a reversal, so a far optimum (all-LRU for a moving hot set) is reached
+// in a few moves and a near one is not overshot. Without a significant difference for eight
 // periods the shadows look twice as far out: the window may sit on a plateau
 // (1% and 5% alike) with a better window beyond. Spatial sampling of this
 // kind predicts a cache's hit ratio from a small sample (Waldspurger et al.,
