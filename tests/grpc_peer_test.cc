@@ -26,6 +26,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -606,6 +607,61 @@ TEST_P(GrpcPeerTest, ShutdownCancelsCallsAfterGraceAndSkipsQueuedLoads) {
   queued.join();
   shutdown.join();
   EXPECT_EQ(loads_.load(), 1);  // slow-2 was never loaded
+}
+
+// A server going away sends GOAWAY and still answers the calls it has. A
+// call the lean client starts after reading that GOAWAY (here: from the
+// answer's `done`, which runs after every frame before it) is not failed:
+// it waits for the connection's last stream, then goes out on a new
+// connection, to the server that took the port over.
+TEST_P(GrpcPeerTest, ALeanCallStartedAfterGoawayGoesOutOnTheNextConnection) {
+  StartServer();
+  const std::string address = Address();
+  absl::StatusOr<std::shared_ptr<H2PeerClient>> client = H2PeerClient::Create();
+  ASSERT_TRUE(client.ok()) << client.status();
+  std::shared_ptr<PeerGetter> peer = (*client)->NewGetter(address, {.timeout = absl::Seconds(20)});
+  absl::StatusOr<PeerValue> first, second;
+  absl::Notification second_done;
+  ASSERT_TRUE(peer->StartGet(
+      "scores", "slow-1", absl::InfiniteFuture(),
+      [&](absl::StatusOr<PeerValue> v) {
+        first = std::move(v);
+        ASSERT_TRUE(peer->StartGet(
+            "scores", "Tom", absl::InfiniteFuture(),
+            [&](absl::StatusOr<PeerValue> w) {
+              second = std::move(w);
+              second_done.Notify();
+            },
+            nullptr));
+      },
+      nullptr));
+  gate_.AwaitWaiters(1);
+
+  std::thread shutdown([&] { server_->Shutdown(absl::Seconds(30)); });
+  absl::Cleanup join_shutdown = [&] {
+    gate_.Open();
+    shutdown.join();
+  };
+  // The old server closes its listener first, then sends GOAWAY.
+  std::unique_ptr<PeerServer> next;
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (next == nullptr && absl::Now() < give_up) {
+    absl::StatusOr<std::unique_ptr<PeerServer>> started =
+        StartH2PeerServer({.address = address, .registry = &registry_});
+    if (started.ok()) {
+      next = *std::move(started);
+    } else {
+      std::this_thread::yield();
+    }
+  }
+  ASSERT_NE(next, nullptr) << "the old server kept its port";
+  gate_.Open();
+  ASSERT_TRUE(second_done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->value, "value-of-slow-1");
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->value, "630");
+  next->Shutdown(absl::ZeroDuration());
 }
 
 // A peer whose answer is already on its way: a reset does not stop it, and

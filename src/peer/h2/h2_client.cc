@@ -179,6 +179,7 @@ struct PendingCall : CallLink {
   H2Client::Done done;
   uint64_t serial = 0;    // > 0: a CallHandle names it
   int32_t stream_id = 0;  // > 0: open on the wire
+  bool resent = false;    // refused once (REFUSED_STREAM) and sent again
 
   int http_status = 0;
   std::string grpc_status;
@@ -455,6 +456,7 @@ class H2Client::Impl {
     call->request.reserve(wire::kGrpcPrefixBytes + message.size());
     wire::AppendGrpcMessage(message, &call->request);
     call->sent = 0;
+    call->resent = false;
     call->http_status = 0;
     return call;
   }
@@ -717,7 +719,10 @@ absl::Status H2Client::Connection::Lost() const {
 }
 
 void H2Client::Connection::Submit(PendingCall* call, absl::Time now) {
-  if (nghttp2_session_get_next_stream_id(session_) > static_cast<uint32_t>(kLastStreamId)) {
+  // Out of stream ids, or the server sent GOAWAY and the connection is
+  // finishing its last streams: the call waits for the next connection.
+  if (nghttp2_session_get_next_stream_id(session_) > static_cast<uint32_t>(kLastStreamId) ||
+      nghttp2_session_check_request_allowed(session_) == 0) {
     recycle_ = true;
     waiting_.push_back(call);
     if (!reading_) MaybeRecycle();
@@ -923,7 +928,15 @@ int H2Client::Connection::OnStreamClose(nghttp2_session* session, int32_t stream
   if (call != nullptr) {
     c->StreamEnded(call);  // closed: nothing to reset
     if (call->grpc_status.empty()) {
-      if (error_code == NGHTTP2_REFUSED_STREAM) {
+      if (error_code == NGHTTP2_REFUSED_STREAM && call->http_status == 0 && !call->resent) {
+        // The server refused the stream unread (it went away before it
+        // saw it): the call is sent again, once, on the next connection,
+        // as gRPC's clients do (the peer never acted on it).
+        call->resent = true;
+        call->sent = 0;
+        c->recycle_ = true;
+        c->waiting_.push_back(call);
+      } else if (error_code == NGHTTP2_REFUSED_STREAM) {
         c->Finish(call, absl::UnavailableError(absl::StrCat("lcache: ", c->address_,
                                                             " refused the call (going away)")));
       } else if (call->http_status != 200 && call->http_status != 0) {
