@@ -1,9 +1,13 @@
 #include "grpc_load_client.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -42,6 +46,7 @@ constexpr size_t kReadBytes = 256 << 10;
 constexpr Clock::duration kFirstBackoff = std::chrono::milliseconds(100);
 constexpr Clock::duration kMaxBackoff = std::chrono::seconds(1);
 constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+constexpr unsigned char kAlpnH2[] = {2, 'h', '2'};
 
 uint32_t Read32(const uint8_t* p) {
   return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
@@ -89,6 +94,7 @@ struct HeaderBlocks {
 absl::StatusOr<HeaderBlocks> EncodeHeaderBlocks(const GrpcLoadClient::Options& options,
                                                 std::string_view authority,
                                                 std::string_view timeout) {
+  const std::string_view scheme = options.tls ? "https" : "http";
   const auto field = [](std::string_view name, std::string_view value) {
     return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
                       reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
@@ -96,7 +102,7 @@ absl::StatusOr<HeaderBlocks> EncodeHeaderBlocks(const GrpcLoadClient::Options& o
   };
   std::vector<nghttp2_nv> fields = {
       field(":method", "POST"),
-      field(":scheme", "http"),
+      field(":scheme", scheme),
       field(":path", options.path),
       field(":authority", authority),
       field("content-type", options.content_type),
@@ -161,15 +167,112 @@ absl::Status StatusOfReset(uint32_t error_code, const std::string& address) {
   }
 }
 
+// OpenSSL's error queue as text (and empties it); whether one of its errors
+// is what a handshake meets when the server does not speak TLS.
+std::string OpenSslErrors(bool* not_tls = nullptr) {
+  std::string text;
+  while (const unsigned long e = ERR_get_error()) {
+    const int reason = ERR_GET_REASON(e);
+    if (not_tls != nullptr && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+        (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
+         reason == SSL_R_HTTP_REQUEST || reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+      *not_tls = true;
+    }
+    char buf[256];
+    // A system error (a file that is not there) has no reason string of
+    // OpenSSL's.
+    const char* what = ERR_SYSTEM_ERROR(e) ? std::strerror(reason) : ERR_reason_error_string(e);
+    if (what == nullptr) {
+      ERR_error_string_n(e, buf, sizeof buf);
+      what = buf;
+    }
+    absl::StrAppend(&text, text.empty() ? "" : "; ", what);
+  }
+  return text;
+}
+
+// Why an SSL_read or SSL_write that returned `ret` failed, in words a user
+// can act on. `handshake`: the server has not accepted us yet.
+std::string TlsErrorText(SSL* ssl, int ret, bool handshake) {
+  const int saved_errno = errno;
+  const int error = SSL_get_error(ssl, ret);  // before anything else touches the queue
+  bool not_tls = false;
+  std::string text = OpenSslErrors(&not_tls);
+  if (error == SSL_ERROR_ZERO_RETURN) {
+    text = "closed by the server";
+  } else if (error == SSL_ERROR_SYSCALL && text.empty()) {
+    text = saved_errno != 0 ? std::strerror(saved_errno) : "connection closed";
+    not_tls = saved_errno == 0;
+  } else if (text.empty()) {
+    text = absl::StrCat("OpenSSL error ", error);
+  }
+  if (const long verify = SSL_get_verify_result(ssl); verify != X509_V_OK) {
+    absl::StrAppend(&text, " (", X509_verify_cert_error_string(verify), ")");
+  }
+  if (!handshake) return absl::StrCat("TLS: ", text);
+  return absl::StrCat("TLS handshake failed: ", text, not_tls ? " (is the node serving TLS?)" : "");
+}
+
+// The context every connection's SSL is made from.
+absl::StatusOr<SSL_CTX*> NewTlsContext(const GrpcLoadClient::Options::Tls& tls) {
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "lcache-bench: TLS: a client certificate and its key go together (-tls-cert, -tls-key)");
+  }
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
+                                                        &SSL_CTX_free);
+  const auto failed = [](const char* what, const std::string& path) {
+    return absl::InvalidArgumentError(absl::StrCat("lcache-bench: TLS: cannot load ", what, " \"",
+                                                   path, "\": ", OpenSslErrors()));
+  };
+  if (ctx == nullptr) {
+    return absl::InternalError(absl::StrCat("lcache-bench: TLS: ", OpenSslErrors()));
+  }
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  // A write that must be retried is retried with the same bytes, but `out_`
+  // may have grown (and moved) meanwhile; and a write returns once a record
+  // is out, as send does.
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
+  // One recv takes as much as the cleartext one would, and the records in
+  // it are decrypted from there: without read-ahead OpenSSL reads each
+  // record's header and body with a recv each.
+  SSL_CTX_set_read_ahead(ctx.get(), 1);
+  SSL_CTX_set_default_read_buffer_len(ctx.get(), kReadBytes);
+  if (!tls.cert_file.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(ctx.get(), tls.cert_file.c_str()) != 1) {
+      return failed("the certificate", tls.cert_file);
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx.get(), tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      return failed("the key", tls.key_file);
+    }
+    if (SSL_CTX_check_private_key(ctx.get()) != 1) return failed("the key", tls.key_file);
+  }
+  if (!tls.ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx.get(), tls.ca_file.c_str(), nullptr) != 1) {
+      return failed("the CA file", tls.ca_file);
+    }
+  } else if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
+    return failed("the system's CAs", "");
+  }
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  if (SSL_CTX_set_alpn_protos(ctx.get(), kAlpnH2, sizeof kAlpnH2) != 0) {
+    return absl::InternalError(absl::StrCat("lcache-bench: TLS: ALPN: ", OpenSslErrors()));
+  }
+  return ctx.release();
+}
+
 }  // namespace
 
 // One HTTP/2 connection to one target, carrying every call to it.
 class GrpcLoadClient::Connection {
  public:
-  Connection(GrpcLoadClient* client, std::string address, sockaddr_storage socket_address,
-             socklen_t socket_address_bytes, HeaderBlocks header_blocks)
+  Connection(GrpcLoadClient* client, std::string address, std::string host,
+             sockaddr_storage socket_address, socklen_t socket_address_bytes,
+             HeaderBlocks header_blocks)
       : client_(client),
         address_(std::move(address)),
+        host_(std::move(host)),
         socket_address_(socket_address),
         socket_address_bytes_(socket_address_bytes),
         header_blocks_(std::move(header_blocks)) {}
@@ -197,6 +300,9 @@ class GrpcLoadClient::Connection {
   enum class State { kIdle, kConnecting, kOpen, kGoingAway };
 
   void Connect(Clock::time_point now);
+  // The socket is connected and the client speaks TLS: a client SSL for it,
+  // verifying the server's name. False (the connection lost) if there is none.
+  bool StartTls(Clock::time_point now);
   // The socket is connected: the preface and our settings go out first.
   // False if there is no memory for the HPACK decoder.
   bool Opened();
@@ -207,6 +313,11 @@ class GrpcLoadClient::Connection {
   void SendWaiting();
   bool Flush(Clock::time_point now);
   bool Read(Clock::time_point now);
+  // Decrypts into `buffer` (kReadBytes) what OpenSSL and the socket hold
+  // now; returns the bytes, and sets `error` if the connection failed.
+  size_t ReadTls(uint8_t* buffer, std::string* error);
+  // The frames in `buffer[0, n)`, after the partial one the last read left.
+  bool HandleRead(const uint8_t* buffer, size_t n, Clock::time_point now);
   // Handles the frames at the front of `data`; returns the bytes consumed, or
   // nullopt after a protocol error (the connection is lost).
   std::optional<size_t> HandleFrames(const uint8_t* data, size_t size, Clock::time_point now);
@@ -223,6 +334,7 @@ class GrpcLoadClient::Connection {
 
   GrpcLoadClient* const client_;
   const std::string address_;
+  const std::string host_;  // address_'s, the name a TLS server must have
   const sockaddr_storage socket_address_;
   const socklen_t socket_address_bytes_;
   const HeaderBlocks header_blocks_;
@@ -230,6 +342,18 @@ class GrpcLoadClient::Connection {
   State state_ = State::kIdle;
   int fd_ = -1;
   bool write_interest_ = false;
+  SSL* ssl_ = nullptr;  // TLS
+  // The server sent us something over TLS: it accepted us. (OpenSSL's
+  // SSL_is_init_finished will not do: with TLS 1.3 a client is done before
+  // the server has checked its certificate, and an error puts it back in
+  // init.)
+  bool tls_accepted_ = false;
+  // OpenSSL's wants that differ from the operation's: a write that waits
+  // for the server (the handshake's reply) is not retried until something
+  // is read, rather than on every round; a read that must write waits for
+  // EPOLLOUT.
+  bool write_wants_read_ = false;
+  bool read_wants_write_ = false;
   Clock::time_point retry_at_;
   Clock::duration backoff_ = kFirstBackoff;
   bool answered_ = false;  // a call succeeded on this connection
@@ -280,6 +404,25 @@ void GrpcLoadClient::Connection::Connect(Clock::time_point now) {
   state_ = State::kConnecting;
 }
 
+bool GrpcLoadClient::Connection::StartTls(Clock::time_point now) {
+  in6_addr ip{};
+  const bool is_ip =
+      inet_pton(AF_INET, host_.c_str(), &ip) == 1 || inet_pton(AF_INET6, host_.c_str(), &ip) == 1;
+  ssl_ = SSL_new(client_->ssl_ctx_);
+  // An IP address must be in the certificate's IP SANs; a name in its DNS
+  // SANs, and it goes out as SNI (which takes names only).
+  const bool ok = ssl_ != nullptr && SSL_set_fd(ssl_, fd_) == 1 &&
+                  (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), host_.c_str()) == 1
+                         : SSL_set1_host(ssl_, host_.c_str()) == 1 &&
+                               SSL_set_tlsext_host_name(ssl_, host_.c_str()) == 1);
+  if (!ok) {
+    Lost(absl::StrCat("TLS: cannot start: ", OpenSslErrors()), now);
+    return false;
+  }
+  SSL_set_connect_state(ssl_);  // the handshake starts with the first SSL_write
+  return true;
+}
+
 bool GrpcLoadClient::Connection::Opened() {
   state_ = State::kOpen;
   answered_ = false;
@@ -311,6 +454,16 @@ bool GrpcLoadClient::Connection::Opened() {
 }
 
 void GrpcLoadClient::Connection::Close() {
+  if (ssl_ != nullptr) {
+    // A close_notify if it fits in the socket; the connection ends either way.
+    if (tls_accepted_) SSL_shutdown(ssl_);
+    SSL_free(ssl_);
+    ERR_clear_error();
+  }
+  ssl_ = nullptr;
+  tls_accepted_ = false;
+  write_wants_read_ = false;
+  read_wants_write_ = false;
   if (fd_ >= 0) {
     epoll_ctl(client_->epoll_fd_, EPOLL_CTL_DEL, fd_, nullptr);
     close(fd_);
@@ -328,6 +481,8 @@ void GrpcLoadClient::Connection::Close() {
 }
 
 void GrpcLoadClient::Connection::Lost(const std::string& why, Clock::time_point now) {
+  // No close_notify on a failed connection (OpenSSL's rule after an error).
+  if (ssl_ != nullptr) SSL_set_quiet_shutdown(ssl_, 1);
   Close();
   retry_at_ = answered_ ? now : now + backoff_;
   backoff_ = answered_ ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
@@ -367,7 +522,7 @@ void GrpcLoadClient::Connection::Pump(Clock::time_point now) {
   }
   if (state_ == State::kIdle && !waiting_.empty() && now >= retry_at_) Connect(now);
   if (state_ == State::kOpen) SendWaiting();
-  if (fd_ >= 0 && out_sent_ < out_.size()) Flush(now);
+  if (fd_ >= 0 && out_sent_ < out_.size() && !write_wants_read_) Flush(now);
 }
 
 void GrpcLoadClient::Connection::SendWaiting() {
@@ -414,6 +569,36 @@ void GrpcLoadClient::Connection::SendWaiting() {
 
 bool GrpcLoadClient::Connection::Flush(Clock::time_point now) {
   while (out_sent_ < out_.size()) {
+    if (ssl_ != nullptr) {
+      // A retry after WANT_* passes the bytes of the first try and maybe
+      // more (`out_` only grows until it is all out), as OpenSSL requires.
+      const int n = SSL_write(ssl_, out_.data() + out_sent_,
+                              static_cast<int>(std::min(out_.size() - out_sent_, size_t{1} << 30)));
+      if (n > 0) {
+        out_sent_ += static_cast<size_t>(n);
+        continue;
+      }
+      const int saved_errno = errno;
+      const int error = SSL_get_error(ssl_, n);
+      if (error == SSL_ERROR_WANT_WRITE) {
+        SetWriteInterest(true);
+        return true;
+      }
+      if (error == SSL_ERROR_WANT_READ) {  // the handshake waits for the server
+        write_wants_read_ = true;
+        SetWriteInterest(read_wants_write_);
+        return true;
+      }
+      if (error == SSL_ERROR_SYSCALL && saved_errno == EINTR) continue;
+      errno = saved_errno;
+      const std::string why = TlsErrorText(ssl_, n, !tls_accepted_);
+      // A server that refuses us (no client certificate, say) sends an
+      // alert and closes: our write can meet its reset before we read the
+      // alert, which says why. A socket error leaves OpenSSL able to read.
+      if (error == SSL_ERROR_SYSCALL && !Read(now)) return false;
+      Lost(why, now);
+      return false;
+    }
     const ssize_t n = send(fd_, out_.data() + out_sent_, out_.size() - out_sent_, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -428,7 +613,7 @@ bool GrpcLoadClient::Connection::Flush(Clock::time_point now) {
   }
   out_.clear();
   out_sent_ = 0;
-  SetWriteInterest(false);
+  SetWriteInterest(read_wants_write_);
   return true;
 }
 
@@ -450,16 +635,36 @@ void GrpcLoadClient::Connection::OnEvent(uint32_t events, Clock::time_point now)
       Lost(absl::StrCat("cannot connect: ", std::strerror(error)), now);
       return;
     }
+    if (client_->ssl_ctx_ != nullptr && !StartTls(now)) return;
     if (!Opened()) Lost("no memory for an HPACK decoder", now);
-    return;  // Pump sends the preface and the calls
+    return;  // Pump sends the preface and the calls (and TLS's hello first)
   }
   if (fd_ < 0) return;
-  if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !Read(now)) return;
+  if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR) || (read_wants_write_ && events & EPOLLOUT)) &&
+      !Read(now)) {
+    return;
+  }
   if ((events & EPOLLOUT) && fd_ >= 0) Flush(now);
 }
 
 bool GrpcLoadClient::Connection::Read(Clock::time_point now) {
   uint8_t* buffer = client_->read_buffer_.get();
+  if (ssl_ != nullptr) {
+    // Records already in OpenSSL would not wake the loop again: they are
+    // read here, a buffer at a time, until OpenSSL holds none.
+    for (;;) {
+      std::string error;
+      const size_t n = ReadTls(buffer, &error);
+      // Frames that came before a failure are handled first (a GOAWAY says
+      // more than the reset after it).
+      if (n > 0 && !HandleRead(buffer, n, now)) return false;
+      if (!error.empty()) {
+        Lost(error, now);
+        return false;
+      }
+      if (n < kReadBytes) return true;
+    }
+  }
   const ssize_t n = recv(fd_, buffer, kReadBytes, 0);
   if (n == 0) {
     Lost(std::string("connection closed by the server"), now);
@@ -470,10 +675,48 @@ bool GrpcLoadClient::Connection::Read(Clock::time_point now) {
     Lost(absl::StrCat("recv: ", std::strerror(errno)), now);
     return false;
   }
+  return HandleRead(buffer, static_cast<size_t>(n), now);
+}
+
+size_t GrpcLoadClient::Connection::ReadTls(uint8_t* buffer, std::string* error) {
+  // A write that waited for the server may go on after this read (Pump
+  // tries it), and one that wanted to write is done with that.
+  write_wants_read_ = false;
+  read_wants_write_ = false;
+  size_t n = 0;
+  while (n < kReadBytes) {
+    const int r = SSL_read(ssl_, buffer + n, static_cast<int>(kReadBytes - n));
+    if (r > 0) {
+      n += static_cast<size_t>(r);
+      tls_accepted_ = true;
+      // Stop when OpenSSL holds nothing more: what is still in the socket
+      // wakes the loop again (level-triggered), and an SSL_read that fails
+      // to find more would cost a recv.
+      if (SSL_has_pending(ssl_) == 0) break;
+      continue;
+    }
+    const int saved_errno = errno;
+    const int reason = SSL_get_error(ssl_, r);
+    if (reason == SSL_ERROR_WANT_READ) break;
+    if (reason == SSL_ERROR_WANT_WRITE) {  // the handshake's next flight did not fit the socket
+      read_wants_write_ = true;
+      SetWriteInterest(true);
+      break;
+    }
+    if (reason == SSL_ERROR_SYSCALL && saved_errno == EINTR) continue;
+    errno = saved_errno;
+    *error = TlsErrorText(ssl_, r, !tls_accepted_);
+    break;
+  }
+  return n;
+}
+
+bool GrpcLoadClient::Connection::HandleRead(const uint8_t* buffer, size_t n,
+                                            Clock::time_point now) {
   // Frames are read where they are: in the read buffer, or in `in_` behind
   // the partial frame the last read left.
   const uint8_t* data = buffer;
-  size_t size = static_cast<size_t>(n);
+  size_t size = n;
   if (!in_.empty()) {
     in_.append(reinterpret_cast<const char*>(buffer), size);
     data = reinterpret_cast<const uint8_t*>(in_.data());
@@ -732,6 +975,11 @@ absl::StatusOr<std::unique_ptr<GrpcLoadClient>> GrpcLoadClient::Create(
   if (client->epoll_fd_ < 0) {
     return absl::InternalError(absl::StrCat("lcache-bench: epoll: ", std::strerror(errno)));
   }
+  if (client->options_.tls) {
+    absl::StatusOr<SSL_CTX*> ctx = NewTlsContext(*client->options_.tls);
+    if (!ctx.ok()) return ctx.status();
+    client->ssl_ctx_ = *ctx;
+  }
   for (const std::string& target : targets) {
     const std::optional<wire::HostPort> host_port = wire::SplitHostPort(target);
     if (!host_port || host_port->host.empty() || host_port->port.empty()) {
@@ -753,8 +1001,8 @@ absl::StatusOr<std::unique_ptr<GrpcLoadClient>> GrpcLoadClient::Create(
     freeaddrinfo(found);
     absl::StatusOr<HeaderBlocks> blocks = EncodeHeaderBlocks(client->options_, target, timeout);
     if (!blocks.ok()) return blocks.status();
-    client->connections_.push_back(std::make_unique<Connection>(client.get(), target, address,
-                                                                address_bytes, *std::move(blocks)));
+    client->connections_.push_back(std::make_unique<Connection>(
+        client.get(), target, host_port->host, address, address_bytes, *std::move(blocks)));
   }
   return client;
 }
@@ -769,6 +1017,7 @@ GrpcLoadClient::GrpcLoadClient(Options options, Done done)
 GrpcLoadClient::~GrpcLoadClient() {
   connections_.clear();  // before the epoll fd they are registered with
   if (epoll_fd_ >= 0) close(epoll_fd_);
+  SSL_CTX_free(ssl_ctx_);
 }
 
 void GrpcLoadClient::Start(Call* call, size_t target, std::string_view message) {

@@ -1,6 +1,6 @@
 // GrpcLoadClient: lcache-bench's client for the peer protocol (unary gRPC
-// calls over HTTP/2, cleartext), built to cost far less CPU per call than the
-// node it measures.
+// calls over HTTP/2, cleartext or TLS), built to cost far less CPU per call
+// than the node it measures.
 //
 // Why not H2Client (src/peer/h2/h2_client.h), the lean peer client? Driving nghttp2's
 // session costs about 11k instructions per call, most of them encoding the
@@ -20,12 +20,20 @@
 // directions of flow control, PING, RST_STREAM, GOAWAY, CONTINUATION, and
 // a new connection when stream ids run out.
 //
+// TLS is OpenSSL's, on the same socket and loop: the handshake happens
+// inside the connection's first reads and writes, SSL_read and SSL_write
+// take the place of recv and send, and nothing else changes (the cleartext
+// path pays one branch per read and per write for it). OpenSSL writes with
+// write(2), so a program using TLS must ignore SIGPIPE (lcache-bench does).
+//
 // A call fails with the server's grpc-status and grpc-message; UNAVAILABLE
 // when the connection cannot be made or is lost; DEADLINE_EXCEEDED at its
 // deadline (the stream is reset), never before. A connection that cannot be
 // made is tried again after a backoff (100 ms doubling to 1 s); calls started
 // meanwhile wait for that attempt and fail with it, so a dead target costs
-// one error per call in flight per attempt, not a busy loop of errors.
+// one error per call in flight per attempt, not a busy loop of errors. A
+// failed TLS handshake is such a failure, with OpenSSL's reason in the
+// message.
 //
 // Threads: none of its own. Everything, `done` included, runs in the
 // caller's thread inside Poll; `done` may Start the next call.
@@ -37,6 +45,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,6 +54,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX, kept out of this header
 
 namespace lcache::tools {
 
@@ -57,6 +68,19 @@ class GrpcLoadClient {
     std::string content_type = "application/grpc+json";
     std::vector<std::pair<std::string, std::string>> metadata = {};
     absl::Duration timeout = absl::Seconds(2);
+
+    // TLS, as lcache-cli's -tls-* flags mean it: TLS 1.2 or 1.3, ALPN h2;
+    // the server's chain is verified against `ca_file` ("": the system's
+    // CAs) and its name against the target's host (an IP address in its IP
+    // SANs, a DNS name in its DNS SANs, also sent as SNI). `cert_file` and
+    // `key_file`, both or neither: the certificate shown to servers that ask
+    // for one (mutual TLS).
+    struct Tls {
+      std::string ca_file;
+      std::string cert_file;
+      std::string key_file;
+    };
+    std::optional<Tls> tls;  // none: cleartext
   };
 
   // One call's record, owned by the caller and lent to the client from
@@ -94,7 +118,7 @@ class GrpcLoadClient {
 
   // A client of `targets` (host:port each, resolved here). Connects on the
   // first call to each. Errors: a target that does not resolve, options a
-  // request cannot carry.
+  // request cannot carry, TLS files that do not load.
   static absl::StatusOr<std::unique_ptr<GrpcLoadClient>> Create(
       const std::vector<std::string>& targets, Options options, Done done);
   // Closes the connections. Calls still in flight are dropped: their `done`
@@ -151,6 +175,7 @@ class GrpcLoadClient {
   const Done done_;
   const std::string timeout_header_;
   int epoll_fd_ = -1;
+  ssl_ctx_st* ssl_ctx_ = nullptr;  // with Options::tls; shared by the connections
   std::vector<std::unique_ptr<Connection>> connections_;
   // Every call in flight, by deadline: all share one timeout, so in the
   // order they started.

@@ -26,6 +26,9 @@
 // script can keep load on a cluster for as long as an event takes
 // (bench/net_warm_cluster.py).
 //
+// -tls-ca (and -tls-cert, -tls-key for mutual TLS) speak TLS to the nodes,
+// as lcache-cli's flags of the same names do; cleartext without them.
+//
 // Everything runs on one thread, on GrpcLoadClient (grpc_load_client.h):
 // pre-encoded request frames out, nghttp2's HPACK decoder for the answers,
 // so the generator costs about half the CPU per call of the node it
@@ -35,8 +38,8 @@
 //
 // Output: QPS, latency p50/p90/p99/p99.9/max over the calls that completed
 // in the measured window, errors by gRPC status (and in-band `err` answers
-// by their text); -json for scripts. A progress line on stderr when it is a
-// terminal.
+// by their text) with the first message of each; -json for scripts. A
+// progress line on stderr when it is a terminal.
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -78,6 +81,10 @@ ABSL_FLAG(uint64_t, seed, 1, "random seed");
 ABSL_FLAG(int64_t, timeout_ms, 2000, "deadline of each call");
 ABSL_FLAG(bool, forwarded, false, "mark requests as forwarded (served by the node, never routed)");
 ABSL_FLAG(bool, json, false, "print the results as one JSON object");
+ABSL_FLAG(std::string, tls_ca, "",
+          "speak TLS, verifying the nodes against this CA (PEM); \"system\": the system's CAs");
+ABSL_FLAG(std::string, tls_cert, "", "TLS: a client certificate (PEM) for nodes that ask for one");
+ABSL_FLAG(std::string, tls_key, "", "TLS: the client certificate's key (PEM)");
 
 namespace lcache::tools {
 namespace {
@@ -193,6 +200,7 @@ class Bench {
   void BeginMeasuring() {
     latencies_us_.clear();
     errors_.clear();
+    error_messages_.clear();
     ok_ = 0;
     measuring_ = true;
   }
@@ -210,7 +218,8 @@ class Bench {
     ++completed_;
     if (measuring_) {
       if (!status.ok()) {
-        ++errors_[std::string(absl::StatusCodeToString(status.code()))];
+        const std::string code = absl::StatusCodeToString(status.code());
+        if (++errors_[code] == 1) error_messages_[code] = std::string(status.message());
       } else if (absl::StatusOr<wire::GetResponse> answer = wire::DecodeGetResponse(message);
                  !answer.ok()) {
         ++errors_["bad answer"];
@@ -228,6 +237,7 @@ class Bench {
   int64_t completed_ = 0;  // all completions, for the progress line
   std::vector<uint32_t> latencies_us_;
   std::map<std::string, int64_t> errors_;
+  std::map<std::string, std::string> error_messages_;  // the first of each gRPC status
   int64_t ok_ = 0;
 
  private:
@@ -280,6 +290,15 @@ int Run() {
     return 2;
   }
   GrpcLoadClient::Options options;
+  if (const std::string ca = absl::GetFlag(FLAGS_tls_ca); !ca.empty()) {
+    options.tls = GrpcLoadClient::Options::Tls{.ca_file = ca == "system" ? "" : ca,
+                                               .cert_file = absl::GetFlag(FLAGS_tls_cert),
+                                               .key_file = absl::GetFlag(FLAGS_tls_key)};
+  } else if (!absl::GetFlag(FLAGS_tls_cert).empty() || !absl::GetFlag(FLAGS_tls_key).empty()) {
+    std::fprintf(stderr,
+                 "lcache-bench: -tls-cert and -tls-key need -tls-ca (a CA file, or system)\n");
+    return 2;
+  }
   options.path = kGetMethod;
   options.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
   if (absl::GetFlag(FLAGS_forwarded)) options.metadata.emplace_back(kForwardedMetadataKey, "1");
@@ -300,6 +319,9 @@ int Run() {
 
   std::signal(SIGINT, OnStopSignal);
   std::signal(SIGTERM, OnStopSignal);
+  // OpenSSL writes with write(2): a node that closed must be an error, not
+  // the end of the program.
+  std::signal(SIGPIPE, SIG_IGN);
   // Poll returns only at its `until`, so the loops below poll in slices of
   // 10 ms: a stop signal, or the last of -requests calls, ends the window
   // within a slice (100 wake-ups a second cost nothing next to the calls).
@@ -367,6 +389,7 @@ int Run() {
       {"ok", bench.ok_},
       {"errors", errors},
       {"errors_by_code", bench.errors_},
+      {"error_messages", bench.error_messages_},
       {"qps", static_cast<double>(bench.ok_) / seconds},
       {"client_cpu_us_per_call", per_call(user + system)},
       {"client_user_us_per_call", per_call(user)},
@@ -379,7 +402,8 @@ int Run() {
   const double max = lat.empty() ? 0 : *std::max_element(lat.begin(), lat.end());
   out["latency_us"] = {{"p50", p50}, {"p90", p90}, {"p99", p99}, {"p99.9", p999}, {"max", max}};
   if (absl::GetFlag(FLAGS_json)) {
-    std::printf("%s\n", out.dump().c_str());
+    // Replaced, not thrown on: a server's message may cut a UTF-8 sequence.
+    std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("%.0f calls/s over %.1f s (%lld ok, %lld errors)\n", out["qps"].get<double>(),
                 seconds, static_cast<long long>(bench.ok_), static_cast<long long>(errors));
@@ -390,6 +414,9 @@ int Run() {
                 out["client_cpu_pct"].get<double>());
     for (const auto& [code, count] : bench.errors_) {
       std::printf("errors %s: %lld\n", code.c_str(), static_cast<long long>(count));
+      if (auto it = bench.error_messages_.find(code); it != bench.error_messages_.end()) {
+        std::printf("  the first: %s\n", it->second.c_str());
+      }
     }
   }
   return errors == 0 ? 0 : 1;
@@ -404,10 +431,11 @@ int main(int argc, char** argv) {
       "lcache-bench: closed-loop load on lcache nodes over the peer protocol.\n"
       "  lcache-bench -targets 127.0.0.1:9001 -concurrency 32 -duration-s 10 -keys 1000\n"
       "  lcache-bench -targets 127.0.0.1:9001 -keys 20000 -dist sequential -requests 20000\n"
+      "  lcache-bench -targets 10.0.0.1:9000 -tls-ca ca.pem [-tls-cert c.pem -tls-key c.key]\n"
       "The second sends exactly 20000 calls (k0 .. k19999, each once), all measured:\n"
       "-requests ignores -duration-s and -warmup-s. Sequential key i of pass p goes\n"
       "to target (i + p) mod targets. SIGINT/SIGTERM end the run early, and the\n"
-      "results are printed as usual.\n"
+      "results are printed as usual. -tls-ca speaks TLS (-tls-cert/-tls-key: mutual).\n"
       "Exit status: 0 no errors, 1 some calls failed, 2 bad flags.",
       "lcache_bench.cc");
   return lcache::tools::Run();
