@@ -13,7 +13,10 @@ certificates, and a second CA that the cluster does not trust):
   signed: from others the key is routed by the ring, not loaded where it
   landed;
 - certificates are read again when their files change and on SIGHUP, and a
-  bad new file leaves the previous one serving.
+  bad new file leaves the previous one serving;
+- lcache-bench speaks TLS and mTLS (every call answered, every key loaded
+  once), and says why when the handshake fails (no client certificate, a
+  CA that did not sign the node's, a node serving plaintext).
 
 Run: /usr/bin/python3 tests/tls_test.py --bin build/bin [unittest args]
 """
@@ -287,6 +290,54 @@ class TlsTest(ct.ClusterTest):
         ct.wait_until(lambda: "SIGHUP: TLS files read again" in node.log(), 5, "the SIGHUP")
         self.assertTrue(served_with(self.ca.ca))
         self.assertTrue(node.alive())
+
+    def bench(self, *args):
+        """lcache-bench -json: (exit code, its JSON, stderr)."""
+        r = subprocess.run([str(ct.BIN_DIR / "lcache-bench"), "-json", *map(str, args)],
+                           capture_output=True, text=True, timeout=60)
+        return r.returncode, json.loads(r.stdout) if r.stdout else None, r.stderr
+
+    def test_bench_over_mtls(self):
+        nodes, peers = self.start_tls_cluster(2, extra=["-tls-client-auth", "require"])
+        # Two passes of sequential keys over two targets: each node is asked
+        # for every key; its owner loads it (the other asks the owner, node
+        # to node over mTLS), and the second ask is a hit.
+        keys = 300
+        rc, out, err = self.bench("-targets", ",".join(peers), "-keys", keys, "-requests", 2 * keys,
+                                  "-dist", "sequential", "-concurrency", 16,
+                                  "-tls-ca", self.ca.ca, "-tls-cert", self.client_cert,
+                                  "-tls-key", self.client_key)
+        self.assertEqual(rc, 0, (out, err))
+        self.assertEqual((out["ok"], out["errors"]), (2 * keys, 0), out)
+        counts = self.load_counts(nodes)
+        self.assertEqual(sorted(counts), sorted(f"k{i}" for i in range(keys)))
+        for key, loaded_by in counts.items():
+            self.assertEqual(loaded_by, [ct.ring_owner(peers, key)], key)
+
+    def test_bench_says_why_a_handshake_fails(self):
+        (node,), peers = self.start_tls_cluster(1, extra=["-tls-client-auth", "require"])
+        plain = self.start_cluster(1, source="synthetic:8")[0]
+        base = ["-requests", 8, "-concurrency", 8, "-keys", 8, "-dist", "sequential"]
+        cases = [
+            # (target, flags, what the message must say)
+            (peers[0], ["-tls-ca", self.ca.ca], "certificate required"),
+            (peers[0], ["-tls-ca", self.other_ca.ca, "-tls-cert", self.client_cert,
+                        "-tls-key", self.client_key], "certificate verify failed"),
+            (plain.addr, ["-tls-ca", self.ca.ca], "(is the node serving TLS?)"),
+        ]
+        for target, flags, reason in cases:
+            rc, out, err = self.bench("-targets", target, *base, *flags)
+            self.assertEqual(rc, 1, (flags, out, err))
+            self.assertEqual((out["ok"], out["errors_by_code"]), (0, {"UNAVAILABLE": 8}), out)
+            message = out["error_messages"]["UNAVAILABLE"]
+            self.assertIn("TLS handshake failed", message)
+            self.assertIn(reason, message)
+        self.assertEqual(node.loads() + plain.loads(), [])
+        # A client certificate without a CA to verify the node: bad flags.
+        rc, _, err = self.bench("-targets", peers[0], *base, "-tls-cert", self.client_cert,
+                                "-tls-key", self.client_key)
+        self.assertEqual(rc, 2)
+        self.assertIn("need -tls-ca", err)
 
 
 if __name__ == "__main__":
