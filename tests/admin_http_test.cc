@@ -6,20 +6,25 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
+#include <csignal>
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <string>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "gate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
+#include "test_certs.h"
 
 namespace lcache::internal {
 namespace {
@@ -59,6 +64,30 @@ class AdminHttpTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = *std::move(s);
     client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+  }
+
+  void StartWith(AdminHttpOptions options) {
+    options.address = "127.0.0.1:0";
+    options.registry = &registry_;
+    options.picker = &picker_;
+    absl::StatusOr<std::unique_ptr<AdminHttpServer>> s = AdminHttpServer::Start(std::move(options));
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = *std::move(s);
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+  }
+
+  // A connection to the server, or -1.
+  int Connect() const {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      close(fd);
+      return -1;
+    }
+    return fd;
   }
 
   // Status and body of a GET.
@@ -226,6 +255,180 @@ TEST_F(AdminHttpTest, SlowClientsDoNotStarveTheProbes) {
     EXPECT_EQ(r->status, 200);
   }
   for (int fd : slow) close(fd);
+}
+
+// A slowloris that sends a byte of its headers every 50 ms never waits
+// long enough for the read timeout, but its whole request has a deadline:
+// the server ends the connection then, and the one thread it held serves a
+// probe that was waiting for it.
+TEST_F(AdminHttpTest, ARequestTrickledInIsCutOffAtItsDeadline) {
+  StartWith({.max_connections = 1,
+             .read_timeout = absl::Seconds(5),
+             .request_timeout = absl::Seconds(1)});
+  const int fd = Connect();
+  ASSERT_GE(fd, 0);
+  const absl::Time start = absl::Now();
+  ASSERT_GT(send(fd, "GET /stats HTTP/1.1\r\nX-Slow: ", 29, MSG_NOSIGNAL), 0);
+  std::future<absl::Duration> cut_off = std::async(std::launch::async, [&] {
+    // Trickles for up to 20 s, unless the server ends the connection.
+    while (absl::Now() - start < absl::Seconds(20)) {
+      if (send(fd, "x", 1, MSG_NOSIGNAL) < 0) break;
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 50) > 0) {
+        char buf[512];
+        if (recv(fd, buf, sizeof buf, 0) <= 0) break;  // closed (after a 400, if any)
+      }
+    }
+    return absl::Now() - start;
+  });
+  // The probe waits for the only thread, held by the trickler until then.
+  httplib::Client probe("127.0.0.1", server_->port());
+  probe.set_read_timeout(15);
+  httplib::Result r = probe.Get("/healthz");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200);
+  const absl::Duration held = cut_off.get();
+  close(fd);
+  EXPECT_GE(held, absl::Milliseconds(900));
+  EXPECT_LT(held, absl::Seconds(10)) << "the trickler kept its connection";
+}
+
+// A response the client does not read is bounded the same way.
+TEST_F(AdminHttpTest, AResponseNobodyReadsIsCutOffAtItsDeadline) {
+  // A value of 8 MiB fills the socket buffers long before it is all sent.
+  ASSERT_TRUE(registry_
+                  .NewGroup({.name = "big",
+                             .cache_bytes = 64 << 20,
+                             .getter = [](std::string_view) -> absl::StatusOr<Loaded> {
+                               return ByteView::Copy(std::string(8 << 20, 'v'));
+                             }})
+                  .ok());
+  StartWith({.max_connections = 1,
+             .read_timeout = absl::Seconds(30),
+             .request_timeout = absl::Seconds(1)});
+  const int fd = Connect();
+  ASSERT_GE(fd, 0);
+  const std::string request = "GET /groups/big/k HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  // Never read: the thread is freed by the response deadline, not the
+  // 30 s write timeout.
+  httplib::Client probe("127.0.0.1", server_->port());
+  probe.set_read_timeout(15);
+  const absl::Time start = absl::Now();
+  httplib::Result r = probe.Get("/healthz");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  close(fd);
+}
+
+class AdminHttpsTest : public AdminHttpTest {
+ protected:
+  static testing::Certs& certs() {
+    static testing::Certs* const certs = new testing::Certs("admin");  // see TearDownTestSuite
+    return *certs;
+  }
+  static void TearDownTestSuite() { std::filesystem::remove_all(certs().Path("")); }
+
+  // Status and body of a GET over HTTPS, showing `who`'s certificate if set.
+  std::pair<int, std::string> GetTls(const std::string& path, const std::string& who = "",
+                                     const httplib::Headers& headers = {}) {
+    std::unique_ptr<httplib::SSLClient> c =
+        who.empty() ? std::make_unique<httplib::SSLClient>("127.0.0.1", server_->port())
+                    : std::make_unique<httplib::SSLClient>("127.0.0.1", server_->port(),
+                                                           certs().Path(who + ".pem"),
+                                                           certs().Path(who + ".key"));
+    c->set_ca_cert_path(certs().Path("ca.pem"));
+    c->enable_server_certificate_verification(true);
+    httplib::Result r = c->Get(path, headers);
+    if (!r) return {-1, httplib::to_string(r.error())};
+    return {r->status, r->body};
+  }
+};
+
+TEST_F(AdminHttpsTest, ClientCertificatesOpenWhatProbesDoNotNeed) {
+  ASSERT_TRUE(certs().ok()) << "openssl could not make the test certificates";
+  StartWith({.tls = certs().Server(TlsOptions::ClientAuth::kRequest)});
+  EXPECT_EQ(GetTls("/healthz").first, 200);
+  EXPECT_EQ(GetTls("/readyz").first, 200);
+  for (const char* path : {"/metrics", "/stats", "/peers", "/groups/scores/Tom"}) {
+    const auto [status, body] = GetTls(path);
+    EXPECT_EQ(status, 401) << path;
+    EXPECT_THAT(body, HasSubstr("client certificate")) << path;
+    EXPECT_EQ(GetTls(path, "other-stranger").first, 401) << path << ": another CA's certificate";
+  }
+  EXPECT_EQ(GetTls("/groups/scores/Tom", "ca-client").second, "630");
+  EXPECT_EQ(GetTls("/stats", "ca-client").first, 200);
+  // Plain HTTP on the HTTPS port gets nothing.
+  EXPECT_EQ(Get("/healthz").first, -1);
+}
+
+TEST_F(AdminHttpsTest, ATokenOrACertificateWillDo) {
+  ASSERT_TRUE(certs().ok());
+  const std::string token = "s3cret-token-0123456789";
+  StartWith({.token = token, .tls = certs().Server(TlsOptions::ClientAuth::kRequest)});
+  EXPECT_EQ(GetTls("/stats").first, 401);
+  EXPECT_EQ(GetTls("/stats", "", {{"Authorization", "Bearer " + token}}).first, 200);
+  EXPECT_EQ(GetTls("/stats", "ca-client").first, 200);
+}
+
+TEST_F(AdminHttpsTest, HttpsWithoutClientAuthIsOpenAsHttpIs) {
+  ASSERT_TRUE(certs().ok());
+  StartWith({.tls = certs().Server(TlsOptions::ClientAuth::kNone)});
+  EXPECT_EQ(GetTls("/groups/scores/Tom").second, "630");
+}
+
+TEST_F(AdminHttpsTest, ATlsHandshakeThatNeverEndsIsCutOff) {
+  ASSERT_TRUE(certs().ok());
+  StartWith({.max_connections = 1,
+             .read_timeout = absl::Seconds(30),
+             .request_timeout = absl::Seconds(1),
+             .tls = certs().Server(TlsOptions::ClientAuth::kNone)});
+  const int fd = Connect();  // sends nothing: no ClientHello
+  ASSERT_GE(fd, 0);
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(GetTls("/healthz").first, 200);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  close(fd);
+}
+
+// OpenSSL writes with write(2): a client that hangs up in the middle of a
+// TLS response must not raise SIGPIPE in a process that does not ignore it
+// (this test's). The server stays up.
+TEST_F(AdminHttpsTest, AClientThatHangsUpMidResponseDoesNotKillTheProcess) {
+  ASSERT_TRUE(certs().ok());
+  ASSERT_TRUE(registry_
+                  .NewGroup({.name = "big",
+                             .cache_bytes = 64 << 20,
+                             .getter = [](std::string_view) -> absl::StatusOr<Loaded> {
+                               return ByteView::Copy(std::string(8 << 20, 'v'));
+                             }})
+                  .ok());
+  StartWith({.tls = certs().Server(TlsOptions::ClientAuth::kNone)});
+  // httplib's client ignores SIGPIPE for the whole process; a program that
+  // embeds the node need not.
+  void (*const before)(int) = std::signal(SIGPIPE, SIG_DFL);
+  absl::Cleanup restore = [before] { std::signal(SIGPIPE, before); };
+  for (int i = 0; i < 3; ++i) {
+    httplib::SSLClient c("127.0.0.1", server_->port());
+    c.set_ca_cert_path(certs().Path("ca.pem"));
+    c.enable_server_certificate_verification(true);
+    // Stops reading after the first piece: the client closes its end.
+    httplib::Result r = c.Get("/groups/big/k", [](const char*, size_t) { return false; });
+    EXPECT_FALSE(r);
+  }
+  EXPECT_EQ(GetTls("/healthz").first, 200);
+}
+
+TEST(AdminHttpOptionsTest, BadTlsFilesAreClearErrors) {
+  GroupRegistry registry;
+  absl::StatusOr<std::unique_ptr<AdminHttpServer>> s = AdminHttpServer::Start(
+      {.address = "127.0.0.1:0",
+       .registry = &registry,
+       .tls = TlsOptions{.cert_file = "/nonexistent.pem", .key_file = "/nonexistent.key"}});
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("/nonexistent.pem"));
 }
 
 TEST(RenderMetricsTest, FamiliesHistogramsAndEscapedLabels) {

@@ -120,6 +120,10 @@ ABSL_FLAG(std::string, tls_client_auth, "",
 ABSL_FLAG(std::string, http_token_file, "",
           "admin HTTP: a file holding a token that every path but /healthz and /readyz needs "
           "(Authorization: Bearer TOKEN)");
+ABSL_FLAG(std::string, http_tls, "none",
+          "admin HTTP: none (plain HTTP), tls (HTTPS with -tls-cert and -tls-key), or mtls "
+          "(HTTPS; a client certificate signed by -tls-ca opens every path but /healthz and "
+          "/readyz, as the token does)");
 ABSL_FLAG(int32_t, http_max_connections, 64,
           "admin HTTP: connections served at once (a thread each); more wait");
 ABSL_FLAG(int64_t, grace_ms, 5000, "on SIGTERM, how long calls in flight may take to finish");
@@ -434,6 +438,19 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
     absl::StatusOr<std::string> token = ReadTokenFile(path);
     if (!token.ok()) return token.status();
     options.http_token = *std::move(token);
+  }
+  if (const std::string mode = absl::GetFlag(FLAGS_http_tls); mode == "tls") {
+    options.http_tls = NodeOptions::HttpTls::kTls;
+  } else if (mode == "mtls") {
+    options.http_tls = NodeOptions::HttpTls::kMutual;
+  } else if (mode != "none") {
+    return usage("-http-tls must be none, tls or mtls, got \"" + mode + "\"");
+  }
+  if (options.http_tls != NodeOptions::HttpTls::kNone && !options.tls) {
+    return usage("-http-tls " + absl::GetFlag(FLAGS_http_tls) + " needs -tls-cert and -tls-key");
+  }
+  if (options.http_tls == NodeOptions::HttpTls::kMutual && options.tls->ca_file.empty()) {
+    return usage("-http-tls mtls needs -tls-ca (the CA that signs the clients' certificates)");
   }
   options.http_max_connections = absl::GetFlag(FLAGS_http_max_connections);
   if (options.http_max_connections < 1) return usage("-http-max-connections must be >= 1");

@@ -111,6 +111,13 @@ struct NodeOptions {
   std::string http_token = "";
   // Admin connections served at once (a thread each); more wait.
   int http_max_connections = 64;
+  // HTTPS on the admin listener, with `tls`'s certificate and key (which it
+  // needs): kTls serves HTTPS to anyone; kMutual also asks clients for a
+  // certificate, and one that tls->ca_file signed opens every path but the
+  // probes, as `http_token` does (either will do; the probes stay open to
+  // all, as a kubelet's HTTPS probe shows no certificate).
+  enum class HttpTls { kNone, kTls, kMutual };
+  HttpTls http_tls = HttpTls::kNone;
   // How often expired entries nobody reads are swept
   // (GroupRegistry::StartReclaimer); zero: never.
   absl::Duration reclaim_interval = absl::Seconds(1);

@@ -1,5 +1,7 @@
 #include "node/admin_http.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -17,8 +19,11 @@
 #include "lcache/grpc_wire.h"
 #include "lcache/origin.h"
 #include "lcache/store.h"
-#include "node/admin_thread_pool.h"
 #include "nlohmann/json.hpp"
+#include "node/admin_connection.h"
+#include "node/admin_thread_pool.h"
+#include "peer/h2/tls.h"
+#include "peer/warn_limiter.h"
 #include "spdlog/spdlog.h"
 
 namespace lcache::internal {
@@ -415,10 +420,65 @@ bool SameSecret(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
+// httplib's server on connections of our own (admin_connection.h): TLS from
+// our TlsContext, deadlines for whole requests and responses.
+class AdminListener final : public httplib::Server {
+ public:
+  AdminListener(std::shared_ptr<TlsContext> tls, AdminConnection::Timeouts timeouts,
+                WarnLimiter* warn)
+      : tls_(std::move(tls)), timeouts_(timeouts), warn_(warn) {}
+
+  // Whether the client of the request this thread serves showed a
+  // certificate the CA signed. For the handlers.
+  static bool PeerVerified() { return current_ != nullptr && current_->PeerVerified(); }
+
+ private:
+  // Replaces httplib's (private, virtual): the same request handling
+  // (process_request) on our stream, one request per connection.
+  bool process_and_close_socket(socket_t sock) override {
+    SSL* ssl = nullptr;
+    if (tls_ != nullptr) BlockSigpipeInThisThread();  // a thread of ours (admin_thread_pool.h)
+    if (tls_ != nullptr && (ssl = tls_->NewSsl(sock)) == nullptr) {
+      close(sock);
+      return false;
+    }
+    AdminConnection connection(sock, ssl, timeouts_);
+    if (!connection.Handshake()) {
+      warn_->Count(WarnLimiter::kTlsFailed, [&] {
+        std::string ip;
+        int port = 0;
+        connection.get_remote_ip_and_port(ip, port);
+        return absl::StrCat("admin HTTP: TLS with ", ip, ":", port,
+                            " failed: ", connection.error());
+      });
+      return false;
+    }
+    current_ = &connection;
+    bool closed = false;
+    const bool ok = process_request(connection, /*close_connection=*/true, closed, nullptr);
+    current_ = nullptr;
+    return ok;
+  }
+
+  static thread_local const AdminConnection* current_;
+  const std::shared_ptr<TlsContext> tls_;
+  const AdminConnection::Timeouts timeouts_;
+  WarnLimiter* const warn_;
+};
+
+thread_local const AdminConnection* AdminListener::current_ = nullptr;
+
 class AdminHttpServer::Impl {
  public:
-  explicit Impl(AdminHttpOptions options)
-      : options_(std::move(options)) {
+  Impl(AdminHttpOptions options, std::shared_ptr<TlsContext> tls)
+      : options_(std::move(options)),
+        tls_(std::move(tls)),
+        warn_(options_.warn, absl::Seconds(10)),
+        server_(tls_,
+                {.idle = options_.read_timeout,
+                 .request = options_.request_timeout,
+                 .response = options_.request_timeout},
+                &warn_) {
     const int threads = std::max(1, options_.max_connections);
     server_.new_task_queue = [threads] { return new ElasticThreadPool(threads); };
     // One request per connection: no idle keep-alive connection holds a
@@ -435,9 +495,6 @@ class AdminHttpServer::Impl {
       const int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     });
-    server_.set_keep_alive_timeout(2);
-    server_.set_read_timeout(std::chrono::microseconds(
-        std::max<int64_t>(1, absl::ToInt64Microseconds(options_.read_timeout))));
     server_.set_payload_max_length(64 << 10);
     server_.set_exception_handler(
         [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
@@ -488,6 +545,8 @@ class AdminHttpServer::Impl {
 
   void StopAccepting() { server_.stop(); }
 
+  absl::Status ReloadTls() { return tls_ != nullptr ? tls_->Reload() : absl::OkStatus(); }
+
   void Stop() {
     server_.stop();
     if (thread_.joinable()) thread_.join();
@@ -496,18 +555,30 @@ class AdminHttpServer::Impl {
  private:
   bool Ready() const { return options_.ready == nullptr || options_.ready(); }
 
+  bool ClientCertificates() const {
+    return options_.tls && options_.tls->client_auth != TlsOptions::ClientAuth::kNone;
+  }
+
   // Before routing (and before a body is read): probes are open; the rest
-  // needs the token when there is one.
+  // needs the token or a CA-signed client certificate, when either is set.
   bool Authorized(const httplib::Request& req, httplib::Response& res) {
-    if (options_.token.empty() || req.path == "/healthz" || req.path == "/readyz") return true;
+    if (req.path == "/healthz" || req.path == "/readyz") return true;
+    if (options_.token.empty() && !ClientCertificates()) return true;
+    if (ClientCertificates() && AdminListener::PeerVerified()) return true;
     const std::string auth = req.get_header_value("Authorization");
     constexpr std::string_view kBearer = "Bearer ";
-    if (auth.size() > kBearer.size() && auth.starts_with(kBearer) &&
+    if (!options_.token.empty() && auth.size() > kBearer.size() && auth.starts_with(kBearer) &&
         SameSecret(std::string_view(auth).substr(kBearer.size()), options_.token)) {
       return true;
     }
-    res.set_header("WWW-Authenticate", "Bearer");
-    Text(res, 401, "lcache: this path needs \"Authorization: Bearer <token>\" (-http-token-file)");
+    if (!options_.token.empty()) res.set_header("WWW-Authenticate", "Bearer");
+    std::string needs;
+    if (ClientCertificates()) needs = "a client certificate signed by -tls-ca";
+    if (!options_.token.empty()) {
+      absl::StrAppend(&needs, needs.empty() ? "" : ", or ",
+                      "\"Authorization: Bearer <token>\" (-http-token-file)");
+    }
+    Text(res, 401, absl::StrCat("lcache: this path needs ", needs));
     return false;
   }
 
@@ -622,7 +693,9 @@ class AdminHttpServer::Impl {
   }
 
   const AdminHttpOptions options_;
-  httplib::Server server_;
+  const std::shared_ptr<TlsContext> tls_;  // null: plain HTTP
+  WarnLimiter warn_;
+  AdminListener server_;
   std::thread thread_;
   std::atomic<bool> listen_returned_{false};
   std::atomic<int> inflight_loads_{0};
@@ -636,7 +709,22 @@ absl::StatusOr<std::unique_ptr<AdminHttpServer>> AdminHttpServer::Start(AdminHtt
     return absl::InvalidArgumentError(absl::StrCat(
         "AdminHttpOptions.max_inflight_loads must be >= 0, got ", options.max_inflight_loads));
   }
-  auto impl = std::make_unique<Impl>(std::move(options));
+  if (options.request_timeout <= absl::ZeroDuration() ||
+      options.read_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "AdminHttpOptions.read_timeout and request_timeout must be positive");
+  }
+  if (options.warn == nullptr) {
+    options.warn = [](const std::string& line) { spdlog::warn("{}", line); };
+  }
+  std::shared_ptr<TlsContext> tls;
+  if (options.tls) {
+    absl::StatusOr<std::shared_ptr<TlsContext>> context =
+        TlsContext::Create(TlsContext::Side::kHttp1Server, *options.tls, options.warn);
+    if (!context.ok()) return context.status();
+    tls = *std::move(context);
+  }
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(tls));
   absl::StatusOr<int> port = impl->Bind();
   if (!port.ok()) return port.status();
   impl->Run();
@@ -651,5 +739,7 @@ AdminHttpServer::~AdminHttpServer() { Stop(); }
 void AdminHttpServer::StopAccepting() { impl_->StopAccepting(); }
 
 void AdminHttpServer::Stop() { impl_->Stop(); }
+
+absl::Status AdminHttpServer::ReloadTls() { return impl_->ReloadTls(); }
 
 }  // namespace lcache::internal

@@ -16,12 +16,19 @@
 // request per connection (no keep-alive), each on a thread of its own while
 // it lasts (httplib's model; threads are started as needed, up to
 // `max_connections`, admin_thread_pool.h), so slow clients cannot starve the
-// probes; a connection that sends nothing for `read_timeout` is closed. Loads started through /groups are bounded
-// (`max_inflight_loads`; more get 503 at once) so that slow getters cannot
-// take every thread from hits and probes.
+// probes. A connection that sends nothing for `read_timeout`, or has not
+// sent all of its request `request_timeout` after it was taken up, is closed
+// (admin_connection.h), so slow clients cannot keep their threads either.
+// Loads started through /groups are bounded (`max_inflight_loads`; more get
+// 503 at once) so that slow getters cannot take every thread from hits and
+// probes.
 //
-// With a `token`, every path but /healthz and /readyz needs the header
-// "Authorization: Bearer <token>" (401 otherwise, the request unread).
+// With `tls`, the listener speaks HTTPS (the node's certificate, reloaded
+// when its files change). Every path but /healthz and /readyz then needs a
+// client certificate the CA signed if tls->client_auth asks for one, or the
+// header "Authorization: Bearer <token>" if there is a `token`: either
+// opens them (401 otherwise, the request unread). Probes stay open, as a
+// kubelet's HTTPS probe shows no certificate.
 //
 // Thread-safety: the server's methods may be called from any thread.
 
@@ -30,11 +37,13 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "lcache/group.h"
+#include "lcache/peer_server.h"
 #include "lcache/ring_picker.h"
 
 namespace lcache::internal {
@@ -51,13 +60,22 @@ struct AdminHttpOptions {
   std::function<bool()> ready = nullptr;
   // Connections served at once (a thread each); more wait to be accepted.
   int max_connections = 64;
-  // A read that waits longer ends the connection. Per read, not per request:
-  // cpp-httplib 0.11 has no whole-request deadline (docs/SECURITY.md).
+  // A read or write that waits longer ends the connection.
   absl::Duration read_timeout = absl::Seconds(2);
+  // All of a request (TLS handshake, headers, body) must come within this
+  // after its connection is taken up, and all of a response must go within
+  // it after its first byte; else the connection ends.
+  absl::Duration request_timeout = absl::Seconds(10);
   // /groups misses allowed to wait on a load at once; more get 503.
   int max_inflight_loads = 8;
-  // Empty: no authentication.
+  // Empty: no bearer token.
   std::string token = {};
+  // HTTPS; nullopt: plain HTTP. client_auth kRequest (or kRequire) makes a
+  // CA-signed client certificate the key to the paths the token opens.
+  std::optional<TlsOptions> tls = std::nullopt;
+  // Hears of TLS files that changed and do not load, and of failed
+  // handshakes (rate-limited). Null: spdlog::warn.
+  std::function<void(const std::string&)> warn = nullptr;
 };
 
 class AdminHttpServer {
@@ -70,6 +88,10 @@ class AdminHttpServer {
   AdminHttpServer& operator=(const AdminHttpServer&) = delete;
 
   int port() const { return port_; }
+
+  // Reads the TLS files again now (SIGHUP); OK without TLS. On an error the
+  // previous files stay in use.
+  absl::Status ReloadTls();
 
   // Closes the listening socket; requests in progress go on. Idempotent.
   void StopAccepting();

@@ -427,19 +427,38 @@ absl::Status Node::Impl::Start() {
   }
 
   if (!options_.http_address.empty()) {
+    std::optional<TlsOptions> admin_tls;
+    if (options_.http_tls != NodeOptions::HttpTls::kNone) {
+      if (!options_.tls) {
+        return absl::InvalidArgumentError(
+            "lcache: HTTPS on the admin listener needs the node's TLS certificate and key");
+      }
+      admin_tls = options_.tls;
+      admin_tls->client_auth = options_.http_tls == NodeOptions::HttpTls::kMutual
+                                   ? TlsOptions::ClientAuth::kRequest
+                                   : TlsOptions::ClientAuth::kNone;
+    }
     absl::StatusOr<std::unique_ptr<internal::AdminHttpServer>> started =
         internal::AdminHttpServer::Start({.address = options_.http_address,
                                           .registry = &registry_,
                                           .picker = picker_.get(),
                                           .ready = [this] { return ready(); },
                                           .max_connections = options_.http_max_connections,
+                                          .request_timeout = options_.server_limits.request_timeout,
                                           .max_inflight_loads = options_.load_threads,
-                                          .token = options_.http_token});
+                                          .token = options_.http_token,
+                                          .tls = std::move(admin_tls)});
     if (!started.ok()) return started.status();
     admin_ = *std::move(started);
-    spdlog::info("admin HTTP on {} (port {}){}", options_.http_address, admin_->port(),
-                 options_.http_token.empty() ? ", no token: open to whoever reaches it"
-                                             : ", token required but for /healthz and /readyz");
+    const bool mutual = options_.http_tls == NodeOptions::HttpTls::kMutual;
+    const bool token = !options_.http_token.empty();
+    spdlog::info("admin {} on {} (port {}), {}",
+                 options_.http_tls == NodeOptions::HttpTls::kNone ? "HTTP" : "HTTPS",
+                 options_.http_address, admin_->port(),
+                 mutual && token ? "a client certificate or the token needed but for probes"
+                 : mutual        ? "a client certificate needed but for probes"
+                 : token         ? "token needed but for /healthz and /readyz"
+                                 : "no token: open to whoever reaches it");
   }
   started_ = true;
   return absl::OkStatus();
@@ -537,7 +556,8 @@ absl::Status Node::ReloadTls() {
   absl::Status server = impl_->server_->ReloadTls();
   absl::Status client =
       impl_->lean_client_ != nullptr ? impl_->lean_client_->ReloadTls() : absl::OkStatus();
-  return server.ok() ? client : server;
+  absl::Status admin = impl_->admin_ != nullptr ? impl_->admin_->ReloadTls() : absl::OkStatus();
+  return !server.ok() ? server : !client.ok() ? client : admin;
 }
 
 const std::string& Node::address() const { return impl_->options_.address; }

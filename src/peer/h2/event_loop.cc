@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <utility>
 
+#include "peer/h2/tls.h"
+
 namespace lcache::internal {
 
 EventLoop::EventLoop() {
@@ -25,7 +27,10 @@ EventLoop::~EventLoop() {
 
 void EventLoop::Start() {
   // EVLOOP_NO_EXIT_ON_EMPTY: the wake event keeps it alive anyway; Stop ends it.
-  thread_ = std::thread([this] { event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY); });
+  thread_ = std::thread([this] {
+    BlockSigpipeInThisThread();  // its TLS connections write with OpenSSL
+    event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY);
+  });
 }
 
 void EventLoop::Stop() {

@@ -3,7 +3,10 @@
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <sys/stat.h>
+
+#include <csignal>
 
 #include <utility>
 
@@ -15,6 +18,7 @@ namespace {
 
 constexpr absl::Duration kCheckFilesEvery = absl::Seconds(1);
 constexpr unsigned char kAlpnH2[] = {2, 'h', '2'};
+constexpr unsigned char kAlpnHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 std::string OpenSslErrors() {
   std::string text;
@@ -32,12 +36,15 @@ absl::Status FileError(const std::string& what, const std::string& path) {
       absl::StrCat("lcache: TLS: cannot load ", what, " \"", path, "\": ", OpenSslErrors()));
 }
 
-// The server's answer to the client's ALPN list: h2, or no ALPN at all (a
-// client that sends none speaks HTTP/2 by prior knowledge, as gRPC's may).
+// The server's answer to the client's ALPN list: h2 (http/1.1 for an
+// HTTP/1.1 server, `http11` not null), or no ALPN at all (a client that
+// sends none speaks HTTP/2 by prior knowledge, as gRPC's may; or HTTP/1.1).
 int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-               unsigned int inlen, void*) {
+               unsigned int inlen, void* http11) {
+  const unsigned char* ours = http11 != nullptr ? kAlpnHttp11 : kAlpnH2;
+  const unsigned int ours_size = http11 != nullptr ? sizeof kAlpnHttp11 : sizeof kAlpnH2;
   unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, outlen, kAlpnH2, sizeof kAlpnH2, in, inlen) !=
+  if (SSL_select_next_proto(&selected, outlen, ours, ours_size, in, inlen) !=
       OPENSSL_NPN_NEGOTIATED) {
     return SSL_TLSEXT_ERR_NOACK;
   }
@@ -54,7 +61,7 @@ TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
 
 absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Create(
     Side side, TlsOptions options, std::function<void(const std::string&)> warn) {
-  if (side == Side::kServer && (options.cert_file.empty() || options.key_file.empty())) {
+  if (side != Side::kClient && (options.cert_file.empty() || options.key_file.empty())) {
     return absl::InvalidArgumentError("lcache: TLS: a server needs a certificate and a key");
   }
   if (options.cert_file.empty() != options.key_file.empty()) {
@@ -77,7 +84,7 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Create(
 
 absl::StatusOr<SSL_CTX*> TlsContext::Load() const {
   ERR_clear_error();
-  SSL_CTX* ctx = SSL_CTX_new(side_ == Side::kServer ? TLS_server_method() : TLS_client_method());
+  SSL_CTX* ctx = SSL_CTX_new(side_ != Side::kClient ? TLS_server_method() : TLS_client_method());
   if (ctx == nullptr) return absl::InternalError("lcache: TLS: " + OpenSslErrors());
   std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> owned(ctx, &SSL_CTX_free);
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -106,8 +113,9 @@ absl::StatusOr<SSL_CTX*> TlsContext::Load() const {
   } else if (side_ == Side::kClient) {
     SSL_CTX_set_default_verify_paths(ctx);
   }
-  if (side_ == Side::kServer) {
-    SSL_CTX_set_alpn_select_cb(ctx, &SelectAlpn, nullptr);
+  if (side_ != Side::kClient) {
+    static char http11;  // any non-null pointer: HTTP/1.1
+    SSL_CTX_set_alpn_select_cb(ctx, &SelectAlpn, side_ == Side::kHttp1Server ? &http11 : nullptr);
     switch (options_.client_auth) {
       case TlsOptions::ClientAuth::kNone:
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
@@ -190,7 +198,7 @@ SSL* TlsContext::NewSsl(int fd, const std::string& host) {
     SSL_free(ssl);
     return nullptr;
   }
-  if (side_ == Side::kServer) {
+  if (side_ != Side::kClient) {
     SSL_set_accept_state(ssl);
     return ssl;
   }
@@ -214,6 +222,13 @@ SSL* TlsContext::NewSsl(int fd, const std::string& host) {
 bool TlsContext::PeerVerified(SSL* ssl) {
   X509* cert = SSL_get0_peer_certificate(ssl);
   return cert != nullptr && SSL_get_verify_result(ssl) == X509_V_OK;
+}
+
+void BlockSigpipeInThisThread() {
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
 }
 
 std::string TlsErrorText(SSL* ssl, int ret) {

@@ -31,7 +31,11 @@ namespace lcache::internal {
 
 class TlsContext {
  public:
-  enum class Side { kServer, kClient };
+  enum class Side {
+    kServer,       // HTTP/2 (ALPN h2): the peer port
+    kClient,       // HTTP/2: calls to peers
+    kHttp1Server,  // HTTP/1.1 (ALPN http/1.1): the admin API
+  };
 
   // InvalidArgument, naming the file and OpenSSL's reason, if the files do
   // not load.
@@ -65,6 +69,13 @@ class TlsContext {
   std::string stamps_;      // of the files ctx_ (or the last failed attempt) read
   absl::Time checked_ = absl::InfinitePast();
 };
+
+// OpenSSL writes to its socket with write(2), which raises SIGPIPE when the
+// other side has hung up: a program that does not ignore SIGPIPE (one that
+// embeds the library) would die of a client that closes its end in the
+// middle of a response. Each thread that writes TLS calls this once; its
+// writes then fail with EPIPE instead, as send(MSG_NOSIGNAL) does.
+void BlockSigpipeInThisThread();
 
 // What OpenSSL said about the failed call that returned `ret` on `ssl`
 // (its error queue, then cleared), e.g. "certificate verify failed
