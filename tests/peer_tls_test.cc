@@ -152,6 +152,56 @@ TEST(LeanTlsReloadTest, ABadNewCertificateKeepsTheOld) {
   EXPECT_EQ(v->value.view(), "630");
 }
 
+// A peer's certificate changes to another CA's, and the calling node's CA
+// file with it. The gRPC client keeps its channel, and its next connection
+// (the peer restarted) trusts the CA it reads now, as the lean client does.
+TEST_P(PeerTlsTest, AClientReadsItsChangedCaFileForItsNextConnection) {
+  const std::string live_ca =
+      certs_.Path(absl::StrCat("live-ca-", static_cast<int>(GetParam()), ".pem"));
+  fs::remove(live_ca);
+  fs::copy_file(certs_.Path("ca.pem"), live_ca);
+  Serve(certs_.Server(TlsOptions::ClientAuth::kNone));
+  const std::string address = address_;
+  const PeerClientOptions options{.timeout = absl::Seconds(2), .mark_forwarded = false};
+  TlsOptions client_tls{.ca_file = live_ca};
+  std::shared_ptr<H2PeerClient> lean;
+  std::shared_ptr<PeerGetter> peer;
+  if (GetParam() == Transport::kGrpc) {
+    peer = NewGrpcPeerGetter(address, options, client_tls);
+  } else {
+    absl::StatusOr<std::shared_ptr<H2PeerClient>> client = H2PeerClient::Create(1, client_tls);
+    ASSERT_TRUE(client.ok()) << client.status();
+    lean = *client;
+    peer = lean->NewGetter(address, options);
+  }
+  ASSERT_TRUE(peer->Get("scores", "Tom").ok());
+
+  // The peer comes back on the same port with a certificate of the other CA.
+  server_->Shutdown(absl::ZeroDuration());
+  server_.reset();
+  TlsOptions other{.cert_file = certs_.Path("other-stranger.pem"),
+                   .key_file = certs_.Path("other-stranger.key")};
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (server_ == nullptr && absl::Now() < give_up) {
+    PeerServerOptions o{.address = address, .registry = &registry_, .tls = other};
+    absl::StatusOr<std::unique_ptr<PeerServer>> s =
+        GetParam() == Transport::kGrpc ? StartGrpcPeerServer(o) : StartH2PeerServer(o);
+    if (s.ok()) server_ = *std::move(s);
+  }
+  ASSERT_NE(server_, nullptr) << "the port was not free again";
+  // Until the client's CA file changes, the new certificate is refused.
+  EXPECT_FALSE(peer->Get("scores", "Tom").ok());
+  const std::string next = live_ca + ".next";
+  fs::copy_file(certs_.Path("other.pem"), next);
+  fs::rename(next, live_ca);
+  // Read within a second or two (the files' times are looked at that often).
+  absl::StatusOr<PeerValue> v = peer->Get("scores", "Tom");
+  const absl::Time read_by = absl::Now() + absl::Seconds(10);
+  while (!v.ok() && absl::Now() < read_by) v = peer->Get("scores", "Tom");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->value.view(), "630");
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, PeerTlsTest,
                          ::testing::Values(Transport::kGrpc, Transport::kLean),
                          [](const ::testing::TestParamInfo<Transport>& info) {

@@ -153,10 +153,11 @@ class Node {
   // admin listener (its requests in flight run to the end). Idempotent.
   void Stop();
 
-  // Reads the TLS files again now (lcache-node does on SIGHUP); on an error
-  // the previous ones stay in use. The lean transport only: on the gRPC one,
-  // Unimplemented (gRPC watches the server's files every 5 s by itself). OK
-  // without TLS.
+  // Reads the TLS files again now (lcache-node does on SIGHUP), for the peer
+  // port, the calls to peers and the admin listener; on an error the
+  // previous ones stay in use. The peer port and calls of the gRPC transport
+  // answer Unimplemented (gRPC looks at the files every second by itself,
+  // and has no reload on demand). OK without TLS.
   absl::Status ReloadTls();
 
   // Replaces the static peer set (this node included) and logs the change;

@@ -86,8 +86,8 @@ class GrpcPeerServer final : public PeerServer {
   absl::Status ReloadTls() override {
     if (!tls_) return absl::OkStatus();
     return absl::UnimplementedError(
-        "lcache: the gRPC transport reads its TLS files again every 5 s by itself (gRPC's file "
-        "watcher); a reload on demand is the lean transport's");
+        "lcache: the gRPC transport reads its TLS files again every second by itself (gRPC's "
+        "file watcher), and has no reload on demand");
   }
 
  private:

@@ -5,7 +5,9 @@
 
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -39,8 +41,29 @@ absl::StatusOr<Pems> ReadPems(const TlsOptions& tls) {
   return Pems{*std::move(cert), *std::move(key), *std::move(ca)};
 }
 
-// How often gRPC's watcher looks at the server's files.
-constexpr unsigned int kRefreshSeconds = 5;
+// How often gRPC's watchers look at the files (the lean transport looks at
+// most once a second too).
+constexpr unsigned int kRefreshSeconds = 1;
+
+// A watcher of `tls`'s files, shared by every channel that uses them: each
+// watcher has a thread of its own, and a node has a channel per peer.
+std::shared_ptr<grpc::experimental::FileWatcherCertificateProvider> SharedWatcher(
+    const TlsOptions& tls) {
+  using Watcher = grpc::experimental::FileWatcherCertificateProvider;
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<Watcher>> watchers;
+  const std::string files = absl::StrCat(tls.cert_file, "\n", tls.key_file, "\n", tls.ca_file);
+  std::lock_guard lock(mu);
+  std::shared_ptr<Watcher> watcher = watchers[files].lock();
+  if (watcher == nullptr) {
+    watcher = tls.cert_file.empty()
+                  ? std::make_shared<Watcher>(tls.ca_file, kRefreshSeconds)
+                  : std::make_shared<Watcher>(tls.key_file, tls.cert_file, tls.ca_file,
+                                              kRefreshSeconds);
+    watchers[files] = watcher;
+  }
+  return watcher;
+}
 
 }  // namespace
 
@@ -75,13 +98,22 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcServerCredentials(
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> GrpcChannelCredentials(
     const TlsOptions& tls) {
+  // Read here for a clear error now; gRPC's watcher reads them from then on.
   absl::StatusOr<Pems> pems = ReadPems(tls);
   if (!pems.ok()) return pems.status();
-  grpc::SslCredentialsOptions options;
-  options.pem_root_certs = pems->ca;  // empty: gRPC's default roots
-  options.pem_private_key = pems->key;
-  options.pem_cert_chain = pems->cert;
-  return grpc::SslCredentials(options);
+  if (tls.cert_file.empty() && tls.ca_file.empty()) {
+    return grpc::SslCredentials({});  // the system's CAs, and nothing to watch
+  }
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(SharedWatcher(tls));
+  if (!tls.cert_file.empty()) options.watch_identity_key_cert_pairs();
+  if (!tls.ca_file.empty()) options.watch_root_certs();  // else the system's CAs
+  // The chain is verified at the handshake, and the peer's name (the host
+  // of its address) against the certificate's before each call, as
+  // SslCredentials does.
+  options.set_verify_server_certs(true);
+  options.set_check_call_host(true);
+  return grpc::experimental::TlsCredentials(options);
 }
 
 }  // namespace lcache::internal

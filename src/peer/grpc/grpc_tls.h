@@ -1,8 +1,9 @@
 // TLS for the gRPC C++ transport (TlsOptions, peer_server.h): gRPC's own
-// credentials from the same PEM files as the lean transport's. The server's
-// are watched by gRPC's FileWatcherCertificateProvider (read again every 5 s;
-// new files that do not load leave the previous ones in use; no SIGHUP). The
-// client's are read once, when a peer's channel is made.
+// credentials from the same PEM files as the lean transport's, watched by
+// gRPC's FileWatcherCertificateProvider, the server's and the client's: read
+// again every second, new files that do not load leave the previous ones in
+// use, and new connections use what was read last. There is no reload on
+// demand (SIGHUP): gRPC's watcher has none, and a second is as soon.
 
 #ifndef LCACHE_SRC_PEER_GRPC_GRPC_TLS_H_
 #define LCACHE_SRC_PEER_GRPC_GRPC_TLS_H_
