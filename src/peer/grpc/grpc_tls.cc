@@ -56,10 +56,9 @@ std::shared_ptr<grpc::experimental::FileWatcherCertificateProvider> SharedWatche
   std::lock_guard lock(mu);
   std::shared_ptr<Watcher> watcher = watchers[files].lock();
   if (watcher == nullptr) {
-    watcher = tls.cert_file.empty()
-                  ? std::make_shared<Watcher>(tls.ca_file, kRefreshSeconds)
-                  : std::make_shared<Watcher>(tls.key_file, tls.cert_file, tls.ca_file,
-                                              kRefreshSeconds);
+    watcher = tls.cert_file.empty() ? std::make_shared<Watcher>(tls.ca_file, kRefreshSeconds)
+                                    : std::make_shared<Watcher>(tls.key_file, tls.cert_file,
+                                                                tls.ca_file, kRefreshSeconds);
     watchers[files] = watcher;
   }
   return watcher;
