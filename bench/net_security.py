@@ -2,7 +2,7 @@
 """The security review's attacks, full size, against one release lcache-node
 (lean transport, default limits), with the figures docs/SECURITY.md quotes.
 
-  bench/net_security.py [--bin build/bin] [--only body,idle,fds,slowloris,logs]
+  bench/net_security.py [--bin build/bin] [--only body,idle,fds,slowloris,pool,logs]
 
 - body: 6 connections x 1000 streams, each sending 64 KiB of DATA without
   END_STREAM; the node's RSS before, at its peak, and each 5 s after the
@@ -15,6 +15,11 @@
 - slowloris: 20 connections to the admin port trickling one byte every 4 s
   for 27 s, /healthz asked every second meanwhile: its worst latency and
   failures.
+- pool: 80 connections to the admin port (more than its 64 threads) that
+  each trickle a byte of their headers every 1.5 s, within the 2 s read
+  timeout, for 30 s; /healthz asked every second meanwhile: how many
+  failed, and when it was answered again. What bounds them is the whole
+  request's deadline (-request-timeout, 10 s).
 - logs: 200,000 misses (distinct keys, pipelined 100 at a time); bytes the
   node's log grew by.
 
@@ -204,6 +209,43 @@ def slowloris(node):
     print(f"slowloris: /healthz failed {failures} of {asked}, worst latency {worst * 1000:.0f} ms")
 
 
+def pool_attack(node):
+    conns = []
+    for _ in range(80):
+        s = socket.create_connection(("127.0.0.1", node.http))
+        s.sendall(b"GET /stats HTTP/1.1\r\nX-Slow: ")
+        conns.append(s)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    failures, asked, first_ok, cut = 0, 0, None, 0
+    started = time.monotonic()
+    next_trickle = started + 1.5
+    while time.monotonic() - started < 30:
+        t = time.monotonic()
+        try:
+            with opener.open(f"http://127.0.0.1:{node.http}/healthz", timeout=1) as r:
+                ok = r.status == 200
+        except OSError:
+            ok = False
+        failures += not ok
+        asked += 1
+        if ok and first_ok is None:
+            first_ok = time.monotonic() - started
+        if time.monotonic() >= next_trickle:
+            for s in list(conns):
+                try:
+                    s.sendall(b"x")
+                except OSError:
+                    conns.remove(s)
+                    cut += 1
+            next_trickle += 1.5
+        time.sleep(max(0, 1 - (time.monotonic() - t)))
+    for s in conns:
+        s.close()
+    answered = "never" if first_ok is None else f"first at {first_ok:.1f} s"
+    print(f"pool: /healthz failed {failures} of {asked} ({answered}); {cut} of 80 trickling "
+          f"connections cut off by the node")
+
+
 def log_storm(node):
     before = node.log_path.stat().st_size
     client = H2Client(node.port)
@@ -231,7 +273,7 @@ def log_storm(node):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin", default=str(HERE.parent / "build" / "bin"))
-    parser.add_argument("--only", default="body,idle,fds,slowloris,logs")
+    parser.add_argument("--only", default="body,idle,fds,slowloris,pool,logs")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 2,500 connections of ours
@@ -240,7 +282,7 @@ def main():
     only = set(args.only.split(","))
     with tempfile.TemporaryDirectory(prefix="lcache-net-security-") as logdir:
         for name, attack in (("body", body_attack), ("idle", idle_attack), ("fds", None),
-                             ("slowloris", slowloris), ("logs", log_storm)):
+                             ("slowloris", slowloris), ("pool", pool_attack), ("logs", log_storm)):
             if name not in only:
                 continue
             if attack is None:  # starts its own node, with a descriptor limit
