@@ -9,13 +9,29 @@ nodes' logs (`[getter] load key=KEY`, the key last on the line); owners come
 from the Python reference of the Go ring (tests/data/ring_reference.py).
 Nothing waits by sleeping: every wait polls a condition against a deadline.
 
-Run: /usr/bin/python3 tests/cluster_test.py --bin build/bin [unittest args]
+--transport grpc|lean: the nodes' transport (-transport; lean by default).
+
+--mtls: the whole suite over mutual TLS. A temporary directory (removed at
+exit) gets a CA, a node certificate (subjectAltName IP:127.0.0.1,
+DNS:localhost) and a client certificate, made by the openssl command
+(tls_test.Certs). Every node the harness starts serves its peer port with
+-tls-cert/-tls-key/-tls-ca -tls-client-auth require (so its calls to peers
+are mTLS too) and its admin HTTP listener with -http-tls mtls; every Node's
+gRPC channel presents the client certificate, the admin HTTP helpers speak
+https:// with it, and lcache-cli gets -tls-ca/-tls-cert/-tls-key. Tests that
+cannot run over TLS (a stand-in for a Go node, which speaks plaintext) are
+skipped; MtlsModeTest checks that the mode is really on.
+
+Run: /usr/bin/python3 tests/cluster_test.py --bin build/bin [--transport grpc]
+     [--mtls] [unittest args]
 (Debian's python3, for python3-grpcio; scripts/setup installs both.)
 """
 
 import argparse
+import atexit
 import base64
 import concurrent.futures
+import http.client
 import importlib.util
 import json
 import pathlib
@@ -24,6 +40,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -39,6 +56,13 @@ import grpc
 HERE = pathlib.Path(__file__).resolve().parent
 BIN_DIR = None  # set by main() from --bin
 TRANSPORT_ARGS = []  # set by main() from --transport: every node gets them
+# Set by enable_mtls() (--mtls); empty or None otherwise, so suites importing
+# this harness run plaintext unless they enable it.
+MTLS = None  # the MtlsFiles in use
+TLS_NODE_ARGS = []  # every node the harness starts gets them (after TRANSPORT_ARGS)
+TLS_CLIENT_ARGS = []  # every lcache-cli run gets them
+CLIENT_CREDENTIALS = None  # every Node's gRPC channel credentials by default
+ADMIN_SCHEME = "http"  # of the admin HTTP helpers' URLs
 
 GET = "/lcache.LCache/Get"
 GROUP = "scores"
@@ -121,6 +145,12 @@ class StartError(Exception):
     pass
 
 
+def skip_if_mtls(test, what):
+    """Skips `test` under --mtls: `what` cannot run over TLS."""
+    if MTLS is not None:
+        test.skipTest(f"{what}: plaintext only (Go nodes speak plaintext)")
+
+
 class Node:
     """One lcache-node process and a gRPC channel to it."""
 
@@ -135,7 +165,9 @@ class Node:
         self.channel = None
         self.starts = 0
         self.preexec = None  # run in the child before exec (e.g. resource limits)
-        self.credentials = None  # grpc.ssl_channel_credentials for a node serving TLS
+        # grpc.ssl_channel_credentials for a node serving TLS (the harness's
+        # client certificate under --mtls).
+        self.credentials = CLIENT_CREDENTIALS
 
     # -- process --------------------------------------------------------
 
@@ -147,7 +179,7 @@ class Node:
                "-log-loads", "all"]
         if self.peers:
             cmd += ["-peers", ",".join(self.peers)]
-        cmd += TRANSPORT_ARGS + self.args
+        cmd += TRANSPORT_ARGS + TLS_NODE_ARGS + self.args
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, preexec_fn=self.preexec)
@@ -715,6 +747,7 @@ class GoCycleTest(ClusterTest):
         # but Go ignores marks) -> cpp (unmarked), where it joins cpp's own
         # flight, which waits on go. The cycle must end when go's deadline
         # expires and go loads the key itself, well before cpp's deadline.
+        skip_if_mtls(self, "a stand-in for a Go node (FakeGoNode) in the ring")
         go = FakeGoNode(self.GO_DEADLINE_S)
         self.addCleanup(go.stop)
         port = free_port()
@@ -903,7 +936,8 @@ class BalancedRingTest(ClusterTest):
                 (["-etcd-lapse", "ignore"], "-etcd-lapse must be serve or refuse")):
             port = free_port()
             proc = subprocess.run([str(BIN_DIR / "lcache-node"), "-addr", f"127.0.0.1:{port}"]
-                                  + args, capture_output=True, text=True, timeout=10)
+                                  + TLS_NODE_ARGS + args, capture_output=True, text=True,
+                                  timeout=10)
             self.assertEqual(proc.returncode, 2, f"{args}: {proc.stderr + proc.stdout}")
             self.assertIn(message, proc.stderr + proc.stdout, args)
 
@@ -911,7 +945,14 @@ class BalancedRingTest(ClusterTest):
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 SERVING, NOT_SERVING = b"\x08\x01", b"\x08\x02"  # HealthCheckResponse{status}
+# The admin HTTP helpers' opener: no proxy; under --mtls, HTTPS trusting the
+# test CA and showing the client certificate (enable_mtls replaces it).
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def admin_url(port, path):
+    """The URL of `path` on a node's admin listener (https:// under --mtls)."""
+    return f"{ADMIN_SCHEME}://127.0.0.1:{port}{path}"
 
 
 def health_request(service=""):
@@ -921,9 +962,9 @@ def health_request(service=""):
 
 
 def http_get(port, path, timeout=10):
-    """(status, body bytes, headers) of GET http://127.0.0.1:port/path."""
+    """(status, body bytes, headers) of GET http(s)://127.0.0.1:port/path."""
     try:
-        with _no_proxy.open(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+        with _no_proxy.open(admin_url(port, path), timeout=timeout) as r:
             return r.status, r.read(), r.headers
     except urllib.error.HTTPError as e:
         return e.code, e.read(), e.headers
@@ -1134,7 +1175,8 @@ class LifecycleTest(OpsTest):
         """2: flags that cannot work (a malformed -addr); 1: a node that cannot
         start (its peer or admin address is taken), with the address in the error."""
         def run(addr, *extra):
-            return subprocess.run([str(BIN_DIR / "lcache-node"), "-addr", addr, *extra],
+            return subprocess.run([str(BIN_DIR / "lcache-node"), "-addr", addr,
+                                   *TLS_NODE_ARGS, *extra],
                                   capture_output=True, text=True, timeout=10)
         for bad in ("127.0.0.1", "127.0.0.1:"):
             proc = run(bad)
@@ -1188,15 +1230,15 @@ class HotCacheTest(OpsTest):
                 (["-hot-promote", "sometimes"],
                  "-hot-promote must be frequency or random, got sometimes")):
             proc = subprocess.run([str(BIN_DIR / "lcache-node"), "-addr",
-                                   f"127.0.0.1:{free_port()}"] + args,
+                                   f"127.0.0.1:{free_port()}"] + TLS_NODE_ARGS + args,
                                   capture_output=True, text=True, timeout=10)
             self.assertEqual(proc.returncode, 2, f"{args}: {proc.stderr + proc.stdout}")
             self.assertIn(message, proc.stderr + proc.stdout, args)
 
 
 def http_request(port, method, path, body=None, timeout=10):
-    """(status, body bytes) of METHOD http://127.0.0.1:port/path."""
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
+    """(status, body bytes) of METHOD http(s)://127.0.0.1:port/path."""
+    req = urllib.request.Request(admin_url(port, path), data=body, method=method)
     try:
         with _no_proxy.open(req, timeout=timeout) as r:
             return r.status, r.read()
@@ -1210,7 +1252,8 @@ class MutationSurfaceTest(OpsTest):
 
     def cli(self, node, *args):
         return subprocess.run([str(BIN_DIR / "lcache-cli"), *args[:1], "-addr", node.addr,
-                               *args[1:], *TRANSPORT_ARGS], capture_output=True, timeout=20)
+                               *args[1:], *TRANSPORT_ARGS, *TLS_CLIENT_ARGS],
+                              capture_output=True, timeout=20)
 
     def test_cli_set_get_rm_and_bad_input(self):
         (a, ah), (b, bh), (c, ch) = self.start_http_nodes(3, source="demo")
@@ -1281,6 +1324,86 @@ class MutationSurfaceTest(OpsTest):
         self.stop_all()
 
 
+class MtlsModeTest(OpsTest):
+    """Under --mtls, the mode is really on: the peer port and the admin
+    listener refuse plaintext, the peer port refuses a TLS client without a
+    certificate, and the admin listener opens only the probes to one."""
+
+    def test_clients_without_the_certificate_are_refused(self):
+        if MTLS is None:
+            self.skipTest("checks the --mtls mode (run with --mtls)")
+        ((node, hport),) = self.start_http_nodes(1, source="demo")
+        self.assertEqual(node.get("Tom"), b"630")
+        without_cert = grpc.ssl_channel_credentials(root_certificates=MTLS.ca.read_bytes())
+        for name, channel in (
+                ("plaintext", grpc.insecure_channel(node.addr,
+                                                    options=[("grpc.enable_http_proxy", 0)])),
+                ("TLS without a client certificate",
+                 grpc.secure_channel(node.addr, without_cert,
+                                     options=[("grpc.enable_http_proxy", 0)]))):
+            with self.subTest(name), channel:
+                with self.assertRaises(grpc.RpcError) as e:
+                    channel.unary_unary(GET)(request("Tom"), timeout=2)
+                self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE, name)
+        with self.assertRaises((OSError, http.client.HTTPException)):
+            _no_proxy.open(f"http://127.0.0.1:{hport}/healthz", timeout=2).read()
+        no_cert = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}),
+            urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=MTLS.ca)))
+        for path, status in (("/healthz", 200), ("/readyz", 200), ("/metrics", 401),
+                             ("/stats", 401), ("/groups/scores/Tom", 401)):
+            with self.subTest(path):
+                try:
+                    with no_cert.open(admin_url(hport, path), timeout=5) as r:
+                        got = r.status
+                except urllib.error.HTTPError as e:
+                    got = e.code
+                self.assertEqual(got, status, f"{path} without a client certificate")
+        self.assertEqual(http_get(hport, "/groups/scores/Tom")[:2], (200, b"630"))
+        node.stop(self)
+
+
+class MtlsFiles:
+    """--mtls: a CA, the nodes' certificate and a client's, made by openssl
+    (tls_test.Certs) in a temporary directory removed at exit."""
+
+    def __init__(self):
+        # tls_test imports this module as cluster_test: let that be this
+        # very module when it runs as the main script, not a second copy.
+        sys.modules.setdefault("cluster_test", sys.modules[__name__])
+        if str(HERE) not in sys.path:
+            sys.path.insert(0, str(HERE))
+        from tls_test import Certs
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="lcache-cluster-mtls-"))
+        atexit.register(shutil.rmtree, self.dir, True)
+        certs = Certs(self.dir, "ca")
+        self.ca = certs.ca
+        self.node_cert, self.node_key = certs.issue("node", "IP:127.0.0.1,DNS:localhost")
+        self.client_cert, self.client_key = certs.issue("client", "DNS:lcache-cluster-test")
+
+
+def enable_mtls():
+    """The --mtls mode (see the module's docstring): every node the harness
+    starts serves mTLS on both its ports, and every client of the harness
+    (Node's channel, the admin HTTP helpers, lcache-cli) shows the client
+    certificate."""
+    global MTLS, CLIENT_CREDENTIALS, ADMIN_SCHEME, _no_proxy
+    MTLS = files = MtlsFiles()
+    TLS_NODE_ARGS[:] = ["-tls-cert", str(files.node_cert), "-tls-key", str(files.node_key),
+                        "-tls-ca", str(files.ca), "-tls-client-auth", "require",
+                        "-http-tls", "mtls"]
+    TLS_CLIENT_ARGS[:] = ["-tls-ca", str(files.ca), "-tls-cert", str(files.client_cert),
+                          "-tls-key", str(files.client_key)]
+    CLIENT_CREDENTIALS = grpc.ssl_channel_credentials(
+        root_certificates=files.ca.read_bytes(), private_key=files.client_key.read_bytes(),
+        certificate_chain=files.client_cert.read_bytes())
+    context = ssl.create_default_context(cafile=str(files.ca))
+    context.load_cert_chain(str(files.client_cert), str(files.client_key))
+    ADMIN_SCHEME = "https"
+    _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                            urllib.request.HTTPSHandler(context=context))
+
+
 def run_main(doc, name, add_arguments=None, configure=None):
     """The main of every integration suite here: --bin DIR (where
     lcache-node is), the suite's own arguments, then unittest's; every node
@@ -1306,10 +1429,15 @@ def main():
     def add_arguments(parser):
         parser.add_argument("--transport", default="lean", choices=("grpc", "lean"),
                             help="the nodes' transport (-transport)")
+        parser.add_argument("--mtls", action="store_true",
+                            help="every node serves mTLS (peer port and admin HTTP), every "
+                                 "client shows a certificate of the test CA")
 
     def configure(args):
         global TRANSPORT_ARGS
         TRANSPORT_ARGS = ["-transport", args.transport]
+        if args.mtls:
+            enable_mtls()
 
     run_main(__doc__, "cluster_test", add_arguments, configure)
 
