@@ -80,7 +80,7 @@ class GrpcLoadClient {
       std::string cert_file;
       std::string key_file;
     };
-    std::optional<Tls> tls;  // none: cleartext
+    std::optional<Tls> tls = std::nullopt;  // none: cleartext
   };
 
   // One call's record, owned by the caller and lent to the client from
