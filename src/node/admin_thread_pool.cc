@@ -8,7 +8,11 @@ void ElasticThreadPool::enqueue(std::function<void()> fn) {
   std::lock_guard lock(mu_);
   if (shut_down_) return;
   jobs_.push_back(std::move(fn));
-  if (idle_ == 0 && static_cast<int>(threads_.size()) < max_threads_) {
+  // Each idle thread takes one job when it wakes (idle_ drops then, not at
+  // notify): a job beyond the idle threads needs a thread of its own, or it
+  // would wait behind another connection's whole request.
+  if (jobs_.size() > static_cast<size_t>(idle_) &&
+      static_cast<int>(threads_.size()) < max_threads_) {
     threads_.emplace_back([this] { Work(); });
   } else {
     cv_.notify_one();
@@ -29,6 +33,11 @@ void ElasticThreadPool::shutdown() {
 int ElasticThreadPool::threads() const {
   std::lock_guard lock(mu_);
   return static_cast<int>(threads_.size());
+}
+
+int ElasticThreadPool::idle() const {
+  std::lock_guard lock(mu_);
+  return idle_;
 }
 
 void ElasticThreadPool::Work() {

@@ -31,6 +31,8 @@ class ElasticThreadPool final : public httplib::TaskQueue {
   void shutdown() override;
 
   int threads() const;
+  // Threads waiting for a job.
+  int idle() const;
 
  private:
   void Work();
