@@ -14,6 +14,9 @@ certificates, and a second CA that the cluster does not trust):
   landed;
 - certificates are read again when their files change and on SIGHUP, and a
   bad new file leaves the previous one serving;
+- the admin listener with -http-tls mtls: probes open to all, the rest for a
+  CA-signed client certificate; its certificate read again on SIGHUP; its
+  flags checked;
 - lcache-bench speaks TLS and mTLS (every call answered, every key loaded
   once), and says why when the handshake fails (no client certificate, a
   CA that did not sign the node's, a node serving plaintext).
@@ -30,6 +33,8 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import grpc
 import h2.config
@@ -290,6 +295,63 @@ class TlsTest(ct.ClusterTest):
         ct.wait_until(lambda: "SIGHUP: TLS files read again" in node.log(), 5, "the SIGHUP")
         self.assertTrue(served_with(self.ca.ca))
         self.assertTrue(node.alive())
+
+    def test_admin_https_reloads_on_sighup_and_its_flags_are_checked(self):
+        live_cert = self.certs_dir / "admin-live.pem"
+        live_key = self.certs_dir / "admin-live.key"
+        live_cert.write_bytes(self.node_cert.read_bytes())
+        live_key.write_bytes(self.node_key.read_bytes())
+        hport = ct.free_port()
+        node = ct.Node(self.logdir, ct.free_port(), source="demo",
+                       args=[*self.tls_args(cert=live_cert, key=live_key),
+                             "-http", f"127.0.0.1:{hport}", "-http-tls", "mtls"])
+        node.credentials = self.credentials()
+        self.nodes.append(node)
+        node.start()
+
+        def admin(path, ca, client_cert=True):
+            context = ssl.create_default_context(cafile=str(ca))
+            if client_cert:
+                context.load_cert_chain(str(self.client_cert), str(self.client_key))
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                    urllib.request.HTTPSHandler(context=context))
+            try:
+                with opener.open(f"https://127.0.0.1:{hport}{path}", timeout=5) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+            except OSError:
+                return None  # the handshake failed
+
+        ct.wait_until(lambda: admin("/healthz", self.ca.ca) == 200, 10, "the admin listener")
+        self.assertEqual(admin("/groups/scores/Tom", self.ca.ca), 200)
+        self.assertEqual(admin("/groups/scores/Tom", self.ca.ca, client_cert=False), 401)
+        self.assertEqual(admin("/healthz", self.ca.ca, client_cert=False), 200)
+        # The other CA's certificate, and SIGHUP: the admin listener serves it
+        # (the lean peer port too).
+        other_cert, other_key = self.other_ca.issue("admin-node2")
+        os.replace(other_key, live_key)
+        os.replace(other_cert, live_cert)
+        node.signal(signal.SIGHUP)
+        ct.wait_until(lambda: "SIGHUP: TLS files read again" in node.log(), 5, "the SIGHUP")
+        self.assertEqual(admin("/healthz", self.other_ca.ca), 200)
+        self.assertIsNone(admin("/healthz", self.ca.ca))
+        self.assertTrue(node.alive())
+
+        def run(*extra):
+            r = subprocess.run([str(ct.BIN_DIR / "lcache-node"), "-addr",
+                                f"127.0.0.1:{ct.free_port()}", "-http",
+                                f"127.0.0.1:{ct.free_port()}", *extra],
+                               capture_output=True, text=True, timeout=10)
+            return r.returncode, r.stderr + r.stdout
+        for extra, says in (
+                (["-http-tls", "tls"], "needs -tls-cert and -tls-key"),
+                (["-http-tls", "mtls", "-tls-cert", str(self.node_cert), "-tls-key",
+                  str(self.node_key)], "-http-tls mtls needs -tls-ca"),
+                (["-http-tls", "yes"], "-http-tls must be none, tls or mtls")):
+            rc, out = run(*extra)
+            self.assertEqual(rc, 2, out)
+            self.assertIn(says, out)
 
     def bench(self, *args):
         """lcache-bench -json: (exit code, its JSON, stderr)."""
