@@ -176,17 +176,19 @@ def fd_attack(bin_dir, logdir):
     node.stop()
 
 
-def slowloris(node):
-    conns = []
-    for _ in range(20):
-        s = socket.create_connection(("127.0.0.1", node.http))
-        s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n")
-        conns.append(s)
-    worst, failures, asked = 0.0, 0, 0
-    started = time.monotonic()
-    next_trickle = started + 4
+def trickle(node, connections, head, every_s, run_s):
+    """`connections` admin connections that send `head`, then a byte every
+    `every_s` for `run_s` seconds, while /healthz is asked every second.
+    Returns (failed probes, probes, worst probe latency s, seconds until the
+    first probe answered or None, connections the node cut off)."""
+    conns = [socket.create_connection(("127.0.0.1", node.http)) for _ in range(connections)]
+    for s in conns:
+        s.sendall(head)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    while time.monotonic() - started < 27:
+    failures, asked, worst, first_ok, cut = 0, 0, 0.0, None, 0
+    started = time.monotonic()
+    next_trickle = started + every_s
+    while time.monotonic() - started < run_s:
         t = time.monotonic()
         try:
             with opener.open(f"http://127.0.0.1:{node.http}/healthz", timeout=1) as r:
@@ -194,38 +196,6 @@ def slowloris(node):
         except OSError:
             ok = False
         worst = max(worst, time.monotonic() - t)
-        failures += not ok
-        asked += 1
-        if time.monotonic() >= next_trickle:
-            for s in conns:
-                try:
-                    s.sendall(b"X")
-                except OSError:
-                    pass
-            next_trickle += 4
-        time.sleep(max(0, 1 - (time.monotonic() - t)))
-    for s in conns:
-        s.close()
-    print(f"slowloris: /healthz failed {failures} of {asked}, worst latency {worst * 1000:.0f} ms")
-
-
-def pool_attack(node):
-    conns = []
-    for _ in range(80):
-        s = socket.create_connection(("127.0.0.1", node.http))
-        s.sendall(b"GET /stats HTTP/1.1\r\nX-Slow: ")
-        conns.append(s)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    failures, asked, first_ok, cut = 0, 0, None, 0
-    started = time.monotonic()
-    next_trickle = started + 1.5
-    while time.monotonic() - started < 30:
-        t = time.monotonic()
-        try:
-            with opener.open(f"http://127.0.0.1:{node.http}/healthz", timeout=1) as r:
-                ok = r.status == 200
-        except OSError:
-            ok = False
         failures += not ok
         asked += 1
         if ok and first_ok is None:
@@ -236,11 +206,23 @@ def pool_attack(node):
                     s.sendall(b"x")
                 except OSError:
                     conns.remove(s)
+                    s.close()
                     cut += 1
-            next_trickle += 1.5
+            next_trickle += every_s
         time.sleep(max(0, 1 - (time.monotonic() - t)))
     for s in conns:
         s.close()
+    return failures, asked, worst, first_ok, cut
+
+
+def slowloris(node):
+    failures, asked, worst, _, _ = trickle(node, 20, b"GET /stats HTTP/1.1\r\nHost: x\r\n", 4, 27)
+    print(f"slowloris: /healthz failed {failures} of {asked}, worst latency {worst * 1000:.0f} ms")
+
+
+def pool_attack(node):
+    failures, asked, _, first_ok, cut = trickle(node, 80, b"GET /stats HTTP/1.1\r\nX-Slow: ",
+                                                1.5, 30)
     answered = "never" if first_ok is None else f"first at {first_ok:.1f} s"
     print(f"pool: /healthz failed {failures} of {asked} ({answered}); {cut} of 80 trickling "
           f"connections cut off by the node")

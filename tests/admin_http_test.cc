@@ -76,6 +76,18 @@ class AdminHttpTest : public ::testing::Test {
     client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
   }
 
+  // The group "big": every value is 8 MiB, which fills the socket buffers
+  // long before it is all sent.
+  void AddBigGroup() {
+    ASSERT_TRUE(registry_
+                    .NewGroup({.name = "big",
+                               .cache_bytes = 64 << 20,
+                               .getter = [](std::string_view) -> absl::StatusOr<Loaded> {
+                                 return ByteView::Copy(std::string(8 << 20, 'v'));
+                               }})
+                    .ok());
+  }
+
   // A connection to the server, or -1.
   int Connect() const {
     const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -295,14 +307,7 @@ TEST_F(AdminHttpTest, ARequestTrickledInIsCutOffAtItsDeadline) {
 
 // A response the client does not read is bounded the same way.
 TEST_F(AdminHttpTest, AResponseNobodyReadsIsCutOffAtItsDeadline) {
-  // A value of 8 MiB fills the socket buffers long before it is all sent.
-  ASSERT_TRUE(registry_
-                  .NewGroup({.name = "big",
-                             .cache_bytes = 64 << 20,
-                             .getter = [](std::string_view) -> absl::StatusOr<Loaded> {
-                               return ByteView::Copy(std::string(8 << 20, 'v'));
-                             }})
-                  .ok());
+  AddBigGroup();
   StartWith({.max_connections = 1,
              .read_timeout = absl::Seconds(30),
              .request_timeout = absl::Seconds(1)});
@@ -398,13 +403,7 @@ TEST_F(AdminHttpsTest, ATlsHandshakeThatNeverEndsIsCutOff) {
 // (this test's). The server stays up.
 TEST_F(AdminHttpsTest, AClientThatHangsUpMidResponseDoesNotKillTheProcess) {
   ASSERT_TRUE(certs().ok());
-  ASSERT_TRUE(registry_
-                  .NewGroup({.name = "big",
-                             .cache_bytes = 64 << 20,
-                             .getter = [](std::string_view) -> absl::StatusOr<Loaded> {
-                               return ByteView::Copy(std::string(8 << 20, 'v'));
-                             }})
-                  .ok());
+  AddBigGroup();
   StartWith({.tls = certs().Server(TlsOptions::ClientAuth::kNone)});
   // httplib's client ignores SIGPIPE for the whole process; a program that
   // embeds the node need not.
