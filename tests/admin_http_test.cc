@@ -241,6 +241,24 @@ TEST_F(AdminHttpTest, WithATokenOnlyProbesAreOpen) {
   EXPECT_EQ(r->body, "630");
 }
 
+// A client that asks to send its body only if it will be read ("Expect:
+// 100-continue") and has no token is refused before its body.
+TEST_F(AdminHttpTest, WithATokenAnExpectContinueIsRefusedBeforeTheBody) {
+  Start(8, "s3cret-token-0123456789");
+  const int fd = Connect();
+  ASSERT_GE(fd, 0);
+  const std::string head =
+      "PUT /groups/scores/Tom HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+      "Expect: 100-continue\r\n\r\n";
+  ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  std::string answer;
+  char buf[512];
+  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, n);
+  close(fd);
+  EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 401"));
+  EXPECT_EQ(Get("/groups/scores/Tom").first, 401);
+}
+
 TEST_F(AdminHttpTest, SlowClientsDoNotStarveTheProbes) {
   // The slow clients may hold a connection for 60 s: a probe that had to
   // wait for them would time out (10 s, room for a loaded sanitizer build).
@@ -330,11 +348,11 @@ TEST_F(AdminHttpTest, AResponseNobodyReadsIsCutOffAtItsDeadline) {
 
 class AdminHttpsTest : public AdminHttpTest {
  protected:
+  // Made once (openssl takes a while), removed at exit.
   static testing::Certs& certs() {
-    static testing::Certs* const certs = new testing::Certs("admin");  // see TearDownTestSuite
-    return *certs;
+    static testing::Certs certs("admin");
+    return certs;
   }
-  static void TearDownTestSuite() { std::filesystem::remove_all(certs().Path("")); }
 
   // Status and body of a GET over HTTPS, showing `who`'s certificate if set.
   std::pair<int, std::string> GetTls(const std::string& path, const std::string& who = "",
@@ -405,8 +423,9 @@ TEST_F(AdminHttpsTest, AClientThatHangsUpMidResponseDoesNotKillTheProcess) {
   ASSERT_TRUE(certs().ok());
   AddBigGroup();
   StartWith({.tls = certs().Server(TlsOptions::ClientAuth::kNone)});
-  // httplib's client ignores SIGPIPE for the whole process; a program that
-  // embeds the node need not.
+  // httplib's Server (our listener is one) ignores SIGPIPE for the whole
+  // process when it is made; undo that, as a program that changes its
+  // signal handling after starting the listener would.
   void (*const before)(int) = std::signal(SIGPIPE, SIG_DFL);
   absl::Cleanup restore = [before] { std::signal(SIGPIPE, before); };
   for (int i = 0; i < 3; ++i) {

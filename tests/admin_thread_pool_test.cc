@@ -19,6 +19,9 @@ using ::lcache::testing::Gate;
 // one, and the other gets a thread of its own instead of waiting for the
 // first to end (a probe queued behind a slow client).
 TEST(ElasticThreadPoolTest, JobsBeyondTheIdleThreadsGetThreadsOfTheirOwn) {
+  // Declared before the pool, which joins its threads first when it goes.
+  Gate gate;
+  absl::Notification slow_started, probe_done;
   ElasticThreadPool pool(4);
   absl::Notification first_done;
   pool.enqueue([&] { first_done.Notify(); });
@@ -27,8 +30,6 @@ TEST(ElasticThreadPoolTest, JobsBeyondTheIdleThreadsGetThreadsOfTheirOwn) {
   while (pool.idle() != 1 && absl::Now() < give_up) std::this_thread::yield();
   ASSERT_EQ(pool.idle(), 1);
 
-  Gate gate;
-  absl::Notification slow_started, probe_done;
   pool.enqueue([&] {
     slow_started.Notify();
     gate.Wait();
@@ -42,9 +43,9 @@ TEST(ElasticThreadPoolTest, JobsBeyondTheIdleThreadsGetThreadsOfTheirOwn) {
 }
 
 TEST(ElasticThreadPoolTest, NoMoreThreadsThanTheMaximum) {
-  ElasticThreadPool pool(2);
   Gate gate;
   absl::Notification third_done;
+  ElasticThreadPool pool(2);
   for (int i = 0; i < 2; ++i) pool.enqueue([&] { gate.Wait(); });
   pool.enqueue([&] { third_done.Notify(); });
   gate.AwaitWaiters(2);

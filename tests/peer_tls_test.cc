@@ -62,12 +62,11 @@ class PeerTlsTest : public ::testing::TestWithParam<Transport> {
     return (*client)->NewGetter(address_, options)->Get("scores", key);
   }
 
-  // Made once for the suite (openssl takes a while).
+  // Made once (openssl takes a while), removed at exit.
   static Certs& certs() {
-    static Certs* const certs = new Certs("suite");  // never destroyed: see TearDownTestSuite
-    return *certs;
+    static Certs certs("suite");
+    return certs;
   }
-  static void TearDownTestSuite() { fs::remove_all(fs::path(certs().Path(""))); }
 
   const Certs& certs_ = certs();
   GroupRegistry registry_;

@@ -416,8 +416,10 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
   std::optional<absl::Duration> idle_timeout = DurationFlag(absl::GetFlag(FLAGS_idle_timeout));
   std::optional<absl::Duration> request_timeout =
       DurationFlag(absl::GetFlag(FLAGS_request_timeout));
-  if (!idle_timeout || !request_timeout) {
-    return usage("-idle-timeout and -request-timeout must be durations such as 30s or 500ms");
+  if (!idle_timeout || !request_timeout || *idle_timeout <= absl::ZeroDuration() ||
+      *request_timeout <= absl::ZeroDuration()) {
+    return usage(
+        "-idle-timeout and -request-timeout must be positive durations such as 30s or 500ms");
   }
   options.server_limits = {
       .max_connections = absl::GetFlag(FLAGS_max_connections),

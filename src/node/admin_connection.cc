@@ -7,9 +7,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
+#include <string_view>
+#include <utility>
 
 #include "absl/time/clock.h"
 #include "peer/h2/tls.h"
@@ -40,9 +45,14 @@ AdminConnection::AdminConnection(int fd, SSL* ssl, Timeouts timeouts)
 
 AdminConnection::~AdminConnection() {
   if (ssl_ != nullptr) {
-    // close_notify, best effort: the socket may be full or gone.
-    if (SSL_is_init_finished(ssl_)) SSL_shutdown(ssl_);
+    // close_notify, best effort, and only on a connection that has not
+    // failed (OpenSSL forbids it after a fatal error). Nothing of this
+    // connection may stay in the thread's error queue: the next connection
+    // served by this thread would read it as its own.
+    ERR_clear_error();
+    if (!failed_ && SSL_is_init_finished(ssl_)) SSL_shutdown(ssl_);
     SSL_free(ssl_);
+    ERR_clear_error();
   }
   shutdown(fd_, SHUT_RDWR);
   close(fd_);
@@ -55,28 +65,36 @@ bool AdminConnection::Await(short events, absl::Time deadline) const {
     if (wait <= absl::ZeroDuration()) return false;
     pollfd p{fd_, events, 0};
     // Rounded up: a wait of 0.4 ms must not become a busy poll of 0 ms.
-    const int ms = static_cast<int>(
-        absl::ToInt64Milliseconds(wait + absl::Milliseconds(1) - absl::Nanoseconds(1)));
+    // At most INT_MAX ms (24 days) a turn: an infinite timeout must not
+    // wrap to a negative one.
+    const int ms = static_cast<int>(std::min<int64_t>(
+        absl::ToInt64Milliseconds(wait + absl::Milliseconds(1) - absl::Nanoseconds(1)),
+        std::numeric_limits<int>::max()));
     const int ready = poll(&p, 1, ms);
     if (ready > 0) return true;  // ready, or an error the next call reports
     if (ready == 0 || errno != EINTR) return false;
   }
 }
 
+bool AdminConnection::Fail(std::string why) {
+  failed_ = true;
+  error_ = std::move(why);
+  return false;
+}
+
 bool AdminConnection::AwaitTls(int ret, absl::Time deadline) {
   const int error = SSL_get_error(ssl_, ret);
   if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
     if (Await(error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) return true;
-    error_ = "timed out";
-    return false;
+    return Fail(kTimedOut);
   }
-  error_ = TlsErrorText(ssl_, ret);
-  return false;
+  return Fail(TlsErrorText(ssl_, ret));
 }
 
 bool AdminConnection::Handshake() {
   if (ssl_ == nullptr) return true;
   for (;;) {
+    ERR_clear_error();  // SSL_get_error reads the queue
     const int ret = SSL_do_handshake(ssl_);
     if (ret == 1) return true;
     if (!AwaitTls(ret, request_deadline_)) return false;
@@ -90,6 +108,7 @@ bool AdminConnection::PeerVerified() const {
 ssize_t AdminConnection::Fill() {
   for (;;) {
     if (ssl_ != nullptr) {
+      ERR_clear_error();
       const int n = SSL_read(ssl_, buffer_, sizeof buffer_);
       if (n > 0) return n;
       if (SSL_get_error(ssl_, n) == SSL_ERROR_ZERO_RETURN) return 0;
@@ -100,11 +119,11 @@ ssize_t AdminConnection::Fill() {
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      error_ = std::strerror(errno);
+      Fail(std::strerror(errno));
       return -1;
     }
     if (!Await(POLLIN, request_deadline_)) {
-      error_ = "timed out";
+      Fail(kTimedOut);
       return -1;
     }
   }
@@ -132,19 +151,22 @@ ssize_t AdminConnection::read(char* ptr, size_t size) {
   return static_cast<ssize_t>(n);
 }
 
-absl::Time AdminConnection::ResponseDeadline() {
-  if (!response_started_) {
-    response_started_ = true;
-    response_deadline_ = absl::Now() + timeouts_.response;
-  }
+absl::Time AdminConnection::ResponseDeadline(std::string_view bytes) {
+  if (response_started_) return response_deadline_;
+  // An interim "100 Continue" is not the response: the body it asks for is
+  // still the request's, under the request's deadline.
+  if (bytes.starts_with("HTTP/1.1 1")) return request_deadline_;
+  response_started_ = true;
+  response_deadline_ = absl::Now() + timeouts_.response;
   return response_deadline_;
 }
 
 ssize_t AdminConnection::write(const char* ptr, size_t size) {
-  const absl::Time deadline = ResponseDeadline();
+  const absl::Time deadline = ResponseDeadline(std::string_view(ptr, size));
   size_t written = 0;
   while (written < size) {
     if (ssl_ != nullptr) {
+      ERR_clear_error();
       const int n = SSL_write(ssl_, ptr + written,
                               static_cast<int>(std::min<size_t>(size - written, 1 << 30)));
       if (n > 0) {
@@ -160,10 +182,10 @@ ssize_t AdminConnection::write(const char* ptr, size_t size) {
     } else if (errno == EINTR) {
       continue;
     } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      error_ = std::strerror(errno);
+      Fail(std::strerror(errno));
       return -1;
     } else if (!Await(POLLOUT, deadline)) {
-      error_ = "timed out";
+      Fail(kTimedOut);
       return -1;
     }
   }

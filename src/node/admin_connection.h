@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <string_view>
 
 #include "absl/time/time.h"
 #include "httplib.h"
@@ -48,8 +49,10 @@ class AdminConnection final : public httplib::Stream {
   bool Handshake();
   // Whether the client showed a certificate the CA signed (TLS only).
   bool PeerVerified() const;
-  // Why the last operation failed: "", "timed out", or what TLS said.
+  // Why the connection failed: "", kTimedOut, a socket error, or what TLS
+  // said.
   const std::string& error() const { return error_; }
+  static constexpr char kTimedOut[] = "timed out";
 
   // httplib::Stream.
   bool is_readable() const override;
@@ -69,7 +72,11 @@ class AdminConnection final : public httplib::Stream {
   // How to go on after an SSL call returned `ret`: wait for the socket
   // (true) or give up (false, error_ set).
   bool AwaitTls(int ret, absl::Time deadline);
-  absl::Time ResponseDeadline();
+  // The deadline of a write of `bytes`; the first write of the response
+  // (not an interim 1xx) starts the response's.
+  absl::Time ResponseDeadline(std::string_view bytes);
+  // Marks the connection failed, for `why`; returns false.
+  bool Fail(std::string why);
 
   const int fd_;
   SSL* const ssl_;
@@ -77,6 +84,7 @@ class AdminConnection final : public httplib::Stream {
   const absl::Time request_deadline_;
   absl::Time response_deadline_ = absl::InfiniteFuture();  // set by the first write
   bool response_started_ = false;
+  bool failed_ = false;  // no close_notify then
   std::string error_;
   char buffer_[4096];
   size_t begin_ = 0;  // unread bytes: buffer_[begin_, end_)

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -420,6 +421,8 @@ bool SameSecret(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
+namespace {
+
 // httplib's server on connections of our own (admin_connection.h): TLS from
 // our TlsContext, deadlines for whole requests and responses.
 class AdminListener final : public httplib::Server {
@@ -436,6 +439,12 @@ class AdminListener final : public httplib::Server {
   // Replaces httplib's (private, virtual): the same request handling
   // (process_request) on our stream, one request per connection.
   bool process_and_close_socket(socket_t sock) override {
+    // As httplib's own: connections still queued when the server stops are
+    // closed unserved (each would otherwise take its whole deadline first).
+    if (svr_sock_ == INVALID_SOCKET) {
+      close(sock);
+      return false;
+    }
     SSL* ssl = nullptr;
     if (tls_ != nullptr) BlockSigpipeInThisThread();  // a thread of ours (admin_thread_pool.h)
     if (tls_ != nullptr && (ssl = tls_->NewSsl(sock)) == nullptr) {
@@ -454,9 +463,19 @@ class AdminListener final : public httplib::Server {
       return false;
     }
     current_ = &connection;
+    absl::Cleanup forget = [] { current_ = nullptr; };
     bool closed = false;
     const bool ok = process_request(connection, /*close_connection=*/true, closed, nullptr);
-    current_ = nullptr;
+    if (connection.error() == AdminConnection::kTimedOut) {
+      warn_->Count(WarnLimiter::kRequestTimedOut, [&] {
+        std::string ip;
+        int port = 0;
+        connection.get_remote_ip_and_port(ip, port);
+        return absl::StrCat("admin HTTP: cut off ", ip, ":", port,
+                            ", whose request or response was not done within the request "
+                            "timeout, or that sent or read nothing for the read timeout");
+      });
+    }
     return ok;
   }
 
@@ -467,6 +486,8 @@ class AdminListener final : public httplib::Server {
 };
 
 thread_local const AdminConnection* AdminListener::current_ = nullptr;
+
+}  // namespace
 
 class AdminHttpServer::Impl {
  public:
@@ -484,6 +505,12 @@ class AdminHttpServer::Impl {
     // One request per connection: no idle keep-alive connection holds a
     // thread.
     server_.set_keep_alive_max_count(1);
+    // "Expect: 100-continue" is answered before routing: refuse there too,
+    // so that a client without the key is not invited to send its body.
+    server_.set_expect_100_continue_handler(
+        [this](const httplib::Request& req, httplib::Response& res) {
+          return Authorized(req, res) ? 100 : res.status;
+        });
     server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       return Authorized(req, res) ? httplib::Server::HandlerResponse::Unhandled
                                   : httplib::Server::HandlerResponse::Handled;
@@ -712,7 +739,7 @@ absl::StatusOr<std::unique_ptr<AdminHttpServer>> AdminHttpServer::Start(AdminHtt
   if (options.request_timeout <= absl::ZeroDuration() ||
       options.read_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
-        "AdminHttpOptions.read_timeout and request_timeout must be positive");
+        "lcache: the admin listener's read and request timeouts must be positive");
   }
   if (options.warn == nullptr) {
     options.warn = [](const std::string& line) { spdlog::warn("{}", line); };

@@ -557,7 +557,14 @@ absl::Status Node::ReloadTls() {
   absl::Status client =
       impl_->lean_client_ != nullptr ? impl_->lean_client_->ReloadTls() : absl::OkStatus();
   absl::Status admin = impl_->admin_ != nullptr ? impl_->admin_->ReloadTls() : absl::OkStatus();
-  return !server.ok() ? server : !client.ok() ? client : admin;
+  // A file that does not load first; then the gRPC transport's
+  // Unimplemented (the admin listener has still been reloaded).
+  absl::Status said = absl::OkStatus();
+  for (const absl::Status* s : {&server, &client, &admin}) {
+    if (!s->ok() && !absl::IsUnimplemented(*s)) return *s;
+    if (said.ok()) said = *s;
+  }
+  return said;
 }
 
 const std::string& Node::address() const { return impl_->options_.address; }

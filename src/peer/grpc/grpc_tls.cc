@@ -46,20 +46,22 @@ absl::StatusOr<Pems> ReadPems(const TlsOptions& tls) {
 constexpr unsigned int kRefreshSeconds = 1;
 
 // A watcher of `tls`'s files, shared by every channel that uses them: each
-// watcher has a thread of its own, and a node has a channel per peer.
+// watcher has a thread of its own, and a node has a channel per peer. Kept
+// for the life of the process (gRPC core holds its own reference to the
+// watcher's C provider from each credentials; our C++ handle must live for a
+// later channel to find it): one per set of files, and a node has one set.
 std::shared_ptr<grpc::experimental::FileWatcherCertificateProvider> SharedWatcher(
     const TlsOptions& tls) {
   using Watcher = grpc::experimental::FileWatcherCertificateProvider;
   static std::mutex mu;
-  static std::map<std::string, std::weak_ptr<Watcher>> watchers;
+  static auto* const watchers = new std::map<std::string, std::shared_ptr<Watcher>>();
   const std::string files = absl::StrCat(tls.cert_file, "\n", tls.key_file, "\n", tls.ca_file);
   std::lock_guard lock(mu);
-  std::shared_ptr<Watcher> watcher = watchers[files].lock();
+  std::shared_ptr<Watcher>& watcher = (*watchers)[files];
   if (watcher == nullptr) {
     watcher = tls.cert_file.empty() ? std::make_shared<Watcher>(tls.ca_file, kRefreshSeconds)
                                     : std::make_shared<Watcher>(tls.key_file, tls.cert_file,
                                                                 tls.ca_file, kRefreshSeconds);
-    watchers[files] = watcher;
   }
   return watcher;
 }

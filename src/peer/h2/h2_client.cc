@@ -929,13 +929,13 @@ int H2Client::Connection::OnStreamClose(nghttp2_session* session, int32_t stream
     c->StreamEnded(call);  // closed: nothing to reset
     if (call->grpc_status.empty()) {
       if (error_code == NGHTTP2_REFUSED_STREAM && call->http_status == 0 && !call->resent) {
-        // The server refused the stream unread (it went away before it
-        // saw it): the call is sent again, once, on the next connection,
-        // as gRPC's clients do (the peer never acted on it).
+        // The server refused the stream unread (RFC 9113 8.7: it never
+        // acted on it; it went away, or had too many streams): the call is
+        // sent again, once, as gRPC's clients do. Submit puts it on this
+        // connection, or on the next one after a GOAWAY.
         call->resent = true;
         call->sent = 0;
-        c->recycle_ = true;
-        c->waiting_.push_back(call);
+        c->Submit(call, absl::Now());
       } else if (error_code == NGHTTP2_REFUSED_STREAM) {
         c->Finish(call, absl::UnavailableError(absl::StrCat("lcache: ", c->address_,
                                                             " refused the call (going away)")));

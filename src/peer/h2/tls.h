@@ -71,8 +71,9 @@ class TlsContext {
 };
 
 // OpenSSL writes to its socket with write(2), which raises SIGPIPE when the
-// other side has hung up: a program that does not ignore SIGPIPE (one that
-// embeds the library) would die of a client that closes its end in the
+// other side has hung up: a process that does not ignore SIGPIPE (one that
+// embeds the library; lcache-node without -http, whose httplib server would
+// ignore it process-wide) would die of a client that closes its end in the
 // middle of a response. Each thread that writes TLS calls this once; its
 // writes then fail with EPIPE instead, as send(MSG_NOSIGNAL) does.
 void BlockSigpipeInThisThread();
