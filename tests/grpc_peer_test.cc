@@ -31,13 +31,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "delay_proxy.h"
 #include "gate.h"
-#include "loopback.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lcache/h2_peer.h"
 #include "lcache/json_codec.h"
 #include "lcache/outlier_ejection.h"
+#include "loopback.h"
 #include "peer/h2/h2_client.h"
 
 namespace lcache {
@@ -818,6 +819,49 @@ TEST(LeanClientLivenessTest, AConnectionThatStopsAnsweringIsReplaced) {
     }
   }
   EXPECT_EQ(hole.accepted(), 2u);
+}
+
+// The lean client PINGs a connection that carries calls once a second:
+// when the round trips of a link rise far above their usual (here, a proxy
+// delays what the server sends by 100 ms), the getter says the link is slow
+// (outlier ejection then takes the peer out, ring_picker_test), and when
+// they are back, that it is not.
+TEST(LeanClientSlowLinkTest, ALinkWhoseRoundTripsRiseIsSlowThenBack) {
+  GroupRegistry registry;
+  ASSERT_TRUE(registry
+                  .NewGroup({.name = "scores",
+                             .getter = [](std::string_view) -> absl::StatusOr<Loaded> {
+                               return ByteView::Copy("630");
+                             }})
+                  .ok());
+  absl::StatusOr<std::unique_ptr<PeerServer>> server =
+      StartH2PeerServer({.address = "127.0.0.1:0", .registry = &registry});
+  ASSERT_TRUE(server.ok()) << server.status();
+  testing::DelayProxy proxy((*server)->port());
+  absl::StatusOr<std::shared_ptr<H2PeerClient>> client = H2PeerClient::Create();
+  ASSERT_TRUE(client.ok());
+  std::shared_ptr<PeerGetter> peer =
+      (*client)->NewGetter(absl::StrCat("127.0.0.1:", proxy.port()), {.timeout = absl::Seconds(5)});
+  // Calls until `done` says so, or `limit` passes; whether it did.
+  const auto call_until = [&](absl::Duration limit, const std::function<bool()>& done) {
+    const absl::Time give_up = absl::Now() + limit;
+    while (absl::Now() < give_up) {
+      absl::StatusOr<PeerValue> v = peer->Get("scores", "Tom");
+      EXPECT_TRUE(v.ok()) << v.status();  // slow, never failed
+      if (done()) return true;
+    }
+    return false;
+  };
+
+  // A few seconds of the link's usual round trips (microseconds here).
+  EXPECT_FALSE(call_until(absl::Milliseconds(2500), [&] { return !peer->Slowness().ok(); }));
+  proxy.SetDelay(absl::Milliseconds(100));
+  ASSERT_TRUE(call_until(absl::Seconds(15), [&] { return !peer->Slowness().ok(); }))
+      << "100 ms round trips over a usual of microseconds were not judged slow";
+  EXPECT_THAT(std::string(peer->Slowness().message()),
+              MatchesRegex(".*the link to 127.0.0.1:[0-9]+ is slow: PING round trip .*"));
+  proxy.SetDelay(absl::ZeroDuration());
+  EXPECT_TRUE(call_until(absl::Seconds(15), [&] { return peer->Slowness().ok(); }));
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, GrpcPeerTest,

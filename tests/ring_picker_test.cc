@@ -522,9 +522,15 @@ class ScriptedGetter : public PeerGetter {
     status_ = std::move(status);
   }
   int calls() const { return calls_.load(); }
+  // What Slowness says: the link judged slow (or not).
+  void SetSlow(bool slow) { slow_.store(slow); }
+  absl::Status Slowness() const override {
+    return slow_.load() ? absl::UnavailableError("the link is slow") : absl::OkStatus();
+  }
 
  private:
   std::atomic<int> calls_{0};
+  std::atomic<bool> slow_{false};
   std::mutex mu_;
   absl::Status status_;
 };
@@ -613,6 +619,59 @@ TEST_F(EjectionPickerTest, AFailingPeerIsSkippedThenProbedThenUsedAgain) {
   EXPECT_EQ(stats.probes, 1);
   EXPECT_EQ(stats.out_now, 0);
   EXPECT_THAT(picker_.EjectedPeers(), IsEmpty());
+}
+
+// A peer that answers, but over a link its transport judges slow, is
+// ejected as a failing one is; a probe answered while the link is still
+// slow keeps it out, and one answered once it is not returns it. Callers
+// get the answers all along.
+TEST_F(EjectionPickerTest, APeerAnsweringOverASlowLinkIsEjectedUntilTheLinkIsBack) {
+  ScriptedGetter& peer2 = *getters_.at(kPeer2);
+  peer2.SetSlow(true);
+  for (int i = 0; i < 3; ++i) {
+    std::shared_ptr<PeerGetter> peer = picker_.PickPeer(key2_);
+    ASSERT_NE(peer, nullptr);
+    EXPECT_TRUE(peer->Get("scores", key2_).ok()) << "the caller still gets the answer";
+  }
+  EXPECT_THAT(picker_.EjectedPeers(), ElementsAre(kPeer2));
+  EXPECT_FALSE(GetThroughPicker(key2_));
+
+  clock_.Advance(absl::Seconds(1));
+  std::shared_ptr<PeerGetter> probe = picker_.PickPeer(key2_);
+  ASSERT_NE(probe, nullptr);
+  EXPECT_TRUE(probe->Get("scores", key2_).ok());
+  EXPECT_THAT(picker_.EjectedPeers(), ElementsAre(kPeer2)) << "still slow: out again";
+
+  peer2.SetSlow(false);
+  clock_.Advance(absl::Seconds(2));
+  probe = picker_.PickPeer(key2_);
+  ASSERT_NE(probe, nullptr);
+  EXPECT_TRUE(probe->Get("scores", key2_).ok());
+  EXPECT_THAT(picker_.EjectedPeers(), IsEmpty());
+  EXPECT_THAT(events_,
+              ElementsAre(std::string("ejected ") + kPeer2, std::string("ejected ") + kPeer2,
+                          std::string("returned ") + kPeer2));
+}
+
+TEST_F(RingPickerTest, WithSlowLinksOffASlowLinkIsNotAFailure) {
+  std::map<std::string, std::shared_ptr<ScriptedGetter>> getters;
+  RingPicker picker(
+      kSelf,
+      [&](const std::string& address) -> std::shared_ptr<PeerGetter> {
+        auto getter = std::make_shared<ScriptedGetter>();
+        getter->SetSlow(true);
+        getters[address] = getter;
+        return getter;
+      },
+      RingPickerOptions{.ejection = {.after_failures = 3, .slow_links = false}});
+  picker.SetPeers({kSelf, kPeer2, kPeer3});
+  const std::string key2 = KeyOwnedBy({kSelf, kPeer2, kPeer3}, kPeer2);
+  for (int i = 0; i < 10; ++i) {
+    std::shared_ptr<PeerGetter> peer = picker.PickPeer(key2);
+    ASSERT_NE(peer, nullptr);
+    EXPECT_TRUE(peer->Get("scores", key2).ok());
+  }
+  EXPECT_THAT(picker.EjectedPeers(), IsEmpty());
 }
 
 TEST_F(EjectionPickerTest, InBandAnswersDoNotEject) {

@@ -157,6 +157,9 @@ ABSL_FLAG(int64_t, eject_base_ms, 1000, "first ejection's length, doubled per ej
 // probe connects anew, see h2_client.cc "Liveness"); the price is one
 // request per 2 s that waits for a dead peer before its fallback.
 ABSL_FLAG(int64_t, eject_max_ms, 2000, "longest ejection");
+ABSL_FLAG(bool, eject_slow, true,
+          "with -eject-after: a peer whose link is slow (lean transport: PING round trips far "
+          "above their usual) is ejected too, its answers counted as failures");
 // Operations: the admin listener and the drain before stopping.
 ABSL_FLAG(std::string, http, "",
           "HTTP admin listener host:port (/metrics /healthz /readyz /stats /peers "
@@ -385,6 +388,7 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
       .kind = *ring,
       .replicas = 0,
       .ejection = {.after_failures = eject_after,
+                   .slow_links = absl::GetFlag(FLAGS_eject_slow),
                    .base_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_base_ms)),
                    .max_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_max_ms))},
       .warmup = *warmup,

@@ -1,4 +1,5 @@
-// Outlier ejection: stop calling a peer that keeps failing, for a while.
+// Outlier ejection: stop calling a peer that keeps failing, or whose link is
+// slow, for a while.
 //
 // groupcache calls the owner of every missed key, however dead: a hung peer
 // costs each of its keys a full deadline. With ejection, after
@@ -77,6 +78,12 @@ struct EjectionOptions {
   // Consecutive failures that eject a peer; 0 never ejects (the default, as
   // groupcache; lcache-node uses 3).
   int after_failures = 0;
+  // Whether a call answered over a link its transport judges slow
+  // (PeerGetter::Slowness: the lean transport's PING round trips far above
+  // their usual) counts as a failure: a peer that answers, but slowly, is
+  // ejected too, and its keys load locally until its link is back to usual
+  // (a probe answered over a link no longer slow returns it).
+  bool slow_links = true;
   // The first ejection's length, doubled for each ejection in a row up to
   // max_backoff. REQUIRES: base_backoff > 0 when after_failures > 0.
   absl::Duration base_backoff = absl::Seconds(1);

@@ -99,6 +99,13 @@ class PeerGetter {
     return false;
   }
 
+  // OK, or UNAVAILABLE saying why when the transport judges the link to the
+  // peer slow: its round trips far above their usual (the lean transport
+  // PINGs its peers for that, src/peer/h2/round_trips.h). Outlier ejection
+  // (outlier_ejection.h) counts a call answered over a slow link as a
+  // failure. Cheap; any thread. The default: never slow.
+  virtual absl::Status Slowness() const { return absl::OkStatus(); }
+
   using MutateDone = std::function<void(absl::StatusOr<MutationResult>)>;
   // Sends `mutation` to the peer, answered by `done` exactly once, on
   // whatever thread completes the call; `done` must not block. The call ends

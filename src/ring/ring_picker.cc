@@ -29,12 +29,14 @@ class MonitoredPeer final : public PeerGetter {
  public:
   MonitoredPeer(std::shared_ptr<PeerGetter> peer, const std::string& address,
                 const EjectionOptions& options, std::shared_ptr<EjectionCounters> counters)
-      : health_(address, options, std::move(counters)), peer_(std::move(peer)) {}
+      : health_(address, options, std::move(counters)),
+        slow_links_(options.slow_links),
+        peer_(std::move(peer)) {}
 
   absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
     const uint64_t epoch = health_.epoch();
     absl::StatusOr<PeerValue> v = peer_->Get(group, key);
-    health_.Record(v.status(), epoch);
+    health_.Record(Judged(v.status()), epoch);
     return v;
   }
 
@@ -42,13 +44,27 @@ class MonitoredPeer final : public PeerGetter {
                 Done done, Cancel* cancel) override {
     const uint64_t epoch = health_.epoch();
     // The health outlives the call: the Group holds this peer until it ends.
-    return peer_->StartGet(group, key, deadline,
-                           [this, epoch, done = std::move(done)](absl::StatusOr<PeerValue> v) {
-                             health_.Record(v.status(), epoch);
-                             done(std::move(v));
-                           },
-                           cancel);
+    return peer_->StartGet(
+        group, key, deadline,
+        [this, epoch, done = std::move(done)](absl::StatusOr<PeerValue> v) {
+          health_.Record(Judged(v.status()), epoch);
+          done(std::move(v));
+        },
+        cancel);
   }
+
+  // What a call's result says of the peer's health: an answer over a slow
+  // link is a failure (the caller still gets the answer).
+  absl::Status Judged(const absl::Status& status) const {
+    if (!slow_links_ || IsPeerFailure(status) || IsCallerDeadline(status) ||
+        absl::IsCancelled(status)) {
+      return status;
+    }
+    absl::Status slow = peer_->Slowness();
+    return slow.ok() ? status : slow;
+  }
+
+  absl::Status Slowness() const override { return peer_->Slowness(); }
 
   // Not watched: a mutation is sent whatever the peer's health, and its
   // failures are the mutation's to report. A peek is sent only to a peer
@@ -69,6 +85,7 @@ class MonitoredPeer final : public PeerGetter {
   // The peer is released first: a call of its still ending (on its own
   // thread) may report to the health it watches.
   PeerHealth health_;
+  const bool slow_links_;
   const std::shared_ptr<PeerGetter> peer_;
 };
 
@@ -81,7 +98,7 @@ class ProbeCall final : public PeerGetter {
 
   absl::StatusOr<PeerValue> Get(std::string_view group, std::string_view key) override {
     absl::StatusOr<PeerValue> v = peer_->peer().Get(group, key);
-    peer_->health().RecordProbe(v.status());
+    peer_->health().RecordProbe(peer_->Judged(v.status()));
     return v;
   }
 
@@ -90,7 +107,7 @@ class ProbeCall final : public PeerGetter {
     return peer_->peer().StartGet(
         group, key, deadline,
         [peer = peer_, done = std::move(done)](absl::StatusOr<PeerValue> v) {
-          peer->health().RecordProbe(v.status());
+          peer->health().RecordProbe(peer->Judged(v.status()));
           done(std::move(v));
         },
         cancel);

@@ -18,6 +18,7 @@ Run as root (namespaces and nftables):
   scripts/chaos                 the full profile (20 s faults), a table to stdout
   scripts/chaos --profile ci    the short one (6 s faults) CTest runs
   scripts/chaos --only partition,delay --markdown docs/RELIABILITY.md
+  scripts/chaos --only delay --node-args=-eject-slow=false   (a flag's effect)
 Exit status 1 when a scenario misses a target (see TARGETS below).
 """
 
@@ -279,7 +280,8 @@ def run_scenario(name, args, topo, root):
     warm, fault, after = PROFILES[args.profile]
     workdir = pathlib.Path(root) / name
     workdir.mkdir()
-    cluster = Cluster(topo, args.bin, workdir, args.transport, NODE_ARGS.get(name, ()))
+    cluster = Cluster(topo, args.bin, workdir, args.transport,
+                      [*NODE_ARGS.get(name, ()), *args.node_args.split()])
     result = {"scenario": name, "what": what, "kind": kind}
     try:
         cluster.start_etcd()
@@ -311,9 +313,12 @@ def run_scenario(name, args, topo, root):
         load.finish()
         records = load.records
         phase = {"warm": 0, "fault": 0, "after": 0}
+        started = {"warm": 0, "fault": 0, "after": 0}
         for r in records:
+            name_of_phase = "warm" if r.t0 < t_fault else "fault" if r.t0 < t_heal else "after"
+            started[name_of_phase] += 1
             if not r.ok:
-                phase["warm" if r.t0 < t_fault else "fault" if r.t0 < t_heal else "after"] += 1
+                phase[name_of_phase] += 1
         lat = [(r.t1 - r.t0) * 1000 for r in records if r.ok]
         # A failure is in a fault's deadline window when it began within one
         # client request (two tries) of the fault or of the heal.
@@ -325,6 +330,10 @@ def run_scenario(name, args, topo, root):
             "requests": len(records),
             "failed": sum(1 for r in records if not r.ok),
             "failed_by_phase": phase,
+            # Throughput: requests begun per second of each phase.
+            "rps_by_phase": {"warm": round(started["warm"] / (t_fault - t_start)),
+                             "fault": round(started["fault"] / (t_heal - t_fault)),
+                             "after": round(started["after"] / max(1e-9, time.monotonic() - t_heal))},
             "retried": sum(1 for r in records if r.retried),
             "failed_outside_window": len(outside),
             "failed_at_s": sorted(round(r.t0 - t_fault, 2) for r in records if not r.ok)[:10],
@@ -388,19 +397,22 @@ def table(results, profile):
         f"3 nodes, etcd lease TTL {LEASE_TTL_S} s, `-replicas 2`, `-hot-max-age {HOT_MAX_AGE_S}s`; "
         "6 readers (retry once on another node, 2 s deadline each) and 2 writers.",
         "",
-        "| scenario | requests | failed (warm/fault/after) | first tries failed | p99 ms | max ms "
+        "| scenario | requests | req/s (warm/fault/after) | failed (warm/fault/after) "
+        "| first tries failed | p99 ms | max ms "
         "| wrong | stale | excused stale (max age s) | late Sets seen | converged after heal s "
         "| targets |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         if "requests" not in r:
-            lines.append(f"| {r['scenario']} | did not run: {r.get('error', '?')} |||||||||||")
+            lines.append(f"| {r['scenario']} | did not run: {r.get('error', '?')} ||||||||||||")
             continue
         p = r["failed_by_phase"]
+        rps = r["rps_by_phase"]
         known = f" ({r['stale_known']} known limit)" if r["stale_known"] else ""
         lines.append(
-            f"| {r['scenario']} | {r['requests']} | {r['failed']} ({p['warm']}/{p['fault']}/"
+            f"| {r['scenario']} | {r['requests']} | {rps['warm']}/{rps['fault']}/{rps['after']} "
+            f"| {r['failed']} ({p['warm']}/{p['fault']}/"
             f"{p['after']}) | {r['retried']} | {r['p99_ms']} | {r['max_ms']} | {r['wrong']} "
             f"| {r['stale']}{known} | {r['excused']} ({r['excused_max_age_s']}) | {r['late']} "
             f"| {r['convergence_s']} | {'met' if not r['misses'] else '; '.join(r['misses'])} |")
@@ -416,6 +428,8 @@ def main():
     parser.add_argument("--transport", choices=("lean", "grpc"), default="lean")
     parser.add_argument("--json", help="write the results here too")
     parser.add_argument("--keep", action="store_true", help="keep the logs' directory")
+    parser.add_argument("--node-args", default="",
+                        help="more flags for every node, space-separated (e.g. -eject-slow=false)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("chaos: needs root (network namespaces, nftables); skipped")

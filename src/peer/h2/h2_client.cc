@@ -21,6 +21,7 @@
 #include "lcache/peers.h"
 #include "peer/h2/event_loop.h"
 #include "peer/h2/h2_socket.h"
+#include "peer/h2/round_trips.h"
 #include "peer/h2/tls.h"
 
 namespace lcache::internal {
@@ -47,6 +48,15 @@ constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
 constexpr absl::Duration kConnectTimeout = absl::Seconds(1);
 constexpr absl::Duration kPingTimeout = absl::Seconds(1);
 constexpr absl::Duration kIdlePing = absl::Seconds(10);
+// Round trips (round_trips.h): a connection on which calls go out is PINGed
+// at most this often, to know its usual round trip and notice a slow link.
+// The PING goes out with a call, and only once the server has sent an
+// answer since the last one: gRPC servers (C++ and Go) count a PING that
+// follows no data of theirs as a strike, and close the connection after
+// three (too_many_pings). Its opaque data tells its answer from a liveness
+// PING's.
+constexpr absl::Duration kRoundTripEvery = absl::Seconds(1);
+constexpr uint8_t kRoundTripOpaque[8] = {'l', 'c', 'a', 'c', 'h', 'e', 'r', 't'};
 // Call records kept for reuse: about the most calls a client has in flight;
 // beyond that, finished ones are freed.
 constexpr size_t kMaxFreeCalls = 1024;
@@ -315,6 +325,7 @@ class H2Client::Connection : public std::enable_shared_from_this<H2Client::Conne
   static int OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
                          size_t len, void* self);
   static int OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self);
+  static int OnFrame(nghttp2_session*, const nghttp2_frame* frame, void* self);
   static ssize_t ReadRequest(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
                              uint32_t* flags, nghttp2_data_source* source, void*);
 
@@ -346,6 +357,10 @@ class H2Client::Connection : public std::enable_shared_from_this<H2Client::Conne
   absl::Time connect_started_ = absl::InfinitePast();
   absl::Time last_read_ = absl::InfinitePast();
   absl::Time ping_sent_ = absl::InfinitePast();  // InfinitePast: no PING out
+  absl::Time round_trip_sent_ = absl::InfinitePast();  // likewise, for a round-trip PING
+  absl::Time round_trip_due_ = absl::InfinitePast();   // the next may go then
+  bool answered_since_round_trip_ = true;              // response headers came since the last
+  RoundTrips round_trips_;                             // of every connection made to address_
   absl::Time armed_for_ = absl::InfiniteFuture();
   std::vector<nghttp2_nv> headers_;  // Submit's, kept for its capacity
   int32_t found_stream_id_ = -1;     // CallOf's last answer; -1: none
@@ -754,6 +769,25 @@ void H2Client::Connection::Submit(PendingCall* call, absl::Time now) {
   call->stream_id = id;
   ++streams_;
   if (id == found_stream_id_) found_stream_id_ = -1;
+  if (now >= round_trip_due_ && round_trip_sent_ == absl::InfinitePast() &&
+      answered_since_round_trip_ &&
+      nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, kRoundTripOpaque) == 0) {
+    round_trip_sent_ = now;
+    round_trip_due_ = now + kRoundTripEvery;
+    answered_since_round_trip_ = false;
+  }
+}
+
+int H2Client::Connection::OnFrame(nghttp2_session*, const nghttp2_frame* frame, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) != 0 &&
+      c->round_trip_sent_ != absl::InfinitePast() &&
+      std::memcmp(frame->ping.opaque_data, kRoundTripOpaque, sizeof kRoundTripOpaque) == 0) {
+    const absl::Time now = absl::Now();
+    c->round_trips_.Add(now - c->round_trip_sent_, now);
+    c->round_trip_sent_ = absl::InfinitePast();
+  }
+  return 0;
 }
 
 ssize_t H2Client::Connection::ReadRequest(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
@@ -823,6 +857,8 @@ void H2Client::Connection::Disconnect() {
   state_ = State::kIdle;
   recycle_ = false;
   ping_sent_ = absl::InfinitePast();
+  round_trip_sent_ = absl::InfinitePast();
+  answered_since_round_trip_ = true;
   if (liveness_timer_ != nullptr) evtimer_del(liveness_timer_);
 }
 
@@ -897,6 +933,7 @@ int H2Client::Connection::OnHeader(nghttp2_session* session, const nghttp2_frame
   const std::string_view name(reinterpret_cast<const char*>(name_bytes), namelen);
   const std::string_view value(reinterpret_cast<const char*>(value_bytes), valuelen);
   if (name == ":status") {
+    static_cast<Connection*>(self)->answered_since_round_trip_ = true;
     call->http_status = 0;
     for (char c : value) call->http_status = call->http_status * 10 + (c - '0');
   } else if (name == "grpc-status") {
@@ -974,6 +1011,7 @@ absl::StatusOr<std::unique_ptr<H2Client>> H2Client::Create(std::shared_ptr<TlsCo
   nghttp2_session_callbacks_set_on_header_callback(impl->callbacks, &Connection::OnHeader);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(impl->callbacks,
                                                             &Connection::OnDataChunk);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(impl->callbacks, &Connection::OnFrame);
   nghttp2_session_callbacks_set_on_stream_close_callback(impl->callbacks,
                                                          &Connection::OnStreamClose);
   impl->loop.Start();
@@ -981,6 +1019,12 @@ absl::StatusOr<std::unique_ptr<H2Client>> H2Client::Create(std::shared_ptr<TlsCo
 }
 
 H2Client::H2Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+absl::Status H2Client::LinkHealth(const Connection& connection) {
+  if (!connection.round_trips_.slow(&absl::Now)) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat("lcache: the link to ", connection.address_,
+                                             " is slow: ", connection.round_trips_.Why()));
+}
 
 H2Client::~H2Client() {
   Impl* impl = impl_.get();

@@ -106,6 +106,12 @@ class H2Client {
   // Runs `task` on the loop thread (soon). Any thread.
   void RunInLoop(std::function<void()> task);
 
+  // OK, or UNAVAILABLE saying why when the link behind `connection` is
+  // slow: its PING round trips far above its usual (round_trips.h). While
+  // calls go out on a connection, it is PINGed at most once a second for
+  // that. Any thread.
+  static absl::Status LinkHealth(const Connection& connection);
+
   // Whether the caller runs on the loop thread.
   bool InLoop() const;
 

@@ -33,6 +33,8 @@ class H2PeerGetter final : public PeerGetter {
   void StartMutate(const PeerMutation& mutation, absl::Time deadline, MutateDone done) override;
   void StartPeek(std::string_view group, std::string_view key, absl::Time deadline,
                  Done done) override;
+  // Slow if the connection of any loop is.
+  absl::Status Slowness() const override;
 
  private:
   const std::shared_ptr<H2PeerClientImpl> client_;
@@ -156,6 +158,13 @@ void H2PeerGetter::StartPeek(std::string_view group, std::string_view key, absl:
         done(std::move(v));
       },
       deadline);
+}
+
+absl::Status H2PeerGetter::Slowness() const {
+  for (const auto& connection : connections_) {
+    if (absl::Status s = internal::H2Client::LinkHealth(*connection); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<PeerValue> H2PeerGetter::Get(std::string_view group, std::string_view key) {
