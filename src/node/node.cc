@@ -80,6 +80,8 @@ class LoggedPeer final : public PeerGetter {
     peer_->StartPeek(group, key, deadline, std::move(done));
   }
 
+  absl::Status Slowness() const override { return peer_->Slowness(); }
+
  private:
   // A call its caller's short deadline cut off, or that this node called
   // off, says nothing about the peer.
