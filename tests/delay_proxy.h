@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <mutex>
 #include <thread>
@@ -62,7 +63,10 @@ class DelayProxy {
   void Accept() {
     while (!stopping_) {
       const int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (client < 0) return;  // shut down
+      if (client < 0) {
+        if (errno == ECONNABORTED || errno == EINTR) continue;
+        return;  // shut down
+      }
       const int upstream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       sockaddr_in addr = Loopback(upstream_port_);
       if (connect(upstream, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
@@ -78,8 +82,9 @@ class DelayProxy {
     }
   }
 
-  // Copies `from` to `to` until either ends; `delayed`: each chunk waits
-  // the delay set when it arrived.
+  // Copies `from` to `to` until either ends; `delayed`: each chunk is held
+  // for the delay before it is sent on, one after the other (so chunks that
+  // queue meanwhile wait longer, as on a saturated slow link).
   void Pump(int from, int to, bool delayed) {
     char buf[16 << 10];
     for (;;) {

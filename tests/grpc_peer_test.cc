@@ -853,15 +853,68 @@ TEST(LeanClientSlowLinkTest, ALinkWhoseRoundTripsRiseIsSlowThenBack) {
     return false;
   };
 
-  // A few seconds of the link's usual round trips (microseconds here).
-  EXPECT_FALSE(call_until(absl::Milliseconds(2500), [&] { return !peer->Slowness().ok(); }));
+  // Four seconds of the link's usual round trips (microseconds here): more
+  // than the three in a row a slow link takes, and none is slow.
+  EXPECT_FALSE(call_until(absl::Seconds(4), [&] { return !peer->Slowness().ok(); }));
   proxy.SetDelay(absl::Milliseconds(100));
   ASSERT_TRUE(call_until(absl::Seconds(15), [&] { return !peer->Slowness().ok(); }))
       << "100 ms round trips over a usual of microseconds were not judged slow";
   EXPECT_THAT(std::string(peer->Slowness().message()),
               MatchesRegex(".*the link to 127.0.0.1:[0-9]+ is slow: PING round trip .*"));
+  // Back at the next round trip, well before a slow verdict would go stale.
   proxy.SetDelay(absl::ZeroDuration());
-  EXPECT_TRUE(call_until(absl::Seconds(15), [&] { return peer->Slowness().ok(); }));
+  EXPECT_TRUE(call_until(absl::Seconds(3), [&] { return peer->Slowness().ok(); }));
+}
+
+// When most of a client's links slow down at once, the trouble is more
+// likely the client's own (a loop too busy to read its answers): none is
+// judged slow. When one alone is slow, it is.
+TEST(LeanClientSlowLinkTest, LinksThatAllSlowDownAtOnceAreNotJudgedSlow) {
+  GroupRegistry registry;
+  ASSERT_TRUE(registry
+                  .NewGroup({.name = "scores",
+                             .getter = [](std::string_view) -> absl::StatusOr<Loaded> {
+                               return ByteView::Copy("630");
+                             }})
+                  .ok());
+  absl::StatusOr<std::unique_ptr<PeerServer>> a =
+      StartH2PeerServer({.address = "127.0.0.1:0", .registry = &registry});
+  absl::StatusOr<std::unique_ptr<PeerServer>> b =
+      StartH2PeerServer({.address = "127.0.0.1:0", .registry = &registry});
+  ASSERT_TRUE(a.ok() && b.ok());
+  testing::DelayProxy proxy_a((*a)->port()), proxy_b((*b)->port());
+  absl::StatusOr<std::shared_ptr<H2PeerClient>> client = H2PeerClient::Create();
+  ASSERT_TRUE(client.ok());
+  std::shared_ptr<PeerGetter> peer_a = (*client)->NewGetter(
+      absl::StrCat("127.0.0.1:", proxy_a.port()), {.timeout = absl::Seconds(5)});
+  std::shared_ptr<PeerGetter> peer_b = (*client)->NewGetter(
+      absl::StrCat("127.0.0.1:", proxy_b.port()), {.timeout = absl::Seconds(5)});
+  // Both peers asked in turn, from two threads (a slow call to one must not
+  // starve the other's round trips); whether `bad` held after any call.
+  const auto call_both_for = [&](absl::Duration d, const std::function<bool()>& bad) {
+    std::atomic<bool> seen{false};
+    const absl::Time until = absl::Now() + d;
+    auto ask = [&](PeerGetter& peer) {
+      while (absl::Now() < until && !seen) {
+        EXPECT_TRUE(peer.Get("scores", "Tom").ok());
+        if (bad()) seen = true;
+      }
+    };
+    std::thread other([&] { ask(*peer_b); });
+    ask(*peer_a);
+    other.join();
+    return seen.load();
+  };
+  const auto either_slow = [&] { return !peer_a->Slowness().ok() || !peer_b->Slowness().ok(); };
+  EXPECT_FALSE(call_both_for(absl::Seconds(4), either_slow));
+  proxy_a.SetDelay(absl::Milliseconds(100));
+  proxy_b.SetDelay(absl::Milliseconds(100));
+  EXPECT_FALSE(call_both_for(absl::Seconds(6), either_slow))
+      << "links that slowed down together were judged slow";
+  proxy_b.SetDelay(absl::ZeroDuration());
+  EXPECT_TRUE(call_both_for(absl::Seconds(15), [&] { return !peer_a->Slowness().ok(); }))
+      << "the one slow link left was not judged slow";
+  EXPECT_TRUE(peer_b->Slowness().ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, GrpcPeerTest,

@@ -559,7 +559,8 @@ class EjectionPickerTest : public ::testing::Test {
                                        e.kind == EjectionEvent::Kind::kEjected ? "ejected "
                                                                                : "returned ",
                                        std::string(e.address)));
-                                 }},
+                                 },
+                             .slow_links = true},
             }) {
     picker_.SetPeers({kSelf, kPeer2, kPeer3});
     key2_ = KeyOwnedBy({kSelf, kPeer2, kPeer3}, kPeer2);
@@ -653,7 +654,7 @@ TEST_F(EjectionPickerTest, APeerAnsweringOverASlowLinkIsEjectedUntilTheLinkIsBac
                           std::string("returned ") + kPeer2));
 }
 
-TEST_F(RingPickerTest, WithSlowLinksOffASlowLinkIsNotAFailure) {
+TEST_F(RingPickerTest, WithSlowLinksOffTheDefaultASlowLinkIsNotAFailure) {
   std::map<std::string, std::shared_ptr<ScriptedGetter>> getters;
   RingPicker picker(
       kSelf,
@@ -663,7 +664,7 @@ TEST_F(RingPickerTest, WithSlowLinksOffASlowLinkIsNotAFailure) {
         getters[address] = getter;
         return getter;
       },
-      RingPickerOptions{.ejection = {.after_failures = 3, .slow_links = false}});
+      RingPickerOptions{.ejection = {.after_failures = 3}});
   picker.SetPeers({kSelf, kPeer2, kPeer3});
   const std::string key2 = KeyOwnedBy({kSelf, kPeer2, kPeer3}, kPeer2);
   for (int i = 0; i < 10; ++i) {

@@ -71,6 +71,24 @@ TEST_F(RoundTripsTest, ASlowLinkThatCarriesNothingIsNotJudgedOnItsPast) {
   EXPECT_FALSE(Slow());
 }
 
+TEST_F(RoundTripsTest, ARoundTripThatIsNotPositiveIsIgnored) {
+  Add(5, absl::Microseconds(100));
+  Add(1, absl::ZeroDuration());
+  Add(1, -absl::Milliseconds(5));  // a clock that stepped back
+  Add(3, 200 * kMs);
+  EXPECT_TRUE(Slow());
+  EXPECT_THAT(trips_.Why(), HasSubstr("usually 100us"));
+}
+
+TEST_F(RoundTripsTest, TheLastRoundTripAloneCanBeSlow) {
+  Add(5, absl::Microseconds(100));
+  Add(1, 200 * kMs);
+  EXPECT_TRUE(trips_.last_slow());
+  EXPECT_FALSE(Slow());
+  EXPECT_TRUE(trips_.recent(now_));
+  EXPECT_FALSE(trips_.recent(now_ + RoundTrips::kStale));
+}
+
 TEST_F(RoundTripsTest, AFaultLongerThanTheWindowBecomesTheUsual) {
   Add(5, absl::Microseconds(100));
   Add(3, 200 * kMs);

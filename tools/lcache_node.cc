@@ -388,9 +388,9 @@ absl::StatusOr<NodeOptions> OptionsFromFlags() {
       .kind = *ring,
       .replicas = 0,
       .ejection = {.after_failures = eject_after,
-                   .slow_links = absl::GetFlag(FLAGS_eject_slow),
                    .base_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_base_ms)),
-                   .max_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_max_ms))},
+                   .max_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_eject_max_ms)),
+                   .slow_links = absl::GetFlag(FLAGS_eject_slow)},
       .warmup = *warmup,
       .replication = replicas,
   };

@@ -78,12 +78,6 @@ struct EjectionOptions {
   // Consecutive failures that eject a peer; 0 never ejects (the default, as
   // groupcache; lcache-node uses 3).
   int after_failures = 0;
-  // Whether a call answered over a link its transport judges slow
-  // (PeerGetter::Slowness: the lean transport's PING round trips far above
-  // their usual) counts as a failure: a peer that answers, but slowly, is
-  // ejected too, and its keys load locally until its link is back to usual
-  // (a probe answered over a link no longer slow returns it).
-  bool slow_links = true;
   // The first ejection's length, doubled for each ejection in a row up to
   // max_backoff. REQUIRES: base_backoff > 0 when after_failures > 0.
   absl::Duration base_backoff = absl::Seconds(1);
@@ -95,6 +89,13 @@ struct EjectionOptions {
   // order). Must be quick, thread-safe, and not call back into the picker's
   // ejection methods. May be null.
   std::function<void(const EjectionEvent&)> on_event = nullptr;
+  // Whether a call answered over a link its transport judges slow
+  // (PeerGetter::Slowness: the lean transport's PING round trips far above
+  // their usual) counts as a failure: a peer that answers, but slowly, is
+  // ejected too, and its keys load locally until its link is back to usual
+  // (a probe answered over a link no longer slow returns it). Off by
+  // default here; lcache-node turns it on (-eject-slow).
+  bool slow_links = false;
 };
 
 // Monotonic counters (for logs and /metrics), shared by all the peers of a

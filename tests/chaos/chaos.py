@@ -311,6 +311,7 @@ def run_scenario(name, args, topo, root):
         rest = t_heal + after - time.monotonic()
         if rest > 0:
             time.sleep(rest)
+        t_end = time.monotonic()
         load.finish()
         records = load.records
         phase = {"warm": 0, "fault": 0, "after": 0}
@@ -338,7 +339,7 @@ def run_scenario(name, args, topo, root):
             # Throughput: requests begun per second of each phase.
             "rps_by_phase": {"warm": round(started["warm"] / (t_fault - t_start)),
                              "fault": round(started["fault"] / (t_heal - t_fault)),
-                             "after": round(started["after"] / max(1e-9, time.monotonic() - t_heal)),
+                             "after": round(started["after"] / max(1e-9, t_end - t_heal)),
                              "fault_noticed": round(started_noticed / max(1e-9, t_heal - t_noticed))},
             "retried": sum(1 for r in records if r.retried),
             "failed_outside_window": len(outside),

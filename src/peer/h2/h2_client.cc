@@ -326,6 +326,10 @@ class H2Client::Connection : public std::enable_shared_from_this<H2Client::Conne
                          size_t len, void* self);
   static int OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self);
   static int OnFrame(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int OnFrameSent(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  // Submits a PING: a timed one (round_trips.h) unless one is out already.
+  // Whether nghttp2 took it.
+  bool SubmitPing();
   static ssize_t ReadRequest(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
                              uint32_t* flags, nghttp2_data_source* source, void*);
 
@@ -335,6 +339,7 @@ class H2Client::Connection : public std::enable_shared_from_this<H2Client::Conne
   bool closed_ = false;
   bool recycle_ = false;
   bool reading_ = false;  // inside nghttp2_session_mem_recv (our callbacks run)
+  bool writing_ = false;  // inside nghttp2_session_mem_send (OnStreamClose may run)
   int fd_ = -1;
   SSL* ssl_ = nullptr;     // TLS (the client's context); null: plaintext
   std::string tls_error_;  // why TLS failed on this connection, if it did
@@ -357,10 +362,15 @@ class H2Client::Connection : public std::enable_shared_from_this<H2Client::Conne
   absl::Time connect_started_ = absl::InfinitePast();
   absl::Time last_read_ = absl::InfinitePast();
   absl::Time ping_sent_ = absl::InfinitePast();  // InfinitePast: no PING out
-  absl::Time round_trip_sent_ = absl::InfinitePast();  // likewise, for a round-trip PING
-  absl::Time round_trip_due_ = absl::InfinitePast();   // the next may go then
-  bool answered_since_round_trip_ = true;              // response headers came since the last
-  RoundTrips round_trips_;                             // of every connection made to address_
+  // Round trips (steady clock): a timed PING is submitted (queued), then
+  // written (sent, at its frame's send), then answered (its ACK, timed at
+  // the start of the read that brought it, before our callbacks' work).
+  bool round_trip_queued_ = false;
+  absl::Time round_trip_sent_ = absl::InfinitePast();
+  absl::Time round_trip_due_ = absl::InfinitePast();  // wall clock: the next may go then
+  bool answered_since_round_trip_ = true;             // HEADERS or DATA came since the last PING
+  absl::Time read_at_ = absl::InfinitePast();         // steady: when the current read began
+  RoundTrips round_trips_;                            // of every connection made to address_
   absl::Time armed_for_ = absl::InfiniteFuture();
   std::vector<nghttp2_nv> headers_;  // Submit's, kept for its capacity
   int32_t found_stream_id_ = -1;     // CallOf's last answer; -1: none
@@ -385,6 +395,14 @@ class H2Client::Impl {
   // stops (Close, from ~H2Client at the latest).
   SessionMemory session_memory;
   std::unordered_set<std::shared_ptr<Connection>> connections;  // loop thread only
+
+  // Whether most of this loop's links that carried a PING lately had a
+  // slow last round trip: then the trouble is more likely ours (a loop too
+  // busy to read its answers in time) than theirs, and none is judged slow.
+  // Recomputed on the loop at each round trip; read by LinkHealth from any
+  // thread. With one link there is nothing to compare: never.
+  std::atomic<bool> local_trouble{false};
+  void JudgeLinks();
 
   // Frees `e` once the callback running now has returned (it may be e's).
   void Bury(event* e) {
@@ -632,9 +650,19 @@ void H2Client::Connection::ArmLiveness(absl::Duration after) {
   evtimer_add(liveness_timer_, &tv);
 }
 
+bool H2Client::Connection::SubmitPing() {
+  const bool timed = !round_trip_queued_ && round_trip_sent_ == absl::InfinitePast();
+  if (nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, timed ? kRoundTripOpaque : nullptr) != 0) {
+    return false;
+  }
+  round_trip_queued_ = round_trip_queued_ || timed;
+  answered_since_round_trip_ = false;
+  return true;
+}
+
 void H2Client::Connection::Ping(absl::Time now) {
   if (ping_sent_ != absl::InfinitePast() || session_ == nullptr) return;
-  if (nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr) != 0) return;
+  if (!SubmitPing()) return;
   ping_sent_ = now;
   ArmLiveness(kPingTimeout);
 }
@@ -740,7 +768,9 @@ void H2Client::Connection::Submit(PendingCall* call, absl::Time now) {
       nghttp2_session_check_request_allowed(session_) == 0) {
     recycle_ = true;
     waiting_.push_back(call);
-    if (!reading_) MaybeRecycle();
+    // Not while nghttp2 runs: MaybeRecycle deletes the session. Read's and
+    // Flush's callers recycle after it returns.
+    if (!reading_ && !writing_) MaybeRecycle();
     return;
   }
   call->timeout_header = wire::GrpcTimeoutHeader(call->deadline - now);
@@ -769,23 +799,33 @@ void H2Client::Connection::Submit(PendingCall* call, absl::Time now) {
   call->stream_id = id;
   ++streams_;
   if (id == found_stream_id_) found_stream_id_ = -1;
-  if (now >= round_trip_due_ && round_trip_sent_ == absl::InfinitePast() &&
-      answered_since_round_trip_ &&
-      nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, kRoundTripOpaque) == 0) {
-    round_trip_sent_ = now;
+  if (now >= round_trip_due_ && !round_trip_queued_ && round_trip_sent_ == absl::InfinitePast() &&
+      answered_since_round_trip_ && SubmitPing()) {
     round_trip_due_ = now + kRoundTripEvery;
-    answered_since_round_trip_ = false;
   }
+}
+
+int H2Client::Connection::OnFrameSent(nghttp2_session*, const nghttp2_frame* frame, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  if (frame->hd.type == NGHTTP2_PING && c->round_trip_queued_ &&
+      (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0 &&
+      std::memcmp(frame->ping.opaque_data, kRoundTripOpaque, sizeof kRoundTripOpaque) == 0) {
+    c->round_trip_queued_ = false;
+    c->round_trip_sent_ = SteadyNow();
+  }
+  return 0;
 }
 
 int H2Client::Connection::OnFrame(nghttp2_session*, const nghttp2_frame* frame, void* self) {
   auto* c = static_cast<Connection*>(self);
-  if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) != 0 &&
-      c->round_trip_sent_ != absl::InfinitePast() &&
-      std::memcmp(frame->ping.opaque_data, kRoundTripOpaque, sizeof kRoundTripOpaque) == 0) {
-    const absl::Time now = absl::Now();
-    c->round_trips_.Add(now - c->round_trip_sent_, now);
+  if (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) {
+    c->answered_since_round_trip_ = true;
+  } else if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) != 0 &&
+             c->round_trip_sent_ != absl::InfinitePast() &&
+             std::memcmp(frame->ping.opaque_data, kRoundTripOpaque, sizeof kRoundTripOpaque) == 0) {
+    c->round_trips_.Add(c->read_at_ - c->round_trip_sent_, c->read_at_);
     c->round_trip_sent_ = absl::InfinitePast();
+    c->client_->JudgeLinks();
   }
   return 0;
 }
@@ -857,6 +897,7 @@ void H2Client::Connection::Disconnect() {
   state_ = State::kIdle;
   recycle_ = false;
   ping_sent_ = absl::InfinitePast();
+  round_trip_queued_ = false;
   round_trip_sent_ = absl::InfinitePast();
   answered_since_round_trip_ = true;
   if (liveness_timer_ != nullptr) evtimer_del(liveness_timer_);
@@ -893,6 +934,7 @@ bool H2Client::Connection::Read() {
   // this connection: that call is submitted, but not flushed and nothing is
   // recycled until nghttp2 has returned (OnSocket does both then).
   reading_ = true;
+  read_at_ = SteadyNow();
   const bool ok = ReadIntoSession(fd_, ssl_, session_, &tls_error_);
   reading_ = false;
   last_read_ = absl::Now();
@@ -901,7 +943,14 @@ bool H2Client::Connection::Read() {
 
 bool H2Client::Connection::Flush() {
   if (session_ == nullptr) return true;
-  switch (WriteFromSession(fd_, ssl_, session_, &out_, &out_offset_, &tls_error_)) {
+  // nghttp2 may close a stream it cannot send (REFUSED_STREAM after a
+  // GOAWAY) while it serializes: OnStreamClose then resubmits the call, and
+  // the recycle that may need waits until nghttp2 has returned.
+  writing_ = true;
+  const WriteResult written =
+      WriteFromSession(fd_, ssl_, session_, &out_, &out_offset_, &tls_error_);
+  writing_ = false;
+  switch (written) {
     case WriteResult::kFailed:
       return false;
     case WriteResult::kBlocked:
@@ -920,7 +969,9 @@ bool H2Client::Connection::Flush() {
     Disconnect();
     waiting_ = std::move(waiting);
     if (!waiting_.empty()) Connect();
+    return true;
   }
+  MaybeRecycle();
   return true;
 }
 
@@ -933,7 +984,6 @@ int H2Client::Connection::OnHeader(nghttp2_session* session, const nghttp2_frame
   const std::string_view name(reinterpret_cast<const char*>(name_bytes), namelen);
   const std::string_view value(reinterpret_cast<const char*>(value_bytes), valuelen);
   if (name == ":status") {
-    static_cast<Connection*>(self)->answered_since_round_trip_ = true;
     call->http_status = 0;
     for (char c : value) call->http_status = call->http_status * 10 + (c - '0');
   } else if (name == "grpc-status") {
@@ -1012,6 +1062,7 @@ absl::StatusOr<std::unique_ptr<H2Client>> H2Client::Create(std::shared_ptr<TlsCo
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(impl->callbacks,
                                                             &Connection::OnDataChunk);
   nghttp2_session_callbacks_set_on_frame_recv_callback(impl->callbacks, &Connection::OnFrame);
+  nghttp2_session_callbacks_set_on_frame_send_callback(impl->callbacks, &Connection::OnFrameSent);
   nghttp2_session_callbacks_set_on_stream_close_callback(impl->callbacks,
                                                          &Connection::OnStreamClose);
   impl->loop.Start();
@@ -1020,8 +1071,23 @@ absl::StatusOr<std::unique_ptr<H2Client>> H2Client::Create(std::shared_ptr<TlsCo
 
 H2Client::H2Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
+void H2Client::Impl::JudgeLinks() {
+  const absl::Time now = SteadyNow();
+  int judged = 0;
+  int slow = 0;
+  for (const std::shared_ptr<Connection>& c : connections) {
+    if (!c->round_trips_.recent(now)) continue;
+    ++judged;
+    slow += c->round_trips_.last_slow() ? 1 : 0;
+  }
+  local_trouble.store(judged >= 2 && 2 * slow > judged, std::memory_order_relaxed);
+}
+
 absl::Status H2Client::LinkHealth(const Connection& connection) {
-  if (!connection.round_trips_.slow(&absl::Now)) return absl::OkStatus();
+  if (!connection.round_trips_.slow(&SteadyNow) ||
+      connection.client_->local_trouble.load(std::memory_order_relaxed)) {
+    return absl::OkStatus();
+  }
   return absl::UnavailableError(absl::StrCat("lcache: the link to ", connection.address_,
                                              " is slow: ", connection.round_trips_.Why()));
 }
