@@ -821,6 +821,16 @@ TEST(LeanClientLivenessTest, AConnectionThatStopsAnsweringIsReplaced) {
   EXPECT_EQ(hole.accepted(), 2u);
 }
 
+// "scores", where every key's value is 630.
+absl::Status AddScores(GroupRegistry& registry) {
+  return registry
+      .NewGroup({.name = "scores",
+                 .getter = [](std::string_view) -> absl::StatusOr<Loaded> {
+                   return ByteView::Copy("630");
+                 }})
+      .status();
+}
+
 // The lean client PINGs a connection that carries calls once a second:
 // when the round trips of a link rise far above their usual (here, a proxy
 // delays what the server sends by 100 ms), the getter says the link is slow
@@ -828,12 +838,7 @@ TEST(LeanClientLivenessTest, AConnectionThatStopsAnsweringIsReplaced) {
 // they are back, that it is not.
 TEST(LeanClientSlowLinkTest, ALinkWhoseRoundTripsRiseIsSlowThenBack) {
   GroupRegistry registry;
-  ASSERT_TRUE(registry
-                  .NewGroup({.name = "scores",
-                             .getter = [](std::string_view) -> absl::StatusOr<Loaded> {
-                               return ByteView::Copy("630");
-                             }})
-                  .ok());
+  ASSERT_TRUE(AddScores(registry).ok());
   absl::StatusOr<std::unique_ptr<PeerServer>> server =
       StartH2PeerServer({.address = "127.0.0.1:0", .registry = &registry});
   ASSERT_TRUE(server.ok()) << server.status();
@@ -871,12 +876,7 @@ TEST(LeanClientSlowLinkTest, ALinkWhoseRoundTripsRiseIsSlowThenBack) {
 // judged slow. When one alone is slow, it is.
 TEST(LeanClientSlowLinkTest, LinksThatAllSlowDownAtOnceAreNotJudgedSlow) {
   GroupRegistry registry;
-  ASSERT_TRUE(registry
-                  .NewGroup({.name = "scores",
-                             .getter = [](std::string_view) -> absl::StatusOr<Loaded> {
-                               return ByteView::Copy("630");
-                             }})
-                  .ok());
+  ASSERT_TRUE(AddScores(registry).ok());
   absl::StatusOr<std::unique_ptr<PeerServer>> a =
       StartH2PeerServer({.address = "127.0.0.1:0", .registry = &registry});
   absl::StatusOr<std::unique_ptr<PeerServer>> b =
