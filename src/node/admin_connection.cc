@@ -16,6 +16,7 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "peer/h2/tls.h"
 
@@ -190,6 +191,13 @@ ssize_t AdminConnection::write(const char* ptr, size_t size) {
     }
   }
   return static_cast<ssize_t>(size);
+}
+
+std::string AdminConnection::RemoteAddress() const {
+  std::string ip;
+  int port = 0;
+  get_remote_ip_and_port(ip, port);
+  return absl::StrCat(ip, ":", port);
 }
 
 void AdminConnection::get_remote_ip_and_port(std::string& ip, int& port) const {

@@ -49,6 +49,8 @@ class AdminConnection final : public httplib::Stream {
   bool Handshake();
   // Whether the client showed a certificate the CA signed (TLS only).
   bool PeerVerified() const;
+  // The client's "ip:port", for log lines.
+  std::string RemoteAddress() const;
   // Why the connection failed: "", kTimedOut, a socket error, or what TLS
   // said.
   const std::string& error() const { return error_; }

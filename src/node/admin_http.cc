@@ -454,10 +454,7 @@ class AdminListener final : public httplib::Server {
     AdminConnection connection(sock, ssl, timeouts_);
     if (!connection.Handshake()) {
       warn_->Count(WarnLimiter::kTlsFailed, [&] {
-        std::string ip;
-        int port = 0;
-        connection.get_remote_ip_and_port(ip, port);
-        return absl::StrCat("admin HTTP: TLS with ", ip, ":", port,
+        return absl::StrCat("admin HTTP: TLS with ", connection.RemoteAddress(),
                             " failed: ", connection.error());
       });
       return false;
@@ -468,10 +465,7 @@ class AdminListener final : public httplib::Server {
     const bool ok = process_request(connection, /*close_connection=*/true, closed, nullptr);
     if (connection.error() == AdminConnection::kTimedOut) {
       warn_->Count(WarnLimiter::kRequestTimedOut, [&] {
-        std::string ip;
-        int port = 0;
-        connection.get_remote_ip_and_port(ip, port);
-        return absl::StrCat("admin HTTP: cut off ", ip, ":", port,
+        return absl::StrCat("admin HTTP: cut off ", connection.RemoteAddress(),
                             ", whose request or response was not done within the request "
                             "timeout, or that sent or read nothing for the read timeout");
       });
