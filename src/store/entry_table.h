@@ -11,10 +11,20 @@
 //
 // The price is paid in lookups: each entry on a chain is a dependent load
 // (a cache miss on a large cache), where a Swiss table rejects non-matching
-// slots by their control bytes. Measured on 1M entries (docs/BENCHMARKS.md),
-// a miss costs ~280 ns instead of ~40 and a hit ~60 ns more. For a
-// read-through cache a miss goes on to a load that costs far more, so memory
-// per entry wins.
+// slots by their control bytes. So a bucket is one word that also carries a
+// filter: the chain's first entry in its low 48 bits (what x86-64 and arm64
+// user addresses use), and in its high 16 bits two bits per key on the chain,
+// picked by bits of its hash that choose neither the shard nor the bucket. A
+// lookup whose two bits are not both set is a miss without touching an entry:
+// most misses, at no memory cost (a chain of two keys sets about 4 of the 16
+// bits, so a miss walks it about 5% of the time). Erasing an entry leaves
+// its bits behind (clearing them would mean rehashing the chain); a lookup
+// that walks a chain in vain rebuilds its filter, so a stale bit costs at
+// most one walk. Should malloc ever hand out an address above 2^48, the table
+// stores plain pointers from then on and every lookup walks its chain.
+//
+// A hit still walks its chain up to its entry: the filter says whether the
+// key may be there, not where.
 //
 // Entries keep no hash: growing and erasing recompute it from the key, which
 // for short keys costs less than the 4 bytes per entry would.
@@ -44,28 +54,48 @@ inline uint64_t HashKey(std::string_view key) {
 
 class EntryTable {
  public:
-  EntryTable() : buckets_(kInitialBuckets, nullptr) {}
+  EntryTable() : buckets_(kInitialBuckets, 0) {}
 
-  Entry* Find(std::string_view key, uint64_t hash) const {
-    for (Entry* e = buckets_[hash & Mask()]; e != nullptr; e = e->next_hash) {
+  // Whether Find must walk a chain for a key of this hash: false means the
+  // bucket's filter rules the key out.
+  bool MayHold(uint64_t hash) const {
+    const uint64_t bits = FilterBits(hash);
+    return (buckets_[hash & Mask()] & bits) == bits;
+  }
+
+  Entry* Find(std::string_view key, uint64_t hash) {
+    uint64_t& bucket = buckets_[hash & Mask()];
+    const uint64_t bits = FilterBits(hash);
+    if ((bucket & bits) != bits) return nullptr;  // the filter rules the key out
+    for (Entry* e = Head(bucket); e != nullptr; e = e->next_hash) {
       if (e->key() == key) return e;
     }
+    if (bits != 0 && bucket != 0) Refilter(bucket);
     return nullptr;
   }
 
   // REQUIRES: no entry with e's key is present; `hash` is HashKey(e->key()).
   void Insert(Entry* e, uint64_t hash) {
-    Entry*& head = buckets_[hash & Mask()];
-    e->next_hash = head;
-    head = e;
+    if ((reinterpret_cast<uint64_t>(e) & ~pointer_mask_) != 0) StorePlainPointers();
+    uint64_t& bucket = buckets_[hash & Mask()];
+    e->next_hash = Head(bucket);
+    bucket = reinterpret_cast<uint64_t>(e) | (bucket & ~pointer_mask_) | FilterBits(hash);
     if (++size_ > buckets_.size() * kMaxLoad) Grow();
   }
 
   // REQUIRES: e is present.
   void Erase(Entry* e) {
-    Entry** link = &buckets_[HashKey(e->key()) & Mask()];
-    while (*link != e) link = &(*link)->next_hash;
-    *link = e->next_hash;
+    uint64_t& bucket = buckets_[HashKey(e->key()) & Mask()];
+    if (Head(bucket) == e) {
+      // The last entry of a chain takes its filter with it.
+      bucket = e->next_hash == nullptr
+                   ? 0
+                   : reinterpret_cast<uint64_t>(e->next_hash) | (bucket & ~pointer_mask_);
+    } else {
+      Entry* prev = Head(bucket);
+      while (prev->next_hash != e) prev = prev->next_hash;
+      prev->next_hash = e->next_hash;
+    }
     e->next_hash = nullptr;
     --size_;
   }
@@ -75,8 +105,8 @@ class EntryTable {
 
   template <typename F>
   void ForEach(F f) const {
-    for (Entry* head : buckets_) {
-      for (Entry* e = head; e != nullptr;) {
+    for (uint64_t bucket : buckets_) {
+      for (Entry* e = Head(bucket); e != nullptr;) {
         Entry* next = e->next_hash;  // f may free e
         f(e);
         e = next;
@@ -84,24 +114,53 @@ class EntryTable {
     }
   }
 
+  // What a pointer above 2^48 makes the table do; for tests.
+  void StorePlainPointersForTesting() { StorePlainPointers(); }
+
  private:
   static constexpr size_t kInitialBuckets = 16;  // a power of two
   static constexpr size_t kMaxLoad = 3;
+  static constexpr int kPointerBits = 48;
 
   size_t Mask() const { return buckets_.size() - 1; }
+  Entry* Head(uint64_t bucket) const { return reinterpret_cast<Entry*>(bucket & pointer_mask_); }
+
+  // The key's two filter bits: hash bits 48-55, which the shard (the top
+  // bits) and the bucket (the low bits) do not use. None without a filter.
+  uint64_t FilterBits(uint64_t hash) const {
+    return ((uint64_t{1} << (kPointerBits + ((hash >> 48) & 15))) |
+            (uint64_t{1} << (kPointerBits + ((hash >> 52) & 15)))) &
+           ~pointer_mask_;
+  }
+
+  // Rebuilds the filter of a non-empty chain from its keys.
+  void Refilter(uint64_t& bucket) {
+    uint64_t filter = 0;
+    for (Entry* e = Head(bucket); e != nullptr; e = e->next_hash) {
+      filter |= FilterBits(HashKey(e->key()));
+    }
+    bucket = (bucket & pointer_mask_) | filter;
+  }
+
+  void StorePlainPointers() {
+    for (uint64_t& bucket : buckets_) bucket &= pointer_mask_;
+    pointer_mask_ = ~uint64_t{0};
+  }
 
   void Grow() {
-    std::vector<Entry*> bigger(buckets_.size() * 2, nullptr);
+    std::vector<uint64_t> bigger(buckets_.size() * 2, 0);
     const size_t mask = bigger.size() - 1;
     ForEach([&](Entry* e) {
-      Entry*& head = bigger[HashKey(e->key()) & mask];
-      e->next_hash = head;
-      head = e;
+      const uint64_t hash = HashKey(e->key());
+      uint64_t& bucket = bigger[hash & mask];
+      e->next_hash = Head(bucket);
+      bucket = reinterpret_cast<uint64_t>(e) | (bucket & ~pointer_mask_) | FilterBits(hash);
     });
     buckets_.swap(bigger);
   }
 
-  std::vector<Entry*> buckets_;
+  std::vector<uint64_t> buckets_;  // see the top of the file
+  uint64_t pointer_mask_ = (uint64_t{1} << kPointerBits) - 1;
   size_t size_ = 0;
 };
 
