@@ -288,12 +288,34 @@ TEST(LruStoreTest, EvictsTheLeastRecentlyUsed) {
   ASSERT_TRUE(store->Set("a", Value9('a')));
   ASSERT_TRUE(store->Set("b", Value9('b')));
   ASSERT_TRUE(store->Set("c", Value9('c')));
-  ASSERT_TRUE(store->Get("a"));               // a is now the most recent: order c, b... a
+  ASSERT_TRUE(store->Get("a"));               // marks a: it goes back to the head instead of out
   ASSERT_TRUE(store->Set("d", Value9('d')));  // evicts b
   ASSERT_TRUE(store->Set("e", Value9('e')));  // evicts c
   EXPECT_THAT(evicted, ElementsAre("b", "c"));
   EXPECT_TRUE(store->Get("a"));
   EXPECT_EQ(store->Bytes(), 30);
+}
+
+// CLOCK's bound: when every entry was hit, one eviction gives at most
+// LruList::kMaxSecondChances of them a second chance, then evicts the tail.
+TEST(LruStoreTest, AnEvictionAfterEveryEntryWasHitDoesBoundedWork) {
+  std::vector<std::string> evicted;
+  auto store = NewStore({.policy = StorePolicy::kLru,
+                         .capacity_bytes = 100 * 10,
+                         .shards = 1,
+                         .on_removal = [&](std::string_view key, const ByteView&, RemovalReason) {
+                           evicted.emplace_back(key);
+                         }});
+  auto key = [](int i) { return std::string{char('0' + i / 10), char('0' + i % 10)}; };
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(store->Set(key(i), "12345678"));
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(store->Get(key(i)));
+  ASSERT_TRUE(store->Set("new", Value9('n').substr(2)));  // 3 + 7 bytes
+  // The 32 oldest went back to the head; the 33rd went, hit or not.
+  EXPECT_THAT(evicted, ElementsAre(key(32)));
+  ASSERT_TRUE(store->Set("new2", Value9('n').substr(3)));
+  // The next 32 (33 to 64) go back too, and 65 goes.
+  EXPECT_THAT(evicted, ElementsAre(key(32), key(65)));
+  EXPECT_TRUE(store->Get(key(0)));
 }
 
 TEST(LruStoreTest, SplitsCapacityEvenlyAcrossShards) {
@@ -362,7 +384,7 @@ TEST(Lru2StoreTest, MainEvictsItsLeastRecentlyUsed) {
   EXPECT_THAT(evicted, ElementsAre("a"));
   ASSERT_TRUE(store->Get("b"));
   ASSERT_TRUE(store->Set("e", Value9('e')));
-  ASSERT_TRUE(store->Get("e"));  // evicts c, not the just-used b
+  ASSERT_TRUE(store->Get("e"));  // evicts c, not the just-used (marked) b
   EXPECT_THAT(evicted, ElementsAre("a", "c"));
 }
 

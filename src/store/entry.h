@@ -28,10 +28,11 @@ namespace lcache::internal {
 
 struct Entry {
   enum Flag : uint8_t {
-    kHasExpiry = 1 << 0,  // 8 bytes of expiry (unix nanos) follow the header
-    kInMain = 1 << 1,     // LRU-2: in the main queue rather than the history;
-                          // TinyLFU: in the main region rather than the window
-    kProtected = 1 << 2,  // TinyLFU: in the main region's protected segment
+    kHasExpiry = 1 << 0,   // 8 bytes of expiry (unix nanos) follow the header
+    kInMain = 1 << 1,      // LRU-2: in the main queue rather than the history;
+                           // TinyLFU: in the main region rather than the window
+    kProtected = 1 << 2,   // TinyLFU: in the main region's protected segment
+    kReferenced = 1 << 3,  // LRU, LRU-2: hit since it last reached the list's tail
   };
 
   static constexpr size_t kMaxKeySize = kMaxStoreKeyBytes;
@@ -58,6 +59,11 @@ struct Entry {
   bool is_protected() const { return (block.owner_flags & kProtected) != 0; }
   void set_protected(bool v) {
     block.owner_flags = v ? (block.owner_flags | kProtected) : (block.owner_flags & ~kProtected);
+  }
+
+  bool referenced() const { return (block.owner_flags & kReferenced) != 0; }
+  void set_referenced(bool v) {
+    block.owner_flags = v ? (block.owner_flags | kReferenced) : (block.owner_flags & ~kReferenced);
   }
 
   int64_t expire_unix_nanos() const {

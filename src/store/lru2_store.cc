@@ -3,7 +3,9 @@
 // access, a Get hit or a Set of a key already present, promotes it into the
 // main list with the rest. One-off keys (scans) thus churn only the history
 // and cannot flush the keys that earned their place in main. A hit in the
-// history counts as a hit. Entries evicted from main leave the store.
+// history counts as a hit. Entries evicted from main leave the store. The
+// main list is a CLOCK (see lru_store.cc): a hit there sets a bit rather than
+// moving the entry.
 
 #include "store/lru2_store.h"
 
@@ -20,6 +22,8 @@ class Lru2Policy {
       : history_(HistoryCapacity(capacity, options.lru2_history_fraction)),
         main_(capacity - history_.capacity()) {}
 
+  static constexpr bool kMarksHits = true;
+
   LruList& QueueOf(const Entry* e) { return e->in_main() ? main_ : history_; }
 
   LruList* Admit(Entry* e, const Entry* old) {
@@ -34,14 +38,24 @@ class Lru2Policy {
   int64_t MaxCharge() const { return history_.capacity() == 0 ? kNoLimit : history_.capacity(); }
 
   LruList* Touch(Entry* e) {
-    if (e->in_main() || !main_.Fits(e->charge())) {
-      QueueOf(e).MoveToFront(e);
+    if (e->in_main()) {
+      if (!e->referenced()) e->set_referenced(true);  // CLOCK, as in lru_store.cc
+      return nullptr;
+    }
+    if (!main_.Fits(e->charge())) {
+      history_.MoveToFront(e);
       return nullptr;
     }
     history_.Unlink(e);
     e->set_in_main(true);
     main_.PushFront(e);
     return &main_;
+  }
+
+  // Only the list that just grew can be over capacity.
+  Entry* NextVictim() {
+    if (main_.OverCapacity()) return main_.SecondChanceVictim();
+    return history_.OverCapacity() ? history_.tail() : nullptr;
   }
 
   template <typename F>

@@ -32,6 +32,16 @@ class LruList {
     ++len_;
   }
 
+  // REQUIRES: the list is not empty.
+  void PushBehindHead(Entry* e) {
+    e->prev = head_;
+    e->next = head_->next;
+    (head_->next != nullptr ? head_->next->prev : tail_) = e;
+    head_->next = e;
+    bytes_ += e->charge();
+    ++len_;
+  }
+
   void Unlink(Entry* e) {
     if (cursor_ == e) cursor_ = e->prev;
     (e->prev != nullptr ? e->prev->next : head_) = e->next;
@@ -47,6 +57,23 @@ class LruList {
     PushFront(e);
   }
 
+  // The tail to evict, CLOCK-style: a referenced tail (see Entry::kReferenced)
+  // has its bit cleared and goes back behind the head instead, up to
+  // kMaxSecondChances of them; then the tail goes whatever its bit. Behind
+  // the head, not in front of it: the head is the entry whose arrival made
+  // the list overflow, and as in CLOCK (where it takes the victim's slot,
+  // the last the hand reaches) it must not become the oldest by being
+  // passed.
+  Entry* SecondChanceVictim() {
+    for (int i = 0; i < kMaxSecondChances && tail_ != head_ && tail_->referenced(); ++i) {
+      Entry* e = tail_;
+      e->set_referenced(false);
+      Unlink(e);
+      PushBehindHead(e);
+    }
+    return tail_;
+  }
+
   // The next entry for the expiry sweep, coldest first, wrapping around.
   Entry* SweepNext() {
     Entry* e = cursor_ != nullptr ? cursor_ : tail_;
@@ -57,6 +84,10 @@ class LruList {
   bool OverCapacity() const { return capacity_ > 0 && bytes_ > capacity_; }
   // Whether an entry of `charge` bytes could ever fit.
   bool Fits(int64_t charge) const { return capacity_ == 0 || charge <= capacity_; }
+
+  // Bounds the work of one eviction when most entries were hit (a scan after
+  // a hot spell): amortized, each rotation pays for the hit that set the bit.
+  static constexpr int kMaxSecondChances = 32;
 
   Entry* head() const { return head_; }
   Entry* tail() const { return tail_; }

@@ -25,6 +25,8 @@
 //   LruList* Touch(Entry* e, uint64_t hint)      ...the Touch of the same Get
 //   int64_t PolicyBytes() const                  memory the policy itself holds, for
 //                                                Stats().overhead_bytes
+//   static constexpr bool kMarksHits             its lists are CLOCKs (Entry::referenced):
+//                                                marked entries are the most valuable
 //
 // Work under a shard's mutex is pointer surgery only: entries are allocated
 // before taking it, and removed entries are released (and reported to the
@@ -151,7 +153,8 @@ class alignas(64) Shard {
   }
 
   // Appends live entries, most valuable first (the policy's lists from the
-  // last ForEachQueue visits to the first, each from its head), until their
+  // last ForEachQueue visits to the first, each from its head; in a CLOCK
+  // list, those hit since the hand last passed them first), until their
   // charges reach `budget`. Each comes with a reference for the caller.
   void CollectValuable(int64_t budget, const Clock& clock, std::vector<Entry*>* out) const {
     std::lock_guard lock(mu_);
@@ -162,12 +165,16 @@ class alignas(64) Shard {
       lists[n++] = &q;
     });
     const int64_t now = absl::ToUnixNanos(clock.Now());
+    constexpr bool kMarksHits = requires { Policy::kMarksHits; };
     for (size_t i = n; i-- > 0 && budget > 0;) {
-      for (Entry* e = lists[i]->head(); e != nullptr && budget > 0; e = e->next) {
-        if (e->ExpiredAt(now)) continue;
-        e->Ref();
-        out->push_back(e);
-        budget -= e->charge();
+      for (int referenced = kMarksHits ? 1 : 0; referenced >= 0; --referenced) {
+        for (Entry* e = lists[i]->head(); e != nullptr && budget > 0; e = e->next) {
+          if (e->ExpiredAt(now)) continue;
+          if (kMarksHits && e->referenced() != (referenced == 1)) continue;
+          e->Ref();
+          out->push_back(e);
+          budget -= e->charge();
+        }
       }
     }
   }
