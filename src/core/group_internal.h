@@ -20,6 +20,7 @@
 
 #include "absl/time/time.h"
 #include "lcache/group.h"
+#include "store/epochs.h"
 
 namespace lcache {
 
@@ -83,11 +84,10 @@ class Group::Counters {
     std::array<std::atomic<int64_t>, kNumFields> v{};
   };
 
-  static size_t ThreadStripe() {
-    static std::atomic<size_t> next{0};
-    thread_local const size_t stripe = next.fetch_add(1, std::memory_order_relaxed) % kStripes;
-    return stripe;
-  }
+  // Distinct for threads alive together (up to kStripes of them); a number
+  // handed out in order of thread creation would make a long-lived thread
+  // and the 17th created after it share a line.
+  static size_t ThreadStripe() { return internal::Epochs::ThisThreadIndex() % kStripes; }
 
   std::array<Stripe, kStripes> stripes_;
 };

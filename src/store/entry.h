@@ -33,6 +33,7 @@ struct Entry {
                            // TinyLFU: in the main region rather than the window
     kProtected = 1 << 2,   // TinyLFU: in the main region's protected segment
     kReferenced = 1 << 3,  // LRU, LRU-2: hit since it last reached the list's tail
+    kCopyOnHit = 1 << 4,   // lock-free hits copy the value (sharded_store.h)
   };
 
   static constexpr size_t kMaxKeySize = kMaxStoreKeyBytes;
@@ -50,21 +51,18 @@ struct Entry {
   void Ref() const { block.Ref(); }
   void Unref() const { block.Unref(); }
 
-  bool has_expiry() const { return (block.owner_flags & kHasExpiry) != 0; }
-  bool in_main() const { return (block.owner_flags & kInMain) != 0; }
-  void set_in_main(bool v) {
-    block.owner_flags = v ? (block.owner_flags | kInMain) : (block.owner_flags & ~kInMain);
-  }
-
-  bool is_protected() const { return (block.owner_flags & kProtected) != 0; }
-  void set_protected(bool v) {
-    block.owner_flags = v ? (block.owner_flags | kProtected) : (block.owner_flags & ~kProtected);
-  }
-
-  bool referenced() const { return (block.owner_flags & kReferenced) != 0; }
-  void set_referenced(bool v) {
-    block.owner_flags = v ? (block.owner_flags | kReferenced) : (block.owner_flags & ~kReferenced);
-  }
+  // The flags byte is read without the shard's mutex by lock-free hits
+  // (sharded_store.h), which also set kReferenced; so every access is
+  // atomic, and every change a read-modify-write that keeps the other bits.
+  bool has_expiry() const { return (flags() & kHasExpiry) != 0; }
+  bool in_main() const { return (flags() & kInMain) != 0; }
+  void set_in_main(bool v) { SetFlag(kInMain, v); }
+  bool is_protected() const { return (flags() & kProtected) != 0; }
+  void set_protected(bool v) { SetFlag(kProtected, v); }
+  bool referenced() const { return (flags() & kReferenced) != 0; }
+  void set_referenced(bool v) { SetFlag(kReferenced, v); }
+  bool copy_on_hit() const { return (flags() & kCopyOnHit) != 0; }
+  void set_copy_on_hit() { SetFlag(kCopyOnHit, true); }
 
   int64_t expire_unix_nanos() const {
     int64_t t;
@@ -98,6 +96,16 @@ struct Entry {
   const char* payload() const { return reinterpret_cast<const char*>(this) + kHeaderSize; }
   char* payload() { return reinterpret_cast<char*>(this) + kHeaderSize; }
   const char* key_data() const { return payload() + (has_expiry() ? sizeof(int64_t) : 0); }
+  // The GCC builtins that std::atomic_ref wraps: GCC 12's atomic_ref<uint8_t>
+  // load trips a false -Wstringop-overflow when it cannot prove `this` non-null.
+  uint8_t flags() const { return __atomic_load_n(&block.owner_flags, __ATOMIC_RELAXED); }
+  void SetFlag(Flag f, bool v) {
+    if (v) {
+      __atomic_fetch_or(&block.owner_flags, f, __ATOMIC_RELAXED);
+    } else {
+      __atomic_fetch_and(&block.owner_flags, static_cast<uint8_t>(~f), __ATOMIC_RELAXED);
+    }
+  }
 };
 
 static_assert(sizeof(Entry) == 40 && alignof(Entry) == 8);

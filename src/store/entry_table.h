@@ -34,13 +34,16 @@
 #ifndef LCACHE_SRC_STORE_ENTRY_TABLE_H_
 #define LCACHE_SRC_STORE_ENTRY_TABLE_H_
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 #include <vector>
 
 #include "absl/hash/hash.h"
 #include "absl/strings/string_view.h"
 #include "store/entry.h"
+#include "store/epochs.h"
 
 namespace lcache::internal {
 
@@ -54,60 +57,92 @@ inline uint64_t HashKey(std::string_view key) {
 
 class EntryTable {
  public:
-  EntryTable() : buckets_(kInitialBuckets, 0) {}
+  // With `retired`, replaced bucket arrays go there rather than being freed
+  // at once: lock-free readers (FindWithoutLock) may still be in them.
+  explicit EntryTable(RetireList* retired = nullptr)
+      : buckets_(NewBuckets(kInitialBuckets)), retired_(retired) {}
+  ~EntryTable() { delete buckets_.load(std::memory_order_relaxed); }
+  EntryTable(const EntryTable&) = delete;
+  EntryTable& operator=(const EntryTable&) = delete;
 
   // Whether Find must walk a chain for a key of this hash: false means the
   // bucket's filter rules the key out.
   bool MayHold(uint64_t hash) const {
     const uint64_t bits = FilterBits(hash);
-    return (buckets_[hash & Mask()] & bits) == bits;
+    return (Bucket(Locked(), hash).load(std::memory_order_relaxed) & bits) == bits;
   }
 
   Entry* Find(std::string_view key, uint64_t hash) {
-    uint64_t& bucket = buckets_[hash & Mask()];
+    std::atomic<uint64_t>& bucket = Bucket(Locked(), hash);
+    const uint64_t word = bucket.load(std::memory_order_relaxed);
     const uint64_t bits = FilterBits(hash);
-    if ((bucket & bits) != bits) return nullptr;  // the filter rules the key out
-    for (Entry* e = Head(bucket); e != nullptr; e = e->next_hash) {
+    if ((word & bits) != bits) return nullptr;  // the filter rules the key out
+    for (Entry* e = Head(word); e != nullptr; e = Next(e, std::memory_order_relaxed)) {
       if (e->key() == key) return e;
     }
-    if (bits != 0 && bucket != 0) Refilter(bucket);
+    if (bits != 0 && word != 0) Refilter(bucket);
+    return nullptr;
+  }
+
+  // Find for a reader that holds no lock, only an Epochs::ReadGuard (so
+  // nothing it reaches is freed under it). Writers may be relinking the
+  // chains (a growth, an erase): the walk always ends, but may miss a key
+  // that is there, so a null answer must be confirmed under the lock.
+  // Sequentially consistent loads: see epochs.h.
+  Entry* FindWithoutLock(std::string_view key, uint64_t hash) const {
+    const Buckets* b = buckets_.load(std::memory_order_seq_cst);
+    const uint64_t word = Bucket(*b, hash).load(std::memory_order_seq_cst);
+    // Read after the word: a plain pointer above 2^48 is stored only after
+    // this flag was cleared, so a word read before it holds a 48-bit one.
+    if (!packed_.load(std::memory_order_seq_cst)) return nullptr;
+    const uint64_t bits = PackedFilterBits(hash);
+    if ((word & bits) != bits) return nullptr;
+    for (Entry* e = reinterpret_cast<Entry*>(word & kPackedMask); e != nullptr;
+         e = Next(e, std::memory_order_seq_cst)) {
+      if (e->key() == key) return e;
+    }
     return nullptr;
   }
 
   // REQUIRES: no entry with e's key is present; `hash` is HashKey(e->key()).
   void Insert(Entry* e, uint64_t hash) {
     if ((reinterpret_cast<uint64_t>(e) & ~pointer_mask_) != 0) StorePlainPointers();
-    uint64_t& bucket = buckets_[hash & Mask()];
-    e->next_hash = Head(bucket);
-    bucket = reinterpret_cast<uint64_t>(e) | (bucket & ~pointer_mask_) | FilterBits(hash);
-    if (++size_ > buckets_.size() * kMaxLoad) Grow();
+    std::atomic<uint64_t>& bucket = Bucket(Locked(), hash);
+    const uint64_t word = bucket.load(std::memory_order_relaxed);
+    SetNext(e, Head(word));
+    // Publishes e: its fields were written before this store.
+    bucket.store(reinterpret_cast<uint64_t>(e) | (word & ~pointer_mask_) | FilterBits(hash),
+                 std::memory_order_seq_cst);
+    if (++size_ > (Locked().mask + 1) * kMaxLoad) Grow();
   }
 
-  // REQUIRES: e is present.
+  // REQUIRES: e is present. Its memory must outlive lock-free readers.
   void Erase(Entry* e) {
-    uint64_t& bucket = buckets_[HashKey(e->key()) & Mask()];
-    if (Head(bucket) == e) {
+    std::atomic<uint64_t>& bucket = Bucket(Locked(), HashKey(e->key()));
+    const uint64_t word = bucket.load(std::memory_order_relaxed);
+    Entry* next = Next(e, std::memory_order_relaxed);
+    if (Head(word) == e) {
       // The last entry of a chain takes its filter with it.
-      bucket = e->next_hash == nullptr
-                   ? 0
-                   : reinterpret_cast<uint64_t>(e->next_hash) | (bucket & ~pointer_mask_);
+      bucket.store(next == nullptr ? 0 : reinterpret_cast<uint64_t>(next) | (word & ~pointer_mask_),
+                   std::memory_order_seq_cst);
     } else {
-      Entry* prev = Head(bucket);
-      while (prev->next_hash != e) prev = prev->next_hash;
-      prev->next_hash = e->next_hash;
+      Entry* prev = Head(word);
+      while (Next(prev, std::memory_order_relaxed) != e)
+        prev = Next(prev, std::memory_order_relaxed);
+      SetNext(prev, next);
     }
-    e->next_hash = nullptr;
     --size_;
   }
 
   size_t size() const { return size_; }
-  size_t bucket_count() const { return buckets_.size(); }
+  size_t bucket_count() const { return Locked().mask + 1; }
 
   template <typename F>
   void ForEach(F f) const {
-    for (uint64_t bucket : buckets_) {
-      for (Entry* e = Head(bucket); e != nullptr;) {
-        Entry* next = e->next_hash;  // f may free e
+    const Buckets& b = Locked();
+    for (size_t i = 0; i <= b.mask; ++i) {
+      for (Entry* e = Head(b.words[i].load(std::memory_order_relaxed)); e != nullptr;) {
+        Entry* next = Next(e, std::memory_order_relaxed);  // f may free e
         f(e);
         e = next;
       }
@@ -122,45 +157,90 @@ class EntryTable {
   static constexpr size_t kMaxLoad = 3;
   static constexpr int kPointerBits = 48;
 
-  size_t Mask() const { return buckets_.size() - 1; }
-  Entry* Head(uint64_t bucket) const { return reinterpret_cast<Entry*>(bucket & pointer_mask_); }
+  // One allocation, so that a lock-free reader loads the array and its size
+  // together.
+  struct Buckets {
+    size_t mask;
+    std::unique_ptr<std::atomic<uint64_t>[]> words;
+  };
+
+  static Buckets* NewBuckets(size_t n) {
+    auto* b = new Buckets{n - 1, std::make_unique<std::atomic<uint64_t>[]>(n)};
+    for (size_t i = 0; i < n; ++i) b->words[i].store(0, std::memory_order_relaxed);
+    return b;
+  }
+  // The array, for a caller that holds the owner's lock (the only writer).
+  const Buckets& Locked() const { return *buckets_.load(std::memory_order_relaxed); }
+  static std::atomic<uint64_t>& Bucket(const Buckets& b, uint64_t hash) {
+    return b.words[hash & b.mask];
+  }
+
+  // Chain links are read by lock-free readers too: always atomic.
+  static Entry* Next(const Entry* e, std::memory_order order) {
+    return std::atomic_ref<Entry*>(const_cast<Entry*&>(e->next_hash)).load(order);
+  }
+  static void SetNext(Entry* e, Entry* next) {
+    std::atomic_ref<Entry*>(e->next_hash).store(next, std::memory_order_seq_cst);
+  }
+
+  Entry* Head(uint64_t word) const { return reinterpret_cast<Entry*>(word & pointer_mask_); }
 
   // The key's two filter bits: hash bits 48-55, which the shard (the top
   // bits) and the bucket (the low bits) do not use. None without a filter.
-  uint64_t FilterBits(uint64_t hash) const {
-    return ((uint64_t{1} << (kPointerBits + ((hash >> 48) & 15))) |
-            (uint64_t{1} << (kPointerBits + ((hash >> 52) & 15)))) &
-           ~pointer_mask_;
+  static uint64_t PackedFilterBits(uint64_t hash) {
+    return (uint64_t{1} << (kPointerBits + ((hash >> 48) & 15))) |
+           (uint64_t{1} << (kPointerBits + ((hash >> 52) & 15)));
   }
+  uint64_t FilterBits(uint64_t hash) const { return PackedFilterBits(hash) & ~pointer_mask_; }
 
   // Rebuilds the filter of a non-empty chain from its keys.
-  void Refilter(uint64_t& bucket) {
+  void Refilter(std::atomic<uint64_t>& bucket) {
+    const uint64_t word = bucket.load(std::memory_order_relaxed);
     uint64_t filter = 0;
-    for (Entry* e = Head(bucket); e != nullptr; e = e->next_hash) {
+    for (Entry* e = Head(word); e != nullptr; e = Next(e, std::memory_order_relaxed)) {
       filter |= FilterBits(HashKey(e->key()));
     }
-    bucket = (bucket & pointer_mask_) | filter;
+    bucket.store((word & pointer_mask_) | filter, std::memory_order_relaxed);
   }
 
   void StorePlainPointers() {
-    for (uint64_t& bucket : buckets_) bucket &= pointer_mask_;
+    packed_.store(false, std::memory_order_seq_cst);  // first: see FindWithoutLock
+    const Buckets& b = Locked();
+    for (size_t i = 0; i <= b.mask; ++i) {
+      b.words[i].store(b.words[i].load(std::memory_order_relaxed) & pointer_mask_,
+                       std::memory_order_relaxed);
+    }
     pointer_mask_ = ~uint64_t{0};
   }
 
+  // Relinks every entry into an array twice the size. A lock-free reader in
+  // the old array may follow a link into a new chain: links only ever point
+  // to an entry not yet moved (old chains) or moved earlier (new chains),
+  // so its walk still ends.
   void Grow() {
-    std::vector<uint64_t> bigger(buckets_.size() * 2, 0);
-    const size_t mask = bigger.size() - 1;
+    Buckets* old = buckets_.load(std::memory_order_relaxed);
+    Buckets* bigger = NewBuckets(2 * (old->mask + 1));
     ForEach([&](Entry* e) {
       const uint64_t hash = HashKey(e->key());
-      uint64_t& bucket = bigger[hash & mask];
-      e->next_hash = Head(bucket);
-      bucket = reinterpret_cast<uint64_t>(e) | (bucket & ~pointer_mask_) | FilterBits(hash);
+      std::atomic<uint64_t>& bucket = Bucket(*bigger, hash);
+      const uint64_t word = bucket.load(std::memory_order_relaxed);
+      SetNext(e, Head(word));
+      bucket.store(reinterpret_cast<uint64_t>(e) | (word & ~pointer_mask_) | FilterBits(hash),
+                   std::memory_order_relaxed);
     });
-    buckets_.swap(bigger);
+    buckets_.store(bigger, std::memory_order_seq_cst);
+    if (retired_ != nullptr) {
+      retired_->Retire(old, [](void* p) { delete static_cast<Buckets*>(p); });
+    } else {
+      delete old;
+    }
   }
 
-  std::vector<uint64_t> buckets_;  // see the top of the file
-  uint64_t pointer_mask_ = (uint64_t{1} << kPointerBits) - 1;
+  std::atomic<Buckets*> buckets_;  // see the top of the file
+  RetireList* const retired_;
+  static constexpr uint64_t kPackedMask = (uint64_t{1} << kPointerBits) - 1;
+  uint64_t pointer_mask_ = kPackedMask;  // ~0 once plain; writers' copy
+  std::atomic<bool> packed_{true};       // readers' copy
   size_t size_ = 0;
 };
 

@@ -37,6 +37,13 @@ class Lru2Policy {
   // A new key enters the history list.
   int64_t MaxCharge() const { return history_.capacity() == 0 ? kNoLimit : history_.capacity(); }
 
+  // A hit in main only marks the entry; one in history moves it (locked).
+  bool MarkHitWithoutLock(Entry* e) {
+    if (!e->in_main()) return false;
+    if (!e->referenced()) e->set_referenced(true);
+    return true;
+  }
+
   LruList* Touch(Entry* e) {
     if (e->in_main()) {
       if (!e->referenced()) e->set_referenced(true);  // CLOCK, as in lru_store.cc

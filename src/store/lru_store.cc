@@ -22,6 +22,11 @@ class LruPolicy {
   LruList& QueueOf(const Entry*) { return queue_; }
   LruList* Admit(Entry* e, const Entry*) { return queue_.Fits(e->charge()) ? &queue_ : nullptr; }
   int64_t MaxCharge() const { return queue_.capacity() == 0 ? kNoLimit : queue_.capacity(); }
+  bool MarkHitWithoutLock(Entry* e) {
+    if (!e->referenced()) e->set_referenced(true);
+    return true;
+  }
+
   LruList* Touch(Entry* e) {
     if (!e->referenced()) e->set_referenced(true);
     return nullptr;

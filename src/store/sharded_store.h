@@ -27,6 +27,26 @@
 //                                                Stats().overhead_bytes
 //   static constexpr bool kMarksHits             its lists are CLOCKs (Entry::referenced):
 //                                                marked entries are the most valuable
+//   bool MarkHitWithoutLock(Entry* e)            a hit that needs no reordering: record it
+//                                                with atomic flag writes only, or return
+//                                                false to take the locked path. Makes the
+//                                                store's hits lock-free (below).
+//
+// Lock-free hits. With MarkHitWithoutLock, a Get first looks the key up
+// without the shard's mutex, under an Epochs::ReadGuard (epochs.h): entries
+// and bucket arrays the shard drops are retired, not freed, until no such
+// reader can hold them, so the entry it finds still holds the store's
+// reference and may be shared (one atomic increment of its count, on a line
+// the lookup has just read). An entry whose value someone else holds at the
+// moment of a hit (its count above the store's one) is likely read by other
+// threads too: it is marked, and from then on a value of up to
+// kMaxCopiedValue bytes is copied out instead, so that the hit writes no
+// line another thread reads: not the mutex, not the reference count, not a
+// shared counter. Hot keys read by many threads then scale with the threads
+// instead of bouncing those lines between cores, while a cold hit does not
+// pay for a copy (nor read the value's bytes). Anything else (a miss, which
+// must be confirmed under the lock; an expired entry; a hit the policy must
+// reorder) takes the locked path.
 //
 // Work under a shard's mutex is pointer surgery only: entries are allocated
 // before taking it, and removed entries are released (and reported to the
@@ -37,6 +57,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cassert>
 #include <limits>
 #include <memory>
@@ -49,6 +70,7 @@
 #include "lcache/store.h"
 #include "store/entry.h"
 #include "store/entry_table.h"
+#include "store/epochs.h"
 #include "store/lru_list.h"
 #include "store/shard_mutex.h"
 
@@ -66,10 +88,71 @@ inline constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
 // Entries examined per Set by the incremental expiry sweep, per list.
 inline constexpr int kSweepPerSet = 2;
 
+// Lock-free hits of contended entries copy values up to this size; larger
+// ones are always shared, since copying them would cost more than the
+// contention it avoids.
+inline constexpr size_t kMaxCopiedValue = 256;
+
+// A counter that threads add to without sharing a cache line (as long as
+// fewer than kStripes threads are alive); read by summing.
+class StripedCounter {
+ public:
+  void Add() {
+    stripes_[Epochs::ThisThreadIndex() % kStripes].n.fetch_add(1, std::memory_order_relaxed);
+  }
+  int64_t Sum() const {
+    int64_t sum = 0;
+    for (const Stripe& s : stripes_) sum += s.n.load(std::memory_order_relaxed);
+    return sum;
+  }
+
+ private:
+  static constexpr size_t kStripes = 16;
+  struct alignas(64) Stripe {
+    std::atomic<int64_t> n{0};
+  };
+  std::array<Stripe, kStripes> stripes_;
+};
+
 template <typename Policy>
 class alignas(64) Shard {
  public:
-  Shard(int64_t capacity, const StoreOptions& options) : policy_(capacity, options) {}
+  static constexpr bool kLockFreeHits = requires(Policy p, Entry* e) { p.MarkHitWithoutLock(e); };
+
+  Shard(int64_t capacity, const StoreOptions& options)
+      : table_(kLockFreeHits ? &retired_ : nullptr), policy_(capacity, options) {}
+
+  // A lock-free hit (see the top of the file) as a copy of the value, or
+  // nullopt for the caller to take the locked path (Get).
+  std::optional<ByteView> GetWithoutLock(std::string_view key, uint64_t hash, const Clock& clock,
+                                         absl::Time* expire_at = nullptr) {
+    Epochs::ReadGuard reading;
+    Entry* e = table_.FindWithoutLock(key, hash);
+    if (e == nullptr) return std::nullopt;
+    absl::Time expires = absl::InfiniteFuture();
+    if (e->has_expiry()) {
+      const int64_t at = e->expire_unix_nanos();
+      if (at <= absl::ToUnixNanos(clock.Now())) return std::nullopt;  // the locked path erases it
+      expires = absl::FromUnixNanos(at);
+    }
+    if (!policy_.MarkHitWithoutLock(e)) return std::nullopt;
+    if (expire_at != nullptr) *expire_at = expires;
+    if (e->copy_on_hit()) return ByteView::Copy(e->value());
+    if (e->block.refs.load(std::memory_order_relaxed) > 1 && e->value_size <= kMaxCopiedValue) {
+      e->set_copy_on_hit();
+    }
+    return e->ShareValue();
+  }
+
+  // The store's reference to a removed entry: dropped at once, or once no
+  // lock-free reader can hold the entry.
+  void Drop(Entry* e) {
+    if constexpr (kLockFreeHits) {
+      retired_.Retire(e, [](void* p) { static_cast<Entry*>(p)->Unref(); });
+    } else {
+      e->Unref();
+    }
+  }
 
   // A view of the live value of `key`, or nullopt; with `expire_at` not
   // null, also its expiry. The view is made under the mutex: it reads the
@@ -244,6 +327,7 @@ class alignas(64) Shard {
   }
 
   mutable ShardMutex mu_;
+  RetireList retired_;  // before table_, which retires into it
   EntryTable table_;
   Policy policy_;
   int64_t overhead_ = 0;  // sum of entries' overhead()
@@ -273,18 +357,32 @@ class ShardedStore final : public Store {
 
   std::optional<ByteView> Get(std::string_view key) override {
     const uint64_t h = HashKey(key);
+    Shard<Policy>& shard = ShardFor(h);
+    if constexpr (Shard<Policy>::kLockFreeHits) {
+      if (std::optional<ByteView> v = shard.GetWithoutLock(key, h, clock_)) {
+        lock_free_hits_.Add();
+        return v;
+      }
+    }
     Removed removed;
-    std::optional<ByteView> v = ShardFor(h).Get(key, h, clock_, &removed);
-    Release(removed);
+    std::optional<ByteView> v = shard.Get(key, h, clock_, &removed);
+    Release(shard, removed);
     return v;
   }
 
   std::optional<ExpiringValue> GetWithExpiry(std::string_view key) override {
     const uint64_t h = HashKey(key);
-    Removed removed;
+    Shard<Policy>& shard = ShardFor(h);
     absl::Time expire_at;
-    std::optional<ByteView> v = ShardFor(h).Get(key, h, clock_, &removed, &expire_at);
-    Release(removed);
+    if constexpr (Shard<Policy>::kLockFreeHits) {
+      if (std::optional<ByteView> v = shard.GetWithoutLock(key, h, clock_, &expire_at)) {
+        lock_free_hits_.Add();
+        return ExpiringValue(*std::move(v), expire_at);
+      }
+    }
+    Removed removed;
+    std::optional<ByteView> v = shard.Get(key, h, clock_, &removed, &expire_at);
+    Release(shard, removed);
     if (!v) return std::nullopt;
     return ExpiringValue(*std::move(v), expire_at);
   }
@@ -295,17 +393,19 @@ class ShardedStore final : public Store {
     Entry* e = Entry::New(key, value, has_expiry ? absl::ToUnixNanos(expire_at) : 0, has_expiry);
     if (e == nullptr) return false;  // key too long for the entry layout
     Removed removed;
-    const bool stored = ShardFor(h).Insert(e, h, clock_, &removed);
-    if (!stored) e->Unref();
-    Release(removed);
+    Shard<Policy>& shard = ShardFor(h);
+    const bool stored = shard.Insert(e, h, clock_, &removed);
+    if (!stored) e->Unref();  // never published
+    Release(shard, removed);
     return stored;
   }
 
   bool Remove(std::string_view key) override {
     const uint64_t h = HashKey(key);
     Removed removed;
-    const bool found = ShardFor(h).Remove(key, h, &removed);
-    Release(removed);
+    Shard<Policy>& shard = ShardFor(h);
+    const bool found = shard.Remove(key, h, &removed);
+    Release(shard, removed);
     return found;
   }
 
@@ -314,7 +414,7 @@ class ShardedStore final : public Store {
     for (auto& shard : shards_) {
       Removed removed;
       n += shard->ReclaimExpired(max_entries, clock_, &removed);
-      Release(removed);
+      Release(*shard, removed);
     }
     return n;
   }
@@ -362,6 +462,7 @@ class ShardedStore final : public Store {
     StoreStats s;
     s.capacity_bytes = options_.capacity_bytes;
     for (const auto& shard : shards_) shard->AddStats(&s);
+    s.hits += lock_free_hits_.Sum();
     return s;
   }
 
@@ -371,10 +472,10 @@ class ShardedStore final : public Store {
     return *shards_[((h >> 32) * static_cast<uint64_t>(num_shards_)) >> 32];
   }
 
-  void Release(Removed& removed) {
+  void Release(Shard<Policy>& shard, Removed& removed) {
     for (auto& [e, reason] : removed) {
       if (options_.on_removal) options_.on_removal(e->key(), e->ShareValue(), reason);
-      e->Unref();
+      shard.Drop(e);
     }
   }
 
@@ -382,6 +483,7 @@ class ShardedStore final : public Store {
   const Clock& clock_;
   const int num_shards_;
   std::vector<std::unique_ptr<Shard<Policy>>> shards_;
+  StripedCounter lock_free_hits_;  // the shards count the others
 };
 
 }  // namespace lcache::internal

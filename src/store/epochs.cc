@@ -1,0 +1,103 @@
+#include "store/epochs.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace lcache::internal {
+namespace {
+
+// One per thread that ever read; never freed, reused once its thread exits.
+struct alignas(64) Slot {
+  explicit Slot(size_t i) : index(i) {}
+  std::atomic<uint64_t> epoch{0};  // 0: not reading
+  std::atomic<bool> taken{true};
+  const size_t index;    // 0, 1, 2, ... in order of creation
+  Slot* next = nullptr;  // immutable once published
+};
+
+std::atomic<Slot*> slots{nullptr};
+std::atomic<size_t> slot_count{0};
+
+Slot* TakeSlot() {
+  for (Slot* s = slots.load(std::memory_order_acquire); s != nullptr; s = s->next) {
+    bool expected = false;
+    if (s->taken.compare_exchange_strong(expected, true, std::memory_order_acquire)) return s;
+  }
+  auto* s = new Slot(slot_count.fetch_add(1, std::memory_order_relaxed));
+  s->next = slots.load(std::memory_order_relaxed);
+  while (!slots.compare_exchange_weak(s->next, s, std::memory_order_release,
+                                      std::memory_order_relaxed)) {
+  }
+  return s;
+}
+
+// Hands the thread's slot back when the thread exits.
+struct SlotReturner {
+  Slot* slot = nullptr;
+  ~SlotReturner() {
+    if (slot != nullptr) slot->taken.store(false, std::memory_order_release);
+  }
+};
+
+// A trivially initialized thread_local: reading it needs no guard check;
+// the one with a destructor is touched once per thread.
+thread_local Slot* my_slot = nullptr;
+
+Slot* MySlot() {
+  if (my_slot == nullptr) [[unlikely]] {
+    thread_local SlotReturner returner;
+    returner.slot = my_slot = TakeSlot();
+  }
+  return my_slot;
+}
+
+}  // namespace
+
+std::atomic<uint64_t> Epochs::global_{1};
+
+size_t Epochs::ThisThreadIndex() { return MySlot()->index; }
+
+Epochs::ReadGuard::ReadGuard() : slot_(&MySlot()->epoch) {
+  // Sequentially consistent: the announcement precedes, in the single total
+  // order, every load of the table this reader makes (see the header).
+  slot_->exchange(global_.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
+}
+
+Epochs::ReadGuard::~ReadGuard() { slot_->store(0, std::memory_order_release); }
+
+uint64_t Epochs::SafeBefore() {
+  uint64_t oldest = global_.fetch_add(1, std::memory_order_seq_cst) + 1;
+  for (Slot* s = slots.load(std::memory_order_acquire); s != nullptr; s = s->next) {
+    const uint64_t e = s->epoch.load(std::memory_order_seq_cst);
+    if (e != 0) oldest = std::min(oldest, e);
+  }
+  return oldest;
+}
+
+RetireList::~RetireList() {
+  for (const Retired& r : retired_) r.free(r.object);
+}
+
+void RetireList::Retire(void* object, Free free) {
+  const uint64_t epoch = Epochs::Current();
+  std::vector<Retired> reclaimable;
+  {
+    std::lock_guard lock(mu_);
+    retired_.push_back({epoch, object, free});
+    if (retired_.size() >= next_reclaim_) reclaimable = TakeReclaimable();
+  }
+  for (const Retired& r : reclaimable) r.free(r.object);
+}
+
+std::vector<RetireList::Retired> RetireList::TakeReclaimable() {
+  const uint64_t safe = Epochs::SafeBefore();
+  std::vector<Retired> out;
+  auto unsafe = std::partition(retired_.begin(), retired_.end(),
+                               [safe](const Retired& r) { return r.epoch < safe; });
+  out.assign(retired_.begin(), unsafe);
+  retired_.erase(retired_.begin(), unsafe);
+  next_reclaim_ = std::max(kBatch, 2 * retired_.size());
+  return out;
+}
+
+}  // namespace lcache::internal
