@@ -3,6 +3,7 @@
 
 #include "store/epochs.h"
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -16,7 +17,7 @@ void CountFree(void*) { ++freed; }
 
 // Retires enough objects to trigger a reclaim (a batch is 64).
 void RetireBatch(RetireList& list, int n) {
-  for (int i = 0; i < n; ++i) list.Retire(nullptr, CountFree);
+  for (int i = 0; i < n; ++i) list.Retire(nullptr, CountFree, 1);
 }
 
 TEST(EpochsTest, AReaderInsideHoldsBackWhatWasRetiredSinceItEntered) {
@@ -75,15 +76,58 @@ TEST(EpochsTest, DestroyingTheListFreesWhatIsLeft) {
 }
 
 TEST(EpochsTest, ThreadsThatLeaveGiveTheirSlotsBack) {
-  // Many short-lived reader threads: slots are reused, and none stays
-  // announced after its thread is gone.
+  // Many short-lived reader threads, one at a time: they reuse a few slots
+  // (so their indexes stay small), and none stays announced once gone.
+  size_t largest_index = 0;
   for (int i = 0; i < 200; ++i) {
-    std::thread([] { Epochs::ReadGuard guard; }).join();
+    std::thread([&] {
+      Epochs::ReadGuard guard;
+      largest_index = std::max(largest_index, Epochs::ThisThreadIndex());
+    }).join();
   }
+  EXPECT_LT(largest_index, 50u);  // the other tests' threads, and these
   freed = 0;
   RetireList list;
   RetireBatch(list, 64);
   EXPECT_EQ(freed.load(), 64);
+}
+
+TEST(EpochsTest, LargeObjectsAreReclaimedByBytesNotOnlyByCount) {
+  freed = 0;
+  RetireList list(/*max_bytes=*/1 << 20);
+  list.Retire(nullptr, CountFree, 600 << 10);
+  EXPECT_EQ(freed.load(), 0);
+  list.Retire(nullptr, CountFree, 600 << 10);  // 1.2 MiB waiting: reclaimed
+  EXPECT_EQ(freed.load(), 2);
+  EXPECT_EQ(list.pending_bytes(), 0u);
+}
+
+TEST(EpochsTest, AnObjectRetiredWithoutReclaimWaitsForTheNextRetirement) {
+  freed = 0;
+  RetireList list(/*max_bytes=*/1 << 20);
+  list.Retire(nullptr, CountFree, 2 << 20, /*may_reclaim=*/false);
+  EXPECT_EQ(freed.load(), 0);
+  EXPECT_EQ(list.pending_bytes(), size_t{2} << 20);
+  list.Retire(nullptr, CountFree, 1);
+  EXPECT_EQ(freed.load(), 2);
+}
+
+TEST(EpochsTest, NestedGuardsKeepTheOuterAnnouncement) {
+  freed = 0;
+  RetireList list;
+  std::atomic<bool> inner_done{false};
+  std::atomic<bool> leave{false};
+  std::thread reader([&] {
+    Epochs::ReadGuard outer;
+    { Epochs::ReadGuard inner; }  // must not end the outer read
+    inner_done = true;
+    while (!leave) std::this_thread::yield();
+  });
+  while (!inner_done) std::this_thread::yield();
+  RetireBatch(list, 64);
+  EXPECT_EQ(freed.load(), 0);  // the outer guard still holds them back
+  leave = true;
+  reader.join();
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include "lcache/store.h"
 
 #include <atomic>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -345,6 +346,32 @@ TYPED_TEST(StoreTest, HitsRaceReplacementsRemovalsAndGrowthSafely) {
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_GT(hits.load(), 0);
   EXPECT_LE(store->Bytes(), 64 << 10);
+}
+
+// The hand-off's order reads the CLOCK bits that lock-free hits set
+// meanwhile: every entry must still be visited, once.
+TYPED_TEST(StoreTest, ForEachByValueVisitsEveryEntryOnceWhileHitsGoOn) {
+  auto store = this->Make(0, {.shards = 2, .clock = Clock::Real()});
+  constexpr int kKeys = 2000;
+  for (int i = 0; i < kKeys; ++i) ASSERT_TRUE(store->Set(absl::StrCat("k", i), "v"));
+  std::atomic<bool> stop{false};
+  std::thread reader([&] {
+    for (uint32_t x = 1; !stop; x = x * 1664525 + 1013904223)
+      store->Get(absl::StrCat("k", x % kKeys));
+  });
+  for (int round = 0; round < 20; ++round) {
+    std::set<std::string> seen;
+    int visits = 0;
+    store->ForEachByValue(INT64_MAX, [&](std::string_view key, const ExpiringValue&) {
+      seen.emplace(key);
+      ++visits;
+      return true;
+    });
+    EXPECT_EQ(visits, kKeys);
+    EXPECT_EQ(seen.size(), static_cast<size_t>(kKeys));
+  }
+  stop = true;
+  reader.join();
 }
 
 TYPED_TEST(StoreTest, HitsAreCountedOnEitherPath) {

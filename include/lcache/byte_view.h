@@ -2,9 +2,10 @@
 //
 // A ByteView keeps the block that holds its bytes alive through an intrusive
 // reference count, so copying one costs an atomic increment and never copies
-// the bytes. A cache hit hands out a ByteView of the cache's own entry: the
-// value stays valid for as long as any ByteView refers to it, even after the
-// cache has evicted or replaced the entry.
+// the bytes. A cache hit hands out a ByteView of the cache's own entry (or,
+// for a small value that several threads read at once, a copy of it: see
+// store.h): the value stays valid for as long as any ByteView refers to it,
+// even after the cache has evicted or replaced the entry.
 //
 // Thread-safety: a ByteView may be copied and read from any thread; distinct
 // ByteViews of one block may be destroyed concurrently.

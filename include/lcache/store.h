@@ -11,9 +11,14 @@
 // Concurrency: safe for concurrent use without external synchronization. The
 // store is split into shards keyed by the key's hash, each with its own mutex,
 // list(s) and an even share of the capacity; eviction is per shard, so the
-// entry evicted is the least recently used *of its shard*. Small stores get
+// entry evicted is the least recently used *of its shard* (for kLru and
+// LRU-2's main list, approximately: they are CLOCKs). Small stores get
 // fewer shards (see StoreOptions::shards) so that per-shard capacity stays
-// meaningful.
+// meaningful. With kLru and kLru2 a hit takes no mutex (src/store/
+// sharded_store.h): a value of up to 256 bytes that other threads hold at
+// the time of a hit is copied out from then on rather than shared, so that
+// threads reading the same hot keys write no common cache line; evicted
+// entries are freed a little later (Stats().overhead_bytes counts them).
 //
 // Expiration: an entry may carry an expiry time. An expired entry is never
 // returned; a read that finds one removes it and counts a miss and an

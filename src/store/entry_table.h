@@ -29,7 +29,10 @@
 // Entries keep no hash: growing and erasing recompute it from the key, which
 // for short keys costs less than the 4 bytes per entry would.
 //
-// Not thread-safe: the owning shard's mutex guards it.
+// Thread safety: the owning shard's mutex guards every call but
+// FindWithoutLock, which a reader may make with only an Epochs::ReadGuard
+// (every word and link is an atomic, written with sequentially consistent
+// stores; see epochs.h).
 
 #ifndef LCACHE_SRC_STORE_ENTRY_TABLE_H_
 #define LCACHE_SRC_STORE_ENTRY_TABLE_H_
@@ -200,7 +203,10 @@ class EntryTable {
     for (Entry* e = Head(word); e != nullptr; e = Next(e, std::memory_order_relaxed)) {
       filter |= FilterBits(HashKey(e->key()));
     }
-    bucket.store((word & pointer_mask_) | filter, std::memory_order_relaxed);
+    // Release: a lock-free reader that reads this word must also see the
+    // entries it links to (a relaxed store would not carry the inserts'
+    // release on to it).
+    bucket.store((word & pointer_mask_) | filter, std::memory_order_release);
   }
 
   void StorePlainPointers() {
@@ -230,7 +236,10 @@ class EntryTable {
     });
     buckets_.store(bigger, std::memory_order_seq_cst);
     if (retired_ != nullptr) {
-      retired_->Retire(old, [](void* p) { delete static_cast<Buckets*>(p); });
+      // Under the shard's mutex: wait for the next reclaim, free nothing here.
+      retired_->Retire(
+          old, [](void* p) { delete static_cast<Buckets*>(p); }, (old->mask + 1) * sizeof(uint64_t),
+          /*may_reclaim=*/false);
     } else {
       delete old;
     }

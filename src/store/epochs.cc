@@ -31,22 +31,28 @@ Slot* TakeSlot() {
   return s;
 }
 
+// Trivially initialized thread_locals: reading them needs no guard check.
+thread_local Slot* my_slot = nullptr;
+thread_local bool slot_returned = false;
+
 // Hands the thread's slot back when the thread exits.
 struct SlotReturner {
-  Slot* slot = nullptr;
   ~SlotReturner() {
-    if (slot != nullptr) slot->taken.store(false, std::memory_order_release);
+    my_slot->taken.store(false, std::memory_order_release);
+    my_slot = nullptr;
+    slot_returned = true;
   }
 };
 
-// A trivially initialized thread_local: reading it needs no guard check;
-// the one with a destructor is touched once per thread.
-thread_local Slot* my_slot = nullptr;
-
 Slot* MySlot() {
   if (my_slot == nullptr) [[unlikely]] {
-    thread_local SlotReturner returner;
-    returner.slot = my_slot = TakeSlot();
+    my_slot = TakeSlot();
+    if (!slot_returned) {
+      thread_local SlotReturner returner;
+    }
+    // else: a thread_local destroyed after the returner reads a store; its
+    // slot is never handed back (one slot per such thread, for good), so
+    // that no other thread can share it.
   }
   return my_slot;
 }
@@ -57,13 +63,18 @@ std::atomic<uint64_t> Epochs::global_{1};
 
 size_t Epochs::ThisThreadIndex() { return MySlot()->index; }
 
-Epochs::ReadGuard::ReadGuard() : slot_(&MySlot()->epoch) {
+Epochs::ReadGuard::ReadGuard()
+    : slot_(&MySlot()->epoch), outermost_(slot_->load(std::memory_order_relaxed) == 0) {
   // Sequentially consistent: the announcement precedes, in the single total
   // order, every load of the table this reader makes (see the header).
-  slot_->exchange(global_.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
+  if (outermost_) {
+    slot_->exchange(global_.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
+  }
 }
 
-Epochs::ReadGuard::~ReadGuard() { slot_->store(0, std::memory_order_release); }
+Epochs::ReadGuard::~ReadGuard() {
+  if (outermost_) slot_->store(0, std::memory_order_release);
+}
 
 uint64_t Epochs::SafeBefore() {
   uint64_t oldest = global_.fetch_add(1, std::memory_order_seq_cst) + 1;
@@ -78,13 +89,16 @@ RetireList::~RetireList() {
   for (const Retired& r : retired_) r.free(r.object);
 }
 
-void RetireList::Retire(void* object, Free free) {
+void RetireList::Retire(void* object, Free free, size_t bytes, bool may_reclaim) {
   const uint64_t epoch = Epochs::Current();
   std::vector<Retired> reclaimable;
   {
     std::lock_guard lock(mu_);
-    retired_.push_back({epoch, object, free});
-    if (retired_.size() >= next_reclaim_) reclaimable = TakeReclaimable();
+    retired_.push_back({epoch, object, free, bytes});
+    bytes_ += bytes;
+    if (may_reclaim && (retired_.size() >= next_reclaim_ || bytes_ >= max_bytes_)) {
+      reclaimable = TakeReclaimable();
+    }
   }
   for (const Retired& r : reclaimable) r.free(r.object);
 }
@@ -96,6 +110,7 @@ std::vector<RetireList::Retired> RetireList::TakeReclaimable() {
                                [safe](const Retired& r) { return r.epoch < safe; });
   out.assign(retired_.begin(), unsafe);
   retired_.erase(retired_.begin(), unsafe);
+  for (const Retired& r : out) bytes_ -= r.bytes;
   next_reclaim_ = std::max(kBatch, 2 * retired_.size());
   return out;
 }

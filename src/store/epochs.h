@@ -35,7 +35,8 @@ namespace lcache::internal {
 
 class Epochs {
  public:
-  // Announces this thread as a reader for its lifetime. Not reentrant.
+  // Announces this thread as a reader for its lifetime. Nests: an inner
+  // guard leaves the outer one's (older) announcement in place.
   class ReadGuard {
    public:
     ReadGuard();
@@ -45,6 +46,7 @@ class Epochs {
 
    private:
     std::atomic<uint64_t>* slot_;
+    bool outermost_;
   };
 
   // A number for this thread that no other live thread has, reused once the
@@ -64,22 +66,31 @@ class Epochs {
 };
 
 // Retired objects, freed in batches once Epochs::SafeBefore says no reader
-// can reach them. Thread-safe (writers only ever touch it).
+// can reach them. Thread-safe (writers only ever touch it). A batch is
+// kBatch objects or `max_bytes` of them, whichever comes first, so that
+// large values do not pile up: what waits is bounded in bytes, not only in
+// count (unless a reader stalls, which holds back everything since).
 class RetireList {
  public:
   using Free = void (*)(void*);
 
-  RetireList() = default;
+  explicit RetireList(size_t max_bytes = size_t{1} << 20) : max_bytes_(max_bytes) {}
   RetireList(const RetireList&) = delete;
   RetireList& operator=(const RetireList&) = delete;
   ~RetireList();  // frees everything: no reader may use the owner any more
 
-  // `object` was unlinked from every structure readers can reach.
-  void Retire(void* object, Free free);
+  // `object` (of `bytes` bytes) was unlinked from every structure readers
+  // can reach. With `may_reclaim` false it only waits (for a caller that
+  // holds a lock under which nothing should be freed).
+  void Retire(void* object, Free free, size_t bytes, bool may_reclaim = true);
 
   size_t pending() const {
     std::lock_guard lock(mu_);
     return retired_.size();
+  }
+  size_t pending_bytes() const {
+    std::lock_guard lock(mu_);
+    return bytes_;
   }
 
  private:
@@ -87,6 +98,7 @@ class RetireList {
     uint64_t epoch;
     void* object;
     Free free;
+    size_t bytes;
   };
   // Reclaiming scans every thread's slot, so it waits for a batch; and for
   // twice what a stalled reader left behind last time, so that one reader
@@ -96,8 +108,10 @@ class RetireList {
   // Returns what is now safe to free, to be freed outside the mutex.
   std::vector<Retired> TakeReclaimable();
 
+  const size_t max_bytes_;
   mutable std::mutex mu_;
   std::vector<Retired> retired_;
+  size_t bytes_ = 0;  // of retired_
   size_t next_reclaim_ = kBatch;
 };
 

@@ -120,7 +120,9 @@ class alignas(64) Shard {
   static constexpr bool kLockFreeHits = requires(Policy p, Entry* e) { p.MarkHitWithoutLock(e); };
 
   Shard(int64_t capacity, const StoreOptions& options)
-      : table_(kLockFreeHits ? &retired_ : nullptr), policy_(capacity, options) {}
+      : retired_(RetiredBytesBound(capacity)),
+        table_(kLockFreeHits ? &retired_ : nullptr),
+        policy_(capacity, options) {}
 
   // A lock-free hit (see the top of the file) as a copy of the value, or
   // nullopt for the caller to take the locked path (Get).
@@ -144,11 +146,19 @@ class alignas(64) Shard {
     return e->ShareValue();
   }
 
+  // Removed entries wait for lock-free readers: at most an eighth of the
+  // shard's bytes (and 64 KiB to 1 MiB) before a reclaim is tried.
+  static size_t RetiredBytesBound(int64_t capacity) {
+    return static_cast<size_t>(std::clamp<int64_t>(capacity / 8, 64 << 10, 1 << 20));
+  }
+
   // The store's reference to a removed entry: dropped at once, or once no
   // lock-free reader can hold the entry.
   void Drop(Entry* e) {
     if constexpr (kLockFreeHits) {
-      retired_.Retire(e, [](void* p) { static_cast<Entry*>(p)->Unref(); });
+      retired_.Retire(
+          e, [](void* p) { static_cast<Entry*>(p)->Unref(); },
+          static_cast<size_t>(e->charge() + e->overhead()));
     } else {
       e->Unref();
     }
@@ -223,7 +233,8 @@ class alignas(64) Shard {
   void AddStats(StoreStats* s) const {
     std::lock_guard lock(mu_);
     s->items += static_cast<int64_t>(table_.size());
-    s->overhead_bytes += overhead_ + static_cast<int64_t>(table_.bucket_count() * sizeof(Entry*));
+    s->overhead_bytes += overhead_ + static_cast<int64_t>(table_.bucket_count() * sizeof(Entry*)) +
+                         static_cast<int64_t>(retired_.pending_bytes());
     if constexpr (requires { policy_.PolicyBytes(); }) {
       s->overhead_bytes += policy_.PolicyBytes();
       s->policy_bytes += policy_.PolicyBytes();
@@ -249,15 +260,25 @@ class alignas(64) Shard {
     });
     const int64_t now = absl::ToUnixNanos(clock.Now());
     constexpr bool kMarksHits = requires { Policy::kMarksHits; };
+    std::vector<Entry*> unmarked;  // of the current list, after its marked ones
     for (size_t i = n; i-- > 0 && budget > 0;) {
-      for (int referenced = kMarksHits ? 1 : 0; referenced >= 0; --referenced) {
-        for (Entry* e = lists[i]->head(); e != nullptr && budget > 0; e = e->next) {
-          if (e->ExpiredAt(now)) continue;
-          if (kMarksHits && e->referenced() != (referenced == 1)) continue;
-          e->Ref();
-          out->push_back(e);
-          budget -= e->charge();
+      // One pass, reading each bit once: lock-free hits set bits meanwhile,
+      // and an entry read twice could be skipped by both passes.
+      unmarked.clear();
+      for (Entry* e = lists[i]->head(); e != nullptr && budget > 0; e = e->next) {
+        if (e->ExpiredAt(now)) continue;
+        if (kMarksHits && !e->referenced()) {
+          unmarked.push_back(e);
+          continue;
         }
+        e->Ref();
+        out->push_back(e);
+        budget -= e->charge();
+      }
+      for (size_t k = 0; k < unmarked.size() && budget > 0; ++k) {
+        unmarked[k]->Ref();
+        out->push_back(unmarked[k]);
+        budget -= unmarked[k]->charge();
       }
     }
   }
