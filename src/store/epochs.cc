@@ -96,7 +96,9 @@ void RetireList::Retire(void* object, Free free, size_t bytes, bool may_reclaim)
     std::lock_guard lock(mu_);
     retired_.push_back({epoch, object, free, bytes});
     bytes_ += bytes;
-    if (may_reclaim && (retired_.size() >= next_reclaim_ || bytes_ >= max_bytes_)) {
+    if (!may_reclaim) {
+      reclaim_soon_ = true;  // a big object (a bucket array): at the next chance
+    } else if (reclaim_soon_ || retired_.size() >= next_reclaim_ || bytes_ >= max_bytes_) {
       reclaimable = TakeReclaimable();
     }
   }
@@ -112,6 +114,7 @@ std::vector<RetireList::Retired> RetireList::TakeReclaimable() {
   retired_.erase(retired_.begin(), unsafe);
   for (const Retired& r : out) bytes_ -= r.bytes;
   next_reclaim_ = std::max(kBatch, 2 * retired_.size());
+  reclaim_soon_ = false;
   return out;
 }
 

@@ -81,7 +81,8 @@ class RetireList {
 
   // `object` (of `bytes` bytes) was unlinked from every structure readers
   // can reach. With `may_reclaim` false it only waits (for a caller that
-  // holds a lock under which nothing should be freed).
+  // holds a lock under which nothing should be freed), and the next
+  // retirement reclaims whatever the batch.
   void Retire(void* object, Free free, size_t bytes, bool may_reclaim = true);
 
   size_t pending() const {
@@ -113,6 +114,7 @@ class RetireList {
   std::vector<Retired> retired_;
   size_t bytes_ = 0;  // of retired_
   size_t next_reclaim_ = kBatch;
+  bool reclaim_soon_ = false;  // something was retired without a reclaim
 };
 
 }  // namespace lcache::internal
