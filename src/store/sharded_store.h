@@ -124,8 +124,8 @@ class alignas(64) Shard {
         table_(kLockFreeHits ? &retired_ : nullptr),
         policy_(capacity, options) {}
 
-  // A lock-free hit (see the top of the file) as a copy of the value, or
-  // nullopt for the caller to take the locked path (Get).
+  // A lock-free hit (see the top of the file): the entry's value, shared or
+  // copied, or nullopt for the caller to take the locked path (Get).
   std::optional<ByteView> GetWithoutLock(std::string_view key, uint64_t hash, const Clock& clock,
                                          absl::Time* expire_at = nullptr) {
     Epochs::ReadGuard reading;
@@ -165,9 +165,7 @@ class alignas(64) Shard {
   }
 
   // A view of the live value of `key`, or nullopt; with `expire_at` not
-  // null, also its expiry. The view is made under the mutex: it reads the
-  // entry's flags byte, which policies rewrite (under the mutex) as the entry
-  // moves between their lists.
+  // null, also its expiry. Under the mutex: the policy's Touch may reorder.
   std::optional<ByteView> Get(std::string_view key, uint64_t hash, const Clock& clock, Removed* out,
                               absl::Time* expire_at = nullptr) {
     constexpr bool kHinted = requires { policy_.Hint(key); };
@@ -376,34 +374,11 @@ class ShardedStore final : public Store {
     }
   }
 
-  std::optional<ByteView> Get(std::string_view key) override {
-    const uint64_t h = HashKey(key);
-    Shard<Policy>& shard = ShardFor(h);
-    if constexpr (Shard<Policy>::kLockFreeHits) {
-      if (std::optional<ByteView> v = shard.GetWithoutLock(key, h, clock_)) {
-        lock_free_hits_.Add();
-        return v;
-      }
-    }
-    Removed removed;
-    std::optional<ByteView> v = shard.Get(key, h, clock_, &removed);
-    Release(shard, removed);
-    return v;
-  }
+  std::optional<ByteView> Get(std::string_view key) override { return Lookup(key, nullptr); }
 
   std::optional<ExpiringValue> GetWithExpiry(std::string_view key) override {
-    const uint64_t h = HashKey(key);
-    Shard<Policy>& shard = ShardFor(h);
     absl::Time expire_at;
-    if constexpr (Shard<Policy>::kLockFreeHits) {
-      if (std::optional<ByteView> v = shard.GetWithoutLock(key, h, clock_, &expire_at)) {
-        lock_free_hits_.Add();
-        return ExpiringValue(*std::move(v), expire_at);
-      }
-    }
-    Removed removed;
-    std::optional<ByteView> v = shard.Get(key, h, clock_, &removed, &expire_at);
-    Release(shard, removed);
+    std::optional<ByteView> v = Lookup(key, &expire_at);
     if (!v) return std::nullopt;
     return ExpiringValue(*std::move(v), expire_at);
   }
@@ -491,6 +466,22 @@ class ShardedStore final : public Store {
   // The high half of the hash picks the shard, the low bits the bucket.
   Shard<Policy>& ShardFor(uint64_t h) {
     return *shards_[((h >> 32) * static_cast<uint64_t>(num_shards_)) >> 32];
+  }
+
+  // Both Gets: lock-free first where the policy allows it, then locked.
+  std::optional<ByteView> Lookup(std::string_view key, absl::Time* expire_at) {
+    const uint64_t h = HashKey(key);
+    Shard<Policy>& shard = ShardFor(h);
+    if constexpr (Shard<Policy>::kLockFreeHits) {
+      if (std::optional<ByteView> v = shard.GetWithoutLock(key, h, clock_, expire_at)) {
+        lock_free_hits_.Add();
+        return v;
+      }
+    }
+    Removed removed;
+    std::optional<ByteView> v = shard.Get(key, h, clock_, &removed, expire_at);
+    Release(shard, removed);
+    return v;
   }
 
   void Release(Shard<Policy>& shard, Removed& removed) {
