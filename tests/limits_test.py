@@ -79,11 +79,17 @@ def pump(client, timeout):
     updates, resets); resets are collected in client.resets. False on EOF."""
     if not hasattr(client, "resets"):
         client.resets = {}
+    # The short timeout is for this read only: left on the socket, it would
+    # also bound the next sendall, which a loaded machine can take longer
+    # over (a loaded run timed out sending a stream's body after a 1 s pump).
+    previous = client.sock.gettimeout()
     client.sock.settimeout(timeout)
     try:
         data = client.sock.recv(65536)
     except socket.timeout:
         return True
+    finally:
+        client.sock.settimeout(previous)
     if not data:
         return False
     for ev in client.conn.receive_data(data):
