@@ -34,8 +34,18 @@ struct SharedBlock {
   explicit SharedBlock(Kind k) : kind(k) {}
 
   void Ref() const { refs.fetch_add(1, std::memory_order_relaxed); }
-  // Drops one reference; frees the block when it was the last one.
-  void Unref() const;
+  // Drops one reference; frees the block when it was the last one. A count
+  // of one cannot rise under its only holder (a new reference is taken
+  // from an existing one, or, for a cache entry, while the store still holds
+  // its own), so the only holder frees without a read-modify-write: a hit
+  // that copies its value out pays no atomic add for it.
+  void Unref() const {
+    if (refs.load(std::memory_order_acquire) == 1 ||
+        refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      Free();
+    }
+  }
+  void Free() const;
 
   mutable std::atomic<uint32_t> refs{1};
   const Kind kind;

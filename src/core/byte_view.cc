@@ -22,8 +22,7 @@ struct StringHolder {
 
 }  // namespace
 
-void SharedBlock::Unref() const {
-  if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+void SharedBlock::Free() const {
   switch (kind) {
     case Kind::kString:
       delete reinterpret_cast<const StringHolder*>(this);

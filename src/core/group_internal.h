@@ -6,11 +6,11 @@
 #ifndef LCACHE_SRC_CORE_GROUP_INTERNAL_H_
 #define LCACHE_SRC_CORE_GROUP_INTERNAL_H_
 
+#include <algorithm>
 #include <array>
 #include <atomic>
-#include <cstddef>
-#include <algorithm>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -20,12 +20,13 @@
 
 #include "absl/time/time.h"
 #include "lcache/group.h"
-#include "store/epochs.h"
+#include "store/thread_counters.h"
 
 namespace lcache {
 
 // Per-group counters, striped by thread so that two cores counting hits do
-// not fight over one cache line. Reads sum the stripes.
+// not fight over one cache line, and added without a read-modify-write
+// (thread_counters.h). Reads sum the stripes.
 class Group::Counters {
  public:
   enum Field {
@@ -67,29 +68,11 @@ class Group::Counters {
     kNumFields
   };
 
-  void Add(Field f, int64_t n = 1) {
-    stripes_[ThreadStripe()].v[f].fetch_add(n, std::memory_order_relaxed);
-  }
-
-  int64_t Sum(Field f) const {
-    int64_t n = 0;
-    for (const Stripe& s : stripes_) n += s.v[f].load(std::memory_order_relaxed);
-    return n;
-  }
+  void Add(Field f, int64_t n = 1) { counters_.Add(f, n); }
+  int64_t Sum(Field f) const { return counters_.Sum(f); }
 
  private:
-  static constexpr size_t kStripes = 16;
-
-  struct alignas(64) Stripe {
-    std::array<std::atomic<int64_t>, kNumFields> v{};
-  };
-
-  // Distinct for threads alive together (up to kStripes of them); a number
-  // handed out in order of thread creation would make a long-lived thread
-  // and the 17th created after it share a line.
-  static size_t ThreadStripe() { return internal::Epochs::ThisThreadIndex() % kStripes; }
-
-  std::array<Stripe, kStripes> stripes_;
+  internal::ThreadCounters<kNumFields> counters_;
 };
 
 namespace internal {
@@ -159,8 +142,8 @@ class PendingInvalidations {
   };
   mutable std::mutex mu_;
   std::map<std::string, Holder, std::less<>> holders_;  // GUARDED_BY(mu_)
-  size_t total_ = 0;                                     // GUARDED_BY(mu_)
-  int64_t dropped_ = 0;                                  // GUARDED_BY(mu_)
+  size_t total_ = 0;                                    // GUARDED_BY(mu_)
+  int64_t dropped_ = 0;                                 // GUARDED_BY(mu_)
 };
 
 // Bounds the calls a blocking walk (Group::Rereplicate,

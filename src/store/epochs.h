@@ -8,8 +8,10 @@
 //
 //   - One global epoch, and one slot per thread (process-wide, reused after
 //     the thread exits) where a reader announces the epoch it entered in;
-//     0 means "not reading". Announcing is an exchange on the thread's own
-//     cache line, so readers on different cores share no written line.
+//     0 means "not reading". Announcing is a store on the thread's own
+//     cache line, so readers on different cores share no written line; the
+//     fence it needs is paid by the reclaimer where the kernel allows
+//     (membarrier(2), see ReadGuard), else an exchange.
 //   - A writer unlinks under its mutex, then retires the object with the
 //     epoch current at that moment (Retired). Every reader that could have
 //     reached the object announced that epoch or an earlier one before its
@@ -33,14 +35,71 @@
 
 namespace lcache::internal {
 
+namespace epochs_detail {
+
+// One per thread that ever read; never freed, reused once its thread exits.
+struct alignas(64) Slot {
+  explicit Slot(size_t i) : index(i) {}
+  std::atomic<uint64_t> epoch{0};  // 0: not reading
+  std::atomic<bool> taken{true};
+  const size_t index;    // 0, 1, 2, ... in order of creation
+  Slot* next = nullptr;  // immutable once published
+};
+
+// This thread's slot, or null before its first use. Trivially initialized,
+// so that reading it is one load with no guard check: the hit path reads it
+// inline (an out-of-line call cost a few ns on every hit).
+extern thread_local Slot* my_slot;
+
+Slot* TakeSlotForThisThread();  // the first use on a thread
+
+// Whether readers announce with a plain store, the reclaimer paying for the
+// fence instead (membarrier(2), see ReadGuard); decided once per process.
+bool RegisterAsymmetricFence();
+inline bool AsymmetricFence() {
+  static const bool on = RegisterAsymmetricFence();
+  return on;
+}
+
+inline Slot* MySlot() {
+  Slot* s = my_slot;
+  if (s == nullptr) [[unlikely]]
+    s = TakeSlotForThisThread();
+  return s;
+}
+
+}  // namespace epochs_detail
+
 class Epochs {
  public:
   // Announces this thread as a reader for its lifetime. Nests: an inner
   // guard leaves the outer one's (older) announcement in place.
   class ReadGuard {
    public:
-    ReadGuard();
-    ~ReadGuard();
+    ReadGuard()
+        : slot_(&epochs_detail::MySlot()->epoch),
+          outermost_(slot_->load(std::memory_order_relaxed) == 0) {
+      // The announcement must be visible before any load of the table this
+      // reader makes (see above). An exchange orders it, at the cost of a
+      // locked instruction on every hit; where the kernel has membarrier(2),
+      // a plain store suffices, because the reclaimer (SafeBefore) makes
+      // every running thread of the process execute a full fence before it
+      // reads the slots: a store not visible by then is followed by loads
+      // that see every unlink made before the reclaim (the asymmetric fence
+      // of liburcu and folly). The compiler fence keeps the loads after it.
+      if (outermost_) {
+        const uint64_t e = global_.load(std::memory_order_seq_cst);
+        if (epochs_detail::AsymmetricFence()) {
+          slot_->store(e, std::memory_order_release);
+          std::atomic_signal_fence(std::memory_order_seq_cst);
+        } else {
+          slot_->exchange(e, std::memory_order_seq_cst);
+        }
+      }
+    }
+    ~ReadGuard() {
+      if (outermost_) slot_->store(0, std::memory_order_release);
+    }
     ReadGuard(const ReadGuard&) = delete;
     ReadGuard& operator=(const ReadGuard&) = delete;
 
@@ -51,18 +110,28 @@ class Epochs {
 
   // A number for this thread that no other live thread has, reused once the
   // thread exits: with N threads alive, at most about N. For striping
-  // per-thread counters so that threads alive together do not share one.
-  static size_t ThisThreadIndex();
+  // per-thread counters so that threads alive together do not share one
+  // (thread_counters.h).
+  static size_t ThisThreadIndex() { return epochs_detail::MySlot()->index; }
 
   // The epoch to retire an object with, read after it was unlinked.
   static uint64_t Current() { return global_.load(std::memory_order_seq_cst); }
 
-  // Advances the epoch and returns the oldest one a reader still announces
-  // (the new epoch if none reads): objects retired before it are unreachable.
-  static uint64_t SafeBefore();
+  // Objects retired before the returned epoch are unreachable: the oldest
+  // epoch a reader still announces, capped by the newest fence. With `fence`
+  // the epoch advances and (with plain-store announcements) every running
+  // thread is fenced first, so everything retired so far is covered; without
+  // it, only what an earlier fence, made by any RetireList, already covers.
+  // One membarrier(2) then serves every shard: each would otherwise pay for
+  // one per batch, several µs on a virtual machine.
+  static uint64_t SafeBefore(bool fence);
+
+  // Whether SafeBefore(false) can lag: readers announce with plain stores.
+  static bool FencesAreShared() { return epochs_detail::AsymmetricFence(); }
 
  private:
   static std::atomic<uint64_t> global_;
+  static std::atomic<uint64_t> fenced_;  // epochs below it are fenced
 };
 
 // Retired objects, freed in batches once Epochs::SafeBefore says no reader
@@ -105,6 +174,10 @@ class RetireList {
   // twice what a stalled reader left behind last time, so that one reader
   // paused mid-read does not make every retirement scan again.
   static constexpr size_t kBatch = 64;
+  // A reclaim pays for a fence of its own only when at least this many
+  // objects (or half of max_bytes) are left that no earlier fence covers,
+  // or a bucket array is waiting (reclaim_soon_).
+  static constexpr size_t kFenceAt = kBatch / 2;
 
   // Returns what is now safe to free, to be freed outside the mutex.
   std::vector<Retired> TakeReclaimable();

@@ -73,6 +73,7 @@
 #include "store/epochs.h"
 #include "store/lru_list.h"
 #include "store/shard_mutex.h"
+#include "store/thread_counters.h"
 
 namespace lcache::internal {
 
@@ -92,27 +93,6 @@ inline constexpr int kSweepPerSet = 2;
 // ones are always shared, since copying them would cost more than the
 // contention it avoids.
 inline constexpr size_t kMaxCopiedValue = 256;
-
-// A counter that threads add to without sharing a cache line (as long as
-// fewer than kStripes threads are alive); read by summing.
-class StripedCounter {
- public:
-  void Add() {
-    stripes_[Epochs::ThisThreadIndex() % kStripes].n.fetch_add(1, std::memory_order_relaxed);
-  }
-  int64_t Sum() const {
-    int64_t sum = 0;
-    for (const Stripe& s : stripes_) sum += s.n.load(std::memory_order_relaxed);
-    return sum;
-  }
-
- private:
-  static constexpr size_t kStripes = 16;
-  struct alignas(64) Stripe {
-    std::atomic<int64_t> n{0};
-  };
-  std::array<Stripe, kStripes> stripes_;
-};
 
 template <typename Policy>
 class alignas(64) Shard {
@@ -458,7 +438,7 @@ class ShardedStore final : public Store {
     StoreStats s;
     s.capacity_bytes = options_.capacity_bytes;
     for (const auto& shard : shards_) shard->AddStats(&s);
-    s.hits += lock_free_hits_.Sum();
+    s.hits += lock_free_hits_.Sum(0);
     return s;
   }
 
@@ -474,7 +454,7 @@ class ShardedStore final : public Store {
     Shard<Policy>& shard = ShardFor(h);
     if constexpr (Shard<Policy>::kLockFreeHits) {
       if (std::optional<ByteView> v = shard.GetWithoutLock(key, h, clock_, expire_at)) {
-        lock_free_hits_.Add();
+        lock_free_hits_.Add(0);
         return v;
       }
     }
@@ -495,7 +475,7 @@ class ShardedStore final : public Store {
   const Clock& clock_;
   const int num_shards_;
   std::vector<std::unique_ptr<Shard<Policy>>> shards_;
-  StripedCounter lock_free_hits_;  // the shards count the others
+  ThreadCounters<1> lock_free_hits_;  // the shards count the others
 };
 
 }  // namespace lcache::internal
