@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -90,6 +91,31 @@ TEST(EpochsTest, ThreadsThatLeaveGiveTheirSlotsBack) {
   RetireList list;
   RetireBatch(list, 64);
   EXPECT_EQ(freed.load(), 64);
+}
+
+TEST(EpochsTest, AfterABurstOfThreadsANewThreadTakesTheLowestFreeIndex) {
+  // 40 threads alive at once take at least 40 slots; once they are gone, a
+  // new thread must get a low index again (counters give only the lowest
+  // indices a stripe of their own: thread_counters.h).
+  constexpr int kThreads = 40;
+  std::atomic<int> arrived{0};
+  std::atomic<size_t> largest{0};
+  std::vector<std::thread> burst;
+  for (int i = 0; i < kThreads; ++i) {
+    burst.emplace_back([&] {
+      const size_t index = Epochs::ThisThreadIndex();
+      size_t seen = largest.load();
+      while (seen < index && !largest.compare_exchange_weak(seen, index)) {
+      }
+      ++arrived;
+      while (arrived.load() < kThreads) std::this_thread::yield();  // all alive together
+    });
+  }
+  for (std::thread& t : burst) t.join();
+  EXPECT_GE(largest.load(), size_t{kThreads - 1});
+  size_t next = 0;
+  std::thread([&] { next = Epochs::ThisThreadIndex(); }).join();
+  EXPECT_LT(next, 2u);  // this thread may hold one slot; the burst left the rest free
 }
 
 TEST(EpochsTest, LargeObjectsAreReclaimedByBytesNotOnlyByCount) {

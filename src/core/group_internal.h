@@ -26,7 +26,7 @@ namespace lcache {
 
 // Per-group counters, striped by thread so that two cores counting hits do
 // not fight over one cache line, and added without a read-modify-write
-// (thread_counters.h). Reads sum the stripes.
+// while at most 16 threads count (thread_counters.h). Reads sum the stripes.
 class Group::Counters {
  public:
   enum Field {

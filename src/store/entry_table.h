@@ -31,8 +31,8 @@
 //
 // Thread safety: the owning shard's mutex guards every call but
 // FindWithoutLock, which a reader may make with only an Epochs::ReadGuard
-// (every word and link is an atomic, written with sequentially consistent
-// stores; see epochs.h).
+// (every word and link is an atomic; unlinks and links are sequentially
+// consistent stores, which the reclamation argument needs: see epochs.h).
 
 #ifndef LCACHE_SRC_STORE_ENTRY_TABLE_H_
 #define LCACHE_SRC_STORE_ENTRY_TABLE_H_

@@ -12,17 +12,20 @@
 //     cache line, so readers on different cores share no written line; the
 //     fence it needs is paid by the reclaimer where the kernel allows
 //     (membarrier(2), see ReadGuard), else an exchange.
-//   - A writer unlinks under its mutex, then retires the object with the
-//     epoch current at that moment (Retired). Every reader that could have
-//     reached the object announced that epoch or an earlier one before its
-//     first load (all of these accesses are sequentially consistent, so a
-//     reader either announced before the unlink, or cannot see the object).
-//   - Reclaiming advances the epoch and frees what was retired before the
-//     oldest epoch still announced.
+//   - A writer unlinks under its mutex (a sequentially consistent store),
+//     then retires the object with the epoch current at that moment
+//     (Retired). Every reader that could have reached the object announced
+//     that epoch or an earlier one before its first load, so a reader
+//     either announced before the unlink, or cannot see the object.
+//   - Reclaiming frees what was retired before the oldest epoch still
+//     announced. With exchanges, a reclaim advances the epoch itself; with
+//     plain stores, only up to the last fence (Epochs::Fence), which one
+//     reclaim pays for and every store's reclaims share.
 //
 // A reader must not block or call user code inside its ReadGuard: a reader
 // that stalls holds back every retired object (memory, not correctness).
-// std atomics only, so ThreadSanitizer sees every hand-off.
+// ThreadSanitizer builds use the exchange: it models the C++ memory model,
+// not membarrier, so there it checks every hand-off.
 
 #ifndef LCACHE_SRC_STORE_EPOCHS_H_
 #define LCACHE_SRC_STORE_EPOCHS_H_
@@ -46,10 +49,10 @@ struct alignas(64) Slot {
   Slot* next = nullptr;  // immutable once published
 };
 
-// This thread's slot, or null before its first use. Trivially initialized,
-// so that reading it is one load with no guard check: the hit path reads it
-// inline (an out-of-line call cost a few ns on every hit).
-extern thread_local Slot* my_slot;
+// This thread's slot, or null before its first use. Constant-initialized,
+// so that reading it is one load with no initialization check: the hit path
+// reads it inline (an out-of-line call cost a few ns on every hit).
+extern constinit thread_local Slot* my_slot;
 
 Slot* TakeSlotForThisThread();  // the first use on a thread
 
@@ -118,16 +121,21 @@ class Epochs {
   static uint64_t Current() { return global_.load(std::memory_order_seq_cst); }
 
   // Objects retired before the returned epoch are unreachable: the oldest
-  // epoch a reader still announces, capped by the newest fence. With `fence`
-  // the epoch advances and (with plain-store announcements) every running
-  // thread is fenced first, so everything retired so far is covered; without
-  // it, only what an earlier fence, made by any RetireList, already covers.
-  // One membarrier(2) then serves every shard: each would otherwise pay for
-  // one per batch, several µs on a virtual machine.
-  static uint64_t SafeBefore(bool fence);
+  // epoch a reader still announces, capped (with plain-store announcements)
+  // by the last fence. `*cap`, if given, receives that cap.
+  static uint64_t SafeBefore(uint64_t* cap = nullptr);
 
-  // Whether SafeBefore(false) can lag: readers announce with plain stores.
-  static bool FencesAreShared() { return epochs_detail::AsymmetricFence(); }
+  // With plain-store announcements: advances the epoch and makes every
+  // running thread of the process execute a full fence (membarrier(2)), so
+  // that SafeBefore covers everything retired before the call, in every
+  // RetireList: one fence serves every shard, where each would otherwise
+  // pay for one per batch (several µs on a virtual machine). False if the
+  // kernel refused (it may, under memory pressure): nothing is covered then,
+  // and a later fence covers it all.
+  static bool Fence();
+
+  // Whether reclaims must fence: readers announce with plain stores.
+  static bool Fenced() { return epochs_detail::AsymmetricFence(); }
 
  private:
   static std::atomic<uint64_t> global_;
@@ -179,8 +187,10 @@ class RetireList {
   // or a bucket array is waiting (reclaim_soon_).
   static constexpr size_t kFenceAt = kBatch / 2;
 
-  // Returns what is now safe to free, to be freed outside the mutex.
-  std::vector<Retired> TakeReclaimable();
+  // Moves what is now safe to free into `out` (freed outside the mutex);
+  // true if a fence would let more go.
+  bool TakeReclaimable(std::vector<Retired>* out);
+  void TakeSafe(uint64_t safe, std::vector<Retired>* out);
 
   const size_t max_bytes_;
   mutable std::mutex mu_;

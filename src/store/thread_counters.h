@@ -1,13 +1,15 @@
 // ThreadCounters: counters bumped on every hit, by any thread, without a
 // read-modify-write.
 //
-// Each of the first kOwned threads alive at once (by Epochs::ThisThreadIndex,
-// which no two live threads share) has a stripe of its own, on its own cache
-// line, and adds to it with a plain load and store: a lock-prefixed add costs
-// several ns even on a line no other core touches, and a hit bumps two or
-// three counters. Further threads share one more stripe and add atomically.
-// A thread's index passes to a later thread only after it exits, through an
-// acquire/release hand-off (epochs.cc), so no count is ever lost.
+// A thread whose index (Epochs::ThisThreadIndex: no two live threads share
+// one, and a new thread takes the lowest free) is below kOwned has a stripe
+// of its own, on its own cache line, and adds to it with a plain load and
+// store: a lock-prefixed add costs several ns even on a line no other core
+// touches, and a hit bumps two or three counters. With more threads alive,
+// the others spread over kShared stripes and add atomically. A thread's
+// index passes to a later thread only after it exits, through an
+// acquire/release hand-off (epochs.cc), so no count is lost. (Adding from a
+// signal handler could lose one; nothing does.)
 //
 // Sums are read with relaxed loads: each counter is exact once the adds are
 // done, and at most a few adds behind while they run.
@@ -33,7 +35,7 @@ class ThreadCounters {
       std::atomic<int64_t>& c = stripes_[i].v[field];
       c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     } else {
-      stripes_[kOwned].v[field].fetch_add(n, std::memory_order_relaxed);
+      stripes_[kOwned + i % kShared].v[field].fetch_add(n, std::memory_order_relaxed);
     }
   }
 
@@ -45,10 +47,11 @@ class ThreadCounters {
 
  private:
   static constexpr size_t kOwned = 16;
+  static constexpr size_t kShared = 4;
   struct alignas(64) Stripe {
     std::array<std::atomic<int64_t>, kFields> v{};
   };
-  std::array<Stripe, kOwned + 1> stripes_;  // the last one shared
+  std::array<Stripe, kOwned + kShared> stripes_;  // the last kShared shared
 };
 
 }  // namespace lcache::internal
