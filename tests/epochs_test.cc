@@ -3,6 +3,9 @@
 
 #include "store/epochs.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <thread>
@@ -116,6 +119,28 @@ TEST(EpochsTest, AfterABurstOfThreadsANewThreadTakesTheLowestFreeIndex) {
   size_t next = 0;
   std::thread([&] { next = Epochs::ThisThreadIndex(); }).join();
   EXPECT_LT(next, 2u);  // this thread may hold one slot; the burst left the rest free
+}
+
+TEST(EpochsTest, AForkedChildStillReclaims) {
+  // A forked child fences (membarrier) with the registration it inherited,
+  // or registers again (Epochs::Fence): either way, what it retires is freed.
+  freed = 0;
+  {
+    RetireList list;
+    RetireBatch(list, 200);  // the parent has fenced
+  }
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    freed = 0;
+    RetireList list;
+    RetireBatch(list, 200);
+    _exit(freed.load() >= 64 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the child freed nothing";
 }
 
 TEST(EpochsTest, LargeObjectsAreReclaimedByBytesNotOnlyByCount) {

@@ -115,7 +115,15 @@ bool Epochs::Fence() {
   // increment (its writer read the epoch after a sequentially consistent
   // unlink), so a reader's loads after this fence cannot reach it; and an
   // announcement made before the fence is visible to any scan after it.
-  if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) return false;
+  if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+    // Refused: perhaps a forked child on a kernel that does not carry the
+    // registration over to the new address space (Linux 6.18 here does).
+    // Register again and retry once; else nothing is covered this time.
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0 ||
+        syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+      return false;
+    }
+  }
   uint64_t f = fenced_.load(std::memory_order_relaxed);
   while (f < covered && !fenced_.compare_exchange_weak(f, covered, std::memory_order_seq_cst,
                                                        std::memory_order_relaxed)) {
