@@ -42,8 +42,9 @@
 // threads too: it is marked, and from then on a value of up to
 // kMaxCopiedValue bytes is copied out instead, so that the hit writes no
 // line another thread reads: not the mutex, not the reference count, not a
-// shared counter (while at most 16 threads count: thread_counters.h). Hot keys read by many threads then scale with the threads
-// instead of bouncing those lines between cores, while a cold hit does not
+// shared counter (while at most 16 threads count: thread_counters.h). Hot
+// keys read by many threads then scale with the threads instead of bouncing
+// those lines between cores, while a cold hit does not
 // pay for a copy (nor read the value's bytes). Anything else (a miss, which
 // must be confirmed under the lock; an expired entry; a hit the policy must
 // reorder) takes the locked path.
