@@ -27,9 +27,11 @@ namespace lcache {
 namespace internal {
 
 // The header every shared block starts with. Blocks are either a bare byte
-// buffer, a cache entry (see src/store/entry.h) or an adopted std::string.
+// buffer, a buffer of whole cache lines recycled per thread (see
+// ByteView::CopyToOwnLines), a cache entry (see src/store/entry.h) or an
+// adopted std::string.
 struct SharedBlock {
-  enum class Kind : uint8_t { kBuffer, kEntry, kString };
+  enum class Kind : uint8_t { kBuffer, kLines, kEntry, kString };
 
   explicit SharedBlock(Kind k) : kind(k) {}
 
@@ -97,6 +99,15 @@ class ByteView {
 
   friend bool operator==(const ByteView& a, const ByteView& b) { return a.view() == b.view(); }
   friend bool operator==(const ByteView& a, std::string_view b) { return a.view() == b; }
+
+  // For the store's hits that copy a small value out: like Copy, but into a
+  // block of whole 64-byte cache lines that shares no line with any other
+  // allocation, and that its thread keeps for the next copy of the same
+  // size class when the view is dropped (one spare per class, up to 320
+  // bytes; larger copies fall back to Copy). A malloc'd copy can share a
+  // line with another thread's hot data in the same arena, and two threads
+  // reading one hot key then slow each other down by false sharing.
+  static ByteView CopyToOwnLines(std::string_view bytes);
 
   // For the store: a view of bytes inside `block`, taking one new reference.
   static ByteView Share(const internal::SharedBlock* block, const char* data, size_t size) {

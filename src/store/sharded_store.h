@@ -40,7 +40,8 @@
 // the lookup has just read). An entry whose value someone else holds at the
 // moment of a hit (its count above the store's one) is likely read by other
 // threads too: it is marked, and from then on a value of up to
-// kMaxCopiedValue bytes is copied out instead, so that the hit writes no
+// kMaxCopiedValue bytes is copied out instead (into cache lines of its own,
+// which the thread reuses: ByteView::CopyToOwnLines), so that the hit writes no
 // line another thread reads: not the mutex, not the reference count, not a
 // shared counter (while at most 16 threads count: thread_counters.h). Hot
 // keys read by many threads then scale with the threads instead of bouncing
@@ -120,7 +121,7 @@ class alignas(64) Shard {
     }
     if (!policy_.MarkHitWithoutLock(e)) return std::nullopt;
     if (expire_at != nullptr) *expire_at = expires;
-    if (e->copy_on_hit()) return ByteView::Copy(e->value());
+    if (e->copy_on_hit()) return ByteView::CopyToOwnLines(e->value());
     if (e->block.refs.load(std::memory_order_relaxed) > 1 && e->value_size <= kMaxCopiedValue) {
       e->set_copy_on_hit();
     }
