@@ -27,7 +27,7 @@ import statistics
 import sys
 import tempfile
 
-from local_cluster import node_cpu_seconds, run_bench, start_nodes, stop_nodes
+from local_cluster import metrics, node_cpu_seconds, run_bench, start_nodes, stop_nodes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILDS = [pathlib.Path(b) if pathlib.Path(b).is_absolute() else ROOT / b
@@ -47,18 +47,41 @@ def bench(binary, targets, seconds, seed):
     return run_bench(binary, targets, seconds, seed, CONC, KEYS, ZIPF, core=1)
 
 
+COUNTED = ("lcache_gets_total", "lcache_hot_hits_total", "lcache_peer_loads_total",
+           "lcache_local_loads_total", "lcache_hot_items")
+
+
+def counted(nodes):
+    """COUNTED metrics summed over the nodes."""
+    total = dict.fromkeys(COUNTED, 0)
+    for hport in nodes.hports:
+        m = metrics(hport)
+        for name in COUNTED:
+            total[name] += m.get(name, 0)
+    return total
+
+
 def one_run(binary, n, run, logdir):
     nodes = start_nodes(binary, n, logdir, ["-source", f"synthetic:{VALUE_BYTES}", *NODE_ARGS],
                         core=0)
     peers, procs = nodes.peers, nodes.procs
     try:
         bench(binary, peers, WARMUP, seed=1000 + run)
+        counts_before = counted(nodes)
         before = node_cpu_seconds(nodes)
         out = bench(binary, peers, DURATION, seed=2000 + run)
         used = node_cpu_seconds(nodes) - before
+        counts = counted(nodes)
         calls = out["ok"] + out["errors"]
+        gets = max(1, counts["lcache_gets_total"] - counts_before["lcache_gets_total"])
+        share = {name: (counts[name] - counts_before[name]) / gets
+                 for name in ("lcache_hot_hits_total", "lcache_peer_loads_total",
+                              "lcache_local_loads_total")}
         return {"cpu_us": used * 1e6 / calls, "qps": out["qps"],
-                "p99": out["latency_us"]["p99"], "errors": out["errors"]}
+                "p99": out["latency_us"]["p99"], "errors": out["errors"],
+                "hot_hits": share["lcache_hot_hits_total"],
+                "forwarded": share["lcache_peer_loads_total"],
+                "loads": share["lcache_local_loads_total"], "hot_items": counts["lcache_hot_items"]}
     finally:
         stop_nodes(nodes)
 
@@ -85,7 +108,9 @@ def main():
             r = one_run(binary, n, run, logdir)
             results[(binary, n)].append(r)
             print(f"  run {run + 1} {binary} x{n}: {r['cpu_us']:.2f} us node CPU/request, "
-                  f"{r['qps']:.0f} calls/s, p99 {r['p99']:.0f} us, errors {r['errors']}",
+                  f"{r['qps']:.0f} calls/s, p99 {r['p99']:.0f} us, errors {r['errors']}; "
+                  f"per Get: hot hits {r['hot_hits']:.3f}, forwarded {r['forwarded']:.3f}, "
+                  f"loads {r['loads']:.3f}; hot items {r['hot_items']}",
                   flush=True)
     print("\n| build | nodes | node CPU µs / request | calls/s | p99 µs | errors | CPU vs 1 node |")
     print("|---|---|---|---|---|---|---|")

@@ -11,7 +11,7 @@
 #   NODE_ARGS="-transport grpc" bench/net_forwarded.sh
 #
 # The hot cache is off (-hot-cache-mb 0 on every node, unless NODE_ARGS
-# sets it again): with it, A keeps the key after its second fetch and the run would
+# sets it again): with it, A keeps the key after its first fetch and the run would
 # measure a hot hit on A instead of the hop.
 #
 # Environment: NODE_ARGS ("-transport lean"), CONC (32), RUNS (3),

@@ -20,8 +20,14 @@ namespace {
 
 using internal::HotAdmission;
 
+// A hot cache of 8,000 bytes, 7,000 of them held: no room left for keys
+// fetched once.
+constexpr int64_t kCapacity = 8000;
+constexpr int64_t kNearlyFull = 7000;
+
 TEST(HotAdmissionTest, FrequencyKeepsAKeyOnItsSecondFetch) {
-  HotAdmission admission(HotPromotion::kFrequency, 1024);
+  HotAdmission admission(HotPromotion::kFrequency, 1024, kCapacity);
+  admission.Kept(kNearlyFull);
   EXPECT_FALSE(admission.Admit("a"));
   EXPECT_FALSE(admission.Admit("b"));
   EXPECT_TRUE(admission.Admit("a"));
@@ -30,7 +36,8 @@ TEST(HotAdmissionTest, FrequencyKeepsAKeyOnItsSecondFetch) {
 }
 
 TEST(HotAdmissionTest, FrequencyNeverKeepsOneHitWonders) {
-  HotAdmission admission(HotPromotion::kFrequency, 1 << 16);
+  HotAdmission admission(HotPromotion::kFrequency, 1 << 16, kCapacity);
+  admission.Kept(kNearlyFull);
   int kept = 0;
   for (int i = 0; i < 10000; ++i) kept += admission.Admit("once-" + std::to_string(i));
   // A count-min sketch may over-count a key that collides in all four rows;
@@ -38,8 +45,21 @@ TEST(HotAdmissionTest, FrequencyNeverKeepsOneHitWonders) {
   EXPECT_LE(kept, 10);
 }
 
+TEST(HotAdmissionTest, FrequencyKeepsEveryFetchWhileTheCacheHasRoom) {
+  HotAdmission admission(HotPromotion::kFrequency, 1024, kCapacity);
+  EXPECT_EQ(admission.warm_up_bytes(), kNearlyFull);
+  EXPECT_TRUE(admission.Admit("a"));
+  admission.Kept(kNearlyFull - 1);
+  EXPECT_TRUE(admission.Admit("b"));
+  admission.Kept(1);  // 7/8 full: first fetches are no longer kept
+  EXPECT_FALSE(admission.Admit("c"));
+  EXPECT_TRUE(admission.Admit("c"));
+  admission.Left(100);  // evictions, expiries or removals made room again
+  EXPECT_TRUE(admission.Admit("d"));
+}
+
 TEST(HotAdmissionTest, RandomKeepsAboutOneInTen) {
-  HotAdmission admission(HotPromotion::kRandom, 1024);
+  HotAdmission admission(HotPromotion::kRandom, 1024, kCapacity);
   int kept = 0;
   for (int i = 0; i < 20000; ++i) kept += admission.Admit("k");
   // Binomial(20000, 0.1): mean 2000, sd 42; the bounds are 7 sd away.
@@ -146,23 +166,44 @@ TEST_F(HotCacheTest, AnUncacheableValueIsKeptNeitherByTheOwnerNorHot) {
   EXPECT_EQ(group_->hot_store()->Stats().items, 0);
 }
 
-TEST_F(HotCacheTest, AKeyFetchedTwiceIsThenServedLocally) {
+TEST_F(HotCacheTest, WhileTheHotCacheHasRoomAKeyFetchedOnceIsThenServedLocally) {
   Start();
   for (int i = 0; i < 5; ++i) EXPECT_EQ(Get("k"), "value-of-k");
-  EXPECT_EQ(peer_->calls, 2);  // kept on the second fetch
+  EXPECT_EQ(peer_->calls, 1);  // kept on the first fetch: it displaced nothing
   EXPECT_EQ(owner_db_.loads, 1);
   EXPECT_EQ(local_db_.loads, 0);
   const GroupStats s = group_->Stats();
   EXPECT_EQ(s.hot_keeps, 1);
-  EXPECT_EQ(s.hot_hits, 3);
-  EXPECT_EQ(s.cache_hits, 3);
-  EXPECT_EQ(s.peer_loads, 2);
+  EXPECT_EQ(s.hot_hits, 4);
+  EXPECT_EQ(s.cache_hits, 4);
+  EXPECT_EQ(s.peer_loads, 1);
   EXPECT_EQ(s.gets, 5);
   EXPECT_EQ(s.store.items, 0);  // the owner keeps the value; we keep a hot copy
   EXPECT_EQ(s.hot_store.items, 1);
   EXPECT_EQ(s.hot_store.capacity_bytes, (1 << 20) / 8);
   // Transports answer hits through GetIfCached: hot copies included.
   ASSERT_TRUE(group_->GetIfCached("k").has_value());
+}
+
+// Once 7/8 of the hot cache is taken, a key fetched once no longer displaces
+// anything; its second fetch keeps it.
+TEST_F(HotCacheTest, OnceTheHotCacheIsNearlyFullAKeyIsKeptOnItsSecondFetch) {
+  Start({.hot_cache_bytes = 4096});
+  int filled = 0;
+  while (group_->Stats().hot_store.bytes < 4096 / 8 * 7 && filled < 1000) {
+    Get("fill-" + std::to_string(filled++));
+  }
+  EXPECT_EQ(group_->Stats().hot_keeps, filled);  // every first fetch kept until then
+  const int calls = peer_->calls;
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Get("k"), "value-of-k");
+  EXPECT_EQ(peer_->calls, calls + 2);
+  const GroupStats s = group_->Stats();
+  EXPECT_EQ(s.hot_keeps, filled + 1);
+  EXPECT_EQ(s.hot_hits, 3);
+  // Keys fetched once more after that are not kept either.
+  for (int i = 0; i < 20; ++i) Get("once-" + std::to_string(i));
+  EXPECT_EQ(group_->Stats().hot_keeps, filled + 1);
+  EXPECT_TRUE(group_->GetIfCached("k").has_value());
 }
 
 TEST_F(HotCacheTest, NoHotCacheMeansEveryMissCrossesTheNetwork) {
@@ -189,7 +230,7 @@ TEST_F(HotCacheTest, RandomPromotionKeepsAHotKeyEventually) {
 
 TEST_F(HotCacheTest, AHotCopyNeverOutlivesTheOwnersCopy) {
   Start({.owner_ttl = absl::Seconds(10)});
-  Get("k");  // the owner loads k, to expire at t0 + 10 s
+  ASSERT_TRUE(owner_->Get("k").ok());  // the owner loads k, to expire at t0 + 10 s
   clock_.Advance(absl::Seconds(3));
   Get("k");  // kept, with what remains of the owner's 10 s
   const absl::Time owner_expiry = owner_->GetIfCached("k")->expire_at;
@@ -200,16 +241,16 @@ TEST_F(HotCacheTest, AHotCopyNeverOutlivesTheOwnersCopy) {
 
   clock_.Advance(absl::Seconds(7) - absl::Milliseconds(1));
   EXPECT_EQ(Get("k"), "value-of-k");
-  EXPECT_EQ(peer_->calls, 2);  // still hot, 1 ms before the owner's expiry
+  EXPECT_EQ(peer_->calls, 1);  // still hot, 1 ms before the owner's expiry
   clock_.Advance(absl::Milliseconds(1));
   EXPECT_EQ(Get("k"), "value-of-k");
-  EXPECT_EQ(peer_->calls, 3);  // both copies expired together
+  EXPECT_EQ(peer_->calls, 2);  // both copies expired together
   EXPECT_EQ(owner_db_.loads, 2);
 }
 
 TEST_F(HotCacheTest, AnAnswerAlreadyDueIsNotKept) {
   Start({.owner_ttl = absl::Seconds(1)});
-  Get("k");
+  ASSERT_TRUE(owner_->Get("k").ok());
   clock_.Advance(absl::Seconds(1) - absl::Microseconds(500));  // 0.5 ms left: ttl_ms 0
   Get("k");
   EXPECT_EQ(group_->Stats().hot_keeps, 0);
@@ -218,45 +259,42 @@ TEST_F(HotCacheTest, AnAnswerAlreadyDueIsNotKept) {
 
 TEST_F(HotCacheTest, WithoutTheOwnersExpiryOurDefaultTtlBoundsTheCopy) {
   Start({.owner_ttl = absl::Seconds(60), .local_ttl = absl::Seconds(5), .owner_sends_ttl = false});
-  Get("k");
   Get("k");  // kept until now + 5 s
   EXPECT_EQ(group_->GetIfCached("k")->expire_at, clock_.Now() + absl::Seconds(5));
   clock_.Advance(absl::Seconds(5));
   Get("k");
-  EXPECT_EQ(peer_->calls, 3);
+  EXPECT_EQ(peer_->calls, 2);
 }
 
 TEST_F(HotCacheTest, ACopyLivesAtMostHotMaxAgeWhateverTheOwnerSays) {
   Start({.owner_ttl = absl::Hours(1)});
   Get("k");
-  Get("k");
   EXPECT_EQ(group_->GetIfCached("k")->expire_at, clock_.Now() + absl::Seconds(60));
   clock_.Advance(absl::Seconds(59));
   Get("k");
-  EXPECT_EQ(peer_->calls, 2);
+  EXPECT_EQ(peer_->calls, 1);
   clock_.Advance(absl::Seconds(2));
   Get("k");
-  EXPECT_EQ(peer_->calls, 3);
+  EXPECT_EQ(peer_->calls, 2);
 }
 
 TEST_F(HotCacheTest, WithoutAnyExpiryOrAgeLimitTheCopyStaysUntilEvicted) {
   Start({.owner_sends_ttl = false, .hot_max_age = absl::InfiniteDuration()});
   Get("k");
-  Get("k");
   EXPECT_EQ(group_->GetIfCached("k")->expire_at, absl::InfiniteFuture());
   clock_.Advance(absl::Hours(24 * 365));
   Get("k");
-  EXPECT_EQ(peer_->calls, 2);
+  EXPECT_EQ(peer_->calls, 1);
 }
 
 TEST_F(HotCacheTest, RemoveDropsTheHotCopy) {
   Start();
   Get("k");
-  Get("k");
+  ASSERT_TRUE(group_->GetIfCached("k").has_value());
   group_->Invalidate("k");
   EXPECT_FALSE(group_->GetIfCached("k").has_value());
   Get("k");
-  EXPECT_EQ(peer_->calls, 3);
+  EXPECT_EQ(peer_->calls, 2);
 }
 
 TEST_F(HotCacheTest, TheHotCacheStaysWithinItsBytes) {

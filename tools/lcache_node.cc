@@ -54,8 +54,8 @@ ABSL_FLAG(int64_t, hot_cache_mb, -1,
           "hot cache for values fetched from peers, in MiB on top of -cache-mb (-1: -cache-mb / 8; "
           "0: none)");
 ABSL_FLAG(std::string, hot_promote, "frequency",
-          "which fetched values the hot cache keeps: frequency (keys fetched twice recently) or "
-          "random (1 in 10, groupcache's rule)");
+          "which fetched values the hot cache keeps: frequency (keys fetched twice recently, or "
+          "any while it is under 7/8 full) or random (1 in 10, groupcache's rule)");
 ABSL_FLAG(int64_t, peer_timeout_ms, 2000, "deadline of each call to a peer");
 ABSL_FLAG(std::string, hot_max_age, "60s",
           "longest life of a copy of a key another node owns (hot copy, or a value loaded here "

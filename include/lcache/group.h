@@ -151,7 +151,10 @@ enum class HotPromotion {
   // A value whose key was fetched before, recently: a frequency sketch of
   // the keys fetched from peers (4-bit counters, halved periodically, as in
   // TinyLFU) keeps keys fetched at least twice, so a key fetched once never
-  // displaces a hot one, and a hot key is kept on its second fetch.
+  // displaces a hot one, and a hot key is kept on its second fetch. While
+  // the hot cache is less than 7/8 full (a new node, or one whose copies
+  // were dropped by a ring change) every fetched value is kept: a copy that
+  // displaces nothing costs nothing, and the cache warms on first fetches.
   kFrequency,
   // One fetched value in ten, at random: groupcache's rule.
   kRandom,
@@ -603,8 +606,10 @@ class Group {
   const Clock* const clock_;
   std::atomic<PeerPicker*> peers_;
   std::unique_ptr<Store> store_;
-  std::unique_ptr<Store> hot_store_;                       // null without a hot cache
-  std::unique_ptr<internal::HotAdmission> hot_admission_;  // null without a hot cache
+  // Null without a hot cache. The admission outlives the store, whose
+  // removal callback tells it the bytes that left.
+  std::unique_ptr<internal::HotAdmission> hot_admission_;
+  std::unique_ptr<Store> hot_store_;
   std::unique_ptr<Store> replica_store_;                   // null without replicas
   // Two levels of flights (core/flights.h). A load that may ask a peer runs
   // in remote_flights_; every getter call, whether a forwarded request's or

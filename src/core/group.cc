@@ -121,14 +121,20 @@ Group::Group(GroupOptions options)
     // Plain LRU: the admission rule already filters what comes in. The
     // removal callback sees hot copies leave too: they are entries of this
     // node's memory like any other.
-    hot_store_ = NewStore({.policy = StorePolicy::kLru,
-                           .capacity_bytes = hot_bytes,
-                           .clock = clock_,
-                           .on_removal = std::move(options.on_removal)});
     // Sized for values of ~256 bytes: 1/32 of the hot cache's budget in
     // sketch words, enough to tell hot keys from one-hit wonders.
     hot_admission_ = std::make_unique<internal::HotAdmission>(
-        options.hot_promotion, std::clamp<int64_t>(hot_bytes / 256, 1024, int64_t{1} << 20));
+        options.hot_promotion, std::clamp<int64_t>(hot_bytes / 256, 1024, int64_t{1} << 20),
+        hot_bytes);
+    hot_store_ = NewStore(
+        {.policy = StorePolicy::kLru,
+         .capacity_bytes = hot_bytes,
+         .clock = clock_,
+         .on_removal = [admission = hot_admission_.get(), user = std::move(options.on_removal)](
+                           std::string_view key, const ByteView& value, RemovalReason reason) {
+           admission->Left(static_cast<int64_t>(key.size() + value.size()));
+           if (user) user(key, value, reason);
+         }});
   }
 }
 
@@ -421,7 +427,10 @@ void Group::MaybeKeepHot(std::string_view key, const ExpiringValue& v, uint64_t 
       })) {
     counters_->Add(Counters::kLoadsDiscarded);
   }
-  if (kept) counters_->Add(Counters::kHotKeeps);
+  if (kept) {
+    hot_admission_->Kept(static_cast<int64_t>(key.size() + v.value.size()));
+    counters_->Add(Counters::kHotKeeps);
+  }
 }
 
 // The remote flight waits on the key's local flight, as one of its waiters.

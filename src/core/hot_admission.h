@@ -3,15 +3,23 @@
 //
 // kFrequency counts the keys fetched from peers in a FrequencySketch and
 // admits a key on its second fetch within the sketch's memory (its counters
-// are halved every 10 x `expected_keys` fetches). One sketch miss and a short
-// critical section per fetch: nothing next to the round trip it follows.
-// kRandom admits one fetch in ten, groupcache's rule.
+// are halved every 10 x `expected_keys` fetches), or on its first while the
+// hot cache is less than 7/8 full: a copy that displaces nothing costs
+// nothing, and a cluster warms (after a start or a ring change) on first
+// fetches instead of second ones. The fill is tracked from what the group
+// keeps (Kept) and what the hot store removes (Left): reading the store's
+// byte count would lock every shard on every fetch. Why 7/8: the store's
+// shards fill unevenly, so by then some of them evict already. One sketch
+// miss and a short critical section per fetch: nothing next to the round
+// trip it follows. kRandom admits one fetch in ten, groupcache's rule,
+// however empty the cache.
 //
 // Thread-safe (std::mutex, so TSan sees it).
 
 #ifndef LCACHE_SRC_CORE_HOT_ADMISSION_H_
 #define LCACHE_SRC_CORE_HOT_ADMISSION_H_
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <string_view>
@@ -31,14 +39,26 @@ class HotAdmission {
   static constexpr int kOneIn = 10;
 
   // `expected_keys`: about how many distinct keys the hot cache holds, which
-  // sizes the sketch (one 8-byte word per key).
-  HotAdmission(HotPromotion promotion, int64_t expected_keys);
+  // sizes the sketch (one 8-byte word per key). `capacity_bytes`: the hot
+  // cache's budget, counted like the store's (key and value bytes).
+  HotAdmission(HotPromotion promotion, int64_t expected_keys, int64_t capacity_bytes);
 
   // Counts a fetch of `key` and says whether to keep its value.
   bool Admit(std::string_view key);
 
+  // The hot cache took `bytes` (a Set that kept its value), or they left it
+  // (the store's removal callback: evicted, expired, replaced or removed).
+  void Kept(int64_t bytes) { bytes_.fetch_add(bytes, std::memory_order_relaxed); }
+  void Left(int64_t bytes) { bytes_.fetch_sub(bytes, std::memory_order_relaxed); }
+
+  // Below this many bytes held, kFrequency keeps every fetch.
+  int64_t warm_up_bytes() const { return warm_up_bytes_; }
+
  private:
   const HotPromotion promotion_;
+  const int64_t warm_up_bytes_;
+  // Approximate: a removal may be counted before the keep it follows.
+  std::atomic<int64_t> bytes_{0};
   std::mutex mu_;
   FrequencySketch sketch_ ABSL_GUARDED_BY(mu_);  // used by kFrequency only
 };
