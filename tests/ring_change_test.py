@@ -42,7 +42,10 @@ import cluster_test as ct  # noqa: E402  (the node harness)
 import etcd_test  # noqa: E402  (the etcd harness)
 
 KEYS = [f"warm-{i}" for i in range(240)]
-COLD = ["-warmup", "0", "-handoff-mb", "0"]
+# Without the mechanisms that keep a cluster warm: no peeks at a previous
+# owner, no hand-off, and no hot cache (a non-owner keeps a hot copy of what
+# it fetched, first fetches included, and would answer some moved keys).
+COLD = ["-warmup", "0", "-handoff-mb", "0", "-hot-cache-mb", "0"]
 
 
 def current_view(node):
