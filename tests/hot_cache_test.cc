@@ -58,6 +58,19 @@ TEST(HotAdmissionTest, FrequencyKeepsEveryFetchWhileTheCacheHasRoom) {
   EXPECT_TRUE(admission.Admit("d"));
 }
 
+// The tracked fill is reset from the store's own count once per
+// kResyncEvery fetches, so a drift (bytes that left uncounted) ends.
+TEST(HotAdmissionTest, TheFillIsResyncedFromTheStorePeriodically) {
+  HotAdmission admission(HotPromotion::kFrequency, 1024, kCapacity);
+  admission.Kept(kNearlyFull);  // say, copies that expired and were never swept
+  int due = 0;
+  for (int i = 0; i < 2 * HotAdmission::kResyncEvery; ++i) due += admission.ResyncDue();
+  EXPECT_EQ(due, 2);
+  EXPECT_FALSE(admission.Admit("x"));
+  admission.Resync(100);  // what the store holds
+  EXPECT_TRUE(admission.Admit("y"));
+}
+
 TEST(HotAdmissionTest, RandomKeepsAboutOneInTen) {
   HotAdmission admission(HotPromotion::kRandom, 1024, kCapacity);
   int kept = 0;
@@ -204,6 +217,12 @@ TEST_F(HotCacheTest, OnceTheHotCacheIsNearlyFullAKeyIsKeptOnItsSecondFetch) {
   for (int i = 0; i < 20; ++i) Get("once-" + std::to_string(i));
   EXPECT_EQ(group_->Stats().hot_keeps, filled + 1);
   EXPECT_TRUE(group_->GetIfCached("k").has_value());
+  // Copies that leave (here: invalidated) make room again: first fetches
+  // are kept until the cache is 7/8 full once more.
+  for (int i = 0; i < filled; ++i) group_->Invalidate("fill-" + std::to_string(i));
+  Get("after");
+  EXPECT_EQ(group_->Stats().hot_keeps, filled + 2);
+  EXPECT_TRUE(group_->GetIfCached("after").has_value());
 }
 
 TEST_F(HotCacheTest, NoHotCacheMeansEveryMissCrossesTheNetwork) {
@@ -295,6 +314,8 @@ TEST_F(HotCacheTest, RemoveDropsTheHotCopy) {
   EXPECT_FALSE(group_->GetIfCached("k").has_value());
   Get("k");
   EXPECT_EQ(peer_->calls, 2);
+  EXPECT_TRUE(group_->GetIfCached("k").has_value());  // kept again
+  EXPECT_EQ(group_->Stats().hot_keeps, 2);
 }
 
 TEST_F(HotCacheTest, TheHotCacheStaysWithinItsBytes) {

@@ -31,7 +31,7 @@ namespace internal {
 // ByteView::CopyToOwnLines), a cache entry (see src/store/entry.h) or an
 // adopted std::string.
 struct SharedBlock {
-  enum class Kind : uint8_t { kBuffer, kLines, kEntry, kString };
+  enum class Kind : uint8_t { kBuffer, kEntry, kString, kLines };
 
   explicit SharedBlock(Kind k) : kind(k) {}
 

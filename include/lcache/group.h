@@ -537,7 +537,9 @@ class Group {
   const Origin* origin() const { return origin_.get(); }
   GroupStats Stats() const;
   Store& store() { return *store_; }
-  Store* hot_store() { return hot_store_.get(); }  // null without a hot cache
+  // Null without a hot cache. For reading: values Set through it are not
+  // counted by the hot admission's fill until its next resync.
+  Store* hot_store() { return hot_store_.get(); }
   Store* replica_store() { return replica_store_.get(); }  // null without one
   const Clock& clock() const { return *clock_; }
 

@@ -5,6 +5,8 @@
 #include <new>
 #include <utility>
 
+#include <sanitizer/asan_interface.h>  // no-op macros unless built with ASan
+
 namespace lcache {
 namespace internal {
 namespace {
@@ -31,8 +33,16 @@ struct LineBuffer {
   char* bytes() { return reinterpret_cast<char*>(this + 1); }
 };
 
+size_t LineBytesOf(uint16_t line_class) {
+  return (line_class + size_t{1}) * kLineBytes - sizeof(LineBuffer);
+}
+
 // Each thread's spare block per class. Plain thread-locals (no destructor,
 // no guard on access); the Releaser below frees them when the thread exits.
+// (A spare first kept by the main thread during static destruction, after
+// its thread-locals were destroyed, is left to the exiting process.) Under
+// ASan a spare's bytes are poisoned until reused, so a read through a stale
+// pointer into a dropped copy is still reported.
 constinit thread_local SharedBlock* t_spare[kLineClasses] = {};
 enum class SpareState : uint8_t { kUnregistered, kRegistered, kReleased };
 constinit thread_local SpareState t_spare_state = SpareState::kUnregistered;
@@ -42,7 +52,12 @@ struct SpareReleaser {
     // Blocks dropped later in this thread's exit (by other thread-locals'
     // destructors) are freed at once instead of kept.
     t_spare_state = SpareState::kReleased;
-    for (SharedBlock*& block : t_spare) std::free(std::exchange(block, nullptr));
+    for (SharedBlock*& block : t_spare) {
+      if (block == nullptr) continue;
+      ASAN_UNPOISON_MEMORY_REGION(reinterpret_cast<LineBuffer*>(block)->bytes(),
+                                  LineBytesOf(block->owner_u16));
+      std::free(std::exchange(block, nullptr));
+    }
   }
 };
 
@@ -59,6 +74,8 @@ bool KeepAsSpare(const SharedBlock* block) {
   }
   block->refs.store(1, std::memory_order_relaxed);
   spare = const_cast<SharedBlock*>(block);
+  ASAN_POISON_MEMORY_REGION(reinterpret_cast<LineBuffer*>(spare)->bytes(),
+                            LineBytesOf(spare->owner_u16));
   return true;
 }
 
@@ -105,6 +122,7 @@ ByteView ByteView::CopyToOwnLines(std::string_view bytes) {
     block->owner_u16 = line_class;
   }
   char* data = reinterpret_cast<internal::LineBuffer*>(block)->bytes();
+  ASAN_UNPOISON_MEMORY_REGION(data, internal::LineBytesOf(line_class));
   std::memcpy(data, bytes.data(), bytes.size());
   return ByteView(block, data, bytes.size());
 }

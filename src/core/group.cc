@@ -419,6 +419,7 @@ void Group::MaybeKeepHot(std::string_view key, const ExpiringValue& v, uint64_t 
   const absl::Time now = clock_->Now();
   // A copy already due would only displace a live one.
   if (v.expire_at != absl::InfiniteFuture() && v.expire_at <= now) return;
+  if (hot_admission_->ResyncDue()) hot_admission_->Resync(hot_store_->Bytes());
   if (!hot_admission_->Admit(key)) return;
   const absl::Time expire_at = std::min(v.expire_at, now + hot_max_age_);
   bool kept = false;

@@ -8,7 +8,11 @@
 // nothing, and a cluster warms (after a start or a ring change) on first
 // fetches instead of second ones. The fill is tracked from what the group
 // keeps (Kept) and what the hot store removes (Left): reading the store's
-// byte count would lock every shard on every fetch. Why 7/8: the store's
+// byte count would lock every shard on every fetch. Every kResyncEvery
+// fetches the group sets it from the store's own count instead (Resync), so
+// the tracked fill cannot drift for good (a Set through Group::hot_store()
+// that bypassed Kept; expired copies not yet swept, which the store counts
+// too until then). Why 7/8: the store's
 // shards fill unevenly, so by then some of them evict already. One sketch
 // miss and a short critical section per fetch: nothing next to the round
 // trip it follows. kRandom admits one fetch in ten, groupcache's rule,
@@ -37,6 +41,8 @@ class HotAdmission {
   static constexpr int kMinFetches = 2;
   // The random rule keeps one fetch in this many.
   static constexpr int kOneIn = 10;
+  // Fetches between two Resyncs.
+  static constexpr int kResyncEvery = 4096;
 
   // `expected_keys`: about how many distinct keys the hot cache holds, which
   // sizes the sketch (one 8-byte word per key). `capacity_bytes`: the hot
@@ -51,6 +57,13 @@ class HotAdmission {
   void Kept(int64_t bytes) { bytes_.fetch_add(bytes, std::memory_order_relaxed); }
   void Left(int64_t bytes) { bytes_.fetch_sub(bytes, std::memory_order_relaxed); }
 
+  // True once per kResyncEvery fetches (to one caller): time to Resync.
+  bool ResyncDue() {
+    return fetches_.fetch_add(1, std::memory_order_relaxed) % kResyncEvery == kResyncEvery - 1;
+  }
+  // The hot store's own count of the bytes it holds.
+  void Resync(int64_t bytes) { bytes_.store(bytes, std::memory_order_relaxed); }
+
   // Below this many bytes held, kFrequency keeps every fetch.
   int64_t warm_up_bytes() const { return warm_up_bytes_; }
 
@@ -59,6 +72,7 @@ class HotAdmission {
   const int64_t warm_up_bytes_;
   // Approximate: a removal may be counted before the keep it follows.
   std::atomic<int64_t> bytes_{0};
+  std::atomic<uint64_t> fetches_{0};
   std::mutex mu_;
   FrequencySketch sketch_ ABSL_GUARDED_BY(mu_);  // used by kFrequency only
 };
