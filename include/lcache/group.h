@@ -612,7 +612,7 @@ class Group {
   // removal callback tells it the bytes that left.
   std::unique_ptr<internal::HotAdmission> hot_admission_;
   std::unique_ptr<Store> hot_store_;
-  std::unique_ptr<Store> replica_store_;                   // null without replicas
+  std::unique_ptr<Store> replica_store_;  // null without replicas
   // Two levels of flights (core/flights.h). A load that may ask a peer runs
   // in remote_flights_; every getter call, whether a forwarded request's or
   // a remote flight's fallback, runs in local_flights_, so the owner of a key

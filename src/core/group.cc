@@ -118,14 +118,15 @@ Group::Group(GroupOptions options)
                                .on_removal = options.on_removal});
   }
   if (const int64_t hot_bytes = HotCacheBytes(options); hot_bytes > 0) {
-    // Plain LRU: the admission rule already filters what comes in. The
-    // removal callback sees hot copies leave too: they are entries of this
-    // node's memory like any other.
     // Sized for values of ~256 bytes: 1/32 of the hot cache's budget in
     // sketch words, enough to tell hot keys from one-hit wonders.
     hot_admission_ = std::make_unique<internal::HotAdmission>(
         options.hot_promotion, std::clamp<int64_t>(hot_bytes / 256, 1024, int64_t{1} << 20),
         hot_bytes);
+    // Plain LRU: the admission rule already filters what comes in. The
+    // removal callback tells the admission what left, and the user's sees
+    // hot copies leave too: they are entries of this node's memory like any
+    // other.
     hot_store_ = NewStore(
         {.policy = StorePolicy::kLru,
          .capacity_bytes = hot_bytes,

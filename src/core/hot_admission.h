@@ -10,13 +10,12 @@
 // keeps (Kept) and what the hot store removes (Left): reading the store's
 // byte count would lock every shard on every fetch. Every kResyncEvery
 // fetches the group sets it from the store's own count instead (Resync), so
-// the tracked fill cannot drift for good (a Set through Group::hot_store()
-// that bypassed Kept; expired copies not yet swept, which the store counts
-// too until then). Why 7/8: the store's
-// shards fill unevenly, so by then some of them evict already. One sketch
-// miss and a short critical section per fetch: nothing next to the round
-// trip it follows. kRandom admits one fetch in ten, groupcache's rule,
-// however empty the cache.
+// a drift (a Set through Group::hot_store() that bypassed Kept) does not
+// last. Expired copies count as held until they are swept, in both counts.
+// Why 7/8: the store's shards fill unevenly, so by then some of them evict
+// already. One sketch miss and a short critical section per fetch: nothing
+// next to the round trip it follows. kRandom admits one fetch in ten,
+// groupcache's rule, however empty the cache.
 //
 // Thread-safe (std::mutex, so TSan sees it).
 
