@@ -21,7 +21,8 @@ traffic. The cluster against it is what the peer layer adds.
   NODE_ARGS="-hot-cache-mb 0" RUNS=1 bench/net_cluster.py
 
 Environment: BUILDS (build/bin; comma-separated bin directories, compared in
-the same run), UNCONNECTED (1; 0 skips that configuration), RUNS (3), DURATION (10), WARMUP (10), KEYS (1000000), ZIPF
+the same run), UNCONNECTED (1; 0 skips that configuration), RUNS (3),
+DURATION (10), WARMUP (10), KEYS (1000000), ZIPF
 (0.99), CONC (32), VALUE_BYTES (100), NODES (3), NODE_ARGS (extra node flags).
 Needs lcache-node and lcache-bench in each build directory, taskset.
 """

@@ -165,6 +165,7 @@ TEST(ByteViewTest, CopyToOwnLinesBlocksDroppedByTwoThreadsAtOnce) {
       // Both threads drop block i together (a spinning barrier per round).
       arrived.fetch_add(1);
       while (arrived.load() < 2 * (i + 1)) {
+        std::this_thread::yield();  // the other thread may share this core (ctest -j2)
       }
       mine = ByteView();  // perhaps the last reference: kept as this thread's spare
       ByteView copy = ByteView::CopyToOwnLines(own);
