@@ -143,6 +143,29 @@ TEST_F(TinyLfuTest, ALoopLargerThanTheCacheKeepsAStablePart) {
   EXPECT_GT(hits, requests_after_first_pass * 8 / 15);
 }
 
+// Hits of an entry whose value is held elsewhere at the time (as when other
+// threads read it too) skip the lock, and one in 32 of them is applied: a key
+// read that way keeps earning its count. Were they all dropped, "hot" would
+// stay at the 3 counts it has when it becomes contended, and lose to the
+// newcomers seen 8 times each.
+TEST_F(TinyLfuTest, AKeyReadWhileItsValueIsHeldKeepsEarningItsCount) {
+  Make(100, /*window_fraction=*/0);
+  ASSERT_TRUE(store_->Set("hot", Value("hot")));
+  const ByteView held = *store_->Get("hot");
+  ASSERT_TRUE(store_->Get("hot"));  // held: contended from now on
+  const int64_t hits = store_->Stats().hits;
+  for (int k = 0; k < 20; ++k) {
+    for (int i = 0; i < 8; ++i) {
+      Access(absl::StrCat("n", k));
+      for (int r = 0; r < 32; ++r) ASSERT_TRUE(store_->Get("hot"));
+    }
+  }
+  EXPECT_THAT(evicted_, Not(Contains("hot")));
+  EXPECT_THAT(evicted_, Contains(::testing::StartsWith("n")));  // there was pressure
+  // Every hit counted, on either path.
+  EXPECT_GE(store_->Stats().hits - hits, 20 * 8 * 32);
+}
+
 TEST_F(TinyLfuTest, ANewValueForACachedKeyStaysCached) {
   Make(100, 0.01);
   for (int round = 0; round < 2; ++round) {

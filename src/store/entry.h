@@ -34,6 +34,7 @@ struct Entry {
     kProtected = 1 << 2,   // TinyLFU: in the main region's protected segment
     kReferenced = 1 << 3,  // LRU, LRU-2: hit since it last reached the list's tail
     kCopyOnHit = 1 << 4,   // lock-free hits copy the value (sharded_store.h)
+    kContended = 1 << 5,   // a hit found its value held elsewhere (sharded_store.h)
   };
 
   static constexpr size_t kMaxKeySize = kMaxStoreKeyBytes;
@@ -63,6 +64,8 @@ struct Entry {
   void set_referenced(bool v) { SetFlag(kReferenced, v); }
   bool copy_on_hit() const { return (flags() & kCopyOnHit) != 0; }
   void set_copy_on_hit() { SetFlag(kCopyOnHit, true); }
+  bool contended() const { return (flags() & kContended) != 0; }
+  void set_contended() { SetFlag(kContended, true); }
 
   int64_t expire_unix_nanos() const {
     int64_t t;

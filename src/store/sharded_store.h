@@ -29,8 +29,9 @@
 //                                                marked entries are the most valuable
 //   bool MarkHitWithoutLock(Entry* e)            a hit that needs no reordering: record it
 //                                                with atomic flag writes only, or return
-//                                                false to take the locked path. Makes the
-//                                                store's hits lock-free (below).
+//                                                false to have it finished under the lock
+//                                                (Touch). Makes the store's hits lock-free
+//                                                (below).
 //
 // Lock-free hits. With MarkHitWithoutLock, a Get first looks the key up
 // without the shard's mutex, under an Epochs::ReadGuard (epochs.h): entries
@@ -46,9 +47,12 @@
 // shared counter (while at most 16 threads count: thread_counters.h). Hot
 // keys read by many threads then scale with the threads instead of bouncing
 // those lines between cores, while a cold hit does not
-// pay for a copy (nor read the value's bytes). Anything else (a miss, which
-// must be confirmed under the lock; an expired entry; a hit the policy must
-// reorder) takes the locked path.
+// pay for a copy (nor read the value's bytes). A miss (which must be
+// confirmed under the lock) and an expired entry take the locked path; a hit
+// the policy must reorder is finished under the lock on the entry found, if
+// it is still in the shard, rather than looked up again. TinyLFU, whose every
+// hit reorders and counts, only marks contended entries' hits without the
+// lock, and applies one in 32 of them (tinylfu_store.cc).
 //
 // Work under a shard's mutex is pointer surgery only: entries are allocated
 // before taking it, and removed entries are released (and reported to the
@@ -107,8 +111,11 @@ class alignas(64) Shard {
         policy_(capacity, options) {}
 
   // A lock-free hit (see the top of the file): the entry's value, shared or
-  // copied, or nullopt for the caller to take the locked path (Get).
+  // copied, or nullopt for the caller to take the locked path (Get). A hit
+  // the policy will not mark without the lock is finished under it, on the
+  // entry found, and sets *locked (the shard counted it).
   std::optional<ByteView> GetWithoutLock(std::string_view key, uint64_t hash, const Clock& clock,
+                                         Removed* out, bool* locked,
                                          absl::Time* expire_at = nullptr) {
     Epochs::ReadGuard reading;
     Entry* e = table_.FindWithoutLock(key, hash);
@@ -119,13 +126,23 @@ class alignas(64) Shard {
       if (at <= absl::ToUnixNanos(clock.Now())) return std::nullopt;  // the locked path erases it
       expires = absl::FromUnixNanos(at);
     }
-    if (!policy_.MarkHitWithoutLock(e)) return std::nullopt;
+    if (!policy_.MarkHitWithoutLock(e)) {
+      *locked = true;
+      return LockedGet(e, key, hash, clock, out, expire_at);
+    }
     if (expire_at != nullptr) *expire_at = expires;
     if (e->copy_on_hit()) return ByteView::CopyToOwnLines(e->value());
-    if (e->block.refs.load(std::memory_order_relaxed) > 1 && e->value_size <= kMaxCopiedValue) {
-      e->set_copy_on_hit();
-    }
+    NoteSharing(e);
     return e->ShareValue();
+  }
+
+  // An entry whose value someone else holds at the moment of a hit is
+  // likely read by other threads too: it is marked contended, and if its
+  // value is small, copied out by the next lock-free hits.
+  static void NoteSharing(Entry* e) {
+    if (e->block.refs.load(std::memory_order_relaxed) <= 1 || e->contended()) return;
+    e->set_contended();
+    if (e->value_size <= kMaxCopiedValue) e->set_copy_on_hit();
   }
 
   // Removed entries wait for lock-free readers: at most an eighth of the
@@ -150,11 +167,25 @@ class alignas(64) Shard {
   // null, also its expiry. Under the mutex: the policy's Touch may reorder.
   std::optional<ByteView> Get(std::string_view key, uint64_t hash, const Clock& clock, Removed* out,
                               absl::Time* expire_at = nullptr) {
+    return LockedGet(nullptr, key, hash, clock, out, expire_at);
+  }
+
+  // Get, starting from `found` (the lock-free lookup's entry, which the
+  // caller's ReadGuard keeps allocated) when it is still in the shard: it is
+  // then linked in one of the policy's lists, since every removal unlinks.
+  // The lock is taken inside the guard; that only holds back reclamation
+  // for a critical section's length, and reclaims never wait for readers.
+ private:
+  std::optional<ByteView> LockedGet(Entry* found, std::string_view key, uint64_t hash,
+                                    const Clock& clock, Removed* out, absl::Time* expire_at) {
     constexpr bool kHinted = requires { policy_.Hint(key); };
     uint64_t hint = 0;
     if constexpr (kHinted) hint = policy_.Hint(key);
     std::lock_guard lock(mu_);
-    Entry* e = table_.Find(key, hash);
+    const bool linked = found != nullptr &&
+                        (found->prev != nullptr || found->next != nullptr ||
+                         policy_.QueueOf(found).head() == found);
+    Entry* e = linked ? found : table_.Find(key, hash);
     if (e == nullptr) {
       ++misses_;
       return std::nullopt;
@@ -176,9 +207,17 @@ class alignas(64) Shard {
       *expire_at =
           e->has_expiry() ? absl::FromUnixNanos(e->expire_unix_nanos()) : absl::InfiniteFuture();
     }
+    if constexpr (kLockFreeHits) {
+      // A policy may send hits here that it would not mark without the lock
+      // (TinyLFU's, LRU-2's in history): they are found contended here too,
+      // and treated alike.
+      if (e->copy_on_hit()) return ByteView::CopyToOwnLines(e->value());
+      NoteSharing(e);
+    }
     return e->ShareValue();
   }
 
+ public:
   // Takes over the caller's reference to `e`, unless the policy rejects it:
   // then it returns false and the caller still owns `e`. A rejected entry
   // still replaces (removes) the key's previous value, which is stale.
@@ -454,13 +493,19 @@ class ShardedStore final : public Store {
   std::optional<ByteView> Lookup(std::string_view key, absl::Time* expire_at) {
     const uint64_t h = HashKey(key);
     Shard<Policy>& shard = ShardFor(h);
+    Removed removed;
     if constexpr (Shard<Policy>::kLockFreeHits) {
-      if (std::optional<ByteView> v = shard.GetWithoutLock(key, h, clock_, expire_at)) {
+      bool locked = false;
+      std::optional<ByteView> v = shard.GetWithoutLock(key, h, clock_, &removed, &locked, expire_at);
+      if (locked) {
+        Release(shard, removed);
+        return v;
+      }
+      if (v.has_value()) {
         lock_free_hits_.Add(0);
         return v;
       }
     }
-    Removed removed;
     std::optional<ByteView> v = shard.Get(key, h, clock_, &removed, expire_at);
     Release(shard, removed);
     return v;
