@@ -327,11 +327,17 @@ void GrpcPeerServer::Handle(Call* call) {
     std::lock_guard lock(awaiting_mu_);
     ++awaiting_;
   }
-  auto reply_later = [this, call](internal::PeerReply r) {
-    call->Reply(std::move(r));
+  // Either way a reply is handed back, Shutdown may be waiting for it: a
+  // decrement without the notify left it asleep for good once the count was
+  // 0 (a cache hit answered at once, just before a shutdown).
+  auto handed_back = [this] {
     std::lock_guard lock(awaiting_mu_);  // notified under the lock: Shutdown may end us next
     --awaiting_;
     awaiting_cv_.notify_all();
+  };
+  auto reply_later = [call, handed_back](internal::PeerReply r) {
+    call->Reply(std::move(r));
+    handed_back();
   };
   std::optional<internal::PeerReply> reply =
       call->mutation()
@@ -341,8 +347,7 @@ void GrpcPeerServer::Handle(Call* call) {
                          call->caller_gone());
   if (reply) {
     call->Reply(*std::move(reply));
-    std::lock_guard lock(awaiting_mu_);
-    --awaiting_;
+    handed_back();
   }
 }
 
