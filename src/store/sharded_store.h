@@ -173,11 +173,27 @@ class alignas(64) Shard {
   // Get, starting from `found` (the lock-free lookup's entry, which the
   // caller's ReadGuard keeps allocated) when it is still in the shard: it is
   // then linked in one of the policy's lists, since every removal unlinks.
-  // The lock is taken inside the guard; that only holds back reclamation
-  // for a critical section's length, and reclaims never wait for readers.
+  // The lock is taken inside the guard. Nothing waits for readers, so that
+  // cannot deadlock; but while this reader waits for the lock and holds it,
+  // no store of the process frees what it retires (memory, bounded by that
+  // wait: critical sections are pointer surgery). Re-finding the key after
+  // leaving the guard would cost a second lookup on every such hit.
  private:
   std::optional<ByteView> LockedGet(Entry* found, std::string_view key, uint64_t hash,
                                     const Clock& clock, Removed* out, absl::Time* expire_at) {
+    bool copy_out = false;
+    std::optional<ByteView> shared =
+        LockedShare(found, key, hash, clock, out, expire_at, &copy_out);
+    // Outside the lock: a copy may allocate (ByteView::CopyToOwnLines).
+    if (copy_out) return ByteView::CopyToOwnLines(shared->view());
+    return shared;
+  }
+
+  // LockedGet's part under the lock. Sets *copy_out when the value found
+  // should be copied out rather than shared.
+  std::optional<ByteView> LockedShare(Entry* found, std::string_view key, uint64_t hash,
+                                      const Clock& clock, Removed* out, absl::Time* expire_at,
+                                      bool* copy_out) {
     constexpr bool kHinted = requires { policy_.Hint(key); };
     uint64_t hint = 0;
     if constexpr (kHinted) hint = policy_.Hint(key);
@@ -211,8 +227,8 @@ class alignas(64) Shard {
       // A policy may send hits here that it would not mark without the lock
       // (TinyLFU's, LRU-2's in history): they are found contended here too,
       // and treated alike.
-      if (e->copy_on_hit()) return ByteView::CopyToOwnLines(e->value());
-      NoteSharing(e);
+      *copy_out = e->copy_on_hit();
+      if (!*copy_out) NoteSharing(e);
     }
     return e->ShareValue();
   }

@@ -71,14 +71,19 @@
 // mutex's line, the lists' heads and the sketch's block between their cores
 // on every hit: two threads reading the same 8 keys ran at a fifth of one
 // thread's rate. Such hits skip the lock instead, like LRU's, and one in
-// kLossyHitPeriod of a thread's takes it and is applied in full (list move,
-// sketch count, shadows), standing for the others in the shift detector's
-// hit count. That is Caffeine's lossy read buffer without the buffer: the
-// sketch sees a contended key's hits sampled (they are saturated anyway),
-// and its place in the lists is refreshed one time in 32. A single thread
-// that holds no value while it reads never makes an entry contended, so the
-// simulator's replays (and their hit ratios) are exactly those of a store
-// whose every hit is applied.
+// kLossyHitPeriod of them, drawn at random, takes it and is applied in full
+// (list move, sketch count, shadows), standing for the others in the shift
+// detector's hit count. That is Caffeine's lossy read buffer without the
+// buffer: the sketch sees a contended key's hits sampled (they are
+// saturated anyway), and its place in the lists is refreshed one time in
+// 32. A single thread that holds no value while it reads never makes an
+// entry contended, so the simulator's replays (and their hit ratios) are
+// exactly those of a store whose every hit is applied.
+// Known limit: the mark does not wear off. A reader that holds a value
+// while it reads the key again marks it too, notably a hand-off or replica
+// pass (ForEachByValue holds every entry it visits, and its visitors read
+// the key back); such an entry's hits are then sampled until it is
+// replaced or evicted.
 
 #include "store/tinylfu_store.h"
 
@@ -147,6 +152,7 @@ class TinyLfuPolicy {
     }
     if (old == nullptr) {
       ++short_misses_;
+      ++short_weight_squares_;
       const size_t bytes = sketch_.memory_bytes();
       sketch_.EnsureCapacity(window_.len() + probation_.len() + protected_.len() + 1);
       if (sketch_.memory_bytes() != bytes) Resize();
@@ -160,26 +166,33 @@ class TinyLfuPolicy {
 
   // Lock-free hits (sharded_store.h), lossy, for contended entries only:
   // see "Contended hits" above.
+  // The turn is drawn at random, not counted: a thread reading p contended
+  // keys in a fixed order would otherwise only ever apply the hits of
+  // p / gcd(p, 32) of them.
   static bool MarkHitWithoutLock(const Entry* e) {
+    t_lossy_turn = false;  // a declined hit goes to Touch next (LockedGet)
     if (!e->contended()) return false;
-    if (++t_lossy_hits < kLossyHitPeriod) return true;
-    t_lossy_hits = 0;
+    uint32_t& x = t_lossy_rng;
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;  // xorshift32
+    if ((x & (kLossyHitPeriod - 1)) != 0) return true;
     t_lossy_turn = true;
     return false;
   }
 
   // `hash` is what Hint returned for e's key.
   LruList* Touch(Entry* e, uint64_t hash) {
+    // The shift detector's hit ratio also counts the hits this thread's turn
+    // stands for (weighed as such in its error: DetectShift).
+    const int64_t weight = t_lossy_turn ? kLossyHitPeriod : 1;
+    t_lossy_turn = false;
     if (capacity_ == 0) {
       window_.MoveToFront(e);
       return nullptr;
     }
     hit_hashes_[pending_hits_++] = hash;
     if (pending_hits_ == kHitBuffer) DrainHits();
-    // The shift detector's hit ratio also counts the hits this thread's turn
-    // stands for.
-    short_hits_ += t_lossy_turn ? kLossyHitPeriod : 1;
-    t_lossy_turn = false;
+    short_hits_ += weight;
+    short_weight_squares_ += weight * weight;
     if (adaptive_) Tune(hash);
     if (!e->in_main()) {
       window_.MoveToFront(e);
@@ -327,10 +340,14 @@ class TinyLfuPolicy {
     if (short_hits_ + short_misses_ < std::max<int64_t>(entries, 64)) return;
     const auto n = static_cast<double>(short_hits_ + short_misses_);
     const double hit_ratio = static_cast<double>(short_hits_) / n;
-    short_hits_ = short_misses_ = 0;
+    // Requests weigh 1, but a lossy turn's hit stands for kLossyHitPeriod:
+    // the error is that of the effective number of requests (n when every
+    // weight is 1, as in a single thread).
+    const double effective = n * n / static_cast<double>(short_weight_squares_);
+    short_hits_ = short_misses_ = short_weight_squares_ = 0;
     const double drop = short_previous_hit_ratio_ - hit_ratio;
     short_previous_hit_ratio_ = hit_ratio;
-    if (drop > std::max(kShiftDrop, 3 * StandardError(hit_ratio, n))) sketch_.Age();
+    if (drop > std::max(kShiftDrop, 3 * StandardError(hit_ratio, effective))) sketch_.Age();
   }
 
   const int64_t capacity_;
@@ -347,19 +364,21 @@ class TinyLfuPolicy {
   WindowTuner tuner_;
   uint64_t rng_ = 0x9e3779b97f4a7c15ULL;
   static constexpr int kHitBuffer = 16;
-  // Of a thread's lock-free hits of contended entries, one in this many
-  // takes the lock and is applied (standing for the others).
+  // Of a thread's lock-free hits of contended entries, one in this many (on
+  // average; a power of two) takes the lock and is applied, standing for
+  // the others.
   static constexpr int kLossyHitPeriod = 32;
-  static constinit thread_local int t_lossy_hits;
+  static constinit thread_local uint32_t t_lossy_rng;
   static constinit thread_local bool t_lossy_turn;
   uint64_t hit_hashes_[kHitBuffer] = {};
   int pending_hits_ = 0;
   int64_t short_hits_ = 0;
   int64_t short_misses_ = 0;
+  int64_t short_weight_squares_ = 0;  // the sum of the requests' weights squared
   double short_previous_hit_ratio_ = 0;
 };
 
-constinit thread_local int TinyLfuPolicy::t_lossy_hits = 0;
+constinit thread_local uint32_t TinyLfuPolicy::t_lossy_rng = 0x9e3779b9;
 constinit thread_local bool TinyLfuPolicy::t_lossy_turn = false;
 
 }  // namespace
