@@ -52,7 +52,7 @@
 // the policy must reorder is finished under the lock on the entry found, if
 // it is still in the shard, rather than looked up again. TinyLFU, whose every
 // hit reorders and counts, only marks contended entries' hits without the
-// lock, and applies one in 32 of them (tinylfu_store.cc).
+// lock, and applies one in 64 of them (tinylfu_store.cc).
 //
 // Work under a shard's mutex is pointer surgery only: entries are allocated
 // before taking it, and removed entries are released (and reported to the

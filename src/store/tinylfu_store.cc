@@ -76,7 +76,7 @@
 // detector's hit count. That is Caffeine's lossy read buffer without the
 // buffer: the sketch sees a contended key's hits sampled (they are
 // saturated anyway), and its place in the lists is refreshed one time in
-// 32. A single thread that holds no value while it reads never makes an
+// 64. A single thread that holds no value while it reads never makes an
 // entry contended, so the simulator's replays (and their hit ratios) are
 // exactly those of a store whose every hit is applied.
 // Known limit: the mark does not wear off. A reader that holds a value
@@ -168,7 +168,7 @@ class TinyLfuPolicy {
   // see "Contended hits" above.
   // The turn is drawn at random, not counted: a thread reading p contended
   // keys in a fixed order would otherwise only ever apply the hits of
-  // p / gcd(p, 32) of them.
+  // p / gcd(p, kLossyHitPeriod) of them.
   static bool MarkHitWithoutLock(const Entry* e) {
     t_lossy_turn = false;  // a declined hit goes to Touch next (LockedGet)
     if (!e->contended()) return false;
@@ -367,7 +367,7 @@ class TinyLfuPolicy {
   // Of a thread's lock-free hits of contended entries, one in this many (on
   // average; a power of two) takes the lock and is applied, standing for
   // the others.
-  static constexpr int kLossyHitPeriod = 32;
+  static constexpr int kLossyHitPeriod = 64;
   static constinit thread_local uint32_t t_lossy_rng;
   static constinit thread_local bool t_lossy_turn;
   uint64_t hit_hashes_[kHitBuffer] = {};
