@@ -170,6 +170,7 @@ class alignas(64) Shard {
     return LockedGet(nullptr, key, hash, clock, out, expire_at);
   }
 
+ private:
   // Get, starting from `found` (the lock-free lookup's entry, which the
   // caller's ReadGuard keeps allocated) when it is still in the shard: it is
   // then linked in one of the policy's lists, since every removal unlinks.
@@ -178,7 +179,6 @@ class alignas(64) Shard {
   // no store of the process frees what it retires (memory, bounded by that
   // wait: critical sections are pointer surgery). Re-finding the key after
   // leaving the guard would cost a second lookup on every such hit.
- private:
   std::optional<ByteView> LockedGet(Entry* found, std::string_view key, uint64_t hash,
                                     const Clock& clock, Removed* out, absl::Time* expire_at) {
     bool copy_out = false;

@@ -368,6 +368,7 @@ class TinyLfuPolicy {
   // average; a power of two) takes the lock and is applied, standing for
   // the others.
   static constexpr int kLossyHitPeriod = 64;
+  static_assert((kLossyHitPeriod & (kLossyHitPeriod - 1)) == 0, "drawn with a mask");
   static constinit thread_local uint32_t t_lossy_rng;
   static constinit thread_local bool t_lossy_turn;
   uint64_t hit_hashes_[kHitBuffer] = {};
