@@ -376,6 +376,68 @@ TYPED_TEST(StoreTest, ForEachByValueVisitsEveryEntryOnceWhileHitsGoOn) {
   reader.join();
 }
 
+// Peek (the upkeep's read) is no use of the key: nothing counts it, and an
+// expired entry it finds stays for the sweep.
+TYPED_TEST(StoreTest, PeekReadsWithoutCountingOrErasing) {
+  auto store = this->Make(0);
+  ASSERT_TRUE(store->Set("k", "value", this->In(absl::Seconds(5))));
+  ASSERT_TRUE(store->Set("forever", "v"));
+  std::optional<ExpiringValue> v = store->Peek("k");
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->value, "value");
+  EXPECT_EQ(v->expire_at, this->In(absl::Seconds(5)));
+  EXPECT_EQ(store->Peek("forever")->expire_at, absl::InfiniteFuture());
+  EXPECT_FALSE(store->Peek("absent").has_value());
+  this->clock_.Advance(absl::Seconds(5));
+  EXPECT_FALSE(store->Peek("k").has_value());
+  const StoreStats s = store->Stats();
+  EXPECT_EQ(s.hits, 0);
+  EXPECT_EQ(s.misses, 0);
+  EXPECT_EQ(s.expirations, 0);
+  EXPECT_EQ(s.items, 2);
+}
+
+// A pass (a hand-off, a replica resync) holds no entry while it runs: hits
+// meanwhile must not find their values held by someone else, which would
+// mark the entries contended for good (copied out; under TinyLFU, hits
+// sampled), and what the pass has not reached yet may be removed and freed.
+TYPED_TEST(StoreTest, APassHoldsNoEntry) {
+  auto store = this->Make(0);
+  constexpr int kKeys = 10;
+  std::vector<const char*> stored(kKeys);
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_TRUE(store->Set(absl::StrCat("k", i), "value"));
+    stored[i] = store->Peek(absl::StrCat("k", i))->value.data();
+  }
+  std::string first;
+  int visits = 0;
+  store->ForEachByValue(INT64_MAX, [&](std::string_view key, const ExpiringValue&) {
+    ++visits;
+    if (!first.empty()) return true;
+    first = key;
+    // Readers, then a writer, while the pass is under way.
+    for (int i = 0; i < kKeys; ++i) {
+      if (absl::StrCat("k", i) != key) {
+        EXPECT_TRUE(store->Get(absl::StrCat("k", i)));
+      }
+    }
+    for (int i = 0; i < kKeys; i += 2) {
+      if (absl::StrCat("k", i) != key) store->Remove(absl::StrCat("k", i));
+    }
+    return true;
+  });
+  ASSERT_FALSE(first.empty());
+  // The removed keys were skipped; the others still hand out the entry's
+  // own bytes, uncopied.
+  const bool first_odd = (first[1] - '0') % 2 == 1;
+  EXPECT_EQ(visits, 1 + kKeys / 2 - (first_odd ? 1 : 0));
+  for (int i = 0; i < kKeys; ++i) {
+    const std::string key = absl::StrCat("k", i);
+    if (key == first || i % 2 == 0) continue;
+    EXPECT_EQ(store->Get(key)->data(), stored[i]) << key;
+  }
+}
+
 TYPED_TEST(StoreTest, HitsAreCountedOnEitherPath) {
   auto store = this->Make(0);
   ASSERT_TRUE(store->Set("small", "v"));
@@ -407,6 +469,22 @@ TEST(LruStoreTest, EvictsTheLeastRecentlyUsed) {
   EXPECT_THAT(evicted, ElementsAre("b", "c"));
   EXPECT_TRUE(store->Get("a"));
   EXPECT_EQ(store->Bytes(), 30);
+}
+
+TEST(LruStoreTest, APeekDoesNotSaveAnEntryFromEviction) {
+  std::vector<std::string> evicted;
+  auto store = NewStore({.policy = StorePolicy::kLru,
+                         .capacity_bytes = 30,
+                         .shards = 1,
+                         .on_removal = [&](std::string_view key, const ByteView&, RemovalReason) {
+                           evicted.emplace_back(key);
+                         }});
+  ASSERT_TRUE(store->Set("a", Value9('a')));
+  ASSERT_TRUE(store->Set("b", Value9('b')));
+  ASSERT_TRUE(store->Set("c", Value9('c')));
+  ASSERT_TRUE(store->Peek("a"));
+  ASSERT_TRUE(store->Set("d", Value9('d')));
+  EXPECT_THAT(evicted, ElementsAre("a"));
 }
 
 // CLOCK's bound: when every entry was hit, one eviction gives at most

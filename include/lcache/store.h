@@ -119,6 +119,13 @@ class Store {
   // long its copy may live.
   virtual std::optional<ExpiringValue> GetWithExpiry(std::string_view key) = 0;
 
+  // GetWithExpiry that is not a use of the key: the policy is not told (no
+  // reordering, no frequency count, no CLOCK bit), no hit or miss is
+  // counted, and an expired entry is left for the sweep. For the cache's own
+  // upkeep (a hand-off, a replica pass), whose reads are not demand and must
+  // not make what they read look hot.
+  virtual std::optional<ExpiringValue> Peek(std::string_view key) = 0;
+
   // Stores a copy of `value` under `key`, replacing any previous value. The
   // entry expires at `expire_at` (absl::InfiniteFuture() for never). Returns
   // false, storing nothing, when the key is longer than kMaxStoreKeyBytes or
@@ -142,9 +149,12 @@ class Store {
   // len(key) + len(value) reach about `max_bytes`. Each shard contributes
   // up to its share, interleaved rank by rank, or until `visit` returns
   // false. `visit` runs outside the store's locks and may call into the
-  // store; the entries are a snapshot taken first (one that changes
-  // meanwhile is visited as it was, and holds its memory until visited).
-  // For a departing node's hand-off.
+  // store. The order is a snapshot of keys taken first; each value is read
+  // when its key is visited (with Peek: the pass is not a use), so a key
+  // removed or expired meanwhile is skipped and one replaced is visited with
+  // its new value. The pass holds no entry: what the store drops meanwhile
+  // is freed, and readers do not find the entries held by someone else.
+  // For a departing node's hand-off and a replica pass.
   using ValueVisitor = std::function<bool(std::string_view key, const ExpiringValue& v)>;
   virtual void ForEachByValue(int64_t max_bytes, const ValueVisitor& visit) = 0;
 

@@ -72,7 +72,7 @@ absl::Status Group::AcceptHandoff(std::string_view key, std::string_view value,
   // mutation this node applied arrives within kHandoffQuiet of the mutation
   // and is refused.
   epochs_->StoreIfQuiet(key, kHandoffQuiet, [&] {
-    if (store_->GetWithExpiry(key).has_value()) return;  // ours is as new as any
+    if (store_->Peek(key).has_value()) return;  // ours is as new as any
     kept = store_->Set(key, value, expire_at);
     if (!kept) return;
     // The owner's copy now: a hot copy or a replica of it would be a second one.
@@ -128,7 +128,7 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
     // The epoch before the value: a Set or Remove applied here after this
     // read moves it, and the heir then gets an Invalidate after the value.
     const uint64_t epoch = epochs_->Begin(key);
-    std::optional<ExpiringValue> v = store_->GetWithExpiry(key);
+    std::optional<ExpiringValue> v = store_->Peek(key);
     if (!v) return true;  // gone since the snapshot
     std::optional<absl::Duration> ttl;
     if (v->expire_at != absl::InfiniteFuture()) {

@@ -191,11 +191,11 @@ RereplicateResult Group::Rereplicate(const RereplicateOptions& options) {
       if (replicas) {
         // A replica of a key this node inherited: the owner's copy now.
         if (picker->OwnerOf(key).getter != nullptr) return true;
-        std::optional<ExpiringValue> v = replica_store_->GetWithExpiry(key);
+        std::optional<ExpiringValue> v = replica_store_->Peek(key);
         if (!v) return true;
         bool stored = false;
         epochs_->StoreIfUnchanged(key, epoch, [&] {
-          if (!store_->GetWithExpiry(key).has_value()) {  // else ours is as new as any
+          if (!store_->Peek(key).has_value()) {  // else ours is as new as any
             stored = store_->Set(key, v->value.view(), v->expire_at);
           }
           replica_store_->Remove(key);
@@ -207,7 +207,7 @@ RereplicateResult Group::Rereplicate(const RereplicateOptions& options) {
       }
       std::vector<PeerPicker::Peer> holders = picker->NewReplicaHolders(key);
       if (holders.empty()) return true;
-      std::optional<ExpiringValue> v = store_->GetWithExpiry(key);
+      std::optional<ExpiringValue> v = store_->Peek(key);
       if (!v) return true;
       return push(key, *v, epoch, holders);
     };

@@ -69,6 +69,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -88,6 +89,26 @@ namespace lcache::internal {
 // (absl::InlinedVector would avoid that allocation, but GCC 12 at -O3 flags
 // it with a false -Wmaybe-uninitialized.)
 using Removed = std::vector<std::pair<Entry*, RemovalReason>>;
+
+// Keys laid end to end in one buffer (a shard's snapshot for
+// ForEachByValue): two allocations that grow by doubling, where a string per
+// key would be an allocation each under the shard's mutex.
+class KeyList {
+ public:
+  void Add(std::string_view key) {
+    bytes_.append(key);
+    ends_.push_back(bytes_.size());
+  }
+  size_t size() const { return ends_.size(); }
+  std::string_view operator[](size_t i) const {
+    const size_t begin = i == 0 ? 0 : ends_[i - 1];
+    return std::string_view(bytes_).substr(begin, ends_[i] - begin);
+  }
+
+ private:
+  std::string bytes_;
+  std::vector<size_t> ends_;
+};
 
 // What a policy's MaxCharge returns when any entry fits (an unbounded store).
 inline constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
@@ -281,11 +302,24 @@ class alignas(64) Shard {
     const_cast<Policy&>(policy_).ForEachQueue([&](const LruList& q) { s->bytes += q.bytes(); });
   }
 
-  // Appends live entries, most valuable first (the policy's lists from the
-  // last ForEachQueue visits to the first, each from its head; in a CLOCK
-  // list, those hit since the hand last passed them first), until their
-  // charges reach `budget`. Each comes with a reference for the caller.
-  void CollectValuable(int64_t budget, const Clock& clock, std::vector<Entry*>* out) const {
+  // The live value of `key` and its expiry, with no trace: no Touch, no
+  // count, no mark, no erase (Store::Peek).
+  std::optional<ExpiringValue> Peek(std::string_view key, uint64_t hash, const Clock& clock) {
+    std::lock_guard lock(mu_);
+    const Entry* e = table_.Find(key, hash);
+    if (e == nullptr || e->ExpiredAt(absl::ToUnixNanos(clock.Now()))) return std::nullopt;
+    return ExpiringValue(e->ShareValue(), e->has_expiry()
+                                              ? absl::FromUnixNanos(e->expire_unix_nanos())
+                                              : absl::InfiniteFuture());
+  }
+
+  // Appends the keys of live entries, most valuable first (the policy's
+  // lists from the last ForEachQueue visits to the first, each from its
+  // head; in a CLOCK list, those hit since the hand last passed them
+  // first), until their charges reach `budget`. Keys, not references: an
+  // entry held for a whole pass would look read by another thread to every
+  // hit meanwhile (NoteSharing), and would outlive its eviction.
+  void CollectValuable(int64_t budget, const Clock& clock, KeyList* out) const {
     std::lock_guard lock(mu_);
     std::array<const LruList*, 4> lists{};
     size_t n = 0;
@@ -295,24 +329,22 @@ class alignas(64) Shard {
     });
     const int64_t now = absl::ToUnixNanos(clock.Now());
     constexpr bool kMarksHits = requires { Policy::kMarksHits; };
-    std::vector<Entry*> unmarked;  // of the current list, after its marked ones
+    std::vector<const Entry*> unmarked;  // of the current list, after its marked ones
     for (size_t i = n; i-- > 0 && budget > 0;) {
       // One pass, reading each bit once: lock-free hits set bits meanwhile,
       // and an entry read twice could be skipped by both passes.
       unmarked.clear();
-      for (Entry* e = lists[i]->head(); e != nullptr && budget > 0; e = e->next) {
+      for (const Entry* e = lists[i]->head(); e != nullptr && budget > 0; e = e->next) {
         if (e->ExpiredAt(now)) continue;
         if (kMarksHits && !e->referenced()) {
           unmarked.push_back(e);
           continue;
         }
-        e->Ref();
-        out->push_back(e);
+        out->Add(e->key());
         budget -= e->charge();
       }
       for (size_t k = 0; k < unmarked.size() && budget > 0; ++k) {
-        unmarked[k]->Ref();
-        out->push_back(unmarked[k]);
+        out->Add(unmarked[k]->key());
         budget -= unmarked[k]->charge();
       }
     }
@@ -420,6 +452,11 @@ class ShardedStore final : public Store {
     return ExpiringValue(*std::move(v), expire_at);
   }
 
+  std::optional<ExpiringValue> Peek(std::string_view key) override {
+    const uint64_t h = HashKey(key);
+    return ShardFor(h).Peek(key, h, clock_);
+  }
+
   bool Set(std::string_view key, std::string_view value, absl::Time expire_at) override {
     const uint64_t h = HashKey(key);
     const bool has_expiry = expire_at != absl::InfiniteFuture();
@@ -459,25 +496,20 @@ class ShardedStore final : public Store {
   // had every shard's best.
   void ForEachByValue(int64_t max_bytes, const ValueVisitor& visit) override {
     if (max_bytes <= 0) return;
-    std::vector<std::vector<Entry*>> ranked(shards_.size());
+    std::vector<KeyList> ranked(shards_.size());
     // Rounded up without overflow: INT64_MAX means "everything".
     const int64_t share = max_bytes / num_shards_ + (max_bytes % num_shards_ != 0 ? 1 : 0);
     for (size_t s = 0; s < shards_.size(); ++s) {
       shards_[s]->CollectValuable(share, clock_, &ranked[s]);
     }
-    bool more = true;
     for (size_t rank = 0;; ++rank) {
       bool any = false;
-      for (const std::vector<Entry*>& entries : ranked) {
-        if (rank >= entries.size()) continue;
+      for (const KeyList& keys : ranked) {
+        if (rank >= keys.size()) continue;
         any = true;
-        Entry* e = entries[rank];
-        if (more) {
-          const absl::Time expire_at = e->has_expiry() ? absl::FromUnixNanos(e->expire_unix_nanos())
-                                                       : absl::InfiniteFuture();
-          more = visit(e->key(), ExpiringValue(e->ShareValue(), expire_at));
-        }
-        e->Unref();  // every collected entry, visited or not
+        const std::string_view key = keys[rank];
+        std::optional<ExpiringValue> v = Peek(key);
+        if (v && !visit(key, *v)) return;  // else gone since the snapshot
       }
       if (!any) return;
     }

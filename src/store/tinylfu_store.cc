@@ -79,11 +79,10 @@
 // 64. A single thread that holds no value while it reads never makes an
 // entry contended, so the simulator's replays (and their hit ratios) are
 // exactly those of a store whose every hit is applied.
-// Known limit: the mark does not wear off. A reader that holds a value
-// while it reads the key again marks it too, notably a hand-off or replica
-// pass (ForEachByValue holds every entry it visits, and its visitors read
-// the key back); such an entry's hits are then sampled until it is
-// replaced or evicted.
+// The mark does not wear off: a reader that holds a value while it reads
+// the key again marks it too, and its hits are then sampled until it is
+// replaced or evicted. The cache's own upkeep does not mark: a hand-off or
+// replica pass snapshots keys, not entries, and reads with Peek.
 
 #include "store/tinylfu_store.h"
 
