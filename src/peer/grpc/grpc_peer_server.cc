@@ -97,6 +97,17 @@ class GrpcPeerServer final : public PeerServer {
   void RequestCall();
   // Answers a request, or hands it to the executor (polling thread).
   void Handle(Call* call);
+  // Runs `start`, which starts one operation on the queue, unless Shutdown
+  // has closed it; returns whether it ran. gRPC aborts the process when an
+  // operation starts on a queue that has been shut down, and the poller
+  // (or a late reply) may be about to start one when Shutdown gets there.
+  template <typename F>
+  bool StartOp(F start) {
+    std::lock_guard lock(awaiting_mu_);
+    if (closed_) return false;
+    start();
+    return true;
+  }
   void Poll();
 
   internal::PeerService service_;
@@ -118,6 +129,9 @@ class GrpcPeerServer final : public PeerServer {
   std::mutex awaiting_mu_;
   std::condition_variable awaiting_cv_;
   int awaiting_ ABSL_GUARDED_BY(awaiting_mu_) = 0;
+  // No operation starts any more: set by Shutdown once awaiting_ is 0, just
+  // before it shuts the queue down.
+  bool closed_ ABSL_GUARDED_BY(awaiting_mu_) = false;
 };
 
 class GrpcPeerServer::Call {
@@ -126,7 +140,12 @@ class GrpcPeerServer::Call {
 
   void Request() {
     ctx_.AsyncNotifyWhenDone(DoneTag());
-    server_->generic_.RequestCall(&ctx_, &stream_, server_->cq_.get(), server_->cq_.get(), this);
+    if (!server_->StartOp([this] {
+          server_->generic_.RequestCall(&ctx_, &stream_, server_->cq_.get(), server_->cq_.get(),
+                                        this);
+        })) {
+      delete this;  // never requested: no tag of it will come
+    }
   }
 
   // Called on the polling thread when the outstanding operation completed.
@@ -148,7 +167,7 @@ class GrpcPeerServer::Call {
           return;
         }
         step_ = Step::kReading;
-        stream_.Read(&request_, this);
+        if (!server_->StartOp([this] { stream_.Read(&request_, this); })) Abandon();
         return;
       case Step::kReading:
         // Not ok: the client sent no message, or gRPC refused it (too large:
@@ -200,12 +219,25 @@ class GrpcPeerServer::Call {
     }
     response_ = internal::ByteBufferOf(std::move(reply.body));
     step_ = Step::kFinishing;
-    stream_.WriteAndFinish(response_, grpc::WriteOptions(), grpc::Status::OK, this);
+    if (!server_->StartOp([this] {
+          stream_.WriteAndFinish(response_, grpc::WriteOptions(), grpc::Status::OK, this);
+        })) {
+      Abandon();
+    }
   }
 
   void Finish(const grpc::Status& status) {
     step_ = Step::kFinishing;
-    stream_.Finish(status, this);
+    if (!server_->StartOp([&] { stream_.Finish(status, this); })) Abandon();
+  }
+
+  // The queue is closed (Shutdown): the call ends unanswered. gRPC has
+  // cancelled it, so its done tag comes (or came) and frees it. Only on the
+  // polling thread: a reply from elsewhere is counted in awaiting_, which
+  // keeps the queue open until it is sent.
+  void Abandon() {
+    finished_ = true;
+    if (done_) delete this;
   }
 
   bool mutation() const { return mutation_; }
@@ -323,9 +355,15 @@ void GrpcPeerServer::Handle(Call* call) {
   // gRPC has read the whole message (within 4x the limit); PeerService
   // refuses what is over the limit itself, with a message that says so.
   const std::string message = internal::BytesOf(call->request()).value_or("");
+  bool open;
   {
     std::lock_guard lock(awaiting_mu_);
-    ++awaiting_;
+    open = !closed_;
+    if (open) ++awaiting_;
+  }
+  if (!open) {
+    call->Abandon();
+    return;
   }
   // Either way a reply is handed back, Shutdown may be waiting for it: a
   // decrement without the notify left it asleep for good once the count was
@@ -370,6 +408,7 @@ void GrpcPeerServer::Shutdown(absl::Duration grace) {
     // (gRPC has cancelled every call by now).
     std::unique_lock lock(awaiting_mu_);
     awaiting_cv_.wait(lock, [this] { return awaiting_ == 0; });
+    closed_ = true;
   }
   cq_->Shutdown();
   poller_.join();
