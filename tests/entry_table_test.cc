@@ -78,6 +78,33 @@ TEST_F(EntryTableTest, MostMissesAreAnsweredByTheBucketFilterAlone) {
   }
 }
 
+// A lock-free reader trusts the filter's "no" (absent) without the lock,
+// and only it: a walk that finds nothing, or a table without filters, must
+// be confirmed under the lock.
+TEST_F(EntryTableTest, OnlyTheFiltersNoIsAVerdictWithoutTheLock) {
+  for (int i = 0; i < 20000; ++i) Add("present-" + std::to_string(i));
+  Epochs::ReadGuard reading;
+  int verdicts = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const std::string key = "absent-" + std::to_string(i);
+    bool absent = false;
+    EXPECT_EQ(table_.FindWithoutLock(key, HashKey(key), &absent), nullptr);
+    EXPECT_EQ(absent, !table_.MayHold(HashKey(key))) << key;
+    verdicts += absent;
+  }
+  EXPECT_GT(verdicts, 20000 * 85 / 100);
+  for (int i = 0; i < 20000; ++i) {
+    const std::string key = "present-" + std::to_string(i);
+    bool absent = true;
+    EXPECT_NE(table_.FindWithoutLock(key, HashKey(key), &absent), nullptr) << key;
+    EXPECT_FALSE(absent);
+  }
+  table_.StorePlainPointersForTesting();
+  bool absent = true;
+  EXPECT_EQ(table_.FindWithoutLock("absent", HashKey("absent"), &absent), nullptr);
+  EXPECT_FALSE(absent);
+}
+
 TEST_F(EntryTableTest, AnErasedKeysStaleBitsCostOneWalk) {
   for (int i = 0; i < 20000; ++i) Add(std::to_string(i));
   for (int i = 0; i < 20000; i += 2) Erase(std::to_string(i));

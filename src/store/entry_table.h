@@ -90,16 +90,31 @@ class EntryTable {
   // Find for a reader that holds no lock, only an Epochs::ReadGuard (so
   // nothing it reaches is freed under it). Writers may be relinking the
   // chains (a growth, an erase): the walk always ends, but may miss a key
-  // that is there, so a null answer must be confirmed under the lock.
-  // Sequentially consistent loads: see epochs.h.
-  Entry* FindWithoutLock(std::string_view key, uint64_t hash) const {
+  // that is there, so a null answer must be confirmed under the lock,
+  // unless it sets *absent: the bucket's filter ruled the key out, which
+  // no relinking can make wrong (below). Sequentially consistent loads: see
+  // epochs.h.
+  //
+  // Why a filter's "no" needs no lock: a key's bits are set in its bucket's
+  // word (of the array current when it is inserted, or of the array a
+  // growth builds, before that array is published) and leave it only when
+  // the key does: an erase that empties the chain, or a Refilter that drops
+  // the bits of keys gone. A growth leaves the old array's words as they
+  // were. So a word read without the key's bits means the key was absent
+  // at some moment of this read (linearizable as a miss), whichever array
+  // the reader holds.
+  Entry* FindWithoutLock(std::string_view key, uint64_t hash, bool* absent) const {
+    *absent = false;
     const Buckets* b = buckets_.load(std::memory_order_seq_cst);
     const uint64_t word = Bucket(*b, hash).load(std::memory_order_seq_cst);
     // Read after the word: a plain pointer above 2^48 is stored only after
     // this flag was cleared, so a word read before it holds a 48-bit one.
     if (!packed_.load(std::memory_order_seq_cst)) return nullptr;
     const uint64_t bits = PackedFilterBits(hash);
-    if ((word & bits) != bits) return nullptr;
+    if ((word & bits) != bits) {
+      *absent = true;
+      return nullptr;
+    }
     for (Entry* e = reinterpret_cast<Entry*>(word & kPackedMask); e != nullptr;
          e = Next(e, std::memory_order_seq_cst)) {
       if (e->key() == key) return e;

@@ -47,8 +47,10 @@
 // shared counter (while at most 16 threads count: thread_counters.h). Hot
 // keys read by many threads then scale with the threads instead of bouncing
 // those lines between cores, while a cold hit does not
-// pay for a copy (nor read the value's bytes). A miss (which must be
-// confirmed under the lock) and an expired entry take the locked path; a hit
+// pay for a copy (nor read the value's bytes). A miss that the bucket's
+// filter proves (most misses: entry_table.h) is answered without the lock
+// too; one found by walking a chain (which a writer may be relinking) must
+// be confirmed under it, and an expired entry takes the locked path; a hit
 // the policy must reorder is finished under the lock on the entry found, if
 // it is still in the shard, rather than looked up again. TinyLFU, whose every
 // hit reorders and counts, only marks contended entries' hits without the
@@ -131,16 +133,27 @@ class alignas(64) Shard {
         table_(kLockFreeHits ? &retired_ : nullptr),
         policy_(capacity, options) {}
 
-  // A lock-free hit (see the top of the file): the entry's value, shared or
-  // copied, or nullopt for the caller to take the locked path (Get). A hit
-  // the policy will not mark without the lock is finished under it, on the
-  // entry found, and sets *locked (the shard counted it).
+  // How GetWithoutLock answered.
+  enum class Answer {
+    kWithoutLock,  // a hit or a miss the bucket's filter proved: the caller counts it
+    kUnderLock,    // a hit the policy finishes under the lock: the shard counted it
+    kNone,         // the caller must take the locked path (Get)
+  };
+
+  // A lock-free hit or miss (see the top of the file): the entry's value,
+  // shared or copied, or nullopt. A hit the policy will not mark without
+  // the lock is finished under it, on the entry found.
   std::optional<ByteView> GetWithoutLock(std::string_view key, uint64_t hash, const Clock& clock,
-                                         Removed* out, bool* locked,
+                                         Removed* out, Answer* answer,
                                          absl::Time* expire_at = nullptr) {
+    *answer = Answer::kNone;
     Epochs::ReadGuard reading;
-    Entry* e = table_.FindWithoutLock(key, hash);
-    if (e == nullptr) return std::nullopt;
+    bool absent = false;
+    Entry* e = table_.FindWithoutLock(key, hash, &absent);
+    if (e == nullptr) {
+      if (absent) *answer = Answer::kWithoutLock;
+      return std::nullopt;
+    }
     absl::Time expires = absl::InfiniteFuture();
     if (e->has_expiry()) {
       const int64_t at = e->expire_unix_nanos();
@@ -148,9 +161,10 @@ class alignas(64) Shard {
       expires = absl::FromUnixNanos(at);
     }
     if (!policy_.MarkHitWithoutLock(e)) {
-      *locked = true;
+      *answer = Answer::kUnderLock;
       return LockedGet(e, key, hash, clock, out, expire_at);
     }
+    *answer = Answer::kWithoutLock;
     if (expire_at != nullptr) *expire_at = expires;
     if (e->copy_on_hit()) return ByteView::CopyToOwnLines(e->value());
     NoteSharing(e);
@@ -527,7 +541,8 @@ class ShardedStore final : public Store {
     StoreStats s;
     s.capacity_bytes = options_.capacity_bytes;
     for (const auto& shard : shards_) shard->AddStats(&s);
-    s.hits += lock_free_hits_.Sum(0);
+    s.hits += lock_free_.Sum(kHitsWithoutLock);
+    s.misses += lock_free_.Sum(kMissesWithoutLock);
     return s;
   }
 
@@ -543,14 +558,15 @@ class ShardedStore final : public Store {
     Shard<Policy>& shard = ShardFor(h);
     Removed removed;
     if constexpr (Shard<Policy>::kLockFreeHits) {
-      bool locked = false;
-      std::optional<ByteView> v = shard.GetWithoutLock(key, h, clock_, &removed, &locked, expire_at);
-      if (locked) {
+      using Answer = typename Shard<Policy>::Answer;
+      Answer answer;
+      std::optional<ByteView> v = shard.GetWithoutLock(key, h, clock_, &removed, &answer, expire_at);
+      if (answer == Answer::kUnderLock) {
         Release(shard, removed);
         return v;
       }
-      if (v.has_value()) {
-        lock_free_hits_.Add(0);
+      if (answer == Answer::kWithoutLock) {
+        lock_free_.Add(v.has_value() ? kHitsWithoutLock : kMissesWithoutLock);
         return v;
       }
     }
@@ -570,7 +586,10 @@ class ShardedStore final : public Store {
   const Clock& clock_;
   const int num_shards_;
   std::vector<std::unique_ptr<Shard<Policy>>> shards_;
-  ThreadCounters<1> lock_free_hits_;  // the shards count the others
+  // Hits and misses answered without a shard's lock; the shards count the
+  // others.
+  enum { kHitsWithoutLock, kMissesWithoutLock };
+  ThreadCounters<2> lock_free_;
 };
 
 }  // namespace lcache::internal
