@@ -352,7 +352,8 @@ TYPED_TEST(StoreTest, HitsRaceReplacementsRemovalsAndGrowthSafely) {
 
 // Misses the buckets' filters prove are answered without the lock
 // (entry_table.h). A key that stays must never be one of them while writers
-// grow the table, fill chains and empty them around it.
+// grow the table, fill chains and empty them around it, nor while its own
+// value is being replaced (its old entry leaves before the new one comes).
 TYPED_TEST(StoreTest, AKeyThatStaysIsNeverMissedWhileTheTableChanges) {
   auto store = this->Make(0, {.shards = 1, .clock = Clock::Real()});
   constexpr int kStable = 64;
@@ -372,6 +373,9 @@ TYPED_TEST(StoreTest, AKeyThatStaysIsNeverMissedWhileTheTableChanges) {
   for (int round = 0; round < 3; ++round) {
     for (int i = 0; i < 20000; ++i) store->Set(absl::StrCat("churn", round, "-", i), "v");
     for (int i = 0; i < 20000; ++i) store->Remove(absl::StrCat("churn", round, "-", i));
+    for (int again = 0; again < 200; ++again) {
+      for (int i = 0; i < kStable; ++i) EXPECT_TRUE(store->Set(absl::StrCat("stable", i), "w"));
+    }
   }
   stop = true;
   for (auto& r : readers) r.join();

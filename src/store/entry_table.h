@@ -97,12 +97,13 @@ class EntryTable {
   //
   // Why a filter's "no" needs no lock: a key's bits are set in its bucket's
   // word (of the array current when it is inserted, or of the array a
-  // growth builds, before that array is published) and leave it only when
-  // the key does: an erase that empties the chain, or a Refilter that drops
-  // the bits of keys gone. A growth leaves the old array's words as they
-  // were. So a word read without the key's bits means the key was absent
-  // at some moment of this read (linearizable as a miss), whichever array
-  // the reader holds.
+  // growth builds, before that array is published) and leave it only by a
+  // Refilter under the lock, which keeps the bits of every key on the
+  // chain. An erase leaves them, so a key whose Set is replacing its entry
+  // keeps them throughout, though its chain may be empty for a moment. A
+  // growth leaves the old array's words as they were. So a word read
+  // without the key's bits means the key was absent at some moment of this
+  // read (linearizable as a miss), whichever array the reader holds.
   Entry* FindWithoutLock(std::string_view key, uint64_t hash, bool* absent) const {
     *absent = false;
     const Buckets* b = buckets_.load(std::memory_order_seq_cst);
@@ -140,8 +141,11 @@ class EntryTable {
     const uint64_t word = bucket.load(std::memory_order_relaxed);
     Entry* next = Next(e, std::memory_order_relaxed);
     if (Head(word) == e) {
-      // The last entry of a chain takes its filter with it.
-      bucket.store(next == nullptr ? 0 : reinterpret_cast<uint64_t>(next) | (word & ~pointer_mask_),
+      // The filter stays, even when the chain empties: a Set that replaces
+      // the key erases its old entry before it inserts the new one, and a
+      // lock-free reader in between must not be told the key is absent
+      // (FindWithoutLock). The next walk in vain under the lock clears it.
+      bucket.store(reinterpret_cast<uint64_t>(next) | (word & ~pointer_mask_),
                    std::memory_order_seq_cst);
     } else {
       Entry* prev = Head(word);
@@ -227,9 +231,11 @@ class EntryTable {
   void StorePlainPointers() {
     packed_.store(false, std::memory_order_seq_cst);  // first: see FindWithoutLock
     const Buckets& b = Locked();
+    // Release: a reader that reads a word without its bits must then read
+    // the flag cleared (it would take the missing bits for a "no").
     for (size_t i = 0; i <= b.mask; ++i) {
       b.words[i].store(b.words[i].load(std::memory_order_relaxed) & pointer_mask_,
-                       std::memory_order_relaxed);
+                       std::memory_order_release);
     }
     pointer_mask_ = ~uint64_t{0};
   }
