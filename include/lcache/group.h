@@ -486,7 +486,7 @@ class Group {
   absl::Status AcceptSetReplica(std::string_view key, std::string_view value,
                                 std::optional<absl::Duration> ttl);
 
-  // Pushes this node's most valuable entries (Store::ForEachByValue) to
+  // Pushes this node's most valuable entries (Store::ForEachKeyByValue) to
   // their heirs (PeerPicker::HeirOf) with Handoff calls, and returns when
   // every call has ended, by options.deadline or kMaxHandoffTime. Right
   // after this node left the others' rings (see the file comment). Blocks;

@@ -143,20 +143,27 @@ class Store {
   // INT64_MAX for an unbounded store.
   virtual int64_t MaxEntryBytes() const = 0;
 
-  // Calls `visit` for live entries, the most valuable first as the policy
-  // ranks them (the most recently used; LRU-2's main list before its
-  // history; TinyLFU's protected, then probation, then window), until their
-  // len(key) + len(value) reach about `max_bytes`. Each shard contributes
-  // up to its share, interleaved rank by rank, or until `visit` returns
-  // false. `visit` runs outside the store's locks and may call into the
-  // store. The order is a snapshot of keys taken first; each value is read
-  // when its key is visited (with Peek: the pass is not a use), so a key
-  // removed or expired meanwhile is skipped and one replaced is visited with
-  // its new value. The pass holds no entry: what the store drops meanwhile
-  // is freed, and readers do not find the entries held by someone else.
-  // For a departing node's hand-off and a replica pass.
+  // Calls `visit` for the keys of live entries, the most valuable first as
+  // the policy ranks them (the most recently used; LRU-2's main list before
+  // its history; TinyLFU's protected, then probation, then window), until
+  // their len(key) + len(value) reach about `max_bytes`. Each shard
+  // contributes up to its share, interleaved rank by rank, or until `visit`
+  // returns false. `visit` runs outside the store's locks and may call into
+  // the store. The keys are a snapshot taken first: a key may be gone or
+  // replaced by the time it is visited (read it with Peek, which is no use
+  // of it). The pass holds no entry: what the store drops meanwhile is
+  // freed, and hits meanwhile do not find their values held by someone else
+  // (which would mark them contended: src/store/sharded_store.h). For a
+  // departing node's hand-off and a replica pass, which should hold a value
+  // no longer than it takes to send it.
+  using KeyVisitor = std::function<bool(std::string_view key)>;
+  virtual void ForEachKeyByValue(int64_t max_bytes, const KeyVisitor& visit) = 0;
+
+  // ForEachKeyByValue with each key's live value, read when it is visited
+  // (with Peek): a key gone or expired by then is skipped. The value is held
+  // while `visit` runs.
   using ValueVisitor = std::function<bool(std::string_view key, const ExpiringValue& v)>;
-  virtual void ForEachByValue(int64_t max_bytes, const ValueVisitor& visit) = 0;
+  void ForEachByValue(int64_t max_bytes, const ValueVisitor& visit);
 
   // Removes `key`; returns whether it was present.
   virtual bool Remove(std::string_view key) = 0;

@@ -116,7 +116,7 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
   const absl::Time deadline = std::min(options.deadline, absl::Now() + kMaxHandoffTime);
   using Heir = HandoffCalls::Heir;
 
-  store_->ForEachByValue(options.max_bytes, [&](std::string_view key, const ExpiringValue&) {
+  store_->ForEachKeyByValue(options.max_bytes, [&](std::string_view key) {
     if (absl::Now() >= deadline) {
       std::lock_guard lock(calls->mu);
       calls->result.cut_short = true;
@@ -125,19 +125,12 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
     // A copy of a key another node owns (a hand-off this node took, a
     // former owner's copy) goes to that owner: it may not have it yet (it
     // came back and has not asked for it), and it refuses it if it does.
-    // The epoch before the value: a Set or Remove applied here after this
-    // read moves it, and the heir then gets an Invalidate after the value.
-    const uint64_t epoch = epochs_->Begin(key);
-    std::optional<ExpiringValue> v = store_->Peek(key);
-    if (!v) return true;  // gone since the snapshot
-    std::optional<absl::Duration> ttl;
-    if (v->expire_at != absl::InfiniteFuture()) {
-      ttl = v->expire_at - clock_->Now();
-      if (*ttl <= absl::ZeroDuration()) return true;
-    }
-    const int64_t bytes = static_cast<int64_t>(key.size() + v->value.size());
     PeerPicker::Peer heir = picker->HeirOf(key);
 
+    // Room for the call first, then the value: a value held while this
+    // waits would look read by another thread to every hit of it meanwhile,
+    // which marks it contended for good (sharded_store.h), and the most
+    // valuable keys come first.
     std::unique_lock lock(calls->mu);
     if (heir.getter == nullptr || heir.out) {
       ++calls->result.skipped;
@@ -158,6 +151,26 @@ HandoffResult Group::HandOff(const HandoffOptions& options) {
     }
     ++calls->in_flight;
     lock.unlock();
+
+    // The epoch before the value: a Set or Remove applied here after this
+    // read moves it, and the heir then gets an Invalidate after the value.
+    const uint64_t epoch = epochs_->Begin(key);
+    std::optional<ExpiringValue> v = store_->Peek(key);
+    std::optional<absl::Duration> ttl;
+    if (v && v->expire_at != absl::InfiniteFuture()) {
+      ttl = v->expire_at - clock_->Now();
+      if (*ttl <= absl::ZeroDuration()) v.reset();
+    }
+    if (!v) {  // gone or expired since the snapshot: the room goes back
+      {
+        std::lock_guard relock(calls->mu);
+        --calls->in_flight;
+        if (probe) calls->heirs.erase(heir.address);  // not probed after all
+      }
+      calls->cv.notify_all();
+      return true;
+    }
+    const int64_t bytes = static_cast<int64_t>(key.size() + v->value.size());
     const PeerMutation handoff{.kind = PeerMutation::Kind::kHandoff,
                                .group = name_,
                                .key = key,

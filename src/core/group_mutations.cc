@@ -188,12 +188,12 @@ void Group::Invalidate(std::string_view key) {
 int64_t Group::InvalidateAll() {
   epochs_->MutateAll();  // loads in flight store nothing
   std::vector<std::string> keys;
-  auto collect = [&keys](std::string_view key, const ExpiringValue&) {
+  auto collect = [&keys](std::string_view key) {
     keys.emplace_back(key);
     return true;
   };
   for (Store* store : {store_.get(), hot_store_.get(), replica_store_.get()}) {
-    if (store != nullptr) store->ForEachByValue(std::numeric_limits<int64_t>::max(), collect);
+    if (store != nullptr) store->ForEachKeyByValue(std::numeric_limits<int64_t>::max(), collect);
   }
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());

@@ -163,16 +163,25 @@ RereplicateResult Group::Rereplicate(const RereplicateOptions& options) {
   auto over = [&] {
     return absl::Now() >= options.deadline || (options.stop != nullptr && options.stop());
   };
-  // Sends `v` to `holders`, waiting for room among the calls in flight;
-  // false when the walk is to end.
-  auto push = [&](std::string_view key, const ExpiringValue& v, uint64_t epoch,
-                  const std::vector<PeerPicker::Peer>& holders) {
+  // Sends the key's value to `holders`, waiting for room among the calls
+  // in flight; false when the walk is to end. The value is read by `read`
+  // for each call once it has room: a value of the store held while this
+  // waits would look read by another thread to every hit of it meanwhile,
+  // which marks it contended for good (sharded_store.h).
+  using Read = std::function<std::optional<ExpiringValue>()>;
+  auto push = [&](std::string_view key, uint64_t epoch,
+                  const std::vector<PeerPicker::Peer>& holders, const Read& read) {
     for (const PeerPicker::Peer& holder : holders) {
       if (!window->Enter(options.deadline)) {
         result.cut_short = true;
         return false;
       }
-      SendReplicate(holder, key, v, epoch, [window, pushed, failed](bool acknowledged) {
+      std::optional<ExpiringValue> v = read();
+      if (!v) {  // gone since
+        window->Leave();
+        return true;
+      }
+      SendReplicate(holder, key, *v, epoch, [window, pushed, failed](bool acknowledged) {
         (acknowledged ? pushed : failed)->fetch_add(1);
         window->Leave();
       });
@@ -180,7 +189,7 @@ RereplicateResult Group::Rereplicate(const RereplicateOptions& options) {
     return true;
   };
   auto visit = [&](bool replicas) {
-    return [&, replicas](std::string_view key, const ExpiringValue&) {
+    return [&, replicas](std::string_view key) {
       if (over()) {
         result.cut_short = true;
         return false;
@@ -203,24 +212,24 @@ RereplicateResult Group::Rereplicate(const RereplicateOptions& options) {
         if (!stored) return true;
         counters_->Add(Counters::kReplicasPromoted);
         ++result.promoted;
-        return push(key, *v, epoch, picker->ReplicaHolders(key));
+        // The replica's own entry, out of every store now: holding it marks
+        // nothing.
+        return push(key, epoch, picker->ReplicaHolders(key), [&] { return v; });
       }
       std::vector<PeerPicker::Peer> holders = picker->NewReplicaHolders(key);
       if (holders.empty()) return true;
-      std::optional<ExpiringValue> v = store_->Peek(key);
-      if (!v) return true;
-      return push(key, *v, epoch, holders);
+      return push(key, epoch, holders, [&] { return store_->Peek(key); });
     };
   };
-  // Every entry (a bound ForEachByValue can divide among shards without
-  // overflow).
+  // Every entry (a bound ForEachKeyByValue can divide among shards
+  // without overflow).
   constexpr int64_t kAll = int64_t{1} << 60;
   bool done = true;
   if (replica_store_ != nullptr) {
-    replica_store_->ForEachByValue(kAll, visit(true));
+    replica_store_->ForEachKeyByValue(kAll, visit(true));
     done = !result.cut_short;
   }
-  if (done) store_->ForEachByValue(kAll, visit(false));
+  if (done) store_->ForEachKeyByValue(kAll, visit(false));
   window->AwaitEmpty();
   result.pushed = pushed->load();
   result.failed = failed->load();

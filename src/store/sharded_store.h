@@ -93,7 +93,7 @@ namespace lcache::internal {
 using Removed = std::vector<std::pair<Entry*, RemovalReason>>;
 
 // Keys laid end to end in one buffer (a shard's snapshot for
-// ForEachByValue): two allocations that grow by doubling, where a string per
+// ForEachKeyByValue): two allocations that grow by doubling, where a string per
 // key would be an allocation each under the shard's mutex.
 class KeyList {
  public:
@@ -321,7 +321,8 @@ class alignas(64) Shard {
   std::optional<ExpiringValue> Peek(std::string_view key, uint64_t hash, const Clock& clock) {
     std::lock_guard lock(mu_);
     const Entry* e = table_.Find(key, hash);
-    if (e == nullptr || e->ExpiredAt(absl::ToUnixNanos(clock.Now()))) return std::nullopt;
+    if (e == nullptr) return std::nullopt;
+    if (e->has_expiry() && e->ExpiredAt(absl::ToUnixNanos(clock.Now()))) return std::nullopt;
     return ExpiringValue(e->ShareValue(), e->has_expiry()
                                               ? absl::FromUnixNanos(e->expire_unix_nanos())
                                               : absl::InfiniteFuture());
@@ -508,7 +509,7 @@ class ShardedStore final : public Store {
   // Each shard's most valuable entries up to its share of `max_bytes`, then
   // ranks interleaved across shards, so that a caller who stops early has
   // had every shard's best.
-  void ForEachByValue(int64_t max_bytes, const ValueVisitor& visit) override {
+  void ForEachKeyByValue(int64_t max_bytes, const KeyVisitor& visit) override {
     if (max_bytes <= 0) return;
     std::vector<KeyList> ranked(shards_.size());
     // Rounded up without overflow: INT64_MAX means "everything".
@@ -521,9 +522,7 @@ class ShardedStore final : public Store {
       for (const KeyList& keys : ranked) {
         if (rank >= keys.size()) continue;
         any = true;
-        const std::string_view key = keys[rank];
-        std::optional<ExpiringValue> v = Peek(key);
-        if (v && !visit(key, *v)) return;  // else gone since the snapshot
+        if (!visit(keys[rank])) return;
       }
       if (!any) return;
     }

@@ -9,6 +9,13 @@
 
 namespace lcache {
 
+void Store::ForEachByValue(int64_t max_bytes, const ValueVisitor& visit) {
+  ForEachKeyByValue(max_bytes, [&](std::string_view key) {
+    std::optional<ExpiringValue> v = Peek(key);
+    return !v || visit(key, *v);  // else gone since the snapshot
+  });
+}
+
 std::optional<StorePolicy> ParseStorePolicy(std::string_view name) {
   if (name == "lru") return StorePolicy::kLru;
   if (name == "lru2") return StorePolicy::kLru2;

@@ -82,7 +82,8 @@
 // The mark does not wear off: a reader that holds a value while it reads
 // the key again marks it too, and its hits are then sampled until it is
 // replaced or evicted. The cache's own upkeep does not mark: a hand-off or
-// replica pass snapshots keys, not entries, and reads with Peek.
+// replica pass snapshots keys, not entries, and reads a value with Peek
+// only when its call can go out.
 
 #include "store/tinylfu_store.h"
 
