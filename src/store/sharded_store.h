@@ -254,10 +254,7 @@ class alignas(64) Shard {
       grown = policy_.Touch(e);
     }
     if (grown != nullptr) EvictOverflow(*grown, clock, out);
-    if (expire_at != nullptr) {
-      *expire_at =
-          e->has_expiry() ? absl::FromUnixNanos(e->expire_unix_nanos()) : absl::InfiniteFuture();
-    }
+    if (expire_at != nullptr) *expire_at = ExpiryOf(e);
     if constexpr (kLockFreeHits) {
       // A policy may send hits here that it would not mark without the lock
       // (TinyLFU's, LRU-2's in history): they are found contended here too,
@@ -323,9 +320,12 @@ class alignas(64) Shard {
     const Entry* e = table_.Find(key, hash);
     if (e == nullptr) return std::nullopt;
     if (e->has_expiry() && e->ExpiredAt(absl::ToUnixNanos(clock.Now()))) return std::nullopt;
-    return ExpiringValue(e->ShareValue(), e->has_expiry()
-                                              ? absl::FromUnixNanos(e->expire_unix_nanos())
-                                              : absl::InfiniteFuture());
+    return ExpiringValue(e->ShareValue(), ExpiryOf(e));
+  }
+
+  // When `e` expires: absl::InfiniteFuture() for never.
+  static absl::Time ExpiryOf(const Entry* e) {
+    return e->has_expiry() ? absl::FromUnixNanos(e->expire_unix_nanos()) : absl::InfiniteFuture();
   }
 
   // Appends the keys of live entries, most valuable first (the policy's
