@@ -108,12 +108,14 @@ TEST_F(TinyLfuTest, AHotNewcomerEventuallyDisplacesAColdKey) {
 }
 
 TEST_F(TinyLfuTest, AVictimDefendedOnlyByPastPopularityWearsOut) {
-  // 100 keys seen 8 times each, then never again (the hot set moved on). A
-  // newcomer asked for again and again should not have to out-count them
-  // all: each duel the victim wins by a wide margin costs it one count.
-  Make(1000, /*window_fraction=*/0);
+  // Ten keys seen 8 times each, then never again (the hot set moved on):
+  // eight are protected, two on probation. A newcomer asked for again and
+  // again should not have to out-count them: it faces the two probation
+  // victims in turn, and each duel a victim wins by a wide margin costs it
+  // one count.
+  Make(100, /*window_fraction=*/0);
   for (int i = 0; i < 8; ++i) {
-    for (int k = 0; k < 100; ++k) Access(absl::StrCat("o", k));
+    for (int k = 0; k < 10; ++k) Access(absl::StrCat("o", k));
   }
   ASSERT_TRUE(evicted_.empty());
   int accesses = 0;
@@ -121,12 +123,35 @@ TEST_F(TinyLfuTest, AVictimDefendedOnlyByPastPopularityWearsOut) {
     Access("new");
     ++accesses;
   }
-  // Turned away while it is seen far less often than the victim (3 times:
+  // Turned away while it is seen far less often than the victims (3 times:
   // frequency still decides), in by the 7th time (9 without the wear: one
-  // more than the victim's 8), long before the sketch ages (at 1010 counts).
+  // more than the victims' 8), before the sketch ages (at 110 counts).
   EXPECT_GT(accesses, 3);
   EXPECT_LE(accesses, 7);
   EXPECT_THAT(evicted_, Contains(::testing::StartsWith("o")));
+}
+
+TEST_F(TinyLfuTest, AVictimThatWinsStepsAsideForTheNextDuel) {
+  // Nine keys seen 8 times each (eight protected, one on probation), then
+  // "w" seen once, which joins probation in front of that strong one.
+  Make(100, /*window_fraction=*/0);
+  for (int i = 0; i < 8; ++i) {
+    for (int k = 0; k < 9; ++k) Access(absl::StrCat("s", k));
+  }
+  Access("w");
+  ASSERT_TRUE(evicted_.empty());
+  ASSERT_EQ(store_->Len(), 10);
+  // "x" loses its first duel to the strong victim, which then goes to the
+  // front of probation; its second duel is against "w", which it
+  // out-counts. Were the strong key the victim again, "x" would be turned
+  // away until seen more than 7 times (8 less one count of wear).
+  EXPECT_FALSE(Access("x"));
+  EXPECT_THAT(evicted_, ElementsAre("x"));
+  evicted_.clear();
+  EXPECT_FALSE(Access("x"));
+  EXPECT_THAT(evicted_, ElementsAre("w"));
+  EXPECT_TRUE(Has("x"));
+  for (int k = 0; k < 9; ++k) EXPECT_TRUE(Has(absl::StrCat("s", k))) << k;
 }
 
 TEST_F(TinyLfuTest, ALoopLargerThanTheCacheKeepsAStablePart) {

@@ -58,6 +58,25 @@ TEST(ShadowCacheTest, ASmallWindowKeepsFrequentKeysThroughAScan) {
   EXPECT_GE(kept, 85);  // an LRU of 100 would keep none
 }
 
+TEST(ShadowCacheTest, AVictimThatWinsStepsAsideForTheNextDuel) {
+  // As in the store (tinylfu_store_test): nine keys seen 8 times, then one
+  // seen once on probation in front of the strong one left there. A
+  // newcomer loses to the strong victim once, then faces the weak one.
+  FrequencySketch sketch(10);
+  ShadowCache shadow;
+  shadow.Reset(10, 0);
+  for (int round = 0; round < 8; ++round) {
+    for (int64_t k = 0; k < 9; ++k) Access(shadow, sketch, k);
+  }
+  const int64_t weak = 100;
+  const int64_t newcomer = 200;
+  EXPECT_FALSE(Access(shadow, sketch, weak));
+  EXPECT_FALSE(Access(shadow, sketch, newcomer));  // turned away
+  EXPECT_FALSE(Access(shadow, sketch, newcomer));  // admitted in place of `weak`
+  EXPECT_TRUE(Access(shadow, sketch, newcomer));
+  EXPECT_FALSE(Access(shadow, sketch, weak));
+}
+
 TEST(ShadowCacheTest, MovingTheWindowKeepsTheCapacity) {
   FrequencySketch sketch(200);
   ShadowCache shadow;

@@ -130,6 +130,10 @@ void ShadowCache::MakeRoom(const FrequencySketch& sketch) {
       Unlink(candidate);
       PushFront(kProbation, candidate);
     } else {
+      if (slots_[victim].region == kProbation) {  // victim rotation, as in the store
+        Unlink(victim);
+        PushFront(kProbation, victim);
+      }
       Drop(candidate);
     }
   }
