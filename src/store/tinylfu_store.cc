@@ -184,12 +184,12 @@ class TinyLfuPolicy {
   // keys in a fixed order would otherwise only ever apply the hits of
   // p / gcd(p, kLossyHitPeriod) of them.
   static bool MarkHitWithoutLock(const Entry* e) {
-    t_lossy_turn = false;  // a declined hit goes to Touch next (LockedGet)
+    t_lossy_turn = 0;  // a declined hit goes to Touch next (LockedGet)
     if (!e->contended()) return false;
     uint32_t& x = t_lossy_rng;
     x ^= x << 13, x ^= x >> 17, x ^= x << 5;  // xorshift32
     if ((x & (kLossyHitPeriod - 1)) != 0) return true;
-    t_lossy_turn = true;
+    t_lossy_turn = reinterpret_cast<uintptr_t>(e);
     return false;
   }
 
@@ -197,8 +197,10 @@ class TinyLfuPolicy {
   LruList* Touch(Entry* e, uint64_t hash) {
     // The shift detector's hit ratio also counts the hits this thread's turn
     // stands for (weighed as such in its error: DetectShift).
-    const int64_t weight = t_lossy_turn ? kLossyHitPeriod : 1;
-    t_lossy_turn = false;
+    // The turn is the entry's: were it gone by the time the lock is held
+    // (a miss, no Touch), a later locked hit of another key must not take it.
+    const int64_t weight = t_lossy_turn == reinterpret_cast<uintptr_t>(e) ? kLossyHitPeriod : 1;
+    t_lossy_turn = 0;
     if (capacity_ == 0) {
       window_.MoveToFront(e);
       return nullptr;
@@ -387,7 +389,8 @@ class TinyLfuPolicy {
   static constexpr int kLossyHitPeriod = 64;
   static_assert((kLossyHitPeriod & (kLossyHitPeriod - 1)) == 0, "drawn with a mask");
   static constinit thread_local uint32_t t_lossy_rng;
-  static constinit thread_local bool t_lossy_turn;
+  // The entry whose lossy turn this thread is taking (its address), or 0.
+  static constinit thread_local uintptr_t t_lossy_turn;
   uint64_t hit_hashes_[kHitBuffer] = {};
   int pending_hits_ = 0;
   int64_t short_hits_ = 0;
@@ -397,7 +400,7 @@ class TinyLfuPolicy {
 };
 
 constinit thread_local uint32_t TinyLfuPolicy::t_lossy_rng = 0x9e3779b9;
-constinit thread_local bool TinyLfuPolicy::t_lossy_turn = false;
+constinit thread_local uintptr_t TinyLfuPolicy::t_lossy_turn = 0;
 
 }  // namespace
 
