@@ -154,6 +154,27 @@ TEST_F(TinyLfuTest, AVictimThatWinsStepsAsideForTheNextDuel) {
   for (int k = 0; k < 9; ++k) EXPECT_TRUE(Has(absl::StrCat("s", k))) << k;
 }
 
+TEST_F(TinyLfuTest, AVictimThatWinsNarrowlyStaysTheVictim) {
+  // As above, with the nine keys seen 3 times: "x" (1, 2, then 3 counts)
+  // loses each duel by less than kTinyLfuStepAsideMargin, so the same
+  // victim judges it every time and "w" behind it stays. This is what lets
+  // a loop keep its stable part: its keys are seen about equally often, and
+  // a victim that stepped aside on near-ties would let the loop churn the
+  // entries behind it.
+  Make(100, /*window_fraction=*/0);
+  for (int i = 0; i < 3; ++i) {
+    for (int k = 0; k < 9; ++k) Access(absl::StrCat("s", k));
+  }
+  Access("w");
+  ASSERT_TRUE(evicted_.empty());
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FALSE(Access("x"));
+    EXPECT_THAT(evicted_, ElementsAre("x")) << i;
+    evicted_.clear();
+  }
+  EXPECT_TRUE(Has("w"));
+}
+
 TEST_F(TinyLfuTest, ALoopLargerThanTheCacheKeepsAStablePart) {
   // 15 keys in a loop through a cache of 10: LRU misses every time; TinyLFU
   // keeps most of the main region, since a newcomer never beats a victim

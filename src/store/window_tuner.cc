@@ -130,8 +130,8 @@ void ShadowCache::MakeRoom(const FrequencySketch& sketch) {
       Unlink(candidate);
       PushFront(kProbation, candidate);
     } else {
-      if (slots_[victim].region == kProbation) {  // victim rotation, as in the store
-        Unlink(victim);
+      if (v - c >= kTinyLfuStepAsideMargin && slots_[victim].region == kProbation) {
+        Unlink(victim);  // victim rotation, as in the store
         PushFront(kProbation, victim);
       }
       Drop(candidate);

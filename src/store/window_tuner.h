@@ -47,11 +47,14 @@
 namespace lcache::internal {
 
 // W-TinyLFU's shape, shared by the store (tinylfu_store.cc) and the shadows:
-// the protected segment's share of the main region, and the count above
-// which a candidate that does not win outright is still admitted with
-// probability 1/128 (against hash flooding).
+// the protected segment's share of the main region; the count above which
+// a candidate that does not win outright is still admitted with probability
+// 1/128 (against hash flooding); and the lead by which a probation victim
+// must turn a candidate away to step aside for the next duel (victim
+// rotation, tinylfu_store.cc).
 inline constexpr double kTinyLfuProtectedFraction = 0.8;
 inline constexpr int kTinyLfuAttackFrequency = 5;
+inline constexpr int kTinyLfuStepAsideMargin = 3;
 
 // A W-TinyLFU cache of key hashes that counts entries, for the tuner. It only
 // reads the shard's sketch: the store's victim wear is not replayed.
