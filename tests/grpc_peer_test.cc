@@ -739,15 +739,26 @@ TEST_P(GrpcPeerTest, APeerAnswerArrivingDuringShutdownIsHarmless) {
 // them start an operation on the closed queue (gRPC aborts the process);
 // every call ends, answered or failed, and (under ASan) nothing leaks.
 TEST_P(GrpcPeerTest, ShutdownInTheMiddleOfTrafficEndsEveryCall) {
+  // Every call in flight when the server stops is answered correctly or
+  // ended by the server with an error: none is left to run into the
+  // client's deadline, and none gets a wrong value.
   for (int round = 0; round < 5; ++round) {
     StartServer();
     std::atomic<int> answered{0};
+    std::atomic<int> wrong{0};
+    std::atomic<int> timed_out{0};
     std::atomic<bool> stop{false};
     std::vector<std::thread> callers;
     for (int t = 0; t < 3; ++t) {
-      callers.emplace_back([&, client = Client(false, absl::Seconds(5))] {
+      callers.emplace_back([&, client = Client(false, absl::Seconds(20))] {
         while (!stop.load()) {
-          if (client->Get("scores", "Tom").ok()) answered.fetch_add(1);
+          absl::StatusOr<PeerValue> v = client->Get("scores", "Tom");
+          if (v.ok()) {
+            answered.fetch_add(1);
+            if (v->value != "630") wrong.fetch_add(1);
+          } else if (absl::IsDeadlineExceeded(v.status())) {
+            timed_out.fetch_add(1);
+          }
         }
       });
     }
@@ -759,6 +770,8 @@ TEST_P(GrpcPeerTest, ShutdownInTheMiddleOfTrafficEndsEveryCall) {
     for (std::thread& c : callers) c.join();
     server_.reset();
     ASSERT_TRUE(served) << "the server answered " << answered.load() << " calls in 30 s";
+    EXPECT_EQ(wrong.load(), 0) << "round " << round;
+    EXPECT_EQ(timed_out.load(), 0) << "round " << round << ": calls left to their deadline";
   }
 }
 
