@@ -175,6 +175,35 @@ TEST_F(TinyLfuTest, AVictimThatWinsNarrowlyStaysTheVictim) {
   EXPECT_TRUE(Has("w"));
 }
 
+TEST_F(TinyLfuTest, WithALargeWindowANarrowWinnerStepsAside) {
+  // A window of 20% (two entries): the tuner would choose it where recency
+  // pays, so a victim's lead of a count or two is likely stale. Seven keys
+  // seen 3 times each (six protected, one on probation), then "w" (seen
+  // once) joins probation in front of that one: two fresh keys push it out
+  // of the window, and the main region has room for it.
+  Make(100, /*window_fraction=*/0.2);
+  for (int i = 0; i < 3; ++i) {
+    for (int k = 0; k < 7; ++k) Access(absl::StrCat("s", k));
+  }
+  Access("w");
+  Access("f1");
+  Access("f2");
+  ASSERT_TRUE(evicted_.empty());
+  ASSERT_EQ(store_->Len(), 10);
+  // "x" pushes f1 out of the window; f1 (seen once) loses to the victim
+  // seen 3 times, which steps aside. f3 pushes f2 out, which ties with "w"
+  // and loses; f4 pushes "x" (seen twice) out, which now faces "w" and
+  // replaces it. With a small window the victim would have stayed, and "x"
+  // lost to it.
+  Access("x");
+  Access("x");
+  Access("f3");
+  Access("f4");
+  EXPECT_THAT(evicted_, ElementsAre("f1", "f2", "w"));
+  EXPECT_TRUE(Has("x"));
+  for (int k = 0; k < 7; ++k) EXPECT_TRUE(Has(absl::StrCat("s", k))) << k;
+}
+
 TEST_F(TinyLfuTest, ALoopLargerThanTheCacheKeepsAStablePart) {
   // 15 keys in a loop through a cache of 10: LRU misses every time; TinyLFU
   // keeps most of the main region, since a newcomer never beats a victim

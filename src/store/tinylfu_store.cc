@@ -48,20 +48,22 @@
 // +0.4 points on OLTP, up to +0.45 on Zipf and +0.26 on a moving hot set;
 // margins of 1 or 2 cost the lab's loop up to 21 and 7.5 points.
 //
-// Victim rotation (ours): a probation victim that turns a candidate away by
-// kTinyLfuStepAsideMargin counts or more goes to the front of probation, so
-// the next candidate is judged against the entry behind it. Without it one
-// victim with a high count, often a key that was popular once (the hot set
-// moved), turns away every candidate until the sketch ages, while weaker
-// entries behind it stay: every duel is against the one entry least likely
-// to lose. Near-ties do not rotate: a loop larger than the cache keeps its
-// stable part because one victim keeps winning its ties, and rotating on
-// ties (or on half of them) took the lab's loop at 40% of its length from
-// 93% of Belady's optimum to 81-84%. Measured (docs/EVICTION.md): the moving
-// hot set -1.39 -> -1.27 points under ARC on average (to -0.88 when ties
-// rotate too), OLTP +0.13, the mixed trace +0.08, every Zipf trace +0.03
-// to +0.08, one point fewer missed; the loop -0.7 (92% of the optimum at
-// 40% of its length).
+// Victim rotation (ours): a probation victim that turns a candidate away
+// goes to the front of probation, so the next candidate is judged against
+// the entry behind it. Without it one victim with a high count, often a key
+// that was popular once (the hot set moved), turns away every candidate
+// until the sketch ages, while weaker entries behind it stay: every duel is
+// against the one entry least likely to lose. How large a lead makes the
+// victim step aside depends on the window (TinyLfuStepAsideMargin): while
+// the tuner finds that frequency pays (a window under 10%), only a lead of
+// 3 counts or more. A loop larger than the cache keeps its stable part
+// because one victim keeps winning its near-ties; stepping aside on any
+// lead took the lab's loop at 40% of its length from 93% of Belady's
+// optimum to 81-84%. Once the window is 10% or more, recency pays and a
+// victim's count is more likely stale: any lead. Measured
+// (docs/EVICTION.md): the moving hot set -1.39 -> -1.03 points under ARC on
+// average, OLTP +0.17, the mixed trace +0.12, Zipf +0.01 to +0.06, the loop
+// -0.7 (92% of the optimum at 40% of its length); 5 points missed, not 7.
 //
 // Memory: per-entry state is two spare flag bits of the entry header
 // (kInMain, kProtected), so entries cost what they cost under LRU. The
@@ -351,7 +353,7 @@ class TinyLfuPolicy {
       rng_ ^= rng_ << 13, rng_ ^= rng_ >> 7, rng_ ^= rng_ << 17;
       if ((rng_ & 127) == 0) return true;
     }
-    if (v - c >= kTinyLfuStepAsideMargin && victim == probation_.tail()) {
+    if (v - c >= TinyLfuStepAsideMargin(window_fraction_) && victim == probation_.tail()) {
       probation_.MoveToFront(victim);
     }
     return false;

@@ -130,7 +130,10 @@ void ShadowCache::MakeRoom(const FrequencySketch& sketch) {
       Unlink(candidate);
       PushFront(kProbation, candidate);
     } else {
-      if (v - c >= kTinyLfuStepAsideMargin && slots_[victim].region == kProbation) {
+      const double window_fraction =
+          static_cast<double>(window_capacity_) / static_cast<double>(capacity_);
+      if (v - c >= TinyLfuStepAsideMargin(window_fraction) &&
+          slots_[victim].region == kProbation) {
         Unlink(victim);  // victim rotation, as in the store
         PushFront(kProbation, victim);
       }

@@ -47,14 +47,21 @@
 namespace lcache::internal {
 
 // W-TinyLFU's shape, shared by the store (tinylfu_store.cc) and the shadows:
-// the protected segment's share of the main region; the count above which
-// a candidate that does not win outright is still admitted with probability
-// 1/128 (against hash flooding); and the lead by which a probation victim
-// must turn a candidate away to step aside for the next duel (victim
-// rotation, tinylfu_store.cc).
+// the protected segment's share of the main region, and the count above
+// which a candidate that does not win outright is still admitted with
+// probability 1/128 (against hash flooding).
 inline constexpr double kTinyLfuProtectedFraction = 0.8;
 inline constexpr int kTinyLfuAttackFrequency = 5;
-inline constexpr int kTinyLfuStepAsideMargin = 3;
+
+// The lead by which a probation victim must turn a candidate away to step
+// aside for the next duel (victim rotation, tinylfu_store.cc), in a cache
+// whose window is `window_fraction` of it: any lead once the window is 10%
+// or more (recency pays, so a victim's count is likely stale), 3 below
+// (frequency pays, and near-ties must keep their victim for a loop to keep
+// its stable part).
+inline int TinyLfuStepAsideMargin(double window_fraction) {
+  return window_fraction >= 0.1 ? 1 : 3;
+}
 
 // A W-TinyLFU cache of key hashes that counts entries, for the tuner. It only
 // reads the shard's sketch: the store's victim wear is not replayed.
