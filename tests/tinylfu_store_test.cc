@@ -111,8 +111,11 @@ TEST_F(TinyLfuTest, AVictimDefendedOnlyByPastPopularityWearsOut) {
   // Ten keys seen 8 times each, then never again (the hot set moved on):
   // eight are protected, two on probation. A newcomer asked for again and
   // again should not have to out-count them: it faces the two probation
-  // victims in turn, and each duel a victim wins by a wide margin costs it
-  // one count.
+  // victims in turn (they step aside), and each duel a victim wins by a
+  // wide margin costs it one count. (With many stale keys on probation,
+  // rotation spreads the wear over them, each worn about once, and a single
+  // newcomer needs one count more than theirs, as without wear; a moved hot
+  // set brings many newcomers, whose duels wear every stale key in turn.)
   Make(100, /*window_fraction=*/0);
   for (int i = 0; i < 8; ++i) {
     for (int k = 0; k < 10; ++k) Access(absl::StrCat("o", k));
@@ -144,7 +147,7 @@ TEST_F(TinyLfuTest, AVictimThatWinsStepsAsideForTheNextDuel) {
   // "x" loses its first duel to the strong victim, which then goes to the
   // front of probation; its second duel is against "w", which it
   // out-counts. Were the strong key the victim again, "x" would be turned
-  // away until seen more than 7 times (8 less one count of wear).
+  // away until seen 7 times (the victim's 8 less two counts of wear).
   EXPECT_FALSE(Access("x"));
   EXPECT_THAT(evicted_, ElementsAre("x"));
   evicted_.clear();
@@ -156,8 +159,9 @@ TEST_F(TinyLfuTest, AVictimThatWinsStepsAsideForTheNextDuel) {
 
 TEST_F(TinyLfuTest, AVictimThatWinsNarrowlyStaysTheVictim) {
   // As above, with the nine keys seen 3 times: "x" (1, 2, then 3 counts)
-  // loses each duel by less than kTinyLfuStepAsideMargin, so the same
-  // victim judges it every time and "w" behind it stays. This is what lets
+  // loses each duel by less than TinyLfuStepAsideMargin (3 with a window
+  // under 10%), so the same victim judges it every time and "w" behind it
+  // stays. This is what lets
   // a loop keep its stable part: its keys are seen about equally often, and
   // a victim that stepped aside on near-ties would let the loop churn the
   // entries behind it.
@@ -178,9 +182,9 @@ TEST_F(TinyLfuTest, AVictimThatWinsNarrowlyStaysTheVictim) {
 TEST_F(TinyLfuTest, WithALargeWindowANarrowWinnerStepsAside) {
   // A window of 20% (two entries): the tuner would choose it where recency
   // pays, so a victim's lead of a count or two is likely stale. Seven keys
-  // seen 3 times each (six protected, one on probation), then "w" (seen
-  // once) joins probation in front of that one: two fresh keys push it out
-  // of the window, and the main region has room for it.
+  // seen 3 times each fill the main region but one entry (some of them on
+  // probation), then "w" (seen once) joins probation in front of them: two
+  // fresh keys push it out of the window, and the main region has room.
   Make(100, /*window_fraction=*/0.2);
   for (int i = 0; i < 3; ++i) {
     for (int k = 0; k < 7; ++k) Access(absl::StrCat("s", k));
@@ -190,11 +194,10 @@ TEST_F(TinyLfuTest, WithALargeWindowANarrowWinnerStepsAside) {
   Access("f2");
   ASSERT_TRUE(evicted_.empty());
   ASSERT_EQ(store_->Len(), 10);
-  // "x" pushes f1 out of the window; f1 (seen once) loses to the victim
-  // seen 3 times, which steps aside. f3 pushes f2 out, which ties with "w"
-  // and loses; f4 pushes "x" (seen twice) out, which now faces "w" and
-  // replaces it. With a small window the victim would have stayed, and "x"
-  // lost to it.
+  // "x" and f3 push f1 and f2 (seen once) out of the window: each loses to
+  // a probation victim seen 3 times, which steps aside. f4 pushes "x" (seen
+  // twice) out, which now faces "w" and replaces it. With a small window the
+  // victims would have stayed, and "x" lost to one seen 3 times.
   Access("x");
   Access("x");
   Access("f3");

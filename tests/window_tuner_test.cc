@@ -77,6 +77,22 @@ TEST(ShadowCacheTest, AVictimThatWinsStepsAsideForTheNextDuel) {
   EXPECT_FALSE(Access(shadow, sketch, weak));
 }
 
+TEST(ShadowCacheTest, VictimsStepAsideAsInAStoreOnTheSameRung) {
+  // The store applies TinyLfuStepAsideMargin to its rung's fraction; a
+  // shadow's window is that fraction rounded to whole entries, which must
+  // not move it across the 10% line either way.
+  ShadowCache shadow;
+  shadow.Reset(304, 0);
+  shadow.SetWindowFraction(0.1);  // 30 entries: 9.9%
+  EXPECT_EQ(shadow.window(), 30);
+  EXPECT_EQ(shadow.step_aside_margin(), TinyLfuStepAsideMargin(0.1));
+  shadow.Reset(10, 0);
+  shadow.SetWindowFraction(0.05);  // 1 entry: 10%
+  EXPECT_EQ(shadow.window(), 1);
+  EXPECT_EQ(shadow.step_aside_margin(), TinyLfuStepAsideMargin(0.05));
+  EXPECT_NE(TinyLfuStepAsideMargin(0.1), TinyLfuStepAsideMargin(0.05));
+}
+
 TEST(ShadowCacheTest, MovingTheWindowKeepsTheCapacity) {
   FrequencySketch sketch(200);
   ShadowCache shadow;

@@ -44,9 +44,12 @@
 // down to within kWearMargin - 1 of the newcomers' counts in a few duels,
 // which their own accesses then close, instead of holding them off for a
 // whole aging period. Narrower margins are not worn, so near-ties (a loop's
-// keys, all seen about as often) keep going to the victim. Measured (docs/EVICTION.md): +0.3 to
-// +0.4 points on OLTP, up to +0.45 on Zipf and +0.26 on a moving hot set;
-// margins of 1 or 2 cost the lab's loop up to 21 and 7.5 points.
+// keys, all seen about as often) keep going to the victim. Measured
+// (docs/EVICTION.md): +0.3 to +0.4 points on OLTP, up to +0.45 on Zipf and
+// +0.26 on a moving hot set; margins of 1 or 2 cost the lab's loop up to 21
+// and 7.5 points. Since victims rotate (below), each duel wears the victim
+// it meets, so the wear is spread over the stale keys instead of piling on
+// one; measured then, it is worth 0.14 on OLTP and within 0.05 elsewhere.
 //
 // Victim rotation (ours): a probation victim that turns a candidate away
 // goes to the front of probation, so the next candidate is judged against
@@ -59,11 +62,11 @@
 // 3 counts or more. A loop larger than the cache keeps its stable part
 // because one victim keeps winning its near-ties; stepping aside on any
 // lead took the lab's loop at 40% of its length from 93% of Belady's
-// optimum to 81-84%. Once the window is 10% or more, recency pays and a
+// optimum to 81% (83-84% with a lead of 1 or 2). Once the window is 10% or more, recency pays and a
 // victim's count is more likely stale: any lead. Measured
-// (docs/EVICTION.md): the moving hot set -1.39 -> -1.03 points under ARC on
-// average, OLTP +0.17, the mixed trace +0.12, Zipf +0.01 to +0.06, the loop
-// -0.7 (92% of the optimum at 40% of its length); 5 points missed, not 7.
+// (docs/EVICTION.md): the moving hot set -1.39 -> -0.95 points under ARC on
+// average, OLTP +0.20, the mixed trace +0.12, Zipf +0.01 to +0.06, the loop
+// -0.7 (92% of the optimum at 40% of its length); 4 points missed, not 7.
 //
 // Memory: per-entry state is two spare flag bits of the entry header
 // (kInMain, kProtected), so entries cost what they cost under LRU. The

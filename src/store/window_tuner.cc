@@ -36,6 +36,15 @@ void ShadowCache::SetWindow(int64_t window) {
   window_capacity_ = std::clamp<int64_t>(window, 0, capacity_);
   protected_capacity_ =
       std::llround(static_cast<double>(capacity_ - window_capacity_) * kTinyLfuProtectedFraction);
+  step_aside_margin_ = TinyLfuStepAsideMargin(static_cast<double>(window_capacity_) /
+                                              static_cast<double>(capacity_));
+}
+
+void ShadowCache::SetWindowFraction(double fraction) {
+  SetWindow(std::llround(fraction * static_cast<double>(capacity_)));
+  // The rung's rule: at 304 entries the 10% rung rounds to 30 (9.9%), which
+  // must still step aside as a store at 10% does.
+  step_aside_margin_ = TinyLfuStepAsideMargin(fraction);
 }
 
 size_t ShadowCache::memory_bytes() const {
@@ -130,10 +139,7 @@ void ShadowCache::MakeRoom(const FrequencySketch& sketch) {
       Unlink(candidate);
       PushFront(kProbation, candidate);
     } else {
-      const double window_fraction =
-          static_cast<double>(window_capacity_) / static_cast<double>(capacity_);
-      if (v - c >= TinyLfuStepAsideMargin(window_fraction) &&
-          slots_[victim].region == kProbation) {
+      if (v - c >= step_aside_margin_ && slots_[victim].region == kProbation) {
         Unlink(victim);  // victim rotation, as in the store
         PushFront(kProbation, victim);
       }
@@ -172,11 +178,9 @@ void WindowTuner::Resize(int64_t entries) {
 void WindowTuner::Retarget() {
   const std::vector<double>& ladder = Ladder();
   const int top = static_cast<int>(ladder.size()) - 1;
-  const auto at = [&](int rung) {
-    return std::llround(ladder[std::clamp(rung, 0, top)] * static_cast<double>(low_.capacity()));
-  };
-  low_.SetWindow(at(rung_ - look_));
-  high_.SetWindow(at(rung_ + look_));
+  const auto at = [&](int rung) { return ladder[std::clamp(rung, 0, top)]; };
+  low_.SetWindowFraction(at(rung_ - look_));
+  high_.SetWindowFraction(at(rung_ + look_));
   // Let the shadows' contents settle on their new boundaries before counting.
   warmup_ = low_.capacity();
   requests_ = low_only_ = high_only_ = 0;

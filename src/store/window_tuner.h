@@ -72,6 +72,10 @@ class ShadowCache {
   void Reset(int64_t capacity, int64_t window);
   // Moves the window/main boundary; entries cross it on the next misses.
   void SetWindow(int64_t window);
+  // The same for a window of `fraction` of the capacity (a rung of the
+  // tuner's ladder), rounded to whole entries. Victims step aside as in a
+  // store whose window is that rung, whatever the rounding.
+  void SetWindowFraction(double fraction);
   // One request for the key with this FrequencySketch::Hash; whether it hit.
   // On a miss the key is inserted, or rejected by `sketch` as the real store
   // would.
@@ -80,6 +84,7 @@ class ShadowCache {
   int64_t size() const { return index_.size(); }
   int64_t capacity() const { return capacity_; }
   int64_t window() const { return window_capacity_; }
+  int step_aside_margin() const { return step_aside_margin_; }
   size_t memory_bytes() const;
 
  private:
@@ -106,6 +111,7 @@ class ShadowCache {
   int64_t capacity_ = 0;
   int64_t window_capacity_ = 0;
   int64_t protected_capacity_ = 0;
+  int step_aside_margin_ = 0;  // TinyLfuStepAsideMargin of the window's share
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;
   absl::flat_hash_map<uint64_t, uint32_t> index_;
