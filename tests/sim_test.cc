@@ -434,10 +434,12 @@ TEST(RegressionTest, HitRatiosOnASmallZipfTrace) {
       {{"lru", 500}, 16390},
       {{"lru2", 50}, 10897},
       {{"lru2", 500}, 18868},
-      {{"tinylfu", 50}, 11458},
-      {{"tinylfu", 500}, 19532},
-      {{"tinylfu-fixed", 50}, 11458},
-      {{"tinylfu-fixed", 500}, 19663},
+      // Victim rotation since issue 20 (TinyLFU was 11458 and 19532, with
+      // its window fixed 11458 and 19663).
+      {{"tinylfu", 50}, 11473},
+      {{"tinylfu", 500}, 19595},
+      {{"tinylfu-fixed", 50}, 11430},
+      {{"tinylfu-fixed", 500}, 19714},
       {{"arc", 50}, 11140},
       {{"arc", 500}, 19685},
       {{"sieve", 50}, 11711},
