@@ -40,6 +40,13 @@ class TinyLfuTest : public ::testing::Test {
     EXPECT_TRUE(store_->Set(key, Value(key)));
     return false;
   }
+  // Keys prefix0 .. prefix{n-1}, each accessed `times` times, in rounds
+  // (all n keys once, then again...).
+  void AccessInRounds(const char* prefix, int n, int times) {
+    for (int round = 0; round < times; ++round) {
+      for (int k = 0; k < n; ++k) Access(absl::StrCat(prefix, k));
+    }
+  }
   bool Has(const std::string& key) {
     const int64_t hits = store_->Stats().hits;
     store_->Get(key);
@@ -72,9 +79,7 @@ TEST_F(TinyLfuTest, ANewKeyReplacesTheVictimOnlyOnceSeenMoreOften) {
 
 TEST_F(TinyLfuTest, AScanOfOneOffKeysLeavesTheFrequentKeysAlone) {
   Make(100, 0.01, /*adaptive=*/true);
-  for (int round = 0; round < 3; ++round) {
-    for (int k = 0; k < 9; ++k) Access(absl::StrCat("h", k));
-  }
+  AccessInRounds("h", 9, 3);
   for (int s = 0; s < 90; ++s) EXPECT_FALSE(Access(absl::StrCat("s", s)));
   for (int k = 0; k < 9; ++k) EXPECT_TRUE(Has(absl::StrCat("h", k))) << k;
   // Under LRU a scan of ten keys would have flushed them all.
@@ -83,9 +88,7 @@ TEST_F(TinyLfuTest, AScanOfOneOffKeysLeavesTheFrequentKeysAlone) {
 
 TEST_F(TinyLfuTest, TheWindowLetsNewKeysEarnHitsBeforeTheyAreJudged) {
   Make(100, /*window_fraction=*/0.2);  // a window of two entries, a main region of eight
-  for (int round = 0; round < 3; ++round) {
-    for (int k = 0; k < 8; ++k) Access(absl::StrCat("m", k));
-  }
+  AccessInRounds("m", 8, 3);
   // Fresh keys start in the window, so a burst of reads of them hits.
   EXPECT_FALSE(Access("n1"));
   EXPECT_FALSE(Access("n2"));
@@ -117,9 +120,7 @@ TEST_F(TinyLfuTest, AVictimDefendedOnlyByPastPopularityWearsOut) {
   // newcomer needs one count more than theirs, as without wear; a moved hot
   // set brings many newcomers, whose duels wear every stale key in turn.)
   Make(100, /*window_fraction=*/0);
-  for (int i = 0; i < 8; ++i) {
-    for (int k = 0; k < 10; ++k) Access(absl::StrCat("o", k));
-  }
+  AccessInRounds("o", 10, 8);
   ASSERT_TRUE(evicted_.empty());
   int accesses = 0;
   while (!Has("new") && accesses < 20) {
@@ -138,9 +139,7 @@ TEST_F(TinyLfuTest, AVictimThatWinsStepsAsideForTheNextDuel) {
   // Nine keys seen 8 times each (eight protected, one on probation), then
   // "w" seen once, which joins probation in front of that strong one.
   Make(100, /*window_fraction=*/0);
-  for (int i = 0; i < 8; ++i) {
-    for (int k = 0; k < 9; ++k) Access(absl::StrCat("s", k));
-  }
+  AccessInRounds("s", 9, 8);
   Access("w");
   ASSERT_TRUE(evicted_.empty());
   ASSERT_EQ(store_->Len(), 10);
@@ -166,9 +165,7 @@ TEST_F(TinyLfuTest, AVictimThatWinsNarrowlyStaysTheVictim) {
   // a victim that stepped aside on near-ties would let the loop churn the
   // entries behind it.
   Make(100, /*window_fraction=*/0);
-  for (int i = 0; i < 3; ++i) {
-    for (int k = 0; k < 9; ++k) Access(absl::StrCat("s", k));
-  }
+  AccessInRounds("s", 9, 3);
   Access("w");
   ASSERT_TRUE(evicted_.empty());
   for (int i = 0; i < 3; ++i) {
@@ -186,9 +183,7 @@ TEST_F(TinyLfuTest, WithALargeWindowANarrowWinnerStepsAside) {
   // probation), then "w" (seen once) joins probation in front of them: two
   // fresh keys push it out of the window, and the main region has room.
   Make(100, /*window_fraction=*/0.2);
-  for (int i = 0; i < 3; ++i) {
-    for (int k = 0; k < 7; ++k) Access(absl::StrCat("s", k));
-  }
+  AccessInRounds("s", 7, 3);
   Access("w");
   Access("f1");
   Access("f2");
@@ -246,9 +241,7 @@ TEST_F(TinyLfuTest, AKeyReadWhileItsValueIsHeldKeepsEarningItsCount) {
 
 TEST_F(TinyLfuTest, ANewValueForACachedKeyStaysCached) {
   Make(100, 0.01);
-  for (int round = 0; round < 2; ++round) {
-    for (int k = 0; k < 10; ++k) Access(absl::StrCat("k", k));
-  }
+  AccessInRounds("k", 10, 2);
   ASSERT_TRUE(store_->Set("k3", "new-valu"));
   for (int s = 0; s < 30; ++s) Access(absl::StrCat("s", s));
   ASSERT_TRUE(store_->Get("k3").has_value());
