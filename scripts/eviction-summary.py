@@ -10,7 +10,7 @@ import sys
 
 ORDER = ["OLTP", "zipf-0.6", "zipf-0.8", "zipf-0.99", "zipfscan-0.8", "shift-0.9", "mixed",
          "loop-100000"]
-POLICIES = ["lru", "lru2", "tinylfu", "tinylfu-fixed", "arc", "sieve", "s3fifo", "opt"]
+POLICIES = ["lru", "lru2", "tinylfu", "tinylfu-fixed", "arc", "sieve", "s3fifo", "lfu", "opt"]
 
 
 def load(path):

@@ -25,10 +25,11 @@ ABSL_FLAG(std::string, format, "keys", "format of a trace file: keys (one per li
 ABSL_FLAG(std::string, sizes, "0.1%,1%,10%",
           "cache sizes, comma-separated: entries (or bytes with --bytes), or a percentage "
           "of the trace's distinct keys such as 1%");
-ABSL_FLAG(std::string, policies, "lru,lru2,tinylfu,arc,sieve,s3fifo,opt",
+ABSL_FLAG(std::string, policies, "lru,lru2,tinylfu,arc,sieve,s3fifo,lfu,opt",
           "policies, comma-separated: lru, lru2 and tinylfu are the library's stores; arc, "
-          "sieve, s3fifo and opt (Belady's offline optimum) are references; tinylfu-fixed:F is "
-          "tinylfu with its window fixed at the fraction F (e.g. 0.2)");
+          "sieve, s3fifo, lfu (perfect LFU: exact counts, never aged) and opt (Belady's "
+          "offline optimum) are references; tinylfu-fixed:F is tinylfu with its window fixed "
+          "at the fraction F (e.g. 0.2)");
 ABSL_FLAG(bool, csv, false, "print CSV: a header, then trace,policy,size,hit_ratio rows");
 ABSL_FLAG(bool, bytes, false,
           "sizes are byte capacities; every entry is an 8-byte key and a value of "
@@ -50,7 +51,7 @@ int main(int argc, char** argv) {
   using namespace lcache::sim;
   const std::string usage = absl::StrCat(
       "lcache-sim --trace PATH|GENERATOR [--format keys|arc] [--sizes N,N|P%,...]\n"
-      "           [--policies lru,lru2,tinylfu,arc,sieve,s3fifo,opt] [--csv] [--bytes]\n"
+      "           [--policies lru,lru2,tinylfu,arc,sieve,s3fifo,lfu,opt] [--csv] [--bytes]\n"
       "           [--seed N] [--plot out.png]\n\n",
       GeneratorHelp());
   const std::vector<std::string> positional =

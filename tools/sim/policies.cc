@@ -1,8 +1,10 @@
 #include "sim/policies.h"
 
 #include <algorithm>
+#include <compare>
 #include <cstring>
 #include <queue>
+#include <set>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -276,6 +278,58 @@ class S3FifoCache final : public CachePolicy {
   std::vector<uint8_t> freq_;
 };
 
+// Perfect LFU, the TinyLFU paper's reference: the exact count of every key
+// over the whole trace so far (evicted keys keep theirs), never aged, and
+// the cache holds the keys with the highest counts. A miss replaces the
+// least-counted cached key (the least recent among equals) only if its own
+// count, this access included, is higher: ties go to the cached key, as in
+// the library's TinyLFU. Not an upper bound (opt is): it shows what exact
+// frequency, unbounded metadata and no window are worth on a trace. On a
+// fixed popularity (Zipf) that is about the best an online policy does; on
+// a popularity that moves, the counts never forget and it lags.
+class LfuCache final : public CachePolicy {
+ public:
+  LfuCache(int64_t c, uint32_t key_space)
+      : c_(c), count_(key_space, 0), last_use_(key_space, 0), cached_(key_space, 0) {}
+
+  bool Access(uint32_t key) override {
+    ++now_;
+    const uint64_t count = ++count_[key];
+    if (cached_[key] != 0) {
+      by_count_.erase({count - 1, last_use_[key], key});
+      by_count_.insert({count, now_, key});
+      last_use_[key] = now_;
+      return true;
+    }
+    if (c_ == 0) return false;
+    if (static_cast<int64_t>(by_count_.size()) == c_) {
+      const Rank lowest = *by_count_.begin();
+      if (count <= lowest.count) return false;
+      by_count_.erase(by_count_.begin());
+      cached_[lowest.key] = 0;
+    }
+    by_count_.insert({count, now_, key});
+    last_use_[key] = now_;
+    cached_[key] = 1;
+    return false;
+  }
+
+ private:
+  struct Rank {
+    uint64_t count;
+    uint64_t last_use;
+    uint32_t key;
+    auto operator<=>(const Rank&) const = default;
+  };
+
+  const int64_t c_;
+  std::vector<uint64_t> count_;
+  std::vector<uint64_t> last_use_;  // of cached keys
+  std::vector<uint8_t> cached_;
+  std::set<Rank> by_count_;  // the cached keys, least counted (then least recent) first
+  uint64_t now_ = 0;
+};
+
 // Belady's MIN with bypass: a max-heap of (next use, key) with lazy deletion.
 class OptCache final : public CachePolicy {
  public:
@@ -321,7 +375,8 @@ class OptCache final : public CachePolicy {
 
 const std::vector<std::string>& PolicyNames() {
   static const auto* const names =
-      new std::vector<std::string>{"lru", "lru2", "tinylfu", "arc", "sieve", "s3fifo", "opt"};
+      new std::vector<std::string>{"lru",   "lru2",   "tinylfu", "arc",
+                                   "sieve", "s3fifo", "lfu",     "opt"};
   return *names;
 }
 
@@ -361,6 +416,7 @@ absl::StatusOr<std::unique_ptr<CachePolicy>> NewCachePolicy(std::string_view nam
   if (name == "arc") return std::make_unique<ArcCache>(config.entries, config.key_space);
   if (name == "sieve") return std::make_unique<SieveCache>(config.entries, config.key_space);
   if (name == "s3fifo") return std::make_unique<S3FifoCache>(config.entries, config.key_space);
+  if (name == "lfu") return std::make_unique<LfuCache>(config.entries, config.key_space);
   if (name == "opt") {
     if (config.next_uses == nullptr) return absl::InvalidArgumentError("opt needs the trace");
     return std::make_unique<OptCache>(config.entries, config.key_space, *config.next_uses);

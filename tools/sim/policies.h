@@ -7,11 +7,12 @@
 // and a fixed-size value), so a capacity of N entries is N x charge bytes.
 //
 // arc (Megiddo and Modha, FAST 2003), sieve (Zhang et al., NSDI 2024),
-// s3fifo (Yang et al., SOSP 2023) and opt (Belady's offline optimum: on a
-// miss with a full cache, drop the key whose next use is farthest away,
-// possibly the new one) are reference implementations here, counting
-// entries. None is thread-safe; each Access is O(1) for arc, O(1) amortized
-// for sieve and s3fifo, and O(log size) for opt.
+// s3fifo (Yang et al., SOSP 2023), lfu (perfect LFU: exact, never-aged
+// counts of every key seen, the most counted kept) and opt (Belady's offline
+// optimum: on a miss with a full cache, drop the key whose next use is
+// farthest away, possibly the new one) are reference implementations here,
+// counting entries. None is thread-safe; each Access is O(1) for arc, O(1)
+// amortized for sieve and s3fifo, and O(log size) for lfu and opt.
 
 #ifndef LCACHE_TOOLS_SIM_POLICIES_H_
 #define LCACHE_TOOLS_SIM_POLICIES_H_
