@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 
@@ -161,7 +162,15 @@ class PostgresOrigin::Pool {
     const bool fair_attempt = deadline - now >= options_.timeout / 2;
     ++open_;
     lock.unlock();
+    // Connect can throw (std::bad_alloc): the connection counted above is
+    // uncounted then too, or the pool would be one short for good.
+    absl::Cleanup uncount = [&] {
+      lock.lock();
+      --open_;
+      cv_.notify_all();
+    };
     absl::StatusOr<PGconn*> c = Connect(deadline);
+    std::move(uncount).Cancel();
     lock.lock();
     if (!c.ok()) {
       --open_;
