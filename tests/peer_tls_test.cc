@@ -155,8 +155,12 @@ TEST(LeanTlsReloadTest, ABadNewCertificateKeepsTheOld) {
 // file with it. The gRPC client keeps its channel, and its next connection
 // (the peer restarted) trusts the CA it reads now, as the lean client does.
 TEST_P(PeerTlsTest, AClientReadsItsChangedCaFileForItsNextConnection) {
-  const std::string live_ca =
-      certs_.Path(absl::StrCat("live-ca-", static_cast<int>(GetParam()), ".pem"));
+  // A new name each run: a gRPC client's CA file watcher is shared by path
+  // for the life of the process, and the last run left it on the other CA
+  // (seen again only within a second), so --gtest_repeat would fail here.
+  static int runs = 0;
+  const std::string live_ca = certs_.Path(
+      absl::StrCat("live-ca-", static_cast<int>(GetParam()), "-", ++runs, ".pem"));
   fs::remove(live_ca);
   fs::copy_file(certs_.Path("ca.pem"), live_ca);
   Serve(certs_.Server(TlsOptions::ClientAuth::kNone));
