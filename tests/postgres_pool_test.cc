@@ -6,7 +6,9 @@
 // origin_test.py; this needs none (nothing listens on port 1).
 
 #include <cstdlib>
+#include <memory>
 #include <new>
+#include <string>
 
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -47,7 +49,9 @@ TEST(PostgresPoolTest, AConnectThatThrowsGivesItsConnectionBack) {
                               .timeout = absl::Seconds(3)});
   ASSERT_TRUE(origin.ok()) << origin.status();
   // Check takes no memory before it starts a connection: the first
-  // allocation is the connect's own.
+  // allocation is the connect's own. (Were one added before the pool counts
+  // the connection, the throw would land there and this test would pass
+  // with or without the fix: it fails without it today.)
   t_fail_next_allocation = true;
   EXPECT_THROW((void)(*origin)->Check(), std::bad_alloc);
   EXPECT_FALSE(t_fail_next_allocation) << "Check allocated nothing: the test tests nothing";

@@ -235,6 +235,9 @@ TEST(LfuTest, KeepsTheMostCountedAndTheMoreRecentOfEqualCounts) {
   // recent of the two keys counted 2, so key 1 hits at the end. Evicting
   // the more recent key, or admitting on a tie, gives another pattern.
   EXPECT_EQ(HitPattern("lfu", {0, 0, 1, 1, 2, 2, 2, 1}, 2), ".h.h...h");
+  // The less recent, not the first admitted: key 0 came first but was hit
+  // last, so key 2 replaces key 1 and key 0 hits at the end.
+  EXPECT_EQ(HitPattern("lfu", {0, 1, 1, 0, 2, 2, 2, 0}, 2), "..hh...h");
   // Counts outlive eviction: key 1, evicted by key 2 at a count of 1, comes
   // back on its third use (3 beats the cached keys' 2s) and hits on its
   // fourth. Had its count restarted at eviction, it would come back a use
