@@ -47,6 +47,15 @@ class TinyLfuTest : public ::testing::Test {
       for (int k = 0; k < n; ++k) Access(absl::StrCat(prefix, k));
     }
   }
+  // `key` is new and loses its duel `times` times in a row: each time it is
+  // evicted as it arrives, and nothing else.
+  void ExpectTurnedAway(const std::string& key, int times) {
+    for (int i = 0; i < times; ++i) {
+      EXPECT_FALSE(Access(key));
+      EXPECT_THAT(evicted_, ElementsAre(key)) << i;
+      evicted_.clear();
+    }
+  }
   bool Has(const std::string& key) {
     const int64_t hits = store_->Stats().hits;
     store_->Get(key);
@@ -65,11 +74,7 @@ TEST_F(TinyLfuTest, ANewKeyReplacesTheVictimOnlyOnceSeenMoreOften) {
   ASSERT_TRUE(evicted_.empty());
   // "x" seen 1, 2, 3 times: not more often than any victim, so it is turned
   // away each time (evicted as it arrives); the fourth time it gets in.
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_FALSE(Access("x"));
-    EXPECT_THAT(evicted_, ElementsAre("x")) << i;
-    evicted_.clear();
-  }
+  ExpectTurnedAway("x", 3);
   EXPECT_FALSE(Access("x"));
   ASSERT_EQ(evicted_.size(), 1u);
   EXPECT_NE(evicted_[0], "x");
@@ -168,11 +173,7 @@ TEST_F(TinyLfuTest, AVictimThatWinsNarrowlyStaysTheVictim) {
   AccessInRounds("s", 9, 3);
   Access("w");
   ASSERT_TRUE(evicted_.empty());
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_FALSE(Access("x"));
-    EXPECT_THAT(evicted_, ElementsAre("x")) << i;
-    evicted_.clear();
-  }
+  ExpectTurnedAway("x", 3);
   EXPECT_TRUE(Has("w"));
 }
 

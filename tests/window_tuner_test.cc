@@ -21,6 +21,14 @@ bool Access(ShadowCache& shadow, FrequencySketch& sketch, int64_t key) {
   return shadow.Access(H(key), sketch);
 }
 
+// Keys 0 .. n-1, each accessed `times` times, in rounds (all n once, then
+// again...).
+void AccessInRounds(ShadowCache& shadow, FrequencySketch& sketch, int64_t n, int times) {
+  for (int round = 0; round < times; ++round) {
+    for (int64_t k = 0; k < n; ++k) Access(shadow, sketch, k);
+  }
+}
+
 TEST(ShadowCacheTest, HoldsAtMostItsCapacityAndHitsWhatItHolds) {
   FrequencySketch sketch(100);
   ShadowCache shadow;
@@ -49,9 +57,7 @@ TEST(ShadowCacheTest, ASmallWindowKeepsFrequentKeysThroughAScan) {
   FrequencySketch sketch(100);
   ShadowCache shadow;
   shadow.Reset(100, 1);
-  for (int round = 0; round < 3; ++round) {
-    for (int64_t k = 0; k < 90; ++k) Access(shadow, sketch, k);
-  }
+  AccessInRounds(shadow, sketch, 90, 3);
   for (int64_t s = 1000; s < 1500; ++s) Access(shadow, sketch, s);  // one-off keys
   int kept = 0;
   for (int64_t k = 0; k < 90; ++k) kept += shadow.Access(H(k), sketch) ? 1 : 0;
@@ -65,9 +71,7 @@ TEST(ShadowCacheTest, AVictimThatWinsStepsAsideForTheNextDuel) {
   FrequencySketch sketch(10);
   ShadowCache shadow;
   shadow.Reset(10, 0);
-  for (int round = 0; round < 8; ++round) {
-    for (int64_t k = 0; k < 9; ++k) Access(shadow, sketch, k);
-  }
+  AccessInRounds(shadow, sketch, 9, 8);
   const int64_t weak = 100;
   const int64_t newcomer = 200;
   EXPECT_FALSE(Access(shadow, sketch, weak));
